@@ -1,0 +1,275 @@
+// Package attest signs and verifies mirrornet's statements: liveness
+// heartbeats, probe results and build attestations, each a libp2p signed
+// envelope whose domain separates it from every other kind (see package
+// protocol for the wire format).
+//
+// Verification is a pure function of (bytes, now): [Verify] starts no
+// goroutine, does no I/O and reads no clock. Its errors fall into two
+// classes that [Classify] maps to a gossip verdict: provably bad statements
+// (Reject: penalise whoever forwarded them) and statements that are merely
+// stale, early or already superseded (Ignore). [SeqGuard] adds the
+// per-signer sequence check that keeps replays out after gossipsub's
+// seen-message cache has forgotten them.
+package attest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/record"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Reject-class errors: the statement is provably bad.
+var (
+	ErrOversize  = errors.New("attest: statement exceeds size limit")
+	ErrMalformed = errors.New("attest: malformed envelope")
+	ErrKind      = errors.New("attest: unknown statement kind")
+	ErrSignature = errors.New("attest: signature does not verify")
+	ErrKeyType   = errors.New("attest: signer key is not Ed25519")
+	ErrPayload   = errors.New("attest: invalid payload")
+	ErrSubject   = errors.New("attest: subject is not the signer")
+)
+
+// Ignore-class errors: the statement may be genuine but is not fresh.
+var (
+	ErrFuture = errors.New("attest: statement time is ahead of the clock disparity window")
+	ErrTooOld = errors.New("attest: statement is older than its maximum age")
+	ErrReplay = errors.New("attest: sequence number not newer than the last one seen")
+)
+
+// Kind names a statement kind.
+type Kind string
+
+const (
+	KindLiveness Kind = "liveness"
+	KindProbe    Kind = "probe"
+	KindBuild    Kind = "build"
+)
+
+// Statement is a verified statement.
+type Statement struct {
+	Kind Kind
+	// Signer is the peer ID of the key that signed the envelope; it is
+	// always the statement's subject.
+	Signer peer.ID
+	// Seq and Time come from the payload.
+	Seq  uint64
+	Time time.Time
+	// Raw is the exact signed bytes: forward or store these, never a
+	// re-encoding. Owned by the Statement.
+	Raw []byte
+	// Exactly one of these is set, by Kind.
+	Liveness *protocol.Liveness
+	Probe    *protocol.ProbeResult
+	Build    *protocol.BuildAttestation
+}
+
+// kindSpec describes how one statement kind is framed and checked.
+type kindSpec struct {
+	kind        Kind
+	domain      string
+	payloadType string
+	maxAge      time.Duration // 0: no age limit
+	// decode parses and validates a payload and fills the kind's field, Seq
+	// and Time in st; it returns the subject peer ID string.
+	decode func(payload []byte, st *Statement) (subject string, err error)
+}
+
+var kinds = map[string]kindSpec{}
+
+func register(k kindSpec) { kinds[k.payloadType] = k }
+
+func init() {
+	register(kindSpec{
+		kind: KindLiveness, domain: protocol.DomainLiveness, payloadType: protocol.PayloadLiveness,
+		maxAge: protocol.MaxLivenessAge,
+		decode: func(payload []byte, st *Statement) (string, error) {
+			l, err := protocol.DecodeLiveness(payload)
+			if err != nil {
+				return "", err
+			}
+			st.Liveness, st.Seq, st.Time = l, l.Seq, time.UnixMilli(l.Time)
+			return l.Peer, nil
+		},
+	})
+}
+
+// rawRecord adapts an already-encoded payload to record.Record.
+type rawRecord struct {
+	spec    kindSpec
+	payload []byte
+}
+
+func (r *rawRecord) Domain() string                 { return r.spec.domain }
+func (r *rawRecord) Codec() []byte                  { return []byte(r.spec.payloadType) }
+func (r *rawRecord) MarshalRecord() ([]byte, error) { return r.payload, nil }
+func (r *rawRecord) UnmarshalRecord(b []byte) error { r.payload = b; return nil }
+func (r *rawRecord) String() string                 { return string(r.spec.kind) }
+func kindOf(payloadType string) (kindSpec, bool)    { k, ok := kinds[payloadType]; return k, ok }
+func specFor(k Kind) kindSpec {
+	for _, s := range kinds {
+		if s.kind == k {
+			return s
+		}
+	}
+	panic("attest: unregistered kind " + string(k))
+}
+
+// sign seals payload (already canonical) as kind k with key.
+func sign(key crypto.PrivKey, k Kind, payload []byte) ([]byte, error) {
+	if key.Type() != crypto.Ed25519 {
+		return nil, ErrKeyType
+	}
+	env, err := record.Seal(&rawRecord{spec: specFor(k), payload: payload}, key)
+	if err != nil {
+		return nil, fmt.Errorf("attest: seal: %w", err)
+	}
+	raw, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("attest: marshal envelope: %w", err)
+	}
+	if len(raw) > protocol.MaxStatementSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrOversize, len(raw))
+	}
+	return raw, nil
+}
+
+// SignLiveness signs a liveness statement. l.Peer must be key's peer ID;
+// slices are normalised (nil becomes empty) before signing.
+func SignLiveness(key crypto.PrivKey, l protocol.Liveness) ([]byte, error) {
+	if err := checkSubject(key, l.Peer); err != nil {
+		return nil, err
+	}
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	payload, err := protocol.Encode(&l)
+	if err != nil {
+		return nil, err
+	}
+	return sign(key, KindLiveness, payload)
+}
+
+func checkSubject(key crypto.PrivKey, subject string) error {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("attest: peer ID of key: %w", err)
+	}
+	if id.String() != subject {
+		return fmt.Errorf("%w: statement names %s, key is %s", ErrSubject, subject, id)
+	}
+	return nil
+}
+
+// Verify checks a signed statement: size, envelope encoding, kind, signature,
+// key type, payload canonical form and fields, subject = signer, and time
+// against now. It is pure.
+//
+// When the only problem is timing (ErrFuture, ErrTooOld) Verify returns the
+// verified statement together with the error, so that sync (which accepts
+// old statements as evidence of a dead mirror) can still use it.
+func Verify(raw []byte, now time.Time) (*Statement, error) {
+	if len(raw) > protocol.MaxStatementSize {
+		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrOversize, len(raw), protocol.MaxStatementSize)
+	}
+	env, err := record.UnmarshalEnvelope(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Reject any encoding but the canonical one, so that one statement has
+	// exactly one byte form (and one gossip message ID).
+	again, err := env.Marshal()
+	if err != nil || !bytes.Equal(again, raw) {
+		return nil, fmt.Errorf("%w: non-canonical envelope encoding", ErrMalformed)
+	}
+	spec, ok := kindOf(string(env.PayloadType))
+	if !ok {
+		return nil, fmt.Errorf("%w: payload type %q", ErrKind, env.PayloadType)
+	}
+	if env.PublicKey.Type() != crypto.Ed25519 {
+		return nil, ErrKeyType
+	}
+	if _, err := record.ConsumeTypedEnvelope(raw, &rawRecord{spec: spec}); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignature, err)
+	}
+	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	st := &Statement{Kind: spec.kind, Signer: signer, Raw: raw}
+	subject, err := spec.decode(env.RawPayload, st)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	if subject != signer.String() {
+		return nil, fmt.Errorf("%w: statement names %s, signed by %s", ErrSubject, subject, signer)
+	}
+	if st.Time.After(now.Add(protocol.MaxClockDisparity)) {
+		return st, fmt.Errorf("%w: %s ahead", ErrFuture, st.Time.Sub(now).Round(time.Millisecond))
+	}
+	if spec.maxAge > 0 && now.Sub(st.Time) > spec.maxAge {
+		return st, fmt.Errorf("%w: %s old (limit %s)", ErrTooOld, now.Sub(st.Time).Round(time.Millisecond), spec.maxAge)
+	}
+	return st, nil
+}
+
+// Verdict is what a gossip validator answers.
+type Verdict int
+
+const (
+	Accept Verdict = iota
+	// Ignore drops the message without penalising the sender.
+	Ignore
+	// Reject drops the message and penalises the sender (gossipsub P4).
+	Reject
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Ignore:
+		return "ignore"
+	default:
+		return "reject"
+	}
+}
+
+// Classify maps a verification error to a gossip verdict: nil is Accept,
+// timing and sequence errors are Ignore, everything else is Reject.
+func Classify(err error) Verdict {
+	switch {
+	case err == nil:
+		return Accept
+	case errors.Is(err, ErrFuture), errors.Is(err, ErrTooOld), errors.Is(err, ErrReplay):
+		return Ignore
+	default:
+		return Reject
+	}
+}
+
+// Reason is a short, stable label for an error, for metrics.
+func Reason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{ErrOversize, "oversize"}, {ErrMalformed, "malformed"}, {ErrKind, "kind"},
+		{ErrSignature, "signature"}, {ErrKeyType, "key_type"}, {ErrPayload, "payload"},
+		{ErrSubject, "subject"}, {ErrFuture, "future"}, {ErrTooOld, "too_old"}, {ErrReplay, "replay"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	if err == nil {
+		return "ok"
+	}
+	return "other"
+}

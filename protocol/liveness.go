@@ -1,0 +1,120 @@
+package protocol
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Liveness states.
+const (
+	StateUp      = "up"
+	StateLeaving = "leaving"
+)
+
+// Liveness is a mirror's signed heartbeat: "peer Peer is up (or leaving) at
+// Time, sequence Seq, reachable at Addrs, HTTP at HTTP, holding Bundles,
+// running Version".
+type Liveness struct {
+	// Peer is the subject: the mirror's peer ID (base58). It must be the
+	// signer.
+	Peer string `json:"peer"`
+	// State is StateUp or StateLeaving.
+	State string `json:"state"`
+	// Seq rises with every statement the mirror signs.
+	Seq uint64 `json:"seq"`
+	// Time is the signing time in Unix milliseconds.
+	Time int64 `json:"time"`
+	// Addrs are the mirror's libp2p multiaddrs (without /p2p/).
+	Addrs []string `json:"addrs"`
+	// HTTP is the base URL of the mirror's public HTTP side, or "".
+	HTTP string `json:"http"`
+	// Bundles are the root CIDs the mirror holds complete and verified,
+	// sorted, without duplicates.
+	Bundles []string `json:"bundles"`
+	// Version is the mirror's software version.
+	Version string `json:"version"`
+	// Region is an optional self-declared location label; others weigh it
+	// below what they observe.
+	Region string `json:"region,omitempty"`
+	// Apps are the app IDs the mirror follows, sorted.
+	Apps []string `json:"apps,omitempty"`
+}
+
+func (l *Liveness) normalize() {
+	if l.Addrs == nil {
+		l.Addrs = []string{}
+	}
+	if l.Bundles == nil {
+		l.Bundles = []string{}
+	}
+}
+
+// Validate checks the fields' shape (not signatures or time).
+func (l *Liveness) Validate() error {
+	if l.Peer == "" {
+		return fmt.Errorf("%w: peer is empty", ErrInvalid)
+	}
+	if l.State != StateUp && l.State != StateLeaving {
+		return fmt.Errorf("%w: state %q", ErrInvalid, l.State)
+	}
+	if l.Seq == 0 {
+		return fmt.Errorf("%w: seq is zero", ErrInvalid)
+	}
+	if l.Time <= 0 {
+		return fmt.Errorf("%w: time is not positive", ErrInvalid)
+	}
+	for _, f := range []struct{ name, v string }{{"peer", l.Peer}, {"http", l.HTTP}, {"version", l.Version}, {"region", l.Region}} {
+		if err := checkString(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if err := checkStrings("addrs", l.Addrs, MaxAddrs); err != nil {
+		return err
+	}
+	if err := checkStrings("bundles", l.Bundles, MaxBundles); err != nil {
+		return err
+	}
+	if err := checkStrings("apps", l.Apps, MaxBundles); err != nil {
+		return err
+	}
+	if !sortedUnique(l.Bundles) {
+		return fmt.Errorf("%w: bundles not sorted and unique", ErrInvalid)
+	}
+	if !sortedUnique(l.Apps) {
+		return fmt.Errorf("%w: apps not sorted and unique", ErrInvalid)
+	}
+	return nil
+}
+
+func sortedUnique(ss []string) bool {
+	for i := 1; i < len(ss); i++ {
+		if ss[i-1] >= ss[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SortUnique sorts ss in place and drops duplicates.
+func SortUnique(ss []string) []string {
+	slices.Sort(ss)
+	return slices.Compact(ss)
+}
+
+// DecodeLiveness decodes and validates a canonical liveness payload.
+func DecodeLiveness(data []byte) (*Liveness, error) {
+	var l Liveness
+	if err := DecodeCanonical(data, &l); err != nil {
+		return nil, err
+	}
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// SyncRequest opens a sync stream. Kinds filters the statement kinds wanted
+// ("liveness", "probe", "release", "build"); empty means all.
+type SyncRequest struct {
+	Kinds []string `json:"kinds,omitempty"`
+}
