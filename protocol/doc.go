@@ -65,6 +65,41 @@
 // Receivers keep the latest statement per mirror and derive a state from its
 // age: alive, suspect, dead; or left after a leaving statement.
 //
+// # Probes
+//
+// Availability is proven by retrieval, not claimed. Time is cut into epochs,
+// epoch = floor(unix milliseconds / epoch length) (the epoch length is part of
+// the network's profile: 20 s local, 5 min lan, 10 min wan). For each target
+// mirror, its observers in an epoch are the n alive mirrors other than the
+// target with the lowest
+//
+//	SHA-256("mirrornet-probe-assign/1" || uint64be(epoch) ||
+//	        uvarint(len(target)) || target || uvarint(len(observer)) || observer)
+//
+// where target and observer are binary peer IDs; ties go to the smaller
+// binary peer ID. n is max(2k, 3) where k is the number of independent
+// observers a verdict needs (1 local, 3 lan and wan). Everyone can recompute
+// the assignment; results from unassigned observers are dropped.
+//
+// An assigned observer picks a bundle the target listed in its own liveness
+// statement and draws a fresh 16-byte nonce from its cryptographic random
+// source. It then descends the bundle's DAG from the root over the target's
+// trustless gateway (GET {http}/ipfs/{cid}?format=raw), verifying every block
+// against its CID and choosing a random child at each dag-pb level until it
+// reaches a leaf (at most 32 levels), all under one deadline. It signs a
+// [ProbeResult] naming the challenge ("descent:<nonce>:<path>"), the
+// [OutcomePass], [OutcomeFail] or [OutcomeTimeout] outcome and the latency,
+// and publishes it on [TopicProbe]. Probe results are signed envelopes of the
+// probe kind; their maximum age on gossip is [MaxProbeAge]. The signer must be
+// the Observer.
+//
+// A receiver counts a target as verified when recent passing results come
+// from assigned observers in at least k distinct failure domains (observers
+// sharing an IPv4 /24, IPv6 /48, ASN or operator label count once), and as
+// degraded or failing only when failures are confirmed from at least two
+// domains. An observer whose probes fail against nearly every target is
+// presumed sick (Lifeguard) and its verdicts are down-weighted.
+//
 // # Sync ([SyncProtocolID])
 //
 // A node that joins late opens a stream with [SyncProtocolID] and writes one
@@ -77,4 +112,43 @@
 // The same framed stream is served over HTTP at [HTTPStatementsPath] with
 // content type [StatementsContentType], for light clients that do not run
 // libp2p.
+//
+// # Releases
+//
+// An app is its maintainers: a [MaintainerSet] of Ed25519 keys (written as
+// peer IDs) and a threshold. Its ID is [DeriveAppID] of its name and first
+// (genesis) set, so it survives maintainer rotations and lets a client that
+// knows only the ID check the first record of the chain. A [Release] record
+// (canonical JSON) names the app, a version (1, 2, ...), the bundle CID, the
+// source (repo, commit, build command), its signing time and expiry (Unix
+// ms), and the maintainer set from this version on; a rotation also names
+// the set it replaces in Previous.
+//
+// A [SignedRelease] carries the record's exact bytes and signatures, each
+// over varint(len(d)) || d || varint(len(t)) || t || varint(len(r)) || r with
+// d = [DomainRelease], t = [PayloadRelease], r the record bytes. It is
+// gossiped on [TopicRelease] as is (at most [MaxStatementSize] bytes, at most
+// [MaxReleaseSignatures] signatures). A receiver applies TUF's rules:
+//
+//   - threshold: at least Threshold distinct keys of the record's set signed;
+//     a key that signs twice counts once; a signature that does not verify,
+//     or by a key outside the record's sets, rejects the record;
+//   - rollback: a version not above the highest one accepted for the app is
+//     refused, even when the accepted one has expired;
+//   - freeze: past Expires a record is stale: still kept (it blocks
+//     rollbacks and anchors the chain) but never reported as current;
+//   - rotation: a record whose set differs from the current one must name
+//     the current set as Previous and carry the thresholds of both sets;
+//   - anchor: the first record a receiver accepts for an app must be signed
+//     by the genesis set (the set the app ID commits to, as Maintainers or,
+//     for the first rotation, as Previous).
+//
+// Gossip verdicts: bad encoding, bad signature or a missing threshold is
+// Reject; expired, rolled back, duplicate, or not yet anchored is Ignore.
+//
+// A [BuildAttestation] (envelope kind "build") is a builder's claim that a
+// source commit built with a command gives a CID. A release is "verified"
+// when independent builders (keys outside the maintainer sets) attest its
+// CID for its app and version, and "diverges" when any builder attests a
+// different CID for them.
 package protocol
