@@ -1,0 +1,41 @@
+package attest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+func init() {
+	register(kindSpec{
+		kind: KindProbe, domain: protocol.DomainProbe, payloadType: protocol.PayloadProbe,
+		maxAge: protocol.MaxProbeAge,
+		decode: func(payload []byte, st *Statement) (string, error) {
+			p, err := protocol.DecodeProbeResult(payload)
+			if err != nil {
+				return "", err
+			}
+			st.Probe, st.Seq, st.Time = p, p.Seq, time.UnixMilli(p.Time)
+			return p.Observer, nil
+		},
+	})
+}
+
+// SignProbe signs a probe result. p.Observer must be key's peer ID and p
+// must pass [protocol.ProbeResult.Validate].
+func SignProbe(key crypto.PrivKey, p protocol.ProbeResult) ([]byte, error) {
+	if err := checkSubject(key, p.Observer); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	payload, err := protocol.Encode(&p)
+	if err != nil {
+		return nil, err
+	}
+	return sign(key, KindProbe, payload)
+}
