@@ -9,7 +9,7 @@ import (
 func validProbe() ProbeResult {
 	return ProbeResult{
 		Observer: "12D3KooWObserver", Target: "12D3KooWTarget", Epoch: 7, Seq: 1, Time: 1700000000000,
-		Bundle: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+		Bundle:    "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
 		Challenge: "descent:0123456789abcdef0123456789abcdef:3.0.17", Outcome: OutcomePass, LatencyMS: 12,
 	}
 }
