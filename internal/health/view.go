@@ -1,0 +1,272 @@
+// Package health keeps a node's view of the other mirrors: per mirror, the
+// latest verified liveness statement and a state derived from its age.
+//
+// The view is a pure state machine: it starts no goroutine, does no I/O and
+// never reads the clock. Every method that depends on time takes `now`, and
+// ages are measured from each statement's own signed time, so every node
+// given the same statements and the same `now` computes the same view,
+// whatever order the statements arrived in.
+//
+// A mirror is
+//
+//   - alive while its latest statement is younger than [Config.SuspectAfter],
+//   - suspect until it is [Config.DeadAfter] old,
+//   - dead after that, and
+//   - left once its latest statement says "leaving" (a graceful stop).
+//
+// Dead and left mirrors are forgotten [Config.ForgetAfter] after they became
+// so. A statement with a higher sequence number always replaces a lower one,
+// so a mirror that left and came back (a newer "up") is alive again.
+//
+// Typical use (in the node's gossip validator and sync client):
+//
+//	st, err := attest.Verify(raw, now)
+//	if attest.Classify(err) == attest.Accept {
+//		view.Apply(st, now)
+//	}
+//
+// A node whose own timers fire late (CPU starvation, GC, a paused process)
+// must not blame its peers for its own slowness; it reports the lateness it
+// observed with [View.SetLocalLag], which stretches the suspect and dead
+// thresholds by that much (Lifeguard's local health awareness).
+package health
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// State is a mirror's health as this node sees it. It is a string so that
+// later states (verified by probes, degraded) can be added without breaking
+// metrics labels or JSON.
+type State string
+
+// States derived from liveness statements.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+)
+
+// States lists the states the view derives, in order of decreasing health.
+func States() []State { return []State{StateAlive, StateSuspect, StateDead, StateLeft} }
+
+// Mirror is one mirror as the view sees it at some `now`.
+type Mirror struct {
+	Peer  peer.ID
+	State State
+	// LastSeen is the signed time of the latest statement.
+	LastSeen time.Time
+	// Seq is the latest statement's sequence number.
+	Seq uint64
+	// Liveness is the latest statement's payload. Shared: do not modify.
+	Liveness *protocol.Liveness
+	// Raw is the latest statement's signed bytes. Shared: do not modify.
+	Raw []byte
+}
+
+// View is the health view. Its methods are safe for concurrent use; none
+// blocks on anything but the view's own lock.
+type View struct {
+	cfg Config
+
+	mu      sync.RWMutex
+	lag     time.Duration
+	entries map[peer.ID]*attest.Statement
+}
+
+// New returns an empty view. It panics if cfg is invalid: validate
+// configuration from users with [Config.Validate] first.
+func New(cfg Config) *View {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}}
+}
+
+// Apply adds a verified liveness statement. It keeps, per signer, the
+// statement with the highest sequence number (ties between different bytes
+// of the same sequence, which only an equivocating signer produces, go to the
+// greater bytes so that order does not matter). It reports whether the view
+// changed. Statements of other kinds, statements further in the future than
+// protocol.MaxClockDisparity, and statements so old that the mirror would
+// already be forgotten are not applied. The view keeps st: do not modify it.
+func (v *View) Apply(st *attest.Statement, now time.Time) bool {
+	if st == nil || st.Kind != attest.KindLiveness || st.Liveness == nil || st.Signer == "" {
+		return false
+	}
+	if st.Time.After(now.Add(protocol.MaxClockDisparity)) {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cur, ok := v.entries[st.Signer]; ok && !newer(st, cur) {
+		return false
+	}
+	if _, gone := v.stateLocked(st, now); gone {
+		return false
+	}
+	v.entries[st.Signer] = st
+	return true
+}
+
+// newer reports whether a should replace b.
+func newer(a, b *attest.Statement) bool {
+	if a.Seq != b.Seq {
+		return a.Seq > b.Seq
+	}
+	return bytes.Compare(a.Raw, b.Raw) > 0
+}
+
+// stateLocked derives st's state at now, and whether it is to be forgotten.
+func (v *View) stateLocked(st *attest.Statement, now time.Time) (s State, gone bool) {
+	age := now.Sub(st.Time)
+	forget := v.cfg.ForgetAfter
+	if st.Liveness.State == protocol.StateLeaving {
+		return StateLeft, forget > 0 && age >= forget
+	}
+	suspect, dead := v.cfg.SuspectAfter+v.lag, v.cfg.DeadAfter+v.lag
+	switch {
+	case age >= dead:
+		return StateDead, forget > 0 && age >= dead+forget
+	case age >= suspect:
+		return StateSuspect, false
+	default:
+		return StateAlive, false
+	}
+}
+
+func (v *View) mirrorLocked(st *attest.Statement, now time.Time) (Mirror, bool) {
+	s, gone := v.stateLocked(st, now)
+	if gone {
+		return Mirror{}, false
+	}
+	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw}, true
+}
+
+// Mirror returns one mirror's state at now; false if it is unknown or
+// forgotten.
+func (v *View) Mirror(id peer.ID, now time.Time) (Mirror, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st, ok := v.entries[id]
+	if !ok {
+		return Mirror{}, false
+	}
+	return v.mirrorLocked(st, now)
+}
+
+// Mirrors returns every mirror not forgotten at now, sorted by peer ID. The
+// slice is the caller's.
+func (v *View) Mirrors(now time.Time) []Mirror {
+	return v.filter(now, func(Mirror) bool { return true })
+}
+
+// Holders returns the alive mirrors whose latest statement lists root among
+// its bundles, sorted by peer ID. The slice is the caller's.
+func (v *View) Holders(root string, now time.Time) []Mirror {
+	return v.filter(now, func(m Mirror) bool {
+		if m.State != StateAlive {
+			return false
+		}
+		_, found := slices.BinarySearch(m.Liveness.Bundles, root)
+		return found
+	})
+}
+
+func (v *View) filter(now time.Time, keep func(Mirror) bool) []Mirror {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]Mirror, 0, len(v.entries))
+	for _, st := range v.entries {
+		if m, ok := v.mirrorLocked(st, now); ok && keep(m) {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b Mirror) int { return cmpPeer(a.Peer, b.Peer) })
+	return out
+}
+
+func cmpPeer(a, b peer.ID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Counts returns how many mirrors are in each state at now. Every state of
+// [States] is present, with 0 where none is.
+func (v *View) Counts(now time.Time) map[State]int {
+	out := make(map[State]int, 4)
+	for _, s := range States() {
+		out[s] = 0
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, st := range v.entries {
+		if s, gone := v.stateLocked(st, now); !gone {
+			out[s]++
+		}
+	}
+	return out
+}
+
+// Statements returns the latest signed statement of every mirror the view
+// holds (dead and left ones included: they tell a late joiner who is gone),
+// ordered by peer ID, for a sync response. Forgotten mirrors are omitted once
+// [View.Prune] or [View.Apply] has run after they were forgotten. The outer
+// slice is the caller's; the byte slices are shared and must not be
+// modified.
+func (v *View) Statements() [][]byte {
+	v.mu.RLock()
+	ids := make([]peer.ID, 0, len(v.entries))
+	for id := range v.entries {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, cmpPeer)
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = v.entries[id].Raw
+	}
+	v.mu.RUnlock()
+	return out
+}
+
+// Prune drops the mirrors forgotten at now and returns how many it dropped.
+// Queries already omit them; Prune frees their memory. Call it now and then
+// (every heartbeat is fine).
+func (v *View) Prune(now time.Time) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for id, st := range v.entries {
+		if _, gone := v.stateLocked(st, now); gone {
+			delete(v.entries, id)
+			n++
+		}
+	}
+	return n
+}
+
+// SetLocalLag tells the view how late this node's own timers have been
+// firing recently (for example the largest lateness of the heartbeat ticker
+// over the last few ticks). While lag is positive, SuspectAfter and DeadAfter
+// are stretched by lag, so a starved observer does not declare healthy peers
+// dead because it processed their statements late. Negative lag counts as 0;
+// set 0 again once the node keeps time.
+func (v *View) SetLocalLag(lag time.Duration) {
+	v.mu.Lock()
+	v.lag = max(lag, 0)
+	v.mu.Unlock()
+}
