@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
+	carv2 "github.com/ipld/go-car/v2"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// The unixfs-v1-2025 import profile (see FIELD-NOTES.md).
+const (
+	chunkSize = 1 << 20
+	maxLinks  = 1024
+)
+
+var cidV1 = cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256}
+
+func newBlockstore() blockstore.Blockstore {
+	return blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+}
+
+func dagService(bs blockstore.Blockstore) ipld.DAGService {
+	return merkledag.NewDAGService(blockservice.New(bs, nil))
+}
+
+// importFile adds data as a UnixFS file (CIDv1, raw leaves, 1 MiB chunks).
+func importFile(tb testing.TB, bs blockstore.Blockstore, data []byte) ipld.Node {
+	tb.Helper()
+	params := helpers.DagBuilderParams{
+		Maxlinks:   maxLinks,
+		RawLeaves:  true,
+		CidBuilder: cidV1,
+		Dagserv:    dagService(bs),
+	}
+	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunkSize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nd, err := balanced.Layout(db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nd
+}
+
+// importDir adds a flat directory of files and returns its root.
+func importDir(tb testing.TB, bs blockstore.Blockstore, files map[string][]byte) cid.Cid {
+	tb.Helper()
+	ds := dagService(bs)
+	dir, err := uio.NewBasicDirectory(ds, uio.WithCidBuilder(cidV1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := dir.AddChild(context.Background(), name, importFile(tb, bs, files[name])); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	nd, err := dir.GetNode()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := ds.Add(context.Background(), nd); err != nil {
+		tb.Fatal(err)
+	}
+	return nd.Cid()
+}
+
+// heldSet is a HeldFunc backed by a set.
+type heldSet struct {
+	mu sync.Mutex
+	m  map[cid.Cid]bool
+}
+
+func newHeld(cs ...cid.Cid) *heldSet {
+	h := &heldSet{m: map[cid.Cid]bool{}}
+	for _, c := range cs {
+		h.m[c] = true
+	}
+	return h
+}
+
+func (h *heldSet) Held(c cid.Cid) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[c]
+}
+
+// readVerifiedFile reads a CARv1 stream of a whole UnixFS file (dag-scope
+// all, no duplicates) the way a light client must: one root, the expected
+// one; every block hashes to its CID (carv2.BlockReader checks); blocks
+// arrive in depth-first link order, nothing missing, nothing extra. It
+// returns the file bytes, reassembled from the raw leaves.
+func readVerifiedFile(r io.Reader, root cid.Cid, sizeHint int) ([]byte, error) {
+	br, err := carv2.NewBlockReader(bufio.NewReaderSize(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("car header: %w", err)
+	}
+	if br.Version != 1 {
+		return nil, fmt.Errorf("car version %d, want 1", br.Version)
+	}
+	if len(br.Roots) != 1 || !br.Roots[0].Equals(root) {
+		return nil, fmt.Errorf("car roots %v, want [%s]", br.Roots, root)
+	}
+	out := make([]byte, 0, sizeHint)
+	stack := []cid.Cid{root} // expected blocks, next on top
+	seen := map[cid.Cid][]byte{}
+	// expand handles a block (new or seen before): raw data is appended,
+	// dag-pb links are pushed so the first link is expected next.
+	var expand func(c cid.Cid, data []byte) error
+	expand = func(c cid.Cid, data []byte) error {
+		switch c.Type() {
+		case cid.Raw:
+			out = append(out, data...)
+		case cid.DagProtobuf:
+			nd, err := merkledag.DecodeProtobuf(data)
+			if err != nil {
+				return fmt.Errorf("block %s: %w", c, err)
+			}
+			links := nd.Links()
+			for i := len(links) - 1; i >= 0; i-- {
+				stack = append(stack, links[i].Cid)
+			}
+		default:
+			return fmt.Errorf("block %s: unexpected codec %x", c, c.Type())
+		}
+		return nil
+	}
+	for {
+		// Blocks already seen are not sent again (dups=n): replay them.
+		for len(stack) > 0 {
+			top := stack[len(stack)-1]
+			data, ok := seen[top]
+			if !ok {
+				break
+			}
+			stack = stack[:len(stack)-1]
+			if err := expand(top, data); err != nil {
+				return nil, err
+			}
+		}
+		blk, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			if len(stack) > 0 {
+				return nil, fmt.Errorf("car ends with %d blocks missing, next %s", len(stack), stack[len(stack)-1])
+			}
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(stack) == 0 {
+			return nil, fmt.Errorf("extraneous block %s", blk.Cid())
+		}
+		want := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !blk.Cid().Equals(want) {
+			return nil, fmt.Errorf("block %s out of order, want %s", blk.Cid(), want)
+		}
+		seen[want] = blk.RawData() // a reference, not a copy
+		if err := expand(want, blk.RawData()); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readCARBlocks reads every block of a CAR (hash-checked) into a new
+// blockstore and returns it with the roots and the block count.
+func readCARBlocks(tb testing.TB, r io.Reader) (blockstore.Blockstore, []cid.Cid, int) {
+	tb.Helper()
+	br, err := carv2.NewBlockReader(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if br.Version != 1 {
+		tb.Fatalf("car version %d, want 1", br.Version)
+	}
+	bs := newBlockstore()
+	n := 0
+	for {
+		blk, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			return bs, br.Roots, n
+		}
+		if err != nil {
+			tb.Fatalf("car block %d: %v", n, err)
+		}
+		if err := bs.Put(context.Background(), blk); err != nil {
+			tb.Fatal(err)
+		}
+		n++
+	}
+}
