@@ -1,0 +1,42 @@
+package attest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Build attestations have no maximum age: "commit Y builds to CID X" stays
+// true. Replays are kept out by SeqGuard (per builder sequence numbers).
+func init() {
+	register(kindSpec{
+		kind: KindBuild, domain: protocol.DomainBuild, payloadType: protocol.PayloadBuild,
+		decode: func(payload []byte, st *Statement) (string, error) {
+			b, err := protocol.DecodeBuildAttestation(payload)
+			if err != nil {
+				return "", err
+			}
+			st.Build, st.Seq, st.Time = b, b.Seq, time.UnixMilli(b.Time)
+			return b.Builder, nil
+		},
+	})
+}
+
+// SignBuild signs a build attestation. b.Builder must be key's peer ID.
+// Verify it back with [Verify] (Kind KindBuild, field Build).
+func SignBuild(key crypto.PrivKey, b protocol.BuildAttestation) ([]byte, error) {
+	if err := checkSubject(key, b.Builder); err != nil {
+		return nil, err
+	}
+	if err := b.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	payload, err := protocol.Encode(&b)
+	if err != nil {
+		return nil, err
+	}
+	return sign(key, KindBuild, payload)
+}
