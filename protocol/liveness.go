@@ -107,6 +107,9 @@ func DecodeLiveness(data []byte) (*Liveness, error) {
 	if err := DecodeCanonical(data, &l); err != nil {
 		return nil, err
 	}
+	if l.Addrs == nil || l.Bundles == nil { // Encode writes [], never null
+		return nil, fmt.Errorf("%w: null list", ErrNonCanonical)
+	}
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
