@@ -164,7 +164,10 @@ func TestVerifyReleaseRejects(t *testing.T) {
 	}{
 		{"flipped signature", mutate(func(s *protocol.SignedRelease) { s.Signatures[0].Sig[3] ^= 1 }), ErrSignature},
 		{"signature without domain", mutate(func(s *protocol.SignedRelease) { s.Signatures[0].Sig = noDomainSig }), ErrSignature},
-		{"signature moved to another record", mutate(func(s *protocol.SignedRelease) { s.Release = mustDecode(t, otherRaw).Release; s.Signatures = mustDecode(t, good).Signatures }), nil},
+		{"signature moved to another record", mutate(func(s *protocol.SignedRelease) {
+			s.Release = mustDecode(t, otherRaw).Release
+			s.Signatures = mustDecode(t, good).Signatures
+		}), nil},
 		{"record changed after signing", mutate(func(s *protocol.SignedRelease) {
 			s.Release = bytes.Replace(s.Release, []byte(`"make dist"`), []byte(`"make evil"`), 1)
 		}), ErrSignature},

@@ -136,7 +136,6 @@ func TestSignedReleaseShape(t *testing.T) {
 	}
 }
 
-
 // FuzzDecodeRelease: no panics; anything accepted re-encodes to itself.
 // Seeds live in testdata/fuzz/FuzzDecodeRelease.
 func FuzzDecodeRelease(f *testing.F) {
