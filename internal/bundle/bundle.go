@@ -16,9 +16,7 @@
 package bundle
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +33,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-	mh "github.com/multiformats/go-multihash"
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 )
 
 // Profile is the import profile every bundle uses (IPIP-499 `unixfs-v1-2025`).
@@ -44,15 +42,17 @@ var Profile = uio.UnixFS_v1_2025
 // MaxBlockSize is the largest block a bundle may contain: the bitswap spec
 // maximum (2 MiB). Import never makes a block larger than a 1 MiB chunk plus
 // framing; peers must refuse larger ones.
-const MaxBlockSize = 2 << 20
+const MaxBlockSize = verify.MaxBlockSize
 
+// The block-level errors are verify's sentinels, re-exported so errors.Is
+// works whichever package a caller imports.
 var (
 	// ErrHashMismatch means a block's bytes do not hash to its CID.
-	ErrHashMismatch = errors.New("bundle: block hash does not match its CID")
+	ErrHashMismatch = verify.ErrHashMismatch
 	// ErrUnsupportedCodec means a block uses a codec other than dag-pb or raw.
-	ErrUnsupportedCodec = errors.New("bundle: unsupported codec (want dag-pb or raw)")
+	ErrUnsupportedCodec = verify.ErrUnsupportedCodec
 	// ErrBadBlock means a dag-pb block could not be decoded.
-	ErrBadBlock = errors.New("bundle: malformed dag-pb block")
+	ErrBadBlock = verify.ErrBadBlock
 	// ErrUnsupportedFile means the path is neither a regular file, a
 	// directory nor a symlink (a device, socket or FIFO).
 	ErrUnsupportedFile = errors.New("bundle: unsupported file type")
@@ -302,48 +302,11 @@ func (p *putDAG) RemoveMany(context.Context, []cid.Cid) error { return nil }
 
 // Links returns the CIDs a block links to, in link order: none for a raw
 // block, the PBNode links for dag-pb. The returned slice is the caller's.
-func Links(c cid.Cid, data []byte) ([]cid.Cid, error) {
-	switch c.Type() {
-	case cid.Raw:
-		return nil, nil
-	case cid.DagProtobuf:
-		nd, err := dag.DecodeProtobuf(data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBadBlock, c, err)
-		}
-		out := make([]cid.Cid, 0, len(nd.Links()))
-		for _, l := range nd.Links() {
-			out = append(out, l.Cid)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("%w: %s has codec 0x%x", ErrUnsupportedCodec, c, c.Type())
-	}
-}
+func Links(c cid.Cid, data []byte) ([]cid.Cid, error) { return verify.Links(c, data) }
 
-// Check returns nil when data hashes to c's multihash, else ErrHashMismatch.
-func Check(c cid.Cid, data []byte) error {
-	pref := c.Prefix()
-	if pref.MhType == mh.SHA2_256 && pref.MhLength == sha256.Size {
-		sum := sha256.Sum256(data)
-		dm, err := mh.Decode(c.Hash())
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrHashMismatch, c, err)
-		}
-		if !bytes.Equal(dm.Digest, sum[:]) {
-			return fmt.Errorf("%w: %s", ErrHashMismatch, c)
-		}
-		return nil
-	}
-	got, err := pref.Sum(data)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrHashMismatch, c, err)
-	}
-	if !bytes.Equal(got.Hash(), c.Hash()) {
-		return fmt.Errorf("%w: %s", ErrHashMismatch, c)
-	}
-	return nil
-}
+// Check returns nil when data hashes to c's multihash, else an error
+// wrapping ErrHashMismatch.
+func Check(c cid.Cid, data []byte) error { return verify.Check(c, data) }
 
 // Walk visits the DAG under root depth-first, parents before children and
 // children in link order, each block once: the order of a CARv1 export
@@ -351,35 +314,5 @@ func Check(c cid.Cid, data []byte) error {
 // the CID before calling visit, so visit only sees verified blocks. An error
 // from get or visit stops the walk and is returned unchanged.
 func Walk(ctx context.Context, root cid.Cid, get func(cid.Cid) ([]byte, error), visit func(cid.Cid, []byte) error) error {
-	seen := make(map[string]struct{})
-	stack := []cid.Cid{root}
-	for len(stack) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if _, ok := seen[c.KeyString()]; ok {
-			continue
-		}
-		seen[c.KeyString()] = struct{}{}
-		data, err := get(c)
-		if err != nil {
-			return err
-		}
-		if err := Check(c, data); err != nil {
-			return err
-		}
-		links, err := Links(c, data)
-		if err != nil {
-			return err
-		}
-		if err := visit(c, data); err != nil {
-			return err
-		}
-		for i := len(links) - 1; i >= 0; i-- {
-			stack = append(stack, links[i])
-		}
-	}
-	return nil
+	return verify.Walk(ctx, root, get, visit)
 }

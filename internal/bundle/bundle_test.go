@@ -537,7 +537,18 @@ func FuzzLinks(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, _ := Profile.CidBuilder().Sum(data)
-		_, _ = Links(c, data)
+		got, err := Links(c, data)
+		// must agree with boxo's decoder whenever both accept the block
+		if nd, derr := dag.DecodeProtobuf(data); err == nil && derr == nil {
+			if len(got) != len(nd.Links()) {
+				t.Fatalf("%d links, boxo decodes %d", len(got), len(nd.Links()))
+			}
+			for i, l := range nd.Links() {
+				if !l.Cid.Equals(got[i]) {
+					t.Fatalf("link %d: %s, boxo %s", i, got[i], l.Cid)
+				}
+			}
+		}
 		if err := Check(c, data); err != nil {
 			t.Fatal(err)
 		}
