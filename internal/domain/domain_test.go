@@ -1,0 +1,259 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func peers(t *testing.T, n int) []peer.ID {
+	t.Helper()
+	rng := rand.NewChaCha8([32]byte{9})
+	out := make([]peer.ID, n)
+	for i := range out {
+		_, pub, err := crypto.GenerateEd25519Key(rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i], _ = peer.IDFromPublicKey(pub)
+	}
+	return out
+}
+
+func newPlacer(t *testing.T, asn *ASNTable, labels map[peer.ID]string) *Placer {
+	t.Helper()
+	pl, err := New(DefaultConfig(), asn, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl
+}
+
+func TestSixteenInOneSlash24(t *testing.T) {
+	ps := peers(t, 24)
+	pl := newPlacer(t, nil, nil)
+	for i, p := range ps[:16] {
+		pl.Observe(p, netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i+1)))
+	}
+	for i, p := range ps[16:] {
+		pl.Observe(p, netip.MustParseAddr(fmt.Sprintf("198.51.%d.7", i)))
+	}
+	if got := pl.EffectiveRedundancy(ps); got != 9 {
+		t.Fatalf("effective redundancy %d, want 9", got)
+	}
+	if d := pl.Domain(ps[3]); d != "net:203.0.113.0/24" {
+		t.Errorf("domain %q", d)
+	}
+}
+
+func TestLoopbackIsOneDomain(t *testing.T) {
+	ps := peers(t, 3)
+	pl := newPlacer(t, nil, nil)
+	for _, p := range ps {
+		pl.Observe(p, netip.MustParseAddr("127.0.0.1"))
+	}
+	if got := pl.EffectiveRedundancy(ps); got != 1 {
+		t.Fatalf("three mirrors on 127.0.0.1: %d, want 1", got)
+	}
+}
+
+func TestIPv6Slash48AndMapped(t *testing.T) {
+	ps := peers(t, 4)
+	pl := newPlacer(t, nil, nil)
+	pl.Observe(ps[0], netip.MustParseAddr("2001:db8:1:1::1"))
+	pl.Observe(ps[1], netip.MustParseAddr("2001:db8:1:ffff::9"))
+	pl.Observe(ps[2], netip.MustParseAddr("2001:db8:2::1"))
+	pl.Observe(ps[3], netip.MustParseAddr("::ffff:192.0.2.1"))
+	if d := pl.Domain(ps[0]); d != "net:2001:db8:1::/48" {
+		t.Errorf("v6 domain %q", d)
+	}
+	if d := pl.Domain(ps[3]); d != "net:192.0.2.0/24" {
+		t.Errorf("mapped v4 domain %q", d)
+	}
+	if got := pl.EffectiveRedundancy(ps); got != 3 {
+		t.Errorf("redundancy %d, want 3", got)
+	}
+}
+
+const asnTSV = "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n" +
+	"3.0.0.0\t3.127.255.255\t16509\tUS\tAMAZON-02\n" +
+	"3.128.0.0\t3.255.255.255\t0\tNone\tNot routed\n" +
+	"2600:1f00::\t2600:1fff:ffff:ffff:ffff:ffff:ffff:ffff\t16509\tUS\tAMAZON-02\n"
+
+func TestASN(t *testing.T) {
+	tab, err := ParseASN(strings.NewReader(asnTSV), "ip2asn-combined.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]uint32{
+		"1.0.0.7": 13335, "3.1.2.3": 16509, "3.127.255.255": 16509, "3.200.0.1": 0, "9.9.9.9": 0,
+		"2600:1f18::1": 16509, "2001:db8::1": 0,
+	} {
+		if got := tab.Lookup(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("%s: AS%d, want AS%d", addr, got, want)
+		}
+	}
+	ps := peers(t, 4)
+	pl := newPlacer(t, tab, nil)
+	pl.Observe(ps[0], netip.MustParseAddr("3.1.2.3"))
+	pl.Observe(ps[1], netip.MustParseAddr("3.90.0.1"))     // other /24, same AS
+	pl.Observe(ps[2], netip.MustParseAddr("2600:1f18::1")) // v6, same AS
+	pl.Observe(ps[3], netip.MustParseAddr("3.200.0.1"))    // unrouted: falls back to /24
+	if d := pl.Domain(ps[1]); d != "asn:AS16509" {
+		t.Errorf("domain %q", d)
+	}
+	if d := pl.Domain(ps[3]); d != "net:3.200.0.0/24" {
+		t.Errorf("unrouted domain %q", d)
+	}
+	if got := pl.EffectiveRedundancy(ps); got != 2 {
+		t.Errorf("redundancy %d, want 2", got)
+	}
+}
+
+func TestASNErrors(t *testing.T) {
+	for name, in := range map[string]string{
+		"too few fields": "1.0.0.0\t1.0.0.255\n",
+		"bad address":    "1.0.0.0\t1.0.0.x\t1\tUS\tX\n",
+		"bad AS":         "1.0.0.0\t1.0.0.255\tABC\tUS\tX\n",
+		"reversed":       "1.0.0.9\t1.0.0.1\t1\tUS\tX\n",
+		"mixed family":   "1.0.0.0\t2001:db8::\t1\tUS\tX\n",
+		"overlap":        "1.0.0.0\t1.0.0.255\t1\tUS\tX\n1.0.0.128\t1.0.1.0\t2\tUS\tY\n",
+		"empty":          "",
+	} {
+		_, err := ParseASN(strings.NewReader(in), "f.tsv")
+		if !errors.Is(err, ErrASNFile) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	_, err := ParseASN(strings.NewReader("1.0.0.0\t1.0.0.255\t1\tUS\tX\nnonsense\n"), "f.tsv")
+	if err == nil || !strings.Contains(err.Error(), "f.tsv:2") {
+		t.Errorf("error does not name the line: %v", err)
+	}
+	if _, err := LoadASNFile(filepath.Join(t.TempDir(), "missing.tsv")); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestLabels(t *testing.T) {
+	ps := peers(t, 3)
+	file := filepath.Join(t.TempDir(), "labels")
+	body := fmt.Sprintf("# testnet\n%s dc1\n\n%s dc1\n%s dc2\n", ps[0], ps[1], ps[2])
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	labels, err := LoadLabelFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := newPlacer(t, nil, labels)
+	for _, p := range ps {
+		pl.Observe(p, netip.MustParseAddr("127.0.0.1"))
+	}
+	if d := pl.Domain(ps[0]); d != "label:dc1" {
+		t.Errorf("domain %q", d)
+	}
+	if got := pl.EffectiveRedundancy(ps); got != 2 {
+		t.Errorf("redundancy %d, want 2", got)
+	}
+	for name, in := range map[string]string{
+		"one field":  ps[0].String() + "\n",
+		"bad peer":   "notapeer dc1\n",
+		"bad label":  ps[0].String() + " dc/1\n",
+		"duplicate":  ps[0].String() + " a\n" + ps[0].String() + " b\n",
+		"three flds": ps[0].String() + " a b\n",
+	} {
+		if _, err := ParseLabels(strings.NewReader(in), "labels"); !errors.Is(err, ErrLabelFile) || !strings.Contains(err.Error(), "labels:") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := LoadLabelFile(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestRegionsWeighHalf(t *testing.T) {
+	ps := peers(t, 5)
+	pl := newPlacer(t, nil, nil)
+	pl.SetRegion(ps[0], "eu")
+	pl.SetRegion(ps[1], "us")
+	pl.SetRegion(ps[2], "ap")
+	pl.Observe(ps[3], netip.MustParseAddr("192.0.2.1"))
+	pl.SetRegion(ps[3], "mars") // observation wins over declaration
+	if d := pl.Domain(ps[0]); d != "region:eu" {
+		t.Errorf("domain %q", d)
+	}
+	if d := pl.Domain(ps[3]); d != "net:192.0.2.0/24" {
+		t.Errorf("observed domain %q", d)
+	}
+	if d := pl.Domain(ps[4]); d != "peer:"+ps[4].String() {
+		t.Errorf("unknown domain %q", d)
+	}
+	// 1 observed + 3 declared regions / 2 = 2 (the unknown peer is left out).
+	if got := pl.EffectiveRedundancy(ps[:4]); got != 2 {
+		t.Errorf("redundancy %d, want 2", got)
+	}
+}
+
+func TestColocation(t *testing.T) {
+	ps := peers(t, 12)
+	pl := newPlacer(t, nil, nil)
+	targets, vantages := ps[:4], ps[4:]
+	for i, p := range targets {
+		pl.Observe(p, netip.MustParseAddr(fmt.Sprintf("192.0.%d.1", i)))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, v := range vantages {
+		base := time.Duration(5+rng.IntN(80)) * time.Millisecond
+		// targets 0 and 1 share a rack: same RTT from everywhere (±0.2 ms).
+		pl.ObserveRTT(v, targets[0], base)
+		pl.ObserveRTT(v, targets[1], base+200*time.Microsecond)
+		pl.ObserveRTT(v, targets[2], time.Duration(5+rng.IntN(80))*time.Millisecond)
+		pl.ObserveRTT(v, targets[3], time.Duration(5+rng.IntN(80))*time.Millisecond)
+	}
+	groups := pl.Colocated()
+	if len(groups) != 1 || len(groups[0]) != 2 {
+		t.Fatalf("groups %v", groups)
+	}
+	if pl.Domain(targets[0]) != pl.Domain(targets[1]) {
+		t.Error("co-located mirrors in distinct domains")
+	}
+	if got := pl.EffectiveRedundancy(targets); got != 3 {
+		t.Errorf("redundancy %d, want 3", got)
+	}
+	// Too few vantages: no verdict.
+	pl2 := newPlacer(t, nil, nil)
+	for _, v := range vantages[:2] {
+		pl2.ObserveRTT(v, targets[0], 10*time.Millisecond)
+		pl2.ObserveRTT(v, targets[1], 10*time.Millisecond)
+	}
+	if g := pl2.Colocated(); len(g) != 0 {
+		t.Errorf("flagged from two vantages: %v", g)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.ColocAgreement = 0
+	if _, err := New(c, nil, nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("%v", err)
+	}
+}
+
+func FuzzParseASN(f *testing.F) {
+	f.Add([]byte(asnTSV))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tab, err := ParseASN(strings.NewReader(string(data)), "fuzz")
+		if err == nil {
+			tab.Lookup(netip.MustParseAddr("1.2.3.4"))
+		}
+	})
+}
