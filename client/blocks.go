@@ -1,0 +1,294 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mdag "github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	car "github.com/ipld/go-car/v2"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Failure classes of one request. A hard failure proves the mirror wrong
+// (bytes that do not verify, a malformed CAR, an error status for a root it
+// claimed to hold); a soft one may be the network's fault (stall, reset,
+// truncation). Both drop the mirror; soft-dropped mirrors get one second
+// chance when nothing else is left.
+var (
+	errHashMismatch = errors.New("hash mismatch")
+	errStalled      = errors.New("stalled")
+	errLostRace     = errors.New("lost race")
+	errDropped      = errors.New("mirror dropped")
+	errDone         = errors.New("download finished")
+)
+
+// failure is a classified request error.
+type failure struct {
+	soft   bool
+	reason string
+}
+
+func (f *failure) Error() string { return f.reason }
+
+func hard(format string, a ...any) error { return &failure{reason: fmt.Sprintf(format, a...)} }
+func soft(format string, a ...any) error {
+	return &failure{soft: true, reason: fmt.Sprintf(format, a...)}
+}
+
+// link is a child of a verified block.
+type link struct {
+	c    cid.Cid
+	size int64 // block size hint for raw leaves (their Tsize), else 0
+}
+
+// verifyBlock checks that data hashes to c.
+func verifyBlock(c cid.Cid, data []byte) error {
+	got, err := c.Prefix().Sum(data)
+	if err != nil {
+		return fmt.Errorf("%w: hashing %s: %v", ErrUnsupported, c, err)
+	}
+	if !got.Equals(c) {
+		return errHashMismatch
+	}
+	return nil
+}
+
+// linksOf decodes the children of a verified block.
+func linksOf(c cid.Cid, data []byte) ([]link, error) {
+	switch c.Type() {
+	case cid.Raw:
+		return nil, nil
+	case cid.DagProtobuf:
+		nd, err := mdag.DecodeProtobuf(data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, c, err)
+		}
+		out := make([]link, 0, len(nd.Links()))
+		for _, l := range nd.Links() {
+			var size int64
+			if l.Cid.Type() == cid.Raw && l.Size <= MaxBlockSize {
+				size = int64(l.Size)
+			}
+			out = append(out, link{c: l.Cid, size: size})
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%w: %s has codec 0x%x (want dag-pb or raw)", ErrUnsupported, c, c.Type())
+	}
+}
+
+// identityData returns the bytes inlined in an identity CID.
+func identityData(c cid.Cid) ([]byte, bool) {
+	if c.Prefix().MhType != mh.IDENTITY {
+		return nil, false
+	}
+	dec, err := mh.Decode(c.Hash())
+	if err != nil {
+		return nil, false
+	}
+	return dec.Digest, true
+}
+
+// countingReader counts bytes read into n, for the stall watchdog.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+// reply is what one request produced.
+type reply struct {
+	data    []byte        // verified block, or nil
+	partial []byte        // raw: unverified bytes received before a soft failure (whole block so far, prefix included)
+	ttfb    time.Duration // response headers after request start
+	usedPre int           // prefix bytes of the job this reply builds on (a 206 answer)
+	err     error
+}
+
+// fetchBlock asks one mirror for one block: a one-block CARv1 for dag-pb
+// nodes, the raw bytes (resuming after prefix with Range) otherwise.
+func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, prefix []byte, read *atomic.Int64) reply {
+	isCAR := c.Type() != cid.Raw
+	u := base + "/ipfs/" + c.String()
+	if isCAR {
+		u += "?format=car&dag-scope=block"
+	} else {
+		u += "?format=raw"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return reply{err: hard("request: %v", err)}
+	}
+	if isCAR {
+		req.Header.Set("Accept", "application/vnd.ipld.car; version=1; order=dfs; dups=n")
+	} else {
+		req.Header.Set("Accept", "application/vnd.ipld.raw")
+		if len(prefix) > 0 {
+			req.Header.Set("Range", "bytes="+strconv.Itoa(len(prefix))+"-")
+		}
+	}
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return reply{err: transportErr(ctx, err)}
+	}
+	defer resp.Body.Close()
+	r := reply{ttfb: time.Since(start)}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusPartialContent && !isCAR && len(prefix) > 0:
+		if err := checkContentRange(resp.Header.Get("Content-Range"), len(prefix)); err != nil {
+			r.err = hard("%v", err)
+			return r
+		}
+		r.usedPre = len(prefix)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		r.err = soft("HTTP %d", resp.StatusCode)
+		return r
+	default:
+		r.err = hard("HTTP %d for a block of a bundle it holds", resp.StatusCode)
+		return r
+	}
+	body := countingReader{r: resp.Body, n: read}
+	if isCAR {
+		r.data, r.err = readOneBlockCAR(ctx, body, c)
+		return r
+	}
+	limit := int64(MaxBlockSize - r.usedPre)
+	buf, err := io.ReadAll(io.LimitReader(body, limit+1))
+	whole := buf
+	if r.usedPre > 0 {
+		whole = append(append(make([]byte, 0, r.usedPre+len(buf)), prefix...), buf...)
+	}
+	if err != nil {
+		r.err = transportErr(ctx, err)
+		r.partial = whole
+		return r
+	}
+	if int64(len(buf)) > limit {
+		r.err = hard("block larger than %d bytes", MaxBlockSize)
+		return r
+	}
+	if err := verifyBlock(c, whole); err != nil {
+		if errors.Is(err, errHashMismatch) {
+			r.err = hard("hash mismatch for %s", c)
+		} else {
+			r.err = err
+		}
+		return r
+	}
+	r.data = whole
+	return r
+}
+
+// checkContentRange accepts "bytes FROM-TO/SIZE" with FROM == from.
+func checkContentRange(v string, from int) error {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return fmt.Errorf("bad Content-Range %q", v)
+	}
+	first, _, ok := strings.Cut(rest, "-")
+	if !ok || first != strconv.Itoa(from) {
+		return fmt.Errorf("Content-Range %q does not start at %d", v, from)
+	}
+	return nil
+}
+
+// readOneBlockCAR reads a CARv1 that must hold exactly root c with exactly
+// the block c, verified.
+func readOneBlockCAR(ctx context.Context, body io.Reader, c cid.Cid) ([]byte, error) {
+	lr := &io.LimitedReader{R: body, N: MaxBlockSize + maxCARHeader + 256}
+	br, err := car.NewBlockReader(lr,
+		car.MaxAllowedHeaderSize(maxCARHeader),
+		car.MaxAllowedSectionSize(MaxBlockSize+128))
+	if err != nil {
+		return nil, carErr(ctx, lr, "CAR header", err)
+	}
+	if br.Version != 1 {
+		return nil, hard("CARv%d where CARv1 is required", br.Version)
+	}
+	if len(br.Roots) != 1 {
+		return nil, hard("CAR has %d roots, want 1", len(br.Roots))
+	}
+	if !br.Roots[0].Equals(c) {
+		return nil, hard("wrong CAR root %s, want %s", br.Roots[0], c)
+	}
+	blk, err := br.Next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, hard("incomplete CAR: missing block %s", c)
+		}
+		return nil, carErr(ctx, lr, "CAR block", err)
+	}
+	if !blk.Cid().Equals(c) {
+		return nil, hard("out-of-order or unexpected block %s in CAR, want %s", blk.Cid(), c)
+	}
+	data := blk.RawData()
+	if err := verifyBlock(c, data); err != nil {
+		return nil, hard("hash mismatch for %s", c)
+	}
+	if _, err := br.Next(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return nil, hard("extraneous block after %s in CAR", c)
+		}
+		return nil, carErr(ctx, lr, "CAR trailer", err)
+	}
+	return data, nil
+}
+
+// carErr classifies an error reading a CAR: cancellation and transport
+// errors are soft, a response over budget or malformed bytes are hard.
+func carErr(ctx context.Context, lr *io.LimitedReader, what string, err error) error {
+	if ctx.Err() != nil {
+		return transportErr(ctx, err)
+	}
+	if lr.N <= 0 {
+		return hard("CAR larger than one block")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
+		return soft("truncated %s: %v", what, err)
+	}
+	if strings.Contains(err.Error(), "mismatch in content integrity") {
+		return hard("hash mismatch in CAR")
+	}
+	return hard("malformed %s: %v", what, err)
+}
+
+// transportErr classifies a transport error; a cancelled request reports
+// why it was cancelled.
+func transportErr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return soft("truncated response")
+	}
+	return soft("transport: %v", shortErr(err))
+}
+
+func isNetErr(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) || strings.Contains(err.Error(), "connection reset")
+}
+
+// shortErr strips the URL net/http puts in front of transport errors.
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "\": "); i >= 0 {
+		return s[i+3:]
+	}
+	return s
+}

@@ -1,0 +1,285 @@
+// Package client is mirrornet's light client: given the CID of an app bundle
+// it finds healthy mirrors, downloads the bundle's blocks from several of
+// them at once, verifies every block against its CID, and writes the app to
+// a directory, a CARv1 file or an http.Handler.
+//
+// # Trust
+//
+// Nothing a mirror says is trusted. Which mirrors to ask comes from signed
+// liveness statements (package attest) gathered from every bootstrap mirror
+// and from the mirrors those statements name, keeping the highest sequence
+// number per signer, plus the bootstrap mirrors themselves, probed with
+// HEAD /ipfs/{cid} and Cache-Control: only-if-cached. A lying bootstrap can
+// only hide mirrors another source also knows, or waste some of our time:
+// unsigned or forged statements are dropped and every byte is verified.
+//
+// # Fetching
+//
+// The DAG is walked from the root in discovery (DAG) order. Wanted blocks sit
+// in one queue; each is fetched from the best-ranked mirror with a free slot
+// (ranked by EWMAs of time to first byte, throughput and failures, with
+// untried mirrors tried first). dag-pb nodes come as one-block CARv1
+// responses (format=car, dag-scope=block), checked for version, root,
+// order and extraneous blocks; raw leaves come as format=raw and resume with
+// an HTTP Range request when a mirror dies midway. A request that runs late
+// (a multiple of its mirror's observed latency) or holds up the tail of the
+// download is hedged on another mirror; the first verified answer wins and
+// the loser is cancelled. A mirror that stalls, errors or sends bytes that do
+// not match is dropped with its reason and its blocks go back to the queue;
+// verified blocks are never fetched again.
+//
+// # Fail closed
+//
+// If no mirror delivers a verified copy, [Get] returns an error naming every
+// mirror tried and what went wrong, and nothing is written. The fetched
+// bundle is held in memory (mirrornet bundles are apps, not data sets).
+//
+// Typical use:
+//
+//	res, err := client.Get(ctx, root, client.Options{Bootstrap: []string{"http://127.0.0.1:8080"}})
+//	if err != nil { ... }
+//	err = res.WriteDir("app")
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Errors returned by this package.
+var (
+	// ErrNoMirror: no mirror delivered a verified copy; the error text names
+	// each mirror tried and why it was dropped.
+	ErrNoMirror = errors.New("client: no mirror delivered")
+	// ErrBootstrap: a bootstrap address is neither an http(s) URL nor a
+	// libp2p multiaddr with /p2p/.
+	ErrBootstrap = errors.New("client: malformed bootstrap address")
+	// ErrNoBootstrap: Options.Bootstrap is empty.
+	ErrNoBootstrap = errors.New("client: no bootstrap mirror given")
+	// ErrUnsupported: the DAG uses a codec or UnixFS feature the client
+	// cannot walk or write.
+	ErrUnsupported = errors.New("client: unsupported DAG")
+	// ErrExists: the output path already exists.
+	ErrExists = errors.New("client: output path exists")
+	// ErrOptions: an option is out of range.
+	ErrOptions = errors.New("client: invalid options")
+)
+
+// Protocol limits the client enforces on every response.
+const (
+	// MaxBlockSize bounds one block (the trustless gateway's limit; bundle
+	// blocks are at most 1 MiB plus framing).
+	MaxBlockSize = 2 << 20
+	// maxCARHeader bounds a CAR header (one root).
+	maxCARHeader = 1 << 10
+)
+
+// Options configure [Get]. The zero value of every field but Bootstrap is
+// replaced by its documented default.
+type Options struct {
+	// Bootstrap lists mirrors to start from: HTTP base URLs
+	// ("http://127.0.0.1:8080") or libp2p multiaddrs ending in /p2p/ID
+	// (statements then come over protocol.SyncProtocolID from an ephemeral
+	// libp2p host; the client joins no gossip mesh).
+	Bootstrap []string
+	// HTTPClient makes every HTTP request. Default: a client on a clone of
+	// http.DefaultTransport, no overall timeout (StallTimeout bounds
+	// each response instead).
+	HTTPClient *http.Client
+	// Logger gets debug events (drops, hedges). Default: discard.
+	Logger *slog.Logger
+	// Progress, if set, is called every ProgressInterval and once at the
+	// end, from the fetch loop: it must not block.
+	Progress func(Progress)
+	// ProgressInterval. Default 250 ms: smooth for a terminal, cheap.
+	ProgressInterval time.Duration
+	// MaxAge is the freshness bound for liveness statements. Default 30 s:
+	// mirrors sign one every few seconds, so two missed beats are fine.
+	MaxAge time.Duration
+	// Parallel bounds concurrent block requests overall. Default 12.
+	Parallel int
+	// PerMirror bounds concurrent requests to one mirror. Default 3: enough
+	// to fill a link with 1 MiB blocks, few enough that a mirror dying
+	// midway strands little.
+	PerMirror int
+	// HedgeDelay is how long a request to a mirror with no latency sample
+	// runs before it is hedged elsewhere; once a mirror has samples the
+	// delay is HedgeFactor times its expected time for the block, never
+	// below HedgeDelay/10. Default 1 s.
+	HedgeDelay time.Duration
+	// HedgeFactor: see HedgeDelay. Default 3 (hedges only the slow tail).
+	HedgeFactor float64
+	// StallTimeout: a response that delivers less than MinRate bytes per
+	// second over a window this long (including waiting for the first
+	// byte) is abandoned and its mirror dropped. Default 10 s.
+	StallTimeout time.Duration
+	// MinRate in bytes per second; see StallTimeout. Default 4 KiB/s, well
+	// under any usable link, far over a trickle.
+	MinRate int64
+	// ProbeTimeout bounds each HEAD probe and each statement download.
+	// Default 5 s.
+	ProbeTimeout time.Duration
+	// MaxSources bounds how many mirrors are asked for statements
+	// (bootstraps first, then mirrors they name). Default 8.
+	MaxSources int
+	// Seed seeds the exploration choices; 0 picks a random seed.
+	Seed uint64
+	// Now is the clock statements are judged by. Default time.Now.
+	Now func() time.Time
+}
+
+// Progress is a snapshot of a running download.
+type Progress struct {
+	Bytes     int64         // verified bytes so far
+	Blocks    int           // verified blocks so far
+	Rate      float64       // bytes per second since start
+	Mirrors   int           // mirrors with a request in flight
+	Failovers int           // mirrors dropped so far
+	Elapsed   time.Duration // since Get started
+}
+
+// Drop records a mirror the client stopped using and why.
+type Drop struct {
+	Mirror string `json:"mirror"`
+	Reason string `json:"reason"`
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if len(o.Bootstrap) == 0 {
+		return o, ErrNoBootstrap
+	}
+	if o.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 16
+		o.HTTPClient = &http.Client{Transport: tr}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Logger = o.Logger.With("component", "client")
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.ProgressInterval, 250*time.Millisecond)
+	def(&o.MaxAge, 30*time.Second)
+	def(&o.HedgeDelay, time.Second)
+	def(&o.StallTimeout, 10*time.Second)
+	def(&o.ProbeTimeout, 5*time.Second)
+	if o.Parallel == 0 {
+		o.Parallel = 12
+	}
+	if o.PerMirror == 0 {
+		o.PerMirror = 3
+	}
+	if o.HedgeFactor == 0 {
+		o.HedgeFactor = 3
+	}
+	if o.MinRate == 0 {
+		o.MinRate = 4 << 10
+	}
+	if o.MaxSources == 0 {
+		o.MaxSources = 8
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.Parallel < 0:
+		return o, fmt.Errorf("%w: Parallel %d", ErrOptions, o.Parallel)
+	case o.PerMirror < 0:
+		return o, fmt.Errorf("%w: PerMirror %d", ErrOptions, o.PerMirror)
+	case o.HedgeFactor < 1:
+		return o, fmt.Errorf("%w: HedgeFactor %g below 1", ErrOptions, o.HedgeFactor)
+	case o.MinRate < 0:
+		return o, fmt.Errorf("%w: MinRate %d", ErrOptions, o.MinRate)
+	case o.MaxAge < 0, o.HedgeDelay < 0, o.StallTimeout < 0, o.ProbeTimeout < 0, o.ProgressInterval < 0:
+		return o, fmt.Errorf("%w: negative duration", ErrOptions)
+	}
+	return o, nil
+}
+
+// bootstrap is one parsed bootstrap address.
+type bootstrap struct {
+	raw  string
+	http string         // normalised base URL, or ""
+	p2p  *peer.AddrInfo // or nil
+}
+
+// ParseBootstrap checks one bootstrap address: an http(s) base URL or a
+// libp2p multiaddr ending in /p2p/ID. Errors wrap ErrBootstrap.
+func ParseBootstrap(s string) error {
+	_, err := parseBootstrap(s)
+	return err
+}
+
+func parseBootstrap(s string) (bootstrap, error) {
+	if strings.HasPrefix(s, "/") {
+		addr, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return bootstrap{}, fmt.Errorf("%w %q: %v", ErrBootstrap, s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(addr)
+		if err != nil {
+			return bootstrap{}, fmt.Errorf("%w %q: %v (a multiaddr must end in /p2p/ID)", ErrBootstrap, s, err)
+		}
+		if len(ai.Addrs) == 0 {
+			return bootstrap{}, fmt.Errorf("%w %q: no transport address before /p2p/", ErrBootstrap, s)
+		}
+		return bootstrap{raw: s, p2p: ai}, nil
+	}
+	u, err := normalizeHTTP(s)
+	if err != nil {
+		return bootstrap{}, err
+	}
+	return bootstrap{raw: s, http: u}, nil
+}
+
+// parseHTTPBase checks that s is an absolute http(s) URL with a host and no
+// query or fragment.
+func parseHTTPBase(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrBootstrap, s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%w %q: want http(s)://host[:port] or /ip4/.../p2p/ID", ErrBootstrap, s)
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// Get downloads the bundle root from the mirrors reachable from
+// opts.Bootstrap, verifying every block, and returns it in memory. It
+// returns an error wrapping ErrNoMirror if no mirror delivers a verified
+// copy, naming each mirror and why it was dropped. Every goroutine Get
+// starts has stopped when it returns.
+func Get(ctx context.Context, root cid.Cid, opts Options) (*Result, error) {
+	if !root.Defined() {
+		return nil, fmt.Errorf("%w: undefined root CID", ErrOptions)
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var boots []bootstrap
+	for _, s := range opts.Bootstrap {
+		b, err := parseBootstrap(s)
+		if err != nil {
+			return nil, err
+		}
+		boots = append(boots, b)
+	}
+	f := newFetcher(root, opts)
+	return f.run(ctx, boots)
+}

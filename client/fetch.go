@@ -1,0 +1,613 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// mirror is the fetch loop's record of one mirror.
+type mirror struct {
+	url     string
+	state   mirrorState
+	revived bool
+	reason  string // why it was last dropped
+
+	samples int
+	ttfb    float64 // EWMA seconds to response headers
+	rate    float64 // EWMA bytes/second of body, 0 until measured
+	fails   int     // consecutive lost races and failures
+
+	active   int
+	requests int
+	bytes    int64 // verified bytes it delivered
+}
+
+type mirrorState int
+
+const (
+	mirrorAlive mirrorState = iota
+	mirrorSoftDropped
+	mirrorDropped
+)
+
+const ewmaAlpha = 0.3
+
+func ewma(old, sample float64, n int) float64 {
+	if n == 0 {
+		return sample
+	}
+	return ewmaAlpha*sample + (1-ewmaAlpha)*old
+}
+
+// expected is the mirror's expected time to deliver a block of size bytes,
+// or 0 when it has no samples yet (so untried mirrors are tried first).
+func (m *mirror) expected(size int64) time.Duration {
+	if m.samples == 0 {
+		return 0
+	}
+	s := m.ttfb
+	if m.rate > 0 {
+		s += float64(size) / m.rate
+	}
+	return time.Duration(s * float64(1+m.fails) * float64(time.Second))
+}
+
+// measured reports whether expected(size) rests on observations: a
+// probe's round trip says nothing about the time to move a large block.
+func (m *mirror) measured(size int64) bool {
+	return m.samples > 0 && (size < 64<<10 || m.rate > 0)
+}
+
+func (m *mirror) usable(per int) bool { return m.state == mirrorAlive && m.active < per }
+
+// job is one wanted block.
+type job struct {
+	c        cid.Cid
+	size     int64 // size hint (raw leaves), 0 unknown
+	order    int
+	queued   bool
+	attempts []*attempt // live attempts
+	prefix   []byte     // unverified leading bytes from a mirror that died midway
+	from     *mirror    // who sent prefix
+}
+
+func (j *job) sizeHint() int64 {
+	if j.size > 0 {
+		return j.size
+	}
+	return 4 << 10
+}
+
+// attempt is one request for a job on a mirror.
+type attempt struct {
+	j      *job
+	m      *mirror
+	start  time.Time
+	hedge  bool
+	cancel context.CancelCauseFunc
+	read   atomic.Int64 // body bytes so far, updated by the request goroutine
+
+	winStart time.Time // stall window
+	winRead  int64
+}
+
+// fetcher is one Get. Its state is owned by the loop goroutine in run;
+// request and discovery goroutines talk to it only through events.
+type fetcher struct {
+	root cid.Cid
+	o    Options
+	rng  *rand.Rand
+
+	start       time.Time
+	events      chan func()
+	ctx         context.Context // cancelled when run returns
+	wg          sync.WaitGroup
+	discovering bool
+
+	blocks   map[cid.Cid][]byte
+	jobs     map[cid.Cid]*job
+	queue    []*job
+	nextJob  int
+	mirrors  map[string]*mirror
+	mlist    []*mirror
+	notes    []string // source errors, for the failure message
+	inflight int
+	fatal    error
+
+	bytes, received, dup, wasted int64
+	requests, failovers          int
+	ttfb                         time.Duration
+	drops                        []Drop
+}
+
+func newFetcher(root cid.Cid, o Options) *fetcher {
+	seed := o.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &fetcher{
+		root: root, o: o, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		events:  make(chan func(), 64),
+		blocks:  map[cid.Cid][]byte{},
+		jobs:    map[cid.Cid]*job{},
+		mirrors: map[string]*mirror{},
+	}
+}
+
+// send delivers an event to the loop unless the loop has finished.
+func (f *fetcher) send(ctx context.Context, ev func()) {
+	select {
+	case f.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+func (f *fetcher) tick() time.Duration {
+	t := min(f.o.HedgeDelay/10, f.o.StallTimeout/10, f.o.ProgressInterval)
+	return max(t, 2*time.Millisecond)
+}
+
+func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error) {
+	f.start = time.Now()
+	ctx, cancel := context.WithCancelCause(parent)
+	f.ctx = ctx
+	defer func() {
+		cancel(errDone)
+		f.wg.Wait()
+	}()
+	f.want(f.root, 0)
+	if len(f.jobs) > 0 {
+		f.discovering = true
+		f.wg.Go(func() { f.discover(ctx, boots) })
+	}
+	ticker := time.NewTicker(f.tick())
+	defer ticker.Stop()
+	lastProgress := f.start
+	for len(f.jobs) > 0 {
+		if f.fatal != nil {
+			return nil, f.fatal
+		}
+		now := time.Now()
+		f.schedule(now)
+		if f.inflight == 0 && !f.discovering {
+			if !f.revive() {
+				return nil, f.failure()
+			}
+			continue
+		}
+		select {
+		case ev := <-f.events:
+			ev()
+		case now := <-ticker.C:
+			f.watch(now)
+			if f.o.Progress != nil && now.Sub(lastProgress) >= f.o.ProgressInterval {
+				lastProgress = now
+				f.o.Progress(f.progress(now))
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: fetching %s: %w", f.root, context.Cause(ctx))
+		}
+	}
+	if f.fatal != nil {
+		return nil, f.fatal
+	}
+	for _, j := range f.jobs {
+		for _, a := range j.attempts {
+			a.cancel(errDone)
+		}
+	}
+	if f.o.Progress != nil {
+		f.o.Progress(f.progress(time.Now()))
+	}
+	res := &Result{
+		Root: f.root, Bytes: f.bytes, Blocks: len(f.blocks), Duration: time.Since(f.start),
+		TTFB: f.ttfb, PerMirror: map[string]int64{}, Dropped: f.drops,
+		Requests: f.requests, Received: f.received, Duplicate: f.dup, Wasted: f.wasted,
+		blocks: f.blocks,
+	}
+	for _, m := range f.mlist {
+		if m.bytes > 0 {
+			res.PerMirror[m.url] = m.bytes
+		}
+	}
+	return res, nil
+}
+
+func (f *fetcher) progress(now time.Time) Progress {
+	p := Progress{Bytes: f.bytes, Blocks: len(f.blocks), Failovers: f.failovers, Elapsed: now.Sub(f.start)}
+	if s := p.Elapsed.Seconds(); s > 0 {
+		p.Rate = float64(f.bytes) / s
+	}
+	for _, m := range f.mlist {
+		if m.active > 0 {
+			p.Mirrors++
+		}
+	}
+	return p
+}
+
+// want queues c unless it is held or already wanted.
+func (f *fetcher) want(c cid.Cid, size int64) {
+	if _, ok := f.blocks[c]; ok {
+		return
+	}
+	if _, ok := f.jobs[c]; ok {
+		return
+	}
+	if data, ok := identityData(c); ok {
+		f.accept(c, data)
+		return
+	}
+	j := &job{c: c, size: size, order: f.nextJob, queued: true}
+	f.nextJob++
+	f.jobs[c] = j
+	f.queue = append(f.queue, j)
+}
+
+// accept stores a verified block and wants its children.
+func (f *fetcher) accept(c cid.Cid, data []byte) {
+	links, err := linksOf(c, data)
+	if err != nil {
+		f.fatal = err
+		return
+	}
+	f.blocks[c] = data
+	f.bytes += int64(len(data))
+	delete(f.jobs, c)
+	for _, l := range links {
+		f.want(l.c, l.size)
+	}
+}
+
+// addMirror registers a mirror found by discovery (probe answered 200 in
+// rtt).
+func (f *fetcher) addMirror(u string, rtt time.Duration) {
+	m, ok := f.mirrors[u]
+	if !ok {
+		m = &mirror{url: u}
+		f.mirrors[u] = m
+		f.mlist = append(f.mlist, m)
+		f.o.Logger.Debug("mirror added", "mirror", u, "rtt", rtt)
+	}
+	if rtt > 0 && m.samples == 0 {
+		// A probe round trip is a fair first guess of time to first byte.
+		m.ttfb, m.samples = rtt.Seconds(), 1
+	}
+}
+
+// rejectMirror records a mirror that failed its probe.
+func (f *fetcher) rejectMirror(u string, err error) {
+	m, ok := f.mirrors[u]
+	if !ok {
+		m = &mirror{url: u}
+		f.mirrors[u] = m
+		f.mlist = append(f.mlist, m)
+	}
+	f.drop(m, err)
+}
+
+func (f *fetcher) drop(m *mirror, err error) {
+	if m.state != mirrorAlive {
+		return
+	}
+	var fl *failure
+	if errors.As(err, &fl) && fl.soft && !m.revived {
+		m.state = mirrorSoftDropped
+	} else {
+		m.state = mirrorDropped
+	}
+	m.reason = err.Error()
+	f.failovers++
+	f.drops = append(f.drops, Drop{Mirror: m.url, Reason: m.reason})
+	f.o.Logger.Debug("mirror dropped", "mirror", m.url, "reason", m.reason)
+	for _, j := range f.jobs {
+		for _, a := range j.attempts {
+			if a.m == m {
+				a.cancel(errDropped)
+			}
+		}
+	}
+}
+
+// revive gives soft-dropped mirrors a second chance when nothing else is
+// left; it reports whether any came back.
+func (f *fetcher) revive() bool {
+	any := false
+	for _, m := range f.mlist {
+		if m.state == mirrorSoftDropped {
+			m.state, m.revived, m.fails = mirrorAlive, true, 0
+			any = true
+			f.o.Logger.Debug("mirror revived", "mirror", m.url)
+		}
+	}
+	return any
+}
+
+// failure builds the fail-closed error naming every mirror.
+func (f *fetcher) failure() error {
+	var parts []string
+	for _, m := range f.mlist {
+		r := m.reason
+		if r == "" {
+			r = "unused"
+		}
+		parts = append(parts, m.url+": "+r)
+	}
+	parts = append(parts, f.notes...)
+	if len(parts) == 0 {
+		parts = []string{"no mirror found"}
+	}
+	return fmt.Errorf("%w %s: %s", ErrNoMirror, f.root, strings.Join(parts, "; "))
+}
+
+// schedule hands queued jobs to mirrors and hedges late requests.
+func (f *fetcher) schedule(now time.Time) {
+	for len(f.queue) > 0 && f.inflight < f.o.Parallel {
+		j := f.queue[0]
+		m := f.pick(j, false)
+		if m == nil {
+			break
+		}
+		f.queue = f.queue[1:]
+		j.queued = false
+		f.launch(j, m, now, false)
+	}
+	if f.inflight < f.o.Parallel {
+		f.hedge(now)
+	}
+}
+
+// pick chooses a mirror with a free slot for j: the one with the lowest
+// expected time, an untried one first, now and then (5%) a random one. For
+// a first attempt it skips mirrors so slow that the queue would drain
+// faster without them.
+func (f *fetcher) pick(j *job, hedging bool) *mirror {
+	size := j.sizeHint()
+	var free []*mirror
+	var best time.Duration = -1
+	fast := 0
+	for _, m := range f.mlist {
+		if m.state != mirrorAlive {
+			continue
+		}
+		if e := m.expected(size); m.measured(size) && (best < 0 || e < best) {
+			best = e
+		}
+		if !m.usable(f.o.PerMirror) || slices.ContainsFunc(j.attempts, func(a *attempt) bool { return a.m == m }) {
+			continue
+		}
+		free = append(free, m)
+	}
+	if len(free) == 0 {
+		return nil
+	}
+	if !hedging && best > 0 {
+		for _, m := range f.mlist {
+			if m.state == mirrorAlive && m.measured(size) && m.expected(size) <= 2*best {
+				fast++
+			}
+		}
+		drain := time.Duration(float64(len(f.queue)) * float64(best) / float64(max(1, fast*f.o.PerMirror)))
+		free = slices.DeleteFunc(free, func(m *mirror) bool {
+			return m.measured(size) && m.expected(size) > drain+2*best
+		})
+		if len(free) == 0 {
+			return nil
+		}
+	}
+	if len(free) > 1 && f.rng.IntN(20) == 0 {
+		return free[f.rng.IntN(len(free))]
+	}
+	return slices.MinFunc(free, func(a, b *mirror) int {
+		ea, eb := a.expected(size), b.expected(size)
+		if ea != eb {
+			return int(ea - eb)
+		}
+		return a.active - b.active
+	})
+}
+
+// hedge starts a second request for jobs whose request is late (HedgeFactor
+// times its mirror's expected time) or, once the queue is empty, would
+// finish later than a fresh request on an idle mirror.
+func (f *fetcher) hedge(now time.Time) {
+	var running []*job
+	for _, j := range f.jobs {
+		if len(j.attempts) == 1 {
+			running = append(running, j)
+		}
+	}
+	slices.SortFunc(running, func(a, b *job) int { return a.order - b.order })
+	for _, j := range running {
+		if f.inflight >= f.o.Parallel {
+			return
+		}
+		a := j.attempts[0]
+		elapsed := now.Sub(a.start)
+		size := j.sizeHint()
+		late := elapsed > f.hedgeDelay(a.m, size)
+		if !late && len(f.queue) == 0 {
+			late = f.remaining(a, now) > 2*f.bestIdle(size)+f.o.HedgeDelay/10
+		}
+		if !late {
+			continue
+		}
+		m := f.pick(j, true)
+		if m == nil {
+			continue
+		}
+		if len(f.queue) > 0 && m.active > 0 {
+			continue // spare capacity goes to the queue first
+		}
+		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed)
+		f.launch(j, m, now, true)
+	}
+}
+
+func (f *fetcher) hedgeDelay(m *mirror, size int64) time.Duration {
+	if !m.measured(size) {
+		return f.o.HedgeDelay
+	}
+	return max(time.Duration(f.o.HedgeFactor*float64(m.expected(size))), f.o.HedgeDelay/10)
+}
+
+// remaining predicts how long attempt a still needs.
+func (f *fetcher) remaining(a *attempt, now time.Time) time.Duration {
+	size := a.j.sizeHint()
+	read := a.read.Load()
+	elapsed := now.Sub(a.start)
+	if read > 0 && a.j.size > 0 && elapsed > 0 {
+		left := max(0, size-int64(len(a.j.prefix))-read)
+		return time.Duration(float64(elapsed) * float64(left) / float64(read))
+	}
+	return max(0, f.hedgeDelay(a.m, size)-elapsed)
+}
+
+// bestIdle is the expected time of the best mirror with nothing in flight,
+// or a large value when none is idle.
+func (f *fetcher) bestIdle(size int64) time.Duration {
+	best := time.Duration(1<<62 - 1)
+	for _, m := range f.mlist {
+		if m.state == mirrorAlive && m.active == 0 && m.measured(size) {
+			best = min(best, m.expected(size))
+		}
+	}
+	return best
+}
+
+// launch starts one request for j on m.
+func (f *fetcher) launch(j *job, m *mirror, now time.Time, hedge bool) {
+	ctx, cancel := context.WithCancelCause(f.ctx)
+	a := &attempt{j: j, m: m, start: now, hedge: hedge, cancel: cancel, winStart: now}
+	j.attempts = append(j.attempts, a)
+	m.active++
+	m.requests++
+	f.inflight++
+	f.requests++
+	prefix := j.prefix
+	f.wg.Go(func() {
+		defer cancel(nil)
+		r := fetchBlock(ctx, f.o.HTTPClient, m.url, j.c, prefix, &a.read)
+		// The loop may have ended: deliver on a context it cancels.
+		select {
+		case f.events <- func() { f.finish(a, r) }:
+		case <-f.ctx.Done():
+		}
+	})
+}
+
+// watch cancels requests that move less than MinRate over StallTimeout.
+func (f *fetcher) watch(now time.Time) {
+	need := max(1, int64(float64(f.o.MinRate)*f.o.StallTimeout.Seconds()))
+	for _, j := range f.jobs {
+		for _, a := range j.attempts {
+			if now.Sub(a.winStart) < f.o.StallTimeout {
+				continue
+			}
+			read := a.read.Load()
+			if got := read - a.winRead; got < need {
+				a.cancel(soft("stalled: %d bytes in %s", got, f.o.StallTimeout))
+				continue
+			}
+			a.winStart, a.winRead = now, read
+		}
+	}
+}
+
+// finish handles the end of an attempt.
+func (f *fetcher) finish(a *attempt, r reply) {
+	j, m := a.j, a.m
+	j.attempts = slices.DeleteFunc(j.attempts, func(x *attempt) bool { return x == a })
+	m.active--
+	f.inflight--
+	read := a.read.Load()
+	f.received += read
+	if r.ttfb > 0 {
+		if t := a.start.Add(r.ttfb).Sub(f.start); f.ttfb == 0 || t < f.ttfb {
+			f.ttfb = t
+		}
+	}
+	_, held := f.blocks[j.c]
+	switch {
+	case r.err == nil && held:
+		f.dup += read
+	case r.err == nil:
+		f.sample(m, r.ttfb, read, time.Since(a.start))
+		m.fails = 0
+		m.bytes += read
+		if r.usedPre > 0 {
+			f.creditPrefix(j, r.usedPre)
+		}
+		j.prefix = nil
+		f.accept(j.c, r.data)
+		for _, o := range j.attempts {
+			o.cancel(errLostRace)
+		}
+	case errors.Is(r.err, errLostRace), errors.Is(r.err, errDone), errors.Is(r.err, errDropped):
+		f.dup += read
+		if errors.Is(r.err, errLostRace) {
+			// Slower than a hedge: count it against the mirror.
+			f.sample(m, time.Since(a.start), 0, time.Since(a.start))
+			m.fails++
+		}
+	default:
+		var fl *failure
+		if errors.As(r.err, &fl) && r.usedPre > 0 && strings.HasPrefix(fl.reason, "hash mismatch") {
+			// A resumed block failed: the prefix (from a mirror that
+			// died) or this mirror lied. Start over without blame.
+			f.wasted += read + int64(len(j.prefix))
+			j.prefix = nil
+			break
+		}
+		if errors.As(r.err, &fl) && fl.soft {
+			if len(r.partial) > len(j.prefix) && len(r.partial) < MaxBlockSize {
+				f.dup += int64(len(j.prefix)) // superseded prefix
+				j.prefix, j.from = r.partial, m
+			} else {
+				f.dup += read
+			}
+		} else {
+			f.wasted += read
+		}
+		if !errors.As(r.err, &fl) {
+			// Not a mirror failure: the DAG itself is unusable.
+			f.fatal = r.err
+			return
+		}
+		f.drop(m, r.err)
+	}
+	if _, held := f.blocks[j.c]; !held && len(j.attempts) == 0 && !j.queued {
+		// Back to the front of the queue: it was due first.
+		j.queued = true
+		f.queue = slices.Insert(f.queue, 0, j)
+	}
+}
+
+// sample folds one request's timings into m's EWMAs.
+func (f *fetcher) sample(m *mirror, ttfb time.Duration, n int64, total time.Duration) {
+	m.ttfb = ewma(m.ttfb, ttfb.Seconds(), m.samples)
+	if body := (total - ttfb).Seconds(); n >= 64<<10 && body > 0 {
+		if m.rate == 0 {
+			m.rate = float64(n) / body
+		} else {
+			m.rate = ewma(m.rate, float64(n)/body, 1)
+		}
+	}
+	m.samples++
+}
+
+// creditPrefix credits the mirror that sent a resumed block's prefix.
+func (f *fetcher) creditPrefix(j *job, n int) {
+	if j.from != nil {
+		j.from.bytes += int64(n)
+	}
+}

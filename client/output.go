@@ -1,0 +1,443 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	mdag "github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	upb "github.com/ipfs/boxo/ipld/unixfs/pb"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	car "github.com/ipld/go-car/v2"
+	"github.com/ipld/go-car/v2/storage"
+)
+
+// Result is a verified bundle held in memory.
+type Result struct {
+	Root     cid.Cid
+	Bytes    int64         // verified block bytes
+	Blocks   int           // verified blocks
+	Duration time.Duration // of the whole Get
+	// TTFB is the time from the start of Get to the first response
+	// headers from any mirror.
+	TTFB time.Duration
+	// PerMirror maps mirror URL to the verified bytes it delivered.
+	PerMirror map[string]int64
+	// Dropped lists every mirror dropped, in order, with the reason.
+	Dropped []Drop
+	// Requests counts block requests made (hedges included).
+	Requests int
+	// Received counts response body bytes read.
+	Received int64
+	// Duplicate counts bytes read from honest responses that were not
+	// used (hedges that lost, partial blocks of mirrors that died and could
+	// not be resumed).
+	Duplicate int64
+	// Wasted counts bytes read from responses that failed verification.
+	Wasted int64
+
+	blocks map[cid.Cid][]byte
+}
+
+// Block returns a verified block of the bundle.
+func (r *Result) Block(c cid.Cid) ([]byte, bool) {
+	b, ok := r.blocks[c]
+	return b, ok
+}
+
+// memDAG is a read-only ipld.DAGService over verified blocks.
+type memDAG map[cid.Cid][]byte
+
+var _ ipld.DAGService = memDAG(nil)
+
+func (d memDAG) Get(_ context.Context, c cid.Cid) (ipld.Node, error) {
+	data, ok := d[c]
+	if !ok {
+		if id, isID := identityData(c); isID {
+			data = id
+		} else {
+			return nil, ipld.ErrNotFound{Cid: c}
+		}
+	}
+	blk, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		return nil, err
+	}
+	switch c.Type() {
+	case cid.DagProtobuf:
+		return mdag.DecodeProtobufBlock(blk)
+	case cid.Raw:
+		return mdag.DecodeRawBlock(blk)
+	}
+	return nil, fmt.Errorf("%w: codec 0x%x", ErrUnsupported, c.Type())
+}
+
+func (d memDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	out := make(chan *ipld.NodeOption, len(cs))
+	for _, c := range cs {
+		n, err := d.Get(ctx, c)
+		out <- &ipld.NodeOption{Node: n, Err: err}
+	}
+	close(out)
+	return out
+}
+
+var errReadOnly = errors.New("client: read-only DAG")
+
+func (memDAG) Add(context.Context, ipld.Node) error        { return errReadOnly }
+func (memDAG) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
+func (memDAG) Remove(context.Context, cid.Cid) error       { return errReadOnly }
+func (memDAG) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
+
+// entry is a decoded UnixFS node.
+type entry struct {
+	node   ipld.Node
+	kind   upb.Data_DataType
+	target string // symlinks
+}
+
+func (d memDAG) entry(ctx context.Context, c cid.Cid) (entry, error) {
+	n, err := d.Get(ctx, c)
+	if err != nil {
+		return entry{}, err
+	}
+	pn, ok := n.(*mdag.ProtoNode)
+	if !ok {
+		return entry{node: n, kind: upb.Data_File}, nil // a raw block is a file
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return entry{}, fmt.Errorf("%w: %s is not UnixFS: %v", ErrUnsupported, c, err)
+	}
+	e := entry{node: n, kind: fsn.Type()}
+	switch e.kind {
+	case upb.Data_File, upb.Data_Raw, upb.Data_Directory, upb.Data_HAMTShard:
+	case upb.Data_Symlink:
+		e.target = string(fsn.Data())
+	default:
+		return entry{}, fmt.Errorf("%w: %s has UnixFS type %s", ErrUnsupported, c, e.kind)
+	}
+	return e, nil
+}
+
+func (e entry) isDir() bool { return e.kind == upb.Data_Directory || e.kind == upb.Data_HAMTShard }
+
+// checkName refuses directory entry names that could escape the output.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return fmt.Errorf("%w: unsafe entry name %q", ErrUnsupported, name)
+	}
+	return nil
+}
+
+// refuseExisting fails with ErrExists if p exists.
+func refuseExisting(p string) error {
+	if _, err := os.Lstat(p); err == nil {
+		return fmt.Errorf("%w: %s", ErrExists, p)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("client: output %s: %w", p, err)
+	}
+	return nil
+}
+
+// WriteDir writes the bundle to dir: a directory bundle as a directory tree,
+// a single-file bundle as the file dir. It writes into a temporary sibling
+// and renames it into place, so dir appears complete or not at all; it
+// refuses a dir that exists.
+func (r *Result) WriteDir(dir string) error {
+	dir = filepath.Clean(dir)
+	if err := refuseExisting(dir); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	dag := memDAG(r.blocks)
+	e, err := dag.entry(ctx, r.Root)
+	if err != nil {
+		return err
+	}
+	parent, base := filepath.Dir(dir), filepath.Base(dir)
+	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
+	if err != nil {
+		return fmt.Errorf("client: output %s: %w", dir, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	src := tmp
+	if e.isDir() {
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			return fmt.Errorf("client: output %s: %w", dir, err)
+		}
+		if err := writeDir(ctx, dag, tmp, e); err != nil {
+			return fmt.Errorf("client: writing %s: %w", dir, err)
+		}
+	} else {
+		src = filepath.Join(tmp, base)
+		if err := writeEntry(ctx, dag, src, e); err != nil {
+			return fmt.Errorf("client: writing %s: %w", dir, err)
+		}
+	}
+	if err := refuseExisting(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(src, dir); err != nil {
+		return fmt.Errorf("client: output %s: %w", dir, err)
+	}
+	ok = true
+	if src != tmp {
+		os.Remove(tmp)
+	}
+	return syncDir(parent)
+}
+
+func writeDir(ctx context.Context, dag memDAG, dst string, e entry) error {
+	d, err := uio.NewDirectoryFromNode(dag, e.node)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	links, err := d.Links(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if err := checkName(l.Name); err != nil {
+			return err
+		}
+		child, err := dag.entry(ctx, l.Cid)
+		if err != nil {
+			return err
+		}
+		if err := writeEntry(ctx, dag, filepath.Join(dst, l.Name), child); err != nil {
+			return err
+		}
+	}
+	return syncDir(dst)
+}
+
+func writeEntry(ctx context.Context, dag memDAG, p string, e entry) error {
+	switch {
+	case e.isDir():
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		return writeDir(ctx, dag, p, e)
+	case e.kind == upb.Data_Symlink:
+		return os.Symlink(e.target, p)
+	}
+	rd, err := uio.NewDagReader(ctx, e.node, dag)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rd); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// WriteCAR writes the bundle as a CARv1 with the root as its only root and
+// blocks in depth-first order (as `ipfs dag export`), atomically (temporary
+// sibling, fsync, rename); it refuses a path that exists.
+func (r *Result) WriteCAR(p string) error {
+	p = filepath.Clean(p)
+	if err := refuseExisting(p); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("client: output %s: %w", p, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := r.writeCAR(tmp); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	if err := refuseExisting(p); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("client: output %s: %w", p, err)
+	}
+	ok = true
+	return syncDir(filepath.Dir(p))
+}
+
+func (r *Result) writeCAR(w io.Writer) error {
+	ctx := context.Background()
+	sc, err := storage.NewWritable(w, []cid.Cid{r.Root}, car.WriteAsCarV1(true))
+	if err != nil {
+		return err
+	}
+	seen := map[cid.Cid]bool{}
+	var walk func(c cid.Cid) error
+	walk = func(c cid.Cid) error {
+		if seen[c] {
+			return nil
+		}
+		seen[c] = true
+		if _, isID := identityData(c); isID {
+			return nil
+		}
+		data, ok := r.blocks[c]
+		if !ok {
+			return fmt.Errorf("client: block %s missing", c)
+		}
+		if err := sc.Put(ctx, c.KeyString(), data); err != nil {
+			return err
+		}
+		links, err := linksOf(c, data)
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if err := walk(l.c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(r.Root); err != nil {
+		return err
+	}
+	return sc.Finalize()
+}
+
+// Handler serves the verified app over HTTP: files with their content type
+// (from the extension), directories by their index.html or a listing.
+func (r *Result) Handler() http.Handler {
+	return http.HandlerFunc(r.serve)
+}
+
+func (r *Result) serve(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ctx := req.Context()
+	dag := memDAG(r.blocks)
+	e, err := dag.entry(ctx, r.Root)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	p := path.Clean("/" + req.URL.Path)
+	for _, name := range strings.Split(strings.Trim(p, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		if !e.isDir() {
+			http.NotFound(w, req)
+			return
+		}
+		d, err := uio.NewDirectoryFromNode(dag, e.node)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		n, err := d.Find(ctx, name)
+		if err != nil {
+			http.NotFound(w, req)
+			return
+		}
+		if e, err = dag.entry(ctx, n.Cid()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	if e.isDir() {
+		if !strings.HasSuffix(req.URL.Path, "/") {
+			http.Redirect(w, req, req.URL.Path+"/", http.StatusMovedPermanently)
+			return
+		}
+		d, err := uio.NewDirectoryFromNode(dag, e.node)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if n, err := d.Find(ctx, "index.html"); err == nil {
+			if ie, err := dag.entry(ctx, n.Cid()); err == nil && !ie.isDir() && ie.kind != upb.Data_Symlink {
+				serveFile(w, req, dag, "index.html", ie)
+				return
+			}
+		}
+		links, err := d.Links(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		names := make([]string, 0, len(links))
+		for _, l := range links {
+			names = append(names, l.Name)
+		}
+		slices.Sort(names)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><title>%s</title><ul>\n", html.EscapeString(p))
+		for _, n := range names {
+			fmt.Fprintf(w, "<li><a href=\"%s\">%s</a></li>\n", html.EscapeString(n), html.EscapeString(n))
+		}
+		fmt.Fprintln(w, "</ul>")
+		return
+	}
+	if e.kind == upb.Data_Symlink {
+		http.NotFound(w, req)
+		return
+	}
+	serveFile(w, req, dag, path.Base(p), e)
+}
+
+func serveFile(w http.ResponseWriter, req *http.Request, dag memDAG, name string, e entry) {
+	rd, err := uio.NewDagReader(req.Context(), e.node, dag)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Etag", `"`+e.node.Cid().String()+`"`)
+	http.ServeContent(w, req, name, time.Time{}, rd)
+}

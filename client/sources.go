@@ -1,0 +1,248 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// TODO(discovery): mDNS and DHT bootstrap. When Options.Bootstrap is empty,
+// Get fails with ErrNoBootstrap. The discovery/ package is to offer a
+// function that, given a context and a deadline, returns mirror addresses
+// (HTTP base URLs or /p2p/ multiaddrs) found on the LAN (mDNS,
+// protocol.MDNSServiceName) or through the DHT (protocol.DHTPrefix); discover
+// below would call it when no bootstrap is given and treat its answers like
+// bootstrap addresses (they are no more trusted: statements are verified and
+// bytes checked).
+
+// gathered is one source's statements.
+type gathered struct {
+	src  string
+	raws [][]byte
+	err  error
+}
+
+// discover finds mirrors for f.root: it probes every HTTP bootstrap, reads
+// signed statements from every bootstrap and from the mirrors they name (up
+// to MaxSources), keeps the highest Seq per signer across all of them, and
+// probes each mirror the view says is up, fresh and holding the root. Each
+// probed mirror that holds the root is handed to the fetch loop as soon as it
+// answers.
+func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
+	defer f.send(ctx, func() { f.discovering = false })
+	root := f.root.String()
+	view := newHealthView()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	probed := map[string]bool{}
+	probe := func(u string) {
+		if probed[u] {
+			return
+		}
+		probed[u] = true
+		wg.Go(func() { f.probe(ctx, u) })
+	}
+	var p2p *p2pSource
+	defer func() {
+		if p2p != nil {
+			p2p.close()
+		}
+	}()
+	results := make(chan gathered)
+	asked := map[string]bool{}
+	outstanding := 0
+	ask := func(key string, fn func(context.Context) ([][]byte, error)) {
+		if asked[key] {
+			return
+		}
+		asked[key] = true
+		outstanding++
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, f.o.ProbeTimeout)
+			raws, err := fn(cctx)
+			cancel()
+			select {
+			case results <- gathered{src: key, raws: raws, err: err}:
+			case <-ctx.Done():
+			}
+		})
+	}
+	for _, b := range boots {
+		if b.http != "" {
+			probe(b.http)
+			ask(b.http, func(c context.Context) ([][]byte, error) { return httpStatements(c, f.o.HTTPClient, b.http) })
+			continue
+		}
+		if p2p == nil {
+			var err error
+			if p2p, err = newP2PSource(); err != nil {
+				f.send(ctx, func() { f.notes = append(f.notes, "libp2p: "+err.Error()) })
+				continue
+			}
+		}
+		ai := *b.p2p
+		ask(b.raw, func(c context.Context) ([][]byte, error) { return p2p.statements(c, ai) })
+	}
+	for outstanding > 0 {
+		var g gathered
+		select {
+		case g = <-results:
+		case <-ctx.Done():
+			return
+		}
+		outstanding--
+		kept := 0
+		now := f.o.Now()
+		for _, raw := range g.raws {
+			if view.add(g.src, raw, now) {
+				kept++
+			}
+		}
+		f.o.Logger.Debug("statements", "source", g.src, "got", len(g.raws), "kept", kept, "rejected", view.rejected[g.src], "err", g.err)
+		if g.err != nil {
+			note := g.src + ": statements: " + g.err.Error()
+			f.send(ctx, func() { f.notes = append(f.notes, note) })
+		}
+		for _, u := range view.usable(root, now, f.o.MaxAge) {
+			probe(u)
+			if len(asked) < max(f.o.MaxSources, len(boots)) {
+				ask(u, func(c context.Context) ([][]byte, error) { return httpStatements(c, f.o.HTTPClient, u) })
+			}
+		}
+	}
+}
+
+// probe asks u whether it holds the root (HEAD, only-if-cached) and adds it
+// to the fetch loop if so.
+func (f *fetcher) probe(ctx context.Context, u string) {
+	pctx, cancel := context.WithTimeout(ctx, f.o.ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodHead, u+"/ipfs/"+f.root.String()+"?format=raw", nil)
+	if err != nil {
+		f.send(ctx, func() { f.rejectMirror(u, hard("probe: %v", err)) })
+		return
+	}
+	req.Header.Set("Cache-Control", "only-if-cached")
+	req.Header.Set("Accept", "application/vnd.ipld.raw")
+	start := time.Now()
+	resp, err := f.o.HTTPClient.Do(req)
+	rtt := time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		if pctx.Err() != nil {
+			f.send(ctx, func() { f.rejectMirror(u, soft("probe: no answer in %s", f.o.ProbeTimeout)) })
+			return
+		}
+		f.send(ctx, func() { f.rejectMirror(u, soft("probe: %s", shortErr(err))) })
+		return
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		f.send(ctx, func() { f.addMirror(u, rtt) })
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		f.send(ctx, func() { f.rejectMirror(u, soft("probe: HTTP %d", resp.StatusCode)) })
+	default:
+		f.send(ctx, func() {
+			f.rejectMirror(u, hard("does not hold %s (HTTP %d)", f.root, resp.StatusCode))
+		})
+	}
+}
+
+// errStatements: a source's statement stream was unusable.
+var errStatements = errors.New("client: bad statement stream")
+
+// readStatements reads frames until an empty one, at most
+// MaxSyncStatements. Statements read before an error are returned with it.
+func readStatements(r io.Reader) ([][]byte, error) {
+	br := bufio.NewReader(r)
+	var out [][]byte
+	for len(out) < protocol.MaxSyncStatements {
+		b, err := protocol.ReadFrame(br, protocol.MaxStatementSize)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, fmt.Errorf("%w: ended without the empty frame", errStatements)
+			}
+			return out, fmt.Errorf("%w: %v", errStatements, err)
+		}
+		if len(b) == 0 {
+			return out, nil
+		}
+		out = append(out, b)
+	}
+	return out, fmt.Errorf("%w: more than %d statements", errStatements, protocol.MaxSyncStatements)
+}
+
+// httpStatements reads a mirror's statements over HTTP.
+func httpStatements(ctx context.Context, hc *http.Client, base string) ([][]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+protocol.HTTPStatementsPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", protocol.StatementsContentType)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", errStatements, shortErr(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: HTTP %d", errStatements, resp.StatusCode)
+	}
+	return readStatements(resp.Body)
+}
+
+// p2pSource reads statements over libp2p with an ephemeral identity; it
+// listens on nothing and joins no gossip mesh.
+type p2pSource struct{ h host.Host }
+
+func newP2PSource() (*p2pSource, error) {
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(libp2p.Identity(key), libp2p.NoListenAddrs)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	return &p2pSource{h: h}, nil
+}
+
+func (p *p2pSource) close() { p.h.Close() }
+
+func (p *p2pSource) statements(ctx context.Context, ai peer.AddrInfo) ([][]byte, error) {
+	if err := p.h.Connect(ctx, ai); err != nil {
+		return nil, fmt.Errorf("%w: connect: %v", errStatements, err)
+	}
+	s, err := p.h.NewStream(ctx, ai.ID, protocol.SyncProtocolID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", errStatements, protocol.SyncProtocolID, err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	req, err := protocol.Encode(&protocol.SyncRequest{Kinds: []string{"liveness"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := protocol.WriteFrame(s, req); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("%w: write request: %v", errStatements, err)
+	}
+	s.CloseWrite()
+	return readStatements(s)
+}
