@@ -1,0 +1,85 @@
+package release
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+func TestCheckIntegrity(t *testing.T) {
+	m := newMaintainers(t, 30, 1)
+	builders := newMaintainers(t, 31, 3).names
+	rel := mustRecord(t, genesis(m, 1, 4, cid1, t0))
+	att := func(builder, cid string, version uint64) protocol.BuildAttestation {
+		return protocol.BuildAttestation{Builder: builder, Seq: 1, Time: 1, App: rel.App, Version: version, Build: "make", CID: cid}
+	}
+	other := rel
+	other.App = protocol.DeriveAppID("other", rel.Maintainers)
+	cases := []struct {
+		name     string
+		builds   []protocol.BuildAttestation
+		want     IntegrityState
+		builders int
+		str      string
+	}{
+		{"none", nil, Unverified, 0, "unverified"},
+		{"one builder", []protocol.BuildAttestation{att(builders[0], cid1, 4)}, Verified, 1, "verified · 1 builder"},
+		{"same builder twice counts once", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[0], cid1, 4)}, Verified, 1, "verified · 1 builder"},
+		{"two builders", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4)}, Verified, 2, "verified · 2 builders"},
+		{"maintainer is not independent", []protocol.BuildAttestation{att(m.names[0], cid1, 4)}, Unverified, 0, "unverified"},
+		{"other version ignored", []protocol.BuildAttestation{att(builders[0], cid2, 3)}, Unverified, 0, "unverified"},
+		{"one diverging builder", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4), att(builders[2], cid2, 4)}, Diverges, 2, ""},
+		{"maintainer diverging", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(m.names[0], cid2, 4)}, Diverges, 1, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := CheckIntegrity(rel, c.builds)
+			if got.State != c.want || len(got.Builders) != c.builders {
+				t.Fatalf("got %+v, want %s with %d builders", got, c.want, c.builders)
+			}
+			if c.str != "" && got.String() != c.str {
+				t.Fatalf("String() = %q, want %q", got.String(), c.str)
+			}
+			if c.want == Diverges && (len(got.Divergent) != 1 || got.String()[:8] != "diverges") {
+				t.Fatalf("divergent = %v, %q", got.Divergent, got.String())
+			}
+		})
+	}
+	if CheckIntegrity(other, []protocol.BuildAttestation{att(builders[0], cid1, 4)}).State != Unverified {
+		t.Fatal("attestation for another app counted")
+	}
+}
+
+func TestParseAppRef(t *testing.T) {
+	id := protocol.DeriveAppID("demo", protocol.MaintainerSet{Keys: []string{"k"}, Threshold: 1})
+	for in, want := range map[string]AppRef{id: {App: id}, id + "@3": {App: id, Version: 3}} {
+		got, err := ParseAppRef(in)
+		if err != nil || got != want || got.String() != in {
+			t.Errorf("%q: %+v %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "demo", id + "@", id + "@0", id + "@-1", id + "@03", id + "@x", id + "@1@2", "@3"} {
+		if _, err := ParseAppRef(in); !errors.Is(err, ErrBadRef) {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+func TestDiffFiles(t *testing.T) {
+	got := map[string]string{"index.html": "a", "app.js": "b2", "new.txt": "c"}
+	want := map[string]string{"index.html": "a", "app.js": "b1", "gone.css": "d"}
+	d := DiffFiles(got, want)
+	exp := []FileChange{
+		{Path: "app.js", Kind: "changed", Got: "b2", Want: "b1"},
+		{Path: "gone.css", Kind: "missing", Want: "d"},
+		{Path: "new.txt", Kind: "added", Got: "c"},
+	}
+	if !reflect.DeepEqual(d, exp) {
+		t.Fatalf("diff = %+v", d)
+	}
+	if DiffFiles(want, want) != nil {
+		t.Fatal("identical trees differ")
+	}
+}
