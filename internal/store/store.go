@@ -1,0 +1,806 @@
+// Package store is mirrornet's content-addressed, crash-safe block store and
+// the bookkeeping of which bundles a mirror follows and holds.
+//
+// Blocks live one per file under DIR/blocks, named by the base32 of their
+// multihash (so a CIDv0 and a CIDv1 of the same bytes share one file) and
+// sharded by two characters of that name. A block is written to a temporary
+// file in its final directory, fsynced, renamed into place and the directory
+// fsynced: after a crash a block file is either absent or complete. Every
+// block is hashed against its CID on Put and again on Get; a block that no
+// longer matches is deleted and reported as ErrCorrupt.
+//
+// A bundle is a DAG root the mirror follows. Its state is "fetching" until
+// MarkHeld has walked the whole DAG and found every block present and valid;
+// only then is it "held". The list is kept in DIR/bundles.json, written with
+// the same temp/fsync/rename steps, so a crash never leaves a bundle marked
+// held with blocks missing.
+//
+// The store is a pure core: file I/O only, no goroutines, no network, no
+// clock. All methods are safe for concurrent use. Use package
+// store/ipfsbs to hand it to boxo's bitswap or gateway.
+package store
+
+import (
+	"context"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
+)
+
+// Bundle states reported in BundleInfo.State.
+const (
+	StateFetching = "fetching"
+	StateHeld     = "held"
+)
+
+const (
+	blocksDir   = "blocks"
+	bundlesFile = "bundles.json"
+	tmpPrefix   = ".tmp-"
+)
+
+var (
+	// ErrNotFound means the block is not in the store.
+	ErrNotFound = errors.New("store: block not found")
+	// ErrCorrupt means a stored block no longer hashes to its CID; it has
+	// been deleted and must be fetched again.
+	ErrCorrupt = errors.New("store: block corrupt on disk (deleted)")
+	// ErrHashMismatch means Put was given bytes that do not hash to the CID.
+	ErrHashMismatch = errors.New("store: block does not match its CID")
+	// ErrTooLarge means a block is larger than verify.MaxBlockSize.
+	ErrTooLarge = errors.New("store: block too large")
+	// ErrStorageLimit means the block would take the store over
+	// Options.MaxBytes.
+	ErrStorageLimit = errors.New("store: storage limit reached")
+	// ErrNoSpace means the file system is full (ENOSPC). Nothing partial was
+	// left behind; reads keep working and writes succeed once space is freed.
+	ErrNoSpace = errors.New("store: no space left on device")
+	// ErrIncomplete means MarkHeld found a block of the DAG missing or
+	// invalid.
+	ErrIncomplete = errors.New("store: bundle incomplete")
+	// ErrNotWritable means the store directory cannot be written.
+	ErrNotWritable = errors.New("store: directory not writable")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Options configure a Store.
+type Options struct {
+	// MaxBytes caps the bytes of block data kept; 0 means unlimited. Put
+	// fails with ErrStorageLimit rather than exceed it.
+	MaxBytes int64
+}
+
+// BundleInfo describes a followed bundle.
+type BundleInfo struct {
+	Root   cid.Cid
+	State  string // StateHeld or StateFetching
+	Bytes  int64  // block bytes of the whole DAG (known once held)
+	Blocks int    // distinct blocks of the DAG (known once held)
+}
+
+// Store is a block store in one directory. Create it with Open.
+type Store struct {
+	dir    string
+	blocks string
+	opts   Options
+
+	// gc is held for reading by Put and for writing by GC, so a block
+	// written while GC sweeps is never swept.
+	gc sync.RWMutex
+
+	mu       sync.Mutex
+	closed   bool
+	usage    int64
+	bundles  map[string]*BundleInfo   // by root KeyString
+	inflight map[string]chan struct{} // blocks being written, by key
+	// heldBlocks counts, per block key, the held bundles whose DAG holds it.
+	heldBlocks map[string]int
+}
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// key is the file name of a block: base32 of its multihash.
+func key(c cid.Cid) string { return b32.EncodeToString(c.Hash()) }
+
+func (s *Store) path(k string) string {
+	return filepath.Join(s.blocks, k[len(k)-3:len(k)-1], k)
+}
+
+// Open opens (creating if needed) the store in dir. It removes temporary
+// files left by a crash and recounts the space used.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("store: Options.MaxBytes must be >= 0, got %d", opts.MaxBytes)
+	}
+	s := &Store{
+		dir:        dir,
+		blocks:     filepath.Join(dir, blocksDir),
+		opts:       opts,
+		bundles:    map[string]*BundleInfo{},
+		inflight:   map[string]chan struct{}{},
+		heldBlocks: map[string]int{},
+	}
+	if err := os.MkdirAll(s.blocks, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotWritable, dir, unwrapPath(err))
+	}
+	probe, err := os.CreateTemp(dir, tmpPrefix+"probe-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotWritable, dir, unwrapPath(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+
+	err = filepath.WalkDir(s.blocks, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
+			return os.Remove(p)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		s.usage += fi.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: scanning %s: %w", s.blocks, err)
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	// A held bundle must still be complete and valid: recheck and rebuild
+	// the index of blocks that belong to held bundles.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.recheckHeldLocked(context.Background()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Close marks the store closed. It is idempotent; later calls fail with
+// ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (s *Store) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Put stores a block after checking that data hashes to c. Storing a block
+// that is already present does nothing.
+func (s *Store) Put(c cid.Cid, data []byte) error {
+	if len(data) > verify.MaxBlockSize {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, c, len(data), verify.MaxBlockSize)
+	}
+	if err := verify.Check(c, data); err != nil {
+		return fmt.Errorf("%w: %s", ErrHashMismatch, c)
+	}
+	s.gc.RLock()
+	defer s.gc.RUnlock()
+	k := key(c)
+	p := s.path(k)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if ch, ok := s.inflight[k]; ok {
+			s.mu.Unlock()
+			<-ch
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		n := int64(len(data))
+		if s.opts.MaxBytes > 0 && s.usage+n > s.opts.MaxBytes {
+			used := s.usage
+			s.mu.Unlock()
+			return errorf(ErrStorageLimit, "store: storage limit of %d bytes reached: %d used, block %s needs %d more; raise the limit or unfollow a bundle and run gc",
+				s.opts.MaxBytes, used, c, n)
+		}
+		s.usage += n
+		ch := make(chan struct{})
+		s.inflight[k] = ch
+		s.mu.Unlock()
+
+		err := s.writeBlock(p, data)
+		s.mu.Lock()
+		delete(s.inflight, k)
+		if err != nil {
+			s.usage -= n
+		}
+		s.mu.Unlock()
+		close(ch)
+		if isNoSpace(err) {
+			return errorf(ErrNoSpace, "store: no space left on device writing block %s to %s: free disk space or lower the storage limit (reads keep working)", c, s.dir)
+		}
+		if err != nil {
+			return fmt.Errorf("store: writing block %s: %w", c, err)
+		}
+		return nil
+	}
+}
+
+// sentinelError is an error with its own message that still matches a
+// sentinel with errors.Is, so a user sees one clean line.
+type sentinelError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *sentinelError) Error() string { return e.msg }
+func (e *sentinelError) Unwrap() error { return e.sentinel }
+
+func errorf(sentinel error, format string, args ...any) error {
+	return &sentinelError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// writeBlock writes data to p crash-safely: temp file in the same
+// directory, fsync, rename, fsync the directory.
+func (s *Store) writeBlock(p string, data []byte) error {
+	dir := filepath.Dir(p)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := syncDir(s.blocks); err != nil {
+			return err
+		}
+	}
+	return writeFileAtomic(p, data)
+}
+
+// writeFileAtomic leaves either the old file or the complete new one at p,
+// and no temporary file, whatever fails.
+func writeFileAtomic(p string, data []byte) error {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Get returns a block's bytes after checking them against c. A block that
+// fails the check is deleted and ErrCorrupt returned; a held bundle that
+// contained it goes back to fetching.
+func (s *Store) Get(c cid.Cid) ([]byte, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	data, err := s.read(c)
+	if errors.Is(err, ErrCorrupt) {
+		s.mu.Lock()
+		held := s.heldBlocks[key(c)] > 0
+		if held {
+			_ = s.recheckHeldLocked(context.Background())
+		}
+		s.mu.Unlock()
+	}
+	return data, err
+}
+
+// read reads and verifies a block, deleting it if it is corrupt. It does not
+// touch bundle state.
+func (s *Store) read(c cid.Cid) ([]byte, error) {
+	p := s.path(key(c))
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading block %s: %w", c, err)
+	}
+	if err := verify.Check(c, data); err != nil {
+		s.remove(p)
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
+	}
+	return data, nil
+}
+
+// remove deletes a block file and returns its size (0 if it was absent).
+func (s *Store) remove(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	if err := os.Remove(p); err != nil {
+		return 0
+	}
+	s.mu.Lock()
+	s.usage -= fi.Size()
+	s.mu.Unlock()
+	return fi.Size()
+}
+
+// Has reports whether the block is present (without re-hashing it).
+func (s *Store) Has(c cid.Cid) (bool, error) {
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	_, err := os.Stat(s.path(key(c)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	return true, nil
+}
+
+// GetSize returns a block's size in bytes, or ErrNotFound.
+func (s *Store) GetSize(c cid.Cid) (int, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(s.path(key(c)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, c)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	return int(fi.Size()), nil
+}
+
+// Delete removes a block; deleting an absent block is not an error. A held
+// bundle that contained it goes back to fetching.
+func (s *Store) Delete(c cid.Cid) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	s.remove(s.path(key(c)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.heldBlocks[key(c)] > 0 {
+		return s.recheckHeldLocked(context.Background())
+	}
+	return nil
+}
+
+// HeldBlock reports whether the block belongs to the DAG of a held bundle:
+// the blocks a mirror offers to others.
+func (s *Store) HeldBlock(c cid.Cid) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heldBlocks[key(c)] > 0
+}
+
+// AllKeys lists every stored block as a CIDv1 with the raw codec (the store
+// keeps multihashes, not codecs).
+func (s *Store) AllKeys(ctx context.Context) ([]cid.Cid, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []cid.Cid
+	err := s.eachBlock(ctx, func(k, _ string) error {
+		c, err := keyCid(k)
+		if err == nil {
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func keyCid(k string) (cid.Cid, error) {
+	b, err := b32.DecodeString(k)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if _, err := mh.Cast(b); err != nil {
+		return cid.Undef, err
+	}
+	return cid.NewCidV1(cid.Raw, b), nil
+}
+
+func (s *Store) eachBlock(ctx context.Context, fn func(key, path string) error) error {
+	return filepath.WalkDir(s.blocks, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		return fn(d.Name(), p)
+	})
+}
+
+// Usage returns the bytes of block data stored.
+func (s *Store) Usage() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usage
+}
+
+// Follow records that the mirror keeps root. The record is persisted; the
+// bundle is "fetching" until MarkHeld succeeds. Following a followed root
+// does nothing.
+func (s *Store) Follow(root cid.Cid) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if _, ok := s.bundles[root.KeyString()]; ok {
+		return nil
+	}
+	s.bundles[root.KeyString()] = &BundleInfo{Root: root, State: StateFetching}
+	if err := s.saveLocked(); err != nil {
+		delete(s.bundles, root.KeyString())
+		return err
+	}
+	return nil
+}
+
+// Unfollow stops keeping root. Its blocks stay until GC frees them.
+func (s *Store) Unfollow(root cid.Cid) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b, ok := s.bundles[root.KeyString()]
+	if !ok {
+		return nil
+	}
+	delete(s.bundles, root.KeyString())
+	if err := s.saveLocked(); err != nil {
+		s.bundles[root.KeyString()] = b
+		return err
+	}
+	if b.State == StateHeld {
+		return s.recheckHeldLocked(context.Background())
+	}
+	return nil
+}
+
+// MarkHeld follows root if needed, walks its whole DAG re-hashing every
+// block, and only if every block is present and valid records the bundle as
+// held. Otherwise it returns an error wrapping ErrIncomplete and the bundle
+// stays (or goes back to) fetching.
+func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
+	if err := s.Follow(root); err != nil {
+		return BundleInfo{}, err
+	}
+	info, keys, err := s.walk(context.Background(), root)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.bundles[root.KeyString()]
+	if !ok { // unfollowed meanwhile
+		return BundleInfo{}, fmt.Errorf("%w: %s was unfollowed", ErrIncomplete, root)
+	}
+	if err != nil {
+		if b.State == StateHeld {
+			_ = s.recheckHeldLocked(context.Background())
+		}
+		return *b, err
+	}
+	if b.State == StateHeld {
+		return *b, nil
+	}
+	prev := *b
+	*b = info
+	if err := s.saveLocked(); err != nil {
+		*b = prev
+		return prev, err
+	}
+	for _, k := range keys {
+		s.heldBlocks[k]++
+	}
+	return info, nil
+}
+
+// walk verifies the DAG under root and returns its totals and block keys.
+func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
+	info := BundleInfo{Root: root, State: StateHeld}
+	var keys []string
+	err := verify.Walk(ctx, root, func(c cid.Cid) ([]byte, error) {
+		data, err := s.read(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
+		}
+		return data, nil
+	}, func(c cid.Cid, data []byte) error {
+		info.Bytes += int64(len(data))
+		info.Blocks++
+		keys = append(keys, key(c))
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrIncomplete) {
+		err = fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
+	}
+	return info, keys, err
+}
+
+// recheckHeldLocked walks every held bundle again, demotes those no longer
+// complete to fetching, persists the change and rebuilds heldBlocks. s.mu
+// must be held; the walks read files only.
+func (s *Store) recheckHeldLocked(ctx context.Context) error {
+	s.heldBlocks = map[string]int{}
+	changed := false
+	for _, b := range s.bundles {
+		if b.State != StateHeld {
+			continue
+		}
+		info, keys, err := s.walkLocked(ctx, b.Root)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			b.State = StateFetching
+			changed = true
+			continue
+		}
+		*b = info
+		for _, k := range keys {
+			s.heldBlocks[k]++
+		}
+	}
+	if changed {
+		return s.saveLocked()
+	}
+	return nil
+}
+
+// walkLocked is walk while s.mu is held: corrupt blocks are removed
+// without touching s.mu again.
+func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
+	info := BundleInfo{Root: root, State: StateHeld}
+	var keys []string
+	err := verify.Walk(ctx, root, func(c cid.Cid) ([]byte, error) {
+		p := s.path(key(c))
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if verify.Check(c, data) != nil {
+			if os.Remove(p) == nil {
+				s.usage -= int64(len(data))
+			}
+			return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
+		}
+		return data, nil
+	}, func(c cid.Cid, data []byte) error {
+		info.Bytes += int64(len(data))
+		info.Blocks++
+		keys = append(keys, key(c))
+		return nil
+	})
+	return info, keys, err
+}
+
+// Held reports whether root is followed and complete.
+func (s *Store) Held(root cid.Cid) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.bundles[root.KeyString()]
+	return ok && b.State == StateHeld
+}
+
+// Bundles lists the followed bundles sorted by CID string.
+func (s *Store) Bundles() []BundleInfo {
+	s.mu.Lock()
+	out := make([]BundleInfo, 0, len(s.bundles))
+	for _, b := range s.bundles {
+		out = append(out, *b)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Root.String() < out[j].Root.String() })
+	return out
+}
+
+// GC deletes every block not reachable from a followed root (held or still
+// fetching) and returns the bytes freed. Puts wait while GC runs.
+func (s *Store) GC() (int64, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	s.gc.Lock()
+	defer s.gc.Unlock()
+	live := map[string]struct{}{}
+	for _, b := range s.Bundles() {
+		// Walk what is present; a missing block ends that branch.
+		stack := []cid.Cid{b.Root}
+		for len(stack) > 0 {
+			c := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			k := key(c)
+			if _, ok := live[k]; ok {
+				continue
+			}
+			data, err := os.ReadFile(s.path(k))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("store: gc: %w", err)
+			}
+			live[k] = struct{}{}
+			links, err := verify.Links(c, data)
+			if err != nil {
+				continue // corrupt or foreign: keep the block, Scrub judges it
+			}
+			stack = append(stack, links...)
+		}
+	}
+	var freed int64
+	err := s.eachBlock(context.Background(), func(k, p string) error {
+		if _, ok := live[k]; !ok {
+			freed += s.remove(p)
+		}
+		return nil
+	})
+	if err != nil {
+		return freed, fmt.Errorf("store: gc: %w", err)
+	}
+	return freed, nil
+}
+
+// Scrub re-hashes every stored block, deletes the ones that no longer match
+// their name and returns them (as raw-codec CIDv1s). A held bundle that lost
+// a block goes back to fetching.
+func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var bad []cid.Cid
+	err := s.eachBlock(ctx, func(k, p string) error {
+		c, err := keyCid(k)
+		if err != nil {
+			return nil // not ours
+		}
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if verify.Check(c, data) != nil {
+			s.remove(p)
+			bad = append(bad, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return bad, fmt.Errorf("store: scrub: %w", err)
+	}
+	if len(bad) > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.recheckHeldLocked(ctx); err != nil {
+			return bad, fmt.Errorf("store: scrub: %w", err)
+		}
+	}
+	return bad, nil
+}
+
+// bundleRecord is the persisted form of a BundleInfo.
+type bundleRecord struct {
+	Root   string `json:"root"`
+	State  string `json:"state"`
+	Bytes  int64  `json:"bytes,omitempty"`
+	Blocks int    `json:"blocks,omitempty"`
+}
+
+func (s *Store) load() error {
+	p := filepath.Join(s.dir, bundlesFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: reading %s: %w", p, err)
+	}
+	var recs []bundleRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return fmt.Errorf("store: %s is damaged: %w", p, err)
+	}
+	for _, r := range recs {
+		c, err := cid.Decode(r.Root)
+		if err != nil {
+			return fmt.Errorf("store: %s: bad root %q: %w", p, r.Root, err)
+		}
+		if r.State != StateHeld && r.State != StateFetching {
+			return fmt.Errorf("store: %s: bad state %q for %s", p, r.State, r.Root)
+		}
+		s.bundles[c.KeyString()] = &BundleInfo{Root: c, State: r.State, Bytes: r.Bytes, Blocks: r.Blocks}
+	}
+	return nil
+}
+
+func (s *Store) saveLocked() error {
+	recs := make([]bundleRecord, 0, len(s.bundles))
+	for _, b := range s.bundles {
+		recs = append(recs, bundleRecord{Root: b.Root.String(), State: b.State, Bytes: b.Bytes, Blocks: b.Blocks})
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Root < recs[j].Root })
+	data, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("store: encoding bundle list: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.dir, bundlesFile), append(data, '\n')); err != nil {
+		if isNoSpace(err) {
+			return errorf(ErrNoSpace, "store: no space left on device saving the bundle list in %s: free disk space", s.dir)
+		}
+		return fmt.Errorf("store: saving bundle list: %w", err)
+	}
+	return nil
+}
