@@ -146,7 +146,7 @@ func TestCARVerifiesAndReassembles(t *testing.T) {
 			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/vnd.ipld.car") {
 				t.Errorf("Content-Type %q", ct)
 			}
-			got, err := readVerifiedFile(bytes.NewReader(r.body), f.file, len(f.fileData))
+			got, err := readVerifiedFile(bytes.NewReader(r.body), f.file, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -106,13 +107,18 @@ func (h *heldSet) Held(c cid.Cid) bool {
 	return h.m[c]
 }
 
+// maxBlock bounds one CAR section's data, as a light client must.
+const maxBlock = 2 << 20
+
 // readVerifiedFile reads a CARv1 stream of a whole UnixFS file (dag-scope
 // all, no duplicates) the way a light client must: one root, the expected
-// one; every block hashes to its CID (carv2.BlockReader checks); blocks
-// arrive in depth-first link order, nothing missing, nothing extra. It
-// returns the file bytes, reassembled from the raw leaves.
-func readVerifiedFile(r io.Reader, root cid.Cid, sizeHint int) ([]byte, error) {
-	br, err := carv2.NewBlockReader(bufio.NewReaderSize(r, 1<<20))
+// one; blocks arrive in depth-first link order, nothing missing, nothing
+// extra, and each block hashes to its CID. It returns the file bytes,
+// reassembled from the raw leaves and appended to dst[:0]. Raw leaves are
+// read and hashed in place in the output (pass a reused buffer to keep
+// page faults out of benchmarks), as an efficient client would.
+func readVerifiedFile(r io.Reader, root cid.Cid, dst []byte) ([]byte, error) {
+	br, err := carv2.NewBlockReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("car header: %w", err)
 	}
@@ -122,16 +128,41 @@ func readVerifiedFile(r io.Reader, root cid.Cid, sizeHint int) ([]byte, error) {
 	if len(br.Roots) != 1 || !br.Roots[0].Equals(root) {
 		return nil, fmt.Errorf("car roots %v, want [%s]", br.Roots, root)
 	}
-	out := make([]byte, 0, sizeHint)
+	out := dst[:0]
 	stack := []cid.Cid{root} // expected blocks, next on top
 	seen := map[cid.Cid][]byte{}
-	// expand handles a block (new or seen before): raw data is appended,
-	// dag-pb links are pushed so the first link is expected next.
-	var expand func(c cid.Cid, data []byte) error
-	expand = func(c cid.Cid, data []byte) error {
+	h := sha256.New()
+	var sum [sha256.Size]byte
+	verify := func(c cid.Cid, data []byte) error {
+		dec, err := mh.Decode(c.Hash())
+		if err != nil {
+			return fmt.Errorf("block %s: %w", c, err)
+		}
+		if dec.Code == mh.SHA2_256 {
+			h.Reset()
+			h.Write(data)
+			if !bytes.Equal(h.Sum(sum[:0]), dec.Digest) {
+				return fmt.Errorf("block %s: bytes do not match the CID", c)
+			}
+			return nil
+		}
+		got, err := c.Prefix().Sum(data)
+		if err != nil || !got.Equals(c) {
+			return fmt.Errorf("block %s: bytes do not match the CID", c)
+		}
+		return nil
+	}
+	// expand handles a verified block (new or seen before): raw data is
+	// appended unless it already is, dag-pb links are pushed so the first
+	// link is expected next.
+	expand := func(c cid.Cid, data []byte, inPlace bool) error {
 		switch c.Type() {
 		case cid.Raw:
-			out = append(out, data...)
+			if inPlace {
+				out = out[:len(out)+len(data)]
+			} else {
+				out = append(out, data...)
+			}
 		case cid.DagProtobuf:
 			nd, err := merkledag.DecodeProtobuf(data)
 			if err != nil {
@@ -155,11 +186,11 @@ func readVerifiedFile(r io.Reader, root cid.Cid, sizeHint int) ([]byte, error) {
 				break
 			}
 			stack = stack[:len(stack)-1]
-			if err := expand(top, data); err != nil {
+			if err := expand(top, data, false); err != nil {
 				return nil, err
 			}
 		}
-		blk, err := br.Next()
+		c, rd, n, err := br.NextReader()
 		if errors.Is(err, io.EOF) {
 			if len(stack) > 0 {
 				return nil, fmt.Errorf("car ends with %d blocks missing, next %s", len(stack), stack[len(stack)-1])
@@ -170,15 +201,32 @@ func readVerifiedFile(r io.Reader, root cid.Cid, sizeHint int) ([]byte, error) {
 			return nil, err
 		}
 		if len(stack) == 0 {
-			return nil, fmt.Errorf("extraneous block %s", blk.Cid())
+			return nil, fmt.Errorf("extraneous block %s", c)
 		}
 		want := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if !blk.Cid().Equals(want) {
-			return nil, fmt.Errorf("block %s out of order, want %s", blk.Cid(), want)
+		if !c.Equals(want) {
+			return nil, fmt.Errorf("block %s out of order, want %s", c, want)
 		}
-		seen[want] = blk.RawData() // a reference, not a copy
-		if err := expand(want, blk.RawData()); err != nil {
+		if n > maxBlock {
+			return nil, fmt.Errorf("block %s: %d bytes, over the %d limit", c, n, maxBlock)
+		}
+		var data []byte
+		inPlace := c.Type() == cid.Raw
+		if inPlace {
+			out = slices.Grow(out, int(n))
+			data = out[len(out) : len(out)+int(n)]
+		} else {
+			data = make([]byte, n)
+		}
+		if _, err := io.ReadFull(rd, data); err != nil {
+			return nil, fmt.Errorf("block %s: %w", c, err)
+		}
+		if err := verify(c, data); err != nil {
+			return nil, err
+		}
+		seen[want] = data
+		if err := expand(want, data, inPlace); err != nil {
 			return nil, err
 		}
 	}
