@@ -1,0 +1,146 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+
+	"github.com/mirrornet/mirrornet/internal/bundle"
+)
+
+const (
+	crashEnvStore = "MIRRORNET_STORE_CRASH_STORE"
+	crashEnvTree  = "MIRRORNET_STORE_CRASH_TREE"
+)
+
+// crashChild imports a tree into a store and marks it held, printing a line
+// after every step so the parent can SIGKILL it at a chosen point. It then
+// waits for stdin to close.
+func crashChild() {
+	s, err := Open(os.Getenv(crashEnvStore), Options{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	step := func(what string) { fmt.Println(what) }
+	res, err := bundle.Import(context.Background(), os.Getenv(crashEnvTree), func(b blocks.Block) error {
+		if err := s.Put(b.Cid(), b.RawData()); err != nil {
+			return err
+		}
+		step("put")
+		return nil
+	}, nil)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	if err := s.Follow(res.Root); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	step("followed")
+	if _, err := s.MarkHeld(res.Root); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	step("held")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// TestCrashSafety re-executes the test binary as a child that imports a
+// bundle and marks it held, SIGKILLs it at seeded random points, reopens
+// the store and checks that the bundle is absent, fetching, or held and
+// fully verified: never held with a block missing or partial.
+func TestCrashSafety(t *testing.T) {
+	if os.Getenv(crashEnvStore) != "" {
+		crashChild()
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	tree := makeTree(t, 99, 12)
+	probe := open(t, t.TempDir(), Options{})
+	want := importInto(t, probe, tree)
+	steps := want.Blocks + 2 // one line per put, followed, held
+
+	rng := rand.New(rand.NewPCG(2026, 11))
+	const trials = 24
+	outcomes := map[string]int{}
+	for trial := range trials {
+		dir := t.TempDir()
+		// kill after reading k lines: 0 (before the first put) up to all
+		// lines (after held)
+		k := rng.IntN(steps + 1)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$")
+		cmd.Env = append(os.Environ(), crashEnvStore+"="+dir, crashEnvTree+"="+tree)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		for i := 0; i < k && sc.Scan(); i++ {
+			if line := sc.Text(); line != "put" && line != "followed" && line != "held" {
+				t.Fatalf("trial %d: child said %q", trial, line)
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		stdin.Close()
+		go io.Copy(io.Discard, stdout)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("trial %d: %v", trial, err)
+		}
+
+		s, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatalf("trial %d (killed after %d lines): reopen: %v", trial, k, err)
+		}
+		bad, err := s.Scrub(t.Context())
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("trial %d: partial blocks on disk: %v %v", trial, bad, err)
+		}
+		bs := s.Bundles()
+		switch {
+		case len(bs) == 0:
+			outcomes["absent"]++
+		case bs[0].State == StateFetching:
+			outcomes["fetching"]++
+		case bs[0].State == StateHeld:
+			outcomes["held"]++
+			n := 0
+			if err := bundle.Walk(t.Context(), bs[0].Root, s.Get, func(_ cid.Cid, _ []byte) error { n++; return nil }); err != nil {
+				t.Fatalf("trial %d: held bundle does not verify: %v", trial, err)
+			}
+			if n != want.Blocks || bs[0].Blocks != want.Blocks || bs[0].Bytes != want.Size {
+				t.Fatalf("trial %d: held with %d blocks (info %+v), want %d", trial, n, bs[0], want.Blocks)
+			}
+		default:
+			t.Fatalf("trial %d: state %q", trial, bs[0].State)
+		}
+		s.Close()
+	}
+	t.Logf("outcomes over %d kills: %v", trials, outcomes)
+	if outcomes["held"] == 0 || outcomes["absent"]+outcomes["fetching"] == 0 {
+		t.Errorf("kills did not cover both sides of MarkHeld: %v", outcomes)
+	}
+}
