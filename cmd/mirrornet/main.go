@@ -30,6 +30,8 @@ type command struct {
 
 // commands is the subcommand table, in the order `mirrornet help` lists it.
 var commands = []command{
+	{"keygen", "make a publisher or builder key file", runKeygen},
+	{"verify", "rebuild a bundle from source and check its CID", runVerify},
 	{"version", "print the version", runVersion},
 }
 
