@@ -1,0 +1,184 @@
+package protocol_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+const testPeer = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5"
+
+func validLiveness() protocol.Liveness {
+	return protocol.Liveness{
+		Peer: testPeer, State: protocol.StateUp, Seq: 1_800_000_000_000, Time: 1_800_000_000_000,
+		Addrs: []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"},
+		HTTP:  "http://127.0.0.1:8080", Bundles: []string{"bafyA", "bafyB"}, Version: "v0.1.0",
+	}
+}
+
+func TestLivenessValidate(t *testing.T) {
+	long := strings.Repeat("x", protocol.MaxStringLen+1)
+	many := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*protocol.Liveness)
+		ok   bool
+	}{
+		{"valid", func(*protocol.Liveness) {}, true},
+		{"leaving", func(l *protocol.Liveness) { l.State = protocol.StateLeaving }, true},
+		{"nil lists", func(l *protocol.Liveness) { l.Addrs, l.Bundles = nil, nil }, true},
+		{"region and apps", func(l *protocol.Liveness) { l.Region, l.Apps = "eu", []string{"a", "b"} }, true},
+		{"max bundles", func(l *protocol.Liveness) { l.Bundles = many(protocol.MaxBundles) }, true},
+		{"empty peer", func(l *protocol.Liveness) { l.Peer = "" }, false},
+		{"bad state", func(l *protocol.Liveness) { l.State = "down" }, false},
+		{"empty state", func(l *protocol.Liveness) { l.State = "" }, false},
+		{"zero seq", func(l *protocol.Liveness) { l.Seq = 0 }, false},
+		{"zero time", func(l *protocol.Liveness) { l.Time = 0 }, false},
+		{"negative time", func(l *protocol.Liveness) { l.Time = -1 }, false},
+		{"long http", func(l *protocol.Liveness) { l.HTTP = long }, false},
+		{"long version", func(l *protocol.Liveness) { l.Version = long }, false},
+		{"long region", func(l *protocol.Liveness) { l.Region = long }, false},
+		{"long addr", func(l *protocol.Liveness) { l.Addrs = []string{long} }, false},
+		{"empty addr", func(l *protocol.Liveness) { l.Addrs = []string{""} }, false},
+		{"too many addrs", func(l *protocol.Liveness) { l.Addrs = many(protocol.MaxAddrs + 1) }, false},
+		{"too many bundles", func(l *protocol.Liveness) { l.Bundles = many(protocol.MaxBundles + 1) }, false},
+		{"unsorted bundles", func(l *protocol.Liveness) { l.Bundles = []string{"b", "a"} }, false},
+		{"duplicate bundles", func(l *protocol.Liveness) { l.Bundles = []string{"a", "a"} }, false},
+		{"unsorted apps", func(l *protocol.Liveness) { l.Apps = []string{"b", "a"} }, false},
+		{"empty app", func(l *protocol.Liveness) { l.Apps = []string{""} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := validLiveness()
+			tc.edit(&l)
+			err := l.Validate()
+			if tc.ok != (err == nil) {
+				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, protocol.ErrInvalid) {
+				t.Fatalf("Validate = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestLivenessRoundTrip(t *testing.T) {
+	l := validLiveness()
+	l.Addrs, l.Bundles = nil, nil
+	b, err := protocol.Encode(&l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"peer":"` + testPeer + `","state":"up","seq":1800000000000,"time":1800000000000,"addrs":[],"http":"http://127.0.0.1:8080","bundles":[],"version":"v0.1.0"}`
+	if string(b) != want {
+		t.Fatalf("canonical encoding changed:\n got %s\nwant %s", b, want)
+	}
+	got, err := protocol.DecodeLiveness(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := protocol.Encode(got)
+	if !bytes.Equal(again, b) {
+		t.Fatal("decode/encode is not the identity")
+	}
+}
+
+func TestDecodeLivenessRejects(t *testing.T) {
+	l := validLiveness()
+	good, _ := protocol.Encode(&l)
+	s := string(good)
+	for _, tc := range []struct {
+		name string
+		data string
+		want error
+	}{
+		{"empty", "", protocol.ErrMalformed},
+		{"null", "null", protocol.ErrNonCanonical},
+		{"empty object", "{}", protocol.ErrNonCanonical},
+		{"array", "[]", protocol.ErrMalformed},
+		{"space", strings.Replace(s, `":"up"`, `": "up"`, 1), protocol.ErrNonCanonical},
+		{"leading space", " " + s, protocol.ErrNonCanonical},
+		{"trailing newline", s + "\n", protocol.ErrNonCanonical},
+		{"trailing object", s + "{}", protocol.ErrMalformed},
+		{"unknown field", strings.Replace(s, `{"peer"`, `{"x":1,"peer"`, 1), protocol.ErrMalformed},
+		{"duplicate key", strings.Replace(s, `{"peer"`, `{"peer":"x","peer"`, 1), protocol.ErrNonCanonical},
+		{"reordered", strings.Replace(s, `"state":"up","seq":1800000000000`, `"seq":1800000000000,"state":"up"`, 1), protocol.ErrNonCanonical},
+		{"null addrs", strings.Replace(s, `"addrs":["/ip4/127.0.0.1/tcp/4001","/ip4/127.0.0.1/udp/4001/quic-v1"]`, `"addrs":null`, 1), protocol.ErrNonCanonical},
+		{"null bundles", strings.Replace(s, `"bundles":["bafyA","bafyB"]`, `"bundles":null`, 1), protocol.ErrNonCanonical},
+		{"missing bundles", strings.Replace(s, `"bundles":["bafyA","bafyB"],`, ``, 1), protocol.ErrNonCanonical},
+		{"empty region present", strings.Replace(s, `"version"`, `"region":"","version"`, 1), protocol.ErrNonCanonical},
+		{"exponent", strings.Replace(s, `"seq":1800000000000`, `"seq":1.8e12`, 1), protocol.ErrMalformed},
+		{"negative seq", strings.Replace(s, `"seq":1800000000000`, `"seq":-1`, 1), protocol.ErrMalformed},
+		{"string seq", strings.Replace(s, `"seq":1800000000000`, `"seq":"1"`, 1), protocol.ErrMalformed},
+		{"escaped", strings.Replace(s, `"state":"up"`, `"state":"\u0075p"`, 1), protocol.ErrNonCanonical},
+		{"html unescaped", strings.Replace(s, `"v0.1.0"`, `"<v>"`, 1), protocol.ErrNonCanonical},
+		{"invalid utf-8", strings.Replace(s, `"v0.1.0"`, "\"v\xff\"", 1), protocol.ErrNonCanonical},
+		{"valid shape, bad state", strings.Replace(s, `"state":"up"`, `"state":"down"`, 1), protocol.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := protocol.DecodeLiveness([]byte(tc.data))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("DecodeLiveness = %+v, %v; want %v", l, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSortUnique(t *testing.T) {
+	got := protocol.SortUnique([]string{"c", "a", "b", "a", "c"})
+	if strings.Join(got, ",") != "a,b,c" {
+		t.Fatalf("SortUnique = %v", got)
+	}
+}
+
+func TestFrames(t *testing.T) {
+	var buf bytes.Buffer
+	frames := [][]byte{[]byte("one"), {}, bytes.Repeat([]byte{7}, 300), []byte("last")}
+	for _, f := range frames {
+		if err := protocol.WriteFrame(&buf, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(&buf)
+	for i, want := range frames {
+		got, err := protocol.ReadFrame(r, 300)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: %q, %v", i, got, err)
+		}
+		if got == nil {
+			t.Fatalf("frame %d: nil slice, want non-nil", i)
+		}
+	}
+	if _, err := protocol.ReadFrame(r, 300); err != io.EOF {
+		t.Fatalf("after the last frame: %v, want io.EOF", err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		max  int
+		want error
+	}{
+		{"over the limit", append([]byte{4}, "abcd"...), 3, protocol.ErrTooLarge},
+		{"huge length, no allocation", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, protocol.MaxStatementSize, protocol.ErrTooLarge},
+		{"short frame", append([]byte{10}, "abc"...), 100, protocol.ErrMalformed},
+		{"truncated length", []byte{0x80}, 100, protocol.ErrMalformed},
+		{"length overflows", bytes.Repeat([]byte{0xff}, 11), 100, protocol.ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := protocol.ReadFrame(bufio.NewReader(bytes.NewReader(tc.data)), tc.max)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("ReadFrame = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
