@@ -1,7 +1,10 @@
 package client
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -211,7 +214,27 @@ func checkContentRange(v string, from int) error {
 // the block c, verified.
 func readOneBlockCAR(ctx context.Context, body io.Reader, c cid.Cid) ([]byte, error) {
 	lr := &io.LimitedReader{R: body, N: MaxBlockSize + maxCARHeader + 256}
-	br, err := car.NewBlockReader(lr,
+	// Read the header frame first, so a CARv2 is refused before the block
+	// reader tries to seek inside it.
+	in := bufio.NewReader(lr)
+	n, err := binary.ReadUvarint(in)
+	if err != nil {
+		return nil, carErr(ctx, lr, "CAR header", err)
+	}
+	if n == 0 || n > maxCARHeader {
+		return nil, hard("CAR header of %d bytes", n)
+	}
+	hdr := make([]byte, n)
+	if _, err := io.ReadFull(in, hdr); err != nil {
+		return nil, carErr(ctx, lr, "CAR header", err)
+	}
+	frame := append(binary.AppendUvarint(nil, n), hdr...)
+	if v, err := car.ReadVersion(bytes.NewReader(frame)); err != nil {
+		return nil, hard("malformed CAR header: %v", err)
+	} else if v != 1 {
+		return nil, hard("CARv%d where CARv1 is required", v)
+	}
+	br, err := car.NewBlockReader(io.MultiReader(bytes.NewReader(frame), in),
 		car.MaxAllowedHeaderSize(maxCARHeader),
 		car.MaxAllowedSectionSize(MaxBlockSize+128))
 	if err != nil {

@@ -543,7 +543,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 	case r.err == nil:
 		f.sample(m, r.ttfb, read, time.Since(a.start))
 		m.fails = 0
-		m.bytes += read
+		m.bytes += int64(len(r.data) - r.usedPre)
 		if r.usedPre > 0 {
 			f.creditPrefix(j, r.usedPre)
 		}
@@ -553,7 +553,12 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			o.cancel(errLostRace)
 		}
 	case errors.Is(r.err, errLostRace), errors.Is(r.err, errDone), errors.Is(r.err, errDropped):
-		f.dup += read
+		f.o.Logger.Debug("cancelled", "cid", j.c, "mirror", m.url, "why", r.err, "read", read)
+		if errors.Is(r.err, errDropped) && m.state == mirrorSoftDropped {
+			f.keepPartial(j, m, r, read) // the mirror died; its bytes may still be good
+		} else {
+			f.dup += read
+		}
 		if errors.Is(r.err, errLostRace) {
 			// Slower than a hedge: count it against the mirror.
 			f.sample(m, time.Since(a.start), 0, time.Since(a.start))
@@ -568,13 +573,9 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			j.prefix = nil
 			break
 		}
+		f.o.Logger.Debug("failed", "cid", j.c, "mirror", m.url, "err", r.err, "read", read, "partial", len(r.partial))
 		if errors.As(r.err, &fl) && fl.soft {
-			if len(r.partial) > len(j.prefix) && len(r.partial) < MaxBlockSize {
-				f.dup += int64(len(j.prefix)) // superseded prefix
-				j.prefix, j.from = r.partial, m
-			} else {
-				f.dup += read
-			}
+			f.keepPartial(j, m, r, read)
 		} else {
 			f.wasted += read
 		}
@@ -610,4 +611,16 @@ func (f *fetcher) creditPrefix(j *job, n int) {
 	if j.from != nil {
 		j.from.bytes += int64(n)
 	}
+}
+
+// keepPartial keeps the unverified bytes of a raw block whose mirror failed
+// midway, so the next request resumes after them (HTTP Range) instead of
+// fetching them again. The block is still verified whole.
+func (f *fetcher) keepPartial(j *job, m *mirror, r reply, read int64) {
+	if len(r.partial) > len(j.prefix) && len(r.partial) < MaxBlockSize {
+		f.dup += int64(len(j.prefix)) // superseded prefix
+		j.prefix, j.from = r.partial, m
+		return
+	}
+	f.dup += read
 }
