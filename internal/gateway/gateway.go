@@ -126,6 +126,7 @@ type Gateway struct {
 	log   *slog.Logger
 	hosts map[string]bool
 
+	backend   *carBackend
 	subdomain http.Handler // boxo hostname handler + deserialising handler
 	path      http.Handler // boxo handler for plain path-gateway hosts
 }
@@ -155,16 +156,18 @@ func New(cfg Config, bs blockstore.Blockstore, held HeldFunc, opts ...Option) (*
 
 	// A nil exchange makes the blockservice offline: a missing block is
 	// an error, never a network fetch.
-	backend, err := boxogw.NewBlocksBackend(blockservice.New(bs, nil), boxogw.WithPrometheusRegistry(o.reg))
+	blocks, err := boxogw.NewBlocksBackend(blockservice.New(bs, nil), boxogw.WithPrometheusRegistry(o.reg))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: blocks backend: %w", err)
 	}
+	backend := &carBackend{BlocksBackend: blocks, bs: bs}
 
 	g := &Gateway{
-		cfg:   cfg,
-		held:  held,
-		log:   o.log.With("component", "gateway"),
-		hosts: map[string]bool{},
+		cfg:     cfg,
+		held:    held,
+		backend: backend,
+		log:     o.log.With("component", "gateway"),
+		hosts:   map[string]bool{},
 	}
 	public := map[string]*boxogw.PublicGateway{}
 	for _, h := range cfg.SubdomainHosts {

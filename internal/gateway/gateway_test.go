@@ -468,3 +468,35 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("New with nil HeldFunc succeeded")
 	}
 }
+
+// TestCARUsesDirectPath: a whole-bundle CAR request is served by the
+// direct path (see fastcar.go), and an entity-bytes request by boxo.
+func TestCARUsesDirectPath(t *testing.T) {
+	bs := newBlockstore()
+	root := importFile(t, bs, randomBytes(2*chunkSize+1, 3)).Cid()
+	gw, err := New(DefaultConfig(), bs, newHeld(root).Held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := gw.Handler(nil)
+	get := func(q string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/ipfs/"+root.String()+q, nil))
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d %s", q, rec.Code, rec.Body)
+		}
+		if _, err := readVerifiedFile(rec.Body, root, nil); err != nil && !strings.Contains(q, "entity-bytes") {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	get("?format=car")
+	get("?format=car&dag-scope=all&dups=n")
+	if n := gw.backend.direct.Load(); n != 2 {
+		t.Fatalf("direct path served %d of 2 whole-DAG CARs", n)
+	}
+	get("?format=car&dag-scope=entity&entity-bytes=0:10")
+	if n := gw.backend.direct.Load(); n != 2 {
+		t.Fatalf("direct path served an entity-bytes request")
+	}
+}

@@ -47,13 +47,20 @@ func dagService(bs blockstore.Blockstore) ipld.DAGService {
 // importFile adds data as a UnixFS file (CIDv1, raw leaves, 1 MiB chunks).
 func importFile(tb testing.TB, bs blockstore.Blockstore, data []byte) ipld.Node {
 	tb.Helper()
+	return importFileShape(tb, bs, data, chunkSize, maxLinks)
+}
+
+// importFileShape imports with a given chunk size and fanout, to build
+// deep DAGs from little data.
+func importFileShape(tb testing.TB, bs blockstore.Blockstore, data []byte, chunk int64, links int) ipld.Node {
+	tb.Helper()
 	params := helpers.DagBuilderParams{
-		Maxlinks:   maxLinks,
+		Maxlinks:   links,
 		RawLeaves:  true,
 		CidBuilder: cidV1,
 		Dagserv:    dagService(bs),
 	}
-	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunkSize))
+	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunk))
 	if err != nil {
 		tb.Fatal(err)
 	}

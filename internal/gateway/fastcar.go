@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ipfs/boxo/blockstore"
+	boxogw "github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/path"
+	"github.com/ipfs/go-cid"
+	carv2 "github.com/ipld/go-car/v2"
+	"github.com/ipld/go-car/v2/storage"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// carBackend is boxo's BlocksBackend with a direct path for the request
+// light clients make most: the whole DAG of a bundle as a CAR
+// (/ipfs/{cid}?format=car, dag-scope=all, no entity-bytes, no duplicates).
+//
+// boxo serves that through a go-ipld-prime traversal that re-hashes every
+// block it loads and copies each one through io.ReadAll before writing it
+// to a pipe; on a 256 MiB bundle that is most of the server's CPU (see
+// docs/BENCHMARKS.md). The direct path walks the same DAG in the same
+// order (depth first, links in their serialised order, each CID visited
+// once) and writes each block as stored through the same go-car writer,
+// straight to the response. The store verifies blocks when it writes them
+// and the client verifies every block it reads, so nothing is trusted that
+// was not already.
+//
+// It is used only for DAGs made of dag-pb and raw blocks with
+// non-identity hashes (every UnixFS bundle in the unixfs-v1-2025 profile),
+// checked by a walk over the dag-pb blocks before the response starts.
+// Anything else, and every other request, goes to boxo unchanged.
+type carBackend struct {
+	*boxogw.BlocksBackend
+	bs blockstore.Blockstore
+
+	direct atomic.Int64 // CAR responses served by the direct path (for tests)
+}
+
+var _ boxogw.IPFSBackend = (*carBackend)(nil)
+
+func (b *carBackend) GetCAR(ctx context.Context, p path.ImmutablePath, params boxogw.CarParams) (boxogw.ContentPathMetadata, io.ReadCloser, error) {
+	if params.Scope != boxogw.DagScopeAll || params.Range != nil || params.Duplicates.Bool() ||
+		len(p.Segments()) != 2 || !plainDAG(ctx, b.bs, p.RootCid()) {
+		return b.BlocksBackend.GetCAR(ctx, p, params)
+	}
+	md, err := b.BlocksBackend.ResolvePath(ctx, p)
+	if err != nil {
+		return b.BlocksBackend.GetCAR(ctx, p, params)
+	}
+	b.direct.Add(1)
+	return md, &carStream{ctx: ctx, bs: b.bs, root: p.RootCid()}, nil
+}
+
+// plainCID reports whether c is a block the direct path handles.
+func plainCID(c cid.Cid) bool {
+	return (c.Type() == cid.DagProtobuf || c.Type() == cid.Raw) && c.Prefix().MhType != mh.IDENTITY
+}
+
+// plainDAG reports whether every block reachable from root is dag-pb or
+// raw with a non-identity hash, and every dag-pb block is present and
+// decodes. It reads only the dag-pb blocks (the small interior nodes).
+func plainDAG(ctx context.Context, bs blockstore.Blockstore, root cid.Cid) bool {
+	stack := []cid.Cid{root}
+	seen := map[cid.Cid]struct{}{}
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, ok := seen[c]; ok {
+			continue
+		}
+		seen[c] = struct{}{}
+		if !plainCID(c) {
+			return false
+		}
+		if c.Type() == cid.Raw {
+			continue
+		}
+		blk, err := bs.Get(ctx, c)
+		if err != nil {
+			return false
+		}
+		nd, err := merkledag.DecodeProtobuf(blk.RawData())
+		if err != nil {
+			return false
+		}
+		for _, l := range nd.Links() {
+			stack = append(stack, l.Cid)
+		}
+	}
+	return true
+}
+
+// carStream is a CARv1 of the DAG under root. io.Copy uses WriteTo, which
+// writes blocks straight to the response; Read (for other callers) runs
+// WriteTo on a goroutine behind a pipe, which Close stops.
+type carStream struct {
+	ctx  context.Context
+	bs   blockstore.Blockstore
+	root cid.Cid
+
+	once sync.Once
+	pr   *io.PipeReader
+	done chan struct{}
+}
+
+// errStreamed: WriteTo or Read was called after the stream was consumed.
+var errStreamed = errors.New("gateway: car stream already consumed")
+
+// WriteTo writes the whole CAR to w.
+func (s *carStream) WriteTo(w io.Writer) (int64, error) {
+	started := false
+	s.once.Do(func() { started = true })
+	if !started {
+		return 0, errStreamed
+	}
+	return s.write(w)
+}
+
+func (s *carStream) write(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	car, err := storage.NewWritable(cw, []cid.Cid{s.root}, carv2.WriteAsCarV1(true), carv2.AllowDuplicatePuts(false))
+	if err != nil {
+		return cw.n, fmt.Errorf("gateway: car writer: %w", err)
+	}
+	stack := []cid.Cid{s.root}
+	visited := map[cid.Cid]struct{}{}
+	for len(stack) > 0 {
+		if err := s.ctx.Err(); err != nil {
+			return cw.n, err
+		}
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, ok := visited[c]; ok {
+			continue
+		}
+		visited[c] = struct{}{}
+		blk, err := s.bs.Get(s.ctx, c)
+		if err != nil {
+			return cw.n, fmt.Errorf("gateway: block %s: %w", c, err)
+		}
+		if err := car.Put(s.ctx, c.KeyString(), blk.RawData()); err != nil {
+			return cw.n, err
+		}
+		if c.Type() != cid.DagProtobuf {
+			continue
+		}
+		nd, err := merkledag.DecodeProtobuf(blk.RawData())
+		if err != nil {
+			return cw.n, fmt.Errorf("gateway: block %s: %w", c, err)
+		}
+		links := nd.Links()
+		for i := len(links) - 1; i >= 0; i-- {
+			stack = append(stack, links[i].Cid)
+		}
+	}
+	return cw.n, nil
+}
+
+// Read streams the CAR through a pipe fed by a goroutine that Close stops.
+func (s *carStream) Read(p []byte) (int, error) {
+	s.once.Do(func() {
+		pr, pw := io.Pipe()
+		s.pr, s.done = pr, make(chan struct{})
+		go func() {
+			defer close(s.done)
+			_, err := s.write(pw)
+			_ = pw.CloseWithError(err) // always nil
+		}()
+	})
+	if s.pr == nil {
+		return 0, errStreamed
+	}
+	return s.pr.Read(p)
+}
+
+// Close stops the Read goroutine, if any, and waits for it.
+func (s *carStream) Close() error {
+	s.once.Do(func() {}) // no stream after Close
+	if s.pr != nil {
+		_ = s.pr.Close() // always nil; the writer's next Write fails
+		<-s.done
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

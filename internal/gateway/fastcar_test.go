@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	boxogw "github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/boxo/path"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func newCarBackend(t *testing.T, bs blockstore.Blockstore) *carBackend {
+	t.Helper()
+	bb, err := boxogw.NewBlocksBackend(blockservice.New(bs, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &carBackend{BlocksBackend: bb, bs: bs}
+}
+
+func readAllCAR(t *testing.T, get func() (boxogw.ContentPathMetadata, io.ReadCloser, error), viaRead bool) (boxogw.ContentPathMetadata, []byte) {
+	t.Helper()
+	md, rc, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if viaRead {
+		_, err = io.Copy(&buf, struct{ io.Reader }{rc}) // hide WriterTo
+	} else {
+		_, err = io.Copy(&buf, rc)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md, buf.Bytes()
+}
+
+// TestDirectCARMatchesBoxo: the direct path writes byte for byte the CAR
+// boxo's traversal writes, for the DAG shapes bundles have: multi-level
+// files, directories, duplicate leaves and duplicate subtrees.
+func TestDirectCARMatchesBoxo(t *testing.T) {
+	bs := newBlockstore()
+	ctx := context.Background()
+	ds := dagService(bs)
+
+	zeros := importFile(t, bs, make([]byte, 5*chunkSize+17))         // every full leaf the same CID
+	deep := importFileShape(t, bs, randomBytes(100_000, 7), 1024, 4) // 98 leaves, 4 levels
+	shared := importFile(t, bs, randomBytes(2*chunkSize+5, 8))
+
+	sub, err := uio.NewBasicDirectory(ds, uio.WithCidBuilder(cidV1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.AddChild(ctx, "copy.bin", shared)
+	_ = sub.AddChild(ctx, "tiny.txt", importFile(t, bs, []byte("tiny")))
+	subNd, _ := sub.GetNode()
+	_ = ds.Add(ctx, subNd)
+	top, _ := uio.NewBasicDirectory(ds, uio.WithCidBuilder(cidV1))
+	_ = top.AddChild(ctx, "shared.bin", shared)
+	_ = top.AddChild(ctx, "sub", subNd)
+	_ = top.AddChild(ctx, "zeros.bin", zeros)
+	_ = top.AddChild(ctx, "index.html", importFile(t, bs, []byte("<h1>x</h1>")))
+	topNd, _ := top.GetNode()
+	if err := ds.Add(ctx, topNd); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newCarBackend(t, bs)
+	params := boxogw.CarParams{Scope: boxogw.DagScopeAll}
+	for _, tc := range []struct {
+		name string
+		root cid.Cid
+	}{
+		{"zeros file", zeros.Cid()},
+		{"multi-level file", deep.Cid()},
+		{"directory tree with duplicates", topNd.Cid()},
+		{"raw root", importFile(t, bs, []byte("one block")).Cid()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := path.NewImmutablePath(path.FromCid(tc.root))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMD, want := readAllCAR(t, func() (boxogw.ContentPathMetadata, io.ReadCloser, error) {
+				return b.BlocksBackend.GetCAR(ctx, p, params)
+			}, false)
+			for _, viaRead := range []bool{false, true} {
+				before := b.direct.Load()
+				md, got := readAllCAR(t, func() (boxogw.ContentPathMetadata, io.ReadCloser, error) {
+					return b.GetCAR(ctx, p, params)
+				}, viaRead)
+				if b.direct.Load() != before+1 {
+					t.Fatal("direct path not taken")
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("viaRead=%v: direct CAR (%d bytes) differs from boxo's (%d bytes)", viaRead, len(got), len(want))
+				}
+				if md.LastSegment.String() != wantMD.LastSegment.String() || len(md.PathSegmentRoots) != len(wantMD.PathSegmentRoots) {
+					t.Fatalf("metadata %+v, want %+v", md, wantMD)
+				}
+			}
+		})
+	}
+}
+
+// TestDirectCARFallsBack: requests and DAGs outside the direct path's
+// scope go to boxo.
+func TestDirectCARFallsBack(t *testing.T) {
+	bs := newBlockstore()
+	ctx := context.Background()
+	file := importFile(t, bs, randomBytes(3*chunkSize, 9))
+
+	// A dag-pb node linking to a dag-cbor block, and one linking to an
+	// identity CID: valid DAGs that are not plain UnixFS.
+	cbor := blocks.NewBlock([]byte{0xa0}) // empty map
+	cborCid, _ := cid.V1Builder{Codec: cid.DagCBOR, MhType: mh.SHA2_256}.Sum(cbor.RawData())
+	cborBlk, _ := blocks.NewBlockWithCid(cbor.RawData(), cborCid)
+	_ = bs.Put(ctx, cborBlk)
+	withCbor := unixfs.EmptyDirNode()
+	withCbor.SetCidBuilder(cidV1)
+	_ = withCbor.AddRawLink("x", &ipld.Link{Cid: cborCid})
+	idCid, _ := cid.V1Builder{Codec: cid.Raw, MhType: mh.IDENTITY}.Sum([]byte("inline"))
+	withID := unixfs.EmptyDirNode()
+	withID.SetCidBuilder(cidV1)
+	_ = withID.AddRawLink("y", &ipld.Link{Cid: idCid})
+	ds := merkledag.NewDAGService(blockservice.New(bs, nil))
+	_ = ds.Add(ctx, withCbor)
+	_ = ds.Add(ctx, withID)
+
+	b := newCarBackend(t, bs)
+	fp, _ := path.NewImmutablePath(path.FromCid(file.Cid()))
+	to := int64(10)
+	for _, tc := range []struct {
+		name   string
+		root   cid.Cid
+		params boxogw.CarParams
+		subdir string
+	}{
+		{"entity scope", file.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeEntity}, ""},
+		{"block scope", file.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeBlock}, ""},
+		{"entity-bytes", file.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeEntity, Range: &boxogw.DagByteRange{From: 0, To: &to}}, ""},
+		{"dups=y", file.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeAll, Duplicates: boxogw.DuplicateBlocksIncluded}, ""},
+		{"dag-cbor child", withCbor.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeAll}, ""},
+		{"identity child", withID.Cid(), boxogw.CarParams{Scope: boxogw.DagScopeAll}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fp
+			if tc.root != file.Cid() {
+				p, _ = path.NewImmutablePath(path.FromCid(tc.root))
+			}
+			before := b.direct.Load()
+			_, rc, err := b.GetCAR(ctx, p, tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, rc)
+			rc.Close()
+			if b.direct.Load() != before {
+				t.Fatal("direct path taken; want boxo")
+			}
+		})
+	}
+	missing, _ := cidV1.Sum([]byte("never stored"))
+	if plainDAG(ctx, bs, missing) {
+		t.Error("plainDAG true for a missing dag-pb root")
+	}
+}
+
+// TestDirectCARStopsOnCancel: a cancelled request ends the stream with an
+// error, not a silent short CAR.
+func TestDirectCARStopsOnCancel(t *testing.T) {
+	bs := newBlockstore()
+	file := importFile(t, bs, randomBytes(4*chunkSize, 10))
+	b := newCarBackend(t, bs)
+	ctx, cancel := context.WithCancel(context.Background())
+	p, _ := path.NewImmutablePath(path.FromCid(file.Cid()))
+	_, rc, err := b.GetCAR(ctx, p, boxogw.CarParams{Scope: boxogw.DagScopeAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	w := &cancelAfter{n: 2 * chunkSize, cancel: cancel}
+	if _, err := io.Copy(w, rc); err == nil {
+		t.Fatal("stream completed after cancel")
+	}
+}
+
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.n -= len(p)
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}
