@@ -128,7 +128,9 @@
 // over varint(len(d)) || d || varint(len(t)) || t || varint(len(r)) || r with
 // d = [DomainRelease], t = [PayloadRelease], r the record bytes. It is
 // gossiped on [TopicRelease] as is (at most [MaxStatementSize] bytes, at most
-// [MaxReleaseSignatures] signatures). A receiver applies TUF's rules:
+// [MaxReleaseSignatures] signatures), and travels in sync responses and the
+// HTTP statements stream next to envelopes ([IsSignedRelease] tells them
+// apart). A receiver applies TUF's rules:
 //
 //   - threshold: at least Threshold distinct keys of the record's set signed;
 //     a key that signs twice counts once; a signature that does not verify,

@@ -287,3 +287,11 @@ func IsAppID(s string) bool {
 	// Re-encoding rules out non-zero trailing bits: one app, one ID string.
 	return err == nil && len(b) == sha256.Size && strings.ToLower(appIDEncoding.EncodeToString(b)) == rest
 }
+
+// signedReleasePrefix starts every canonical SignedRelease encoding.
+var signedReleasePrefix = []byte(`{"release":"`)
+
+// IsSignedRelease reports whether a statement (a sync or HTTP statements
+// frame) is a signed release rather than a signed envelope. Envelopes are
+// protobuf and never start with '{'.
+func IsSignedRelease(b []byte) bool { return bytes.HasPrefix(b, signedReleasePrefix) }

@@ -116,6 +116,9 @@ func TestSignedReleaseShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !IsSignedRelease(b) || IsSignedRelease([]byte{0x0a, 0x24}) {
+		t.Fatal("IsSignedRelease")
+	}
 	if got.Signatures[0].Key != keyA {
 		t.Fatal("Encode did not sort signatures")
 	}
