@@ -1,0 +1,303 @@
+// Package replicate copies bundles between mirrors with bitswap, the IPFS
+// block exchange, so a stock IPFS node can fetch from a mirror and a mirror
+// from it.
+//
+// A Replicator owns one boxo bitswap instance on a libp2p host. Its server
+// side answers other peers from the local store, showing only blocks of
+// bundles the store holds (store.HeldBlock): a half-fetched bundle is never
+// offered. Its client side is used by Fetch, which connects to the holders a
+// HolderFinder names, walks the bundle's DAG, fetches only the blocks that
+// are missing (so a restarted fetch resumes), verifies every block against
+// its CID before it is stored, and finally asks the store to mark the bundle
+// held (which re-verifies the whole DAG).
+//
+// Bitswap derives a received block's CID from its bytes, so a peer that
+// sends bytes not matching the wanted CID simply never satisfies the want;
+// Fetch checks each block again with verify.Check before store.Put.
+//
+// Limitations: peers that asked this mirror for a block before its bundle
+// became held are not notified when it does; they get it when bitswap
+// re-sends its wantlist or opens a new session.
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
+	"github.com/mirrornet/mirrornet/internal/store"
+	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
+)
+
+var (
+	// ErrNoHolders means no holder of the bundle could be reached and the
+	// bundle is not complete locally.
+	ErrNoHolders = errors.New("replicate: no holder of the bundle is reachable")
+	// ErrClosed means the Replicator was closed.
+	ErrClosed = errors.New("replicate: closed")
+	// ErrBadBlock means a fetched block failed verification (bitswap should
+	// make this impossible; it is checked anyway).
+	ErrBadBlock = errors.New("replicate: fetched block does not match its CID")
+)
+
+// Config tunes replication.
+type Config struct {
+	// Parallel is the number of blocks requested at once (and written at
+	// once). 32 keeps a 1 MiB-chunk bundle streaming over one connection
+	// without holding more than ~32 MiB in flight.
+	Parallel int
+}
+
+// DefaultConfig returns the default configuration.
+func DefaultConfig() Config { return Config{Parallel: 32} }
+
+// Validate reports a configuration error naming the field.
+func (c Config) Validate() error {
+	if c.Parallel < 1 || c.Parallel > 1024 {
+		return fmt.Errorf("replicate: Config.Parallel must be in 1..1024, got %d", c.Parallel)
+	}
+	return nil
+}
+
+// HolderFinder names peers believed to hold a bundle. The node supplies it
+// from the health view and DHT provider records. Holders must not block for
+// long; the returned slice is the caller's.
+type HolderFinder interface {
+	Holders(root cid.Cid) []peer.AddrInfo
+}
+
+// Progress reports a fetch in progress.
+type Progress struct {
+	Blocks  int   // blocks of the DAG verified so far (present or fetched)
+	Bytes   int64 // bytes of those blocks
+	Fetched int   // of those, blocks that came over the network
+}
+
+type options struct {
+	log *slog.Logger
+}
+
+// Option sets an optional dependency.
+type Option func(*options)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Replicator fetches and serves bundles over bitswap.
+type Replicator struct {
+	h    host.Host
+	st   *store.Store
+	find HolderFinder
+	cfg  Config
+	log  *slog.Logger
+
+	bs     *bitswap.Bitswap
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+}
+
+// New starts bitswap on h, serving the held bundles of st. The caller keeps
+// ownership of h and st; Close stops bitswap only.
+func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Option) (*Replicator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil || st == nil || find == nil {
+		return nil, errors.New("replicate: New needs a host, a store and a HolderFinder")
+	}
+	o := options{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Replicator{
+		h: h, st: st, find: find, cfg: cfg,
+		log:    o.log.With("component", "replicate"),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	bstore := ipfsbs.New(st, ipfsbs.WithFilter(st.HeldBlock))
+	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bstore)
+	return r, nil
+}
+
+// Close stops bitswap and cancels fetches in progress. It is idempotent.
+func (r *Replicator) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		_ = r.bs.Close()
+	})
+	return nil
+}
+
+// connect dials the holders of root in parallel and returns how many are
+// connected.
+func (r *Replicator) connect(ctx context.Context, root cid.Cid) int {
+	var wg sync.WaitGroup
+	for _, ai := range r.find.Holders(root) {
+		if ai.ID == r.h.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.h.Connect(ctx, ai); err != nil {
+				r.log.Debug("holder unreachable", "peer", ai.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return len(r.h.Network().Peers())
+}
+
+// Fetch follows root, fetches every missing block of its DAG from the
+// holders, verifies and stores each, and marks the bundle held. It blocks
+// until done or ctx ends; a later Fetch resumes where it stopped. progress,
+// if not nil, is called from Fetch's goroutine after every block.
+func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Progress)) error {
+	if r.ctx.Err() != nil {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.ctx, cancel)
+	defer stop()
+
+	if err := r.st.Follow(root); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.st.Held(root) {
+		return nil
+	}
+	if r.connect(ctx, root) == 0 {
+		// nobody to ask: succeed only if everything is already here
+		if _, err := r.st.MarkHeld(root); err != nil {
+			return fmt.Errorf("%w: %s", ErrNoHolders, root)
+		}
+		return nil
+	}
+	sess := r.bs.NewSession(ctx)
+
+	type result struct {
+		links   []cid.Cid
+		size    int
+		fetched bool
+		err     error
+	}
+	work := make(chan cid.Cid)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for range r.cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				links, size, fetched, err := r.one(ctx, sess, c)
+				select {
+				case results <- result{links, size, fetched, err}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	defer cancel() // unblock workers before waiting for them
+
+	queue := []cid.Cid{root}
+	seen := map[string]struct{}{root.KeyString(): {}}
+	inflight := 0
+	var p Progress
+	for len(queue) > 0 || inflight > 0 {
+		var send chan cid.Cid
+		var next cid.Cid
+		if len(queue) > 0 {
+			send, next = work, queue[len(queue)-1]
+		}
+		select {
+		case send <- next:
+			queue = queue[:len(queue)-1]
+			inflight++
+		case res := <-results:
+			inflight--
+			if res.err != nil {
+				return res.err
+			}
+			p.Blocks++
+			p.Bytes += int64(res.size)
+			if res.fetched {
+				p.Fetched++
+			}
+			if progress != nil {
+				progress(p)
+			}
+			// push in reverse so the queue pops children in link order
+			for i := len(res.links) - 1; i >= 0; i-- {
+				l := res.links[i]
+				if _, ok := seen[l.KeyString()]; !ok {
+					seen[l.KeyString()] = struct{}{}
+					queue = append(queue, l)
+				}
+			}
+		case <-ctx.Done():
+			if r.ctx.Err() != nil {
+				return ErrClosed
+			}
+			return fmt.Errorf("replicate: fetching %s: %d blocks done: %w", root, p.Blocks, ctx.Err())
+		}
+	}
+	if _, err := r.st.MarkHeld(root); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	r.log.Info("bundle held", "root", root, "blocks", p.Blocks, "fetched", p.Fetched, "bytes", p.Bytes)
+	return nil
+}
+
+// one makes block c present and verified and returns its links and size.
+func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) ([]cid.Cid, int, bool, error) {
+	if ok, _ := r.st.Has(c); ok {
+		if c.Type() == cid.Raw {
+			n, err := r.st.GetSize(c)
+			if err == nil {
+				return nil, n, false, nil
+			}
+		} else if data, err := r.st.Get(c); err == nil {
+			links, err := verify.Links(c, data)
+			if err != nil {
+				return nil, 0, false, fmt.Errorf("replicate: %w", err)
+			}
+			return links, len(data), false, nil
+		}
+		// missing or corrupt after all: fetch it
+	}
+	blk, err := sess.GetBlock(ctx, c)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("replicate: fetching block %s: %w", c, err)
+	}
+	data := blk.RawData()
+	if err := verify.Check(c, data); err != nil {
+		return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
+	}
+	links, err := verify.Links(c, data)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("replicate: %w", err)
+	}
+	if err := r.st.Put(c, data); err != nil {
+		return nil, 0, false, fmt.Errorf("replicate: %w", err)
+	}
+	return links, len(data), true, nil
+}
