@@ -62,6 +62,15 @@ func (s Status) String() string {
 
 // Book holds each app's accepted release records. The zero value is not
 // usable; call NewBook. Not safe for concurrent use.
+//
+// Anyone can make a key and so an app: a Book does not bound how many apps
+// it holds, so a node should add records only for the apps it follows (and
+// hand peers the records of those).
+//
+// Trust starts at the genesis set an app ID commits to. Like a TUF client
+// with an old root, a Book that has seen nothing of an app will anchor on a
+// rotation signed by the genesis set, so the genesis keys stay sensitive
+// after a rotation until followers have seen the real chain.
 type Book struct {
 	apps map[string]*chain
 }
