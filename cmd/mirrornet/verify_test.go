@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/internal/release"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -192,5 +196,41 @@ func copyTreeInto(t *testing.T, src, dst string) {
 		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dst, e.Name())); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The per-file CIDs verify prints must be the ones inside the bundle's
+// DAG, or a user could not match them against 'ipfs ls'.
+func TestFileCIDsMatchBundleLinks(t *testing.T) {
+	ctx := context.Background()
+	src := writeSource(t, strings.Repeat("x", 3<<20)) // a multi-block file
+	dir := filepath.Join(src, "src")
+	blocksByCID := map[string][]byte{}
+	res, err := bundle.Import(ctx, dir, func(b blocks.Block) error {
+		blocksByCID[b.Cid().String()] = b.RawData()
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := merkledag.DecodeProtobuf(blocksByCID[res.Root.String()])
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := fileCIDs(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, l := range root.Links() {
+		if c, ok := files[l.Name]; ok {
+			if c != l.Cid.String() {
+				t.Errorf("%s: listed %s, DAG has %s", l.Name, c, l.Cid)
+			}
+			checked++
+		}
+	}
+	if checked != 2 {
+		t.Fatalf("checked %d top-level files, want 2", checked)
 	}
 }
