@@ -15,6 +15,7 @@ import (
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/bundle"
@@ -86,6 +87,11 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 	} else if *version != 0 {
 		return usageErrorf("verify: --version needs --app")
+	}
+	if *expect != "" {
+		if _, err := cid.Decode(*expect); err != nil {
+			return usageErrorf("verify: --expect %q is not a CID: %v", *expect, err)
+		}
 	}
 	if *keyFile != "" && *appFlag != "" && ref.Version == 0 && *expect != "" {
 		return usageErrorf("verify: an attestation for --app needs its version: use --app APP-ID@N or --version N")
@@ -201,10 +207,11 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 	if want != "" {
 		fmt.Fprintf(env.stdout, "expected: %s\n", want)
 	}
+	wantOK := want == "" || sameCID(want, got)
 	switch {
 	case want == "" && refCID == "":
 		return nil
-	case (want == "" || want == got) && (refCID == "" || refCID == got):
+	case wantOK && (refCID == "" || refCID == got):
 		fmt.Fprintln(env.stdout, "result:   match")
 		return nil
 	}
@@ -226,10 +233,20 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 			fmt.Fprintf(env.stdout, "  %s  %s\n", files[p], p)
 		}
 	}
-	if want != "" && want != got {
+	if !wantOK {
 		return fmt.Errorf("verify: built CID %s differs from expected %s", got, want)
 	}
 	return fmt.Errorf("verify: built CID %s differs from %s (%s)", got, *against, refCID)
+}
+
+// sameCID compares two CIDs whatever their multibase text form.
+func sameCID(a, b string) bool {
+	ca, err1 := cid.Decode(a)
+	cb, err2 := cid.Decode(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return ca.Equals(cb)
 }
 
 // treeCID is the bundle CID of path, computed without storing blocks.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multibase"
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/bundle"
@@ -156,7 +158,13 @@ func TestVerifyReportsChangedFile(t *testing.T) {
 	if !strings.Contains(out, "changed  app.js") || strings.Contains(out, "index.html") || strings.Contains(out, "a.css") {
 		t.Fatalf("diff should name app.js only:\n%s", out)
 	}
-	out, _, err = runInProcess(t, "verify", "--source", good, "--build", sampleBuild, "--out", "dist", "--against", ref, "--expect", want)
+	// The expected CID may be written in another multibase (base36 here).
+	wantCID, _ := cid.Decode(want)
+	want36, err := wantCID.StringOfBase(multibase.Base36)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runInProcess(t, "verify", "--source", good, "--build", sampleBuild, "--out", "dist", "--against", ref, "--expect", want36)
 	if err != nil || !strings.Contains(out, "result:   match") {
 		t.Fatalf("same source: %v\n%s", err, out)
 	}
@@ -170,12 +178,13 @@ func TestVerifyUsage(t *testing.T) {
 		{"verify", "--source", src, "--build", "true", "--out", "../etc"},
 		{"verify", "--source", src, "--build", "true", "--out", "dist", "--app", "nope"},
 		{"verify", "--source", src, "--build", "true", "--out", "dist", "--version", "2"},
+		{"verify", "--source", src, "--build", "true", "--out", "dist", "--expect", "bafkreifoo"},
 	} {
 		if _, _, err := runInProcess(t, args...); exitCode(err) != 2 {
 			t.Errorf("%v: %v (exit %d), want usage error", args, err, exitCode(err))
 		}
 	}
-	_, _, err := runInProcess(t, "verify", "--source", src, "--build", "exit 3", "--out", "dist", "--expect", "x")
+	_, _, err := runInProcess(t, "verify", "--source", src, "--build", "exit 3", "--out", "dist")
 	if err == nil || !strings.Contains(err.Error(), "build command") {
 		t.Fatalf("failing build: %v", err)
 	}

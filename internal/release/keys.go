@@ -16,7 +16,7 @@ import (
 // Key file errors.
 var (
 	ErrKeyMissing = errors.New("release: key file not found")
-	ErrKeyMode    = errors.New("release: key file is readable by others")
+	ErrKeyMode    = errors.New("release: key file is accessible to group or others")
 	ErrKeyCorrupt = errors.New("release: key file is not an Ed25519 key")
 	ErrKeyExists  = errors.New("release: key file already exists")
 )
