@@ -85,9 +85,14 @@
 // statement and draws a fresh 16-byte nonce from its cryptographic random
 // source. It then descends the bundle's DAG from the root over the target's
 // trustless gateway (GET {http}/ipfs/{cid}?format=raw), verifying every block
-// against its CID and choosing a random child at each dag-pb level until it
-// reaches a leaf (at most 32 levels), all under one deadline. It signs a
-// [ProbeResult] naming the challenge ("descent:<nonce>:<path>"), the
+// against its CID, all under one deadline. Every choice comes from the nonce,
+// so anyone holding the DAG can replay the challenge: choice(d, level, n) is
+// the first 8 bytes, big-endian, of SHA-256(nonce || "mirrornet-descent" ||
+// uint8(d) || int64be(level)) modulo n. The bundle is the choice(0, -1, n)th
+// of the target's sorted list; descent d (0, 1, ...; two by default) takes
+// link choice(d, level, n) of each dag-pb node until it reaches a raw block
+// or a node without links (at most 32 levels). It signs a [ProbeResult]
+// naming the challenge ("descent:<nonce>:<path>,<path>"), the
 // [OutcomePass], [OutcomeFail] or [OutcomeTimeout] outcome and the latency,
 // and publishes it on [TopicProbe]. Probe results are signed envelopes of the
 // probe kind; their maximum age on gossip is [MaxProbeAge]. The signer must be

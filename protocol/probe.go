@@ -19,13 +19,18 @@ const (
 
 // ChallengeDescent is the prefix of a random-descent challenge:
 //
-//	descent:<nonce>:<path>
+//	descent:<nonce>:<path>[,<path>...]
 //
 // nonce is 32 lowercase hex digits (16 bytes from the observer's
-// cryptographic random source, drawn at probe time), and path is the child
-// index chosen at each level, dot-separated ("" when the root is a leaf),
-// e.g. "descent:9f1c...e0:3.0.17".
+// cryptographic random source, drawn at probe time), and each path is the
+// child index chosen at each level of one descent from the root,
+// dot-separated ("" when the root is a leaf), e.g.
+// "descent:9f1c...e0:3.0.17,5.1.2" for two descents. At most
+// [MaxChallengeDescents] descents.
 const ChallengeDescent = "descent"
+
+// MaxChallengeDescents bounds the descents of one challenge.
+const MaxChallengeDescents = 8
 
 // MaxProbeLatency bounds LatencyMS: no challenge deadline is longer.
 const MaxProbeLatency = 10 * 60 * 1000
@@ -114,13 +119,19 @@ func checkChallenge(c string) error {
 	}) {
 		return fmt.Errorf("%w: challenge nonce must be 32 lowercase hex digits", ErrInvalid)
 	}
-	if path == "" {
-		return nil
+	paths := strings.Split(path, ",")
+	if len(paths) > MaxChallengeDescents {
+		return fmt.Errorf("%w: challenge has %d descents (limit %d)", ErrInvalid, len(paths), MaxChallengeDescents)
 	}
-	for _, step := range strings.Split(path, ".") {
-		if step == "" || len(step) > 5 || (len(step) > 1 && step[0] == '0') ||
-			strings.ContainsFunc(step, func(r rune) bool { return r < '0' || r > '9' }) {
-			return fmt.Errorf("%w: challenge path step %q", ErrInvalid, step)
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		for _, step := range strings.Split(p, ".") {
+			if step == "" || len(step) > 5 || (len(step) > 1 && step[0] == '0') ||
+				strings.ContainsFunc(step, func(r rune) bool { return r < '0' || r > '9' }) {
+				return fmt.Errorf("%w: challenge path step %q", ErrInvalid, step)
+			}
 		}
 	}
 	return nil

@@ -35,10 +35,17 @@ func TestProbeResultValidate(t *testing.T) {
 		"leading zero step":  func(p *ProbeResult) { p.Challenge = "descent:0123456789abcdef0123456789abcdef:01" },
 		"non-numeric step":   func(p *ProbeResult) { p.Challenge = "descent:0123456789abcdef0123456789abcdef:x" },
 		"missing path colon": func(p *ProbeResult) { p.Challenge = "descent:0123456789abcdef0123456789abcdef" },
+		"bad second descent": func(p *ProbeResult) { p.Challenge = "descent:0123456789abcdef0123456789abcdef:1.2,x" },
+		"too many descents":  func(p *ProbeResult) { p.Challenge = "descent:0123456789abcdef0123456789abcdef:1,1,1,1,1,1,1,1,1" },
 	}
 	ok := validProbe()
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid result: %v", err)
+	}
+	two := validProbe()
+	two.Challenge = "descent:0123456789abcdef0123456789abcdef:1.2,0.7"
+	if err := two.Validate(); err != nil {
+		t.Fatalf("two descents: %v", err)
 	}
 	leaf := validProbe()
 	leaf.Challenge = "descent:0123456789abcdef0123456789abcdef:"

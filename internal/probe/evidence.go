@@ -66,7 +66,7 @@ type TargetStatus struct {
 	// recent pass, and with a recent failure from a healthy observer.
 	PassDomains, FailDomains int
 	// Samples is the weighted number of recent results; FailRate their
-	// failure fraction, each domain counted once.
+	// weighted failure fraction (see Status).
 	Samples, FailRate float64
 	// PassRate24h is the weighted pass fraction over the last 24 hours
 	// (0 when Samples24h is 0).
@@ -313,18 +313,26 @@ func wilsonLower(phat, n, z float64) float64 {
 	return (centre - spread) / (1 + z2/n)
 }
 
-// significance is the z of the Wilson bound a failure verdict must clear:
-// three standard deviations keep honest mirrors with a few percent loss
-// out of "degraded" through thousands of mirror-rounds.
-const significance = 3
+// A failure verdict must be significant: the Wilson lower bound of the
+// failure fraction, at three standard deviations, must exceed the loss an
+// honest mirror may show (toleratedLoss) for degraded, and failingBound for
+// failing. This keeps honest mirrors with a few percent of lost requests
+// out of "degraded" through tens of thousands of mirror-rounds.
+const (
+	significance  = 3
+	toleratedLoss = 0.2
+	failingBound  = 0.4
+)
 
 // Status returns target's verdict at now from results in the window:
 //
-//   - failing: the weighted failure fraction (each observer domain counted
-//     once) is at least FailingRate, its 3-sigma Wilson lower bound at least
+//   - failing: the weighted failure fraction (each result weighs its
+//     observer's Lifeguard weight divided by the number of observers in its
+//     domain) is at least FailingRate, its 3-sigma Wilson lower bound at least
 //     0.4, over at least MinSamples, with failures from healthy observers in
 //     at least Confirmations domains;
-//   - degraded: likewise with DegradedRate and a lower bound of 1/10;
+//   - degraded: likewise with DegradedRate and a lower bound of 0.2 (the
+//     loss an honest mirror may show);
 //   - verified: otherwise, when passes come from at least K domains;
 //   - unverified: otherwise.
 func (e *Evidence) Status(target peer.ID, now time.Time) TargetStatus {
@@ -350,57 +358,49 @@ func (e *Evidence) Status(target peer.ID, now time.Time) TargetStatus {
 	}
 
 	cut := now.Add(-e.cfg.Window)
-	type agg struct {
-		w, fail float64
-		n       int
-	}
-	perDomain := map[string]*agg{}
-	passDomains, failDomains := map[string]bool{}, map[string]bool{}
+	var recent []result
 	weights := map[peer.ID]float64{}
+	domainOf := map[peer.ID]string{}
+	observersIn := map[string]int{}
 	for _, r := range td.recent {
 		if r.at.Before(cut) || r.at.After(now.Add(protocol.MaxClockDisparity)) {
 			continue
 		}
-		w, ok := weights[r.observer]
-		if !ok {
-			w = e.weightLocked(r.observer, now)
-			weights[r.observer] = w
+		recent = append(recent, r)
+		if _, ok := weights[r.observer]; !ok {
+			weights[r.observer] = e.weightLocked(r.observer, now)
+			d := e.domainOf(r.observer)
+			domainOf[r.observer] = d
+			observersIn[d]++
 		}
-		d := e.domainOf(r.observer)
-		a := perDomain[d]
-		if a == nil {
-			a = &agg{}
-			perDomain[d] = a
-		}
-		a.w += w
-		a.n++
+	}
+	// A result weighs its observer's Lifeguard weight, shared among the
+	// observers of its domain: a domain speaks with one observer's voice.
+	passDomains, failDomains := map[string]bool{}, map[string]bool{}
+	var failed float64
+	for _, r := range recent {
+		d := domainOf[r.observer]
+		w := weights[r.observer] / float64(observersIn[d])
 		st.Samples += w
 		if r.pass {
 			passDomains[d] = true
-		} else {
-			a.fail += w
-			if w >= healthyWeight {
-				failDomains[d] = true
-			}
+			continue
+		}
+		failed += w
+		if weights[r.observer] >= healthyWeight {
+			failDomains[d] = true
 		}
 	}
 	st.PassDomains, st.FailDomains = len(passDomains), len(failDomains)
-	// Each domain votes with its mean weight and its own failure fraction.
-	var vote, failVote float64
-	for _, a := range perDomain {
-		mean := a.w / float64(a.n)
-		vote += mean
-		failVote += mean * a.fail / a.w
-	}
-	if vote > 0 {
-		st.FailRate = failVote / vote
+	if st.Samples > 0 {
+		st.FailRate = failed / st.Samples
 	}
 	confirmed := st.Samples >= e.cfg.MinSamples && st.FailDomains >= e.cfg.Confirmations
 	lower := wilsonLower(st.FailRate, st.Samples, significance)
 	switch {
-	case confirmed && st.FailRate >= e.cfg.FailingRate && lower >= 0.4:
+	case confirmed && st.FailRate >= e.cfg.FailingRate && lower >= failingBound:
 		st.State = StateFailing
-	case confirmed && st.FailRate >= e.cfg.DegradedRate && lower >= 0.1:
+	case confirmed && st.FailRate >= e.cfg.DegradedRate && lower >= toleratedLoss:
 		st.State = StateDegraded
 	case st.PassDomains >= e.cfg.K:
 		st.State = StateVerified

@@ -1,0 +1,381 @@
+// Package runner performs the retrieval probes this mirror is assigned:
+// every round it computes, from the public assignment (package probe), the
+// targets it must probe, challenges each with a random DAG descent over the
+// target's trustless gateway, verifies every block against its CID, signs
+// the result (attest.SignProbe) and publishes it.
+//
+// It is the impure shell around package probe: it does HTTP and runs a
+// loop. Its dependencies are small interfaces declared here: a [ViewReader]
+// (who is alive and what they hold), a [Fetcher] (one raw block from a
+// gateway; [HTTPFetcher] is the real one) and a [Publisher] (gossip).
+//
+//	r, err := runner.NewRunner(cfg, self, key, view, &runner.HTTPFetcher{}, pub, time.Now)
+//	go r.Run(ctx)
+//	defer r.Close()
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/probe"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Errors.
+var (
+	ErrConfig   = errors.New("runner: invalid config")
+	ErrClosed   = errors.New("runner: closed")
+	ErrMismatch = errors.New("runner: block does not match its CID")
+	ErrDecode   = errors.New("runner: block does not decode")
+	ErrDepth    = errors.New("runner: DAG deeper than the descent limit")
+	ErrCodec    = errors.New("runner: unsupported codec in bundle")
+)
+
+// Mirror is what the runner needs to know of one alive mirror.
+type Mirror struct {
+	ID peer.ID
+	// HTTP is the base URL of its trustless gateway ("" when none).
+	HTTP string
+	// Bundles are the root CIDs it attested holding in its own latest
+	// liveness statement.
+	Bundles []string
+}
+
+// ViewReader lists the mirrors alive at now (the health view). It must not
+// block on the network; the runner does not modify the returned slice.
+type ViewReader interface {
+	Mirrors(now time.Time) []Mirror
+}
+
+// Fetcher fetches one raw block from the gateway at base. It must honour
+// ctx's deadline and bound what it reads. The runner verifies the bytes.
+type Fetcher interface {
+	FetchBlock(ctx context.Context, base string, c cid.Cid) ([]byte, error)
+}
+
+// Publisher publishes one signed statement on the probe topic. It may
+// block until ctx is done.
+type Publisher interface {
+	Publish(ctx context.Context, raw []byte) error
+}
+
+// Config is the probe config plus the runner's own knobs.
+type Config struct {
+	probe.Config
+	// Parallel bounds concurrent challenges in one round: a round's
+	// challenges must fit in the interval even when targets stall.
+	Parallel int
+	// MaxDepth bounds the descent (a 1 MiB-chunk file of 1 TiB is 3
+	// levels deep; HAMT directories add a few).
+	MaxDepth int
+	// Descents is how many random root-to-leaf paths one challenge walks
+	// (inner blocks are fetched once). Two catch a mirror serving half of
+	// its leaves with probability 3/4 per challenge instead of 1/2, for
+	// one more small request.
+	Descents int
+}
+
+// DefaultConfig is the lan profile with 4 challenges in flight.
+func DefaultConfig() Config {
+	return Config{Config: probe.DefaultConfig(), Parallel: 4, MaxDepth: 32, Descents: 2}
+}
+
+// Validate names the first invalid field.
+func (c Config) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.Parallel < 1 {
+		return fmt.Errorf("%w: Parallel must be at least 1", ErrConfig)
+	}
+	if c.MaxDepth < 1 || c.MaxDepth > 32 {
+		return fmt.Errorf("%w: MaxDepth must be in [1, 32]", ErrConfig)
+	}
+	if c.Descents < 1 || c.Descents > protocol.MaxChallengeDescents {
+		return fmt.Errorf("%w: Descents must be in [1, %d]", ErrConfig, protocol.MaxChallengeDescents)
+	}
+	return nil
+}
+
+// Option sets an optional dependency.
+type Option func(*Runner)
+
+// WithRand replaces crypto/rand as the source of challenge nonces (tests).
+func WithRand(r io.Reader) Option { return func(rn *Runner) { rn.rand = r } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(rn *Runner) { rn.log = l } }
+
+// Runner probes this mirror's assigned targets each round.
+type Runner struct {
+	cfg   Config
+	self  peer.ID
+	key   crypto.PrivKey
+	view  ViewReader
+	fetch Fetcher
+	pub   Publisher
+	clock func() time.Time
+	rand  io.Reader
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	lastSeq uint64
+}
+
+// NewRunner returns a runner; nothing runs until Run or ProbeOnce.
+func NewRunner(cfg Config, self peer.ID, key crypto.PrivKey, view ViewReader, fetch Fetcher, pub Publisher, clock func() time.Time, opts ...Option) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if key == nil || view == nil || fetch == nil || pub == nil || clock == nil {
+		return nil, fmt.Errorf("%w: key, view, fetcher, publisher and clock are required", ErrConfig)
+	}
+	if id, err := peer.IDFromPrivateKey(key); err != nil || id != self {
+		return nil, fmt.Errorf("%w: key is not the key of %s", ErrConfig, self)
+	}
+	r := &Runner{cfg: cfg, self: self, key: key, view: view, fetch: fetch, pub: pub, clock: clock,
+		rand: rand.Reader, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(r)
+	}
+	r.log = r.log.With("component", "probe")
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Run probes once per Interval until ctx is done or Close is called. It
+// blocks; it returns nil when stopped.
+func (r *Runner) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.ctx.Err() != nil {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer r.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.ctx, cancel)
+	defer stop()
+
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.ProbeOnce(ctx, r.clock()); err != nil && ctx.Err() == nil {
+			r.log.Warn("probe round", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops Run and waits for it to return. It is idempotent.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	r.cancel()
+	r.mu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// ProbeOnce runs one round at now: it challenges every target this mirror
+// is assigned in now's epoch (at most Parallel at a time), signs and
+// publishes a result for each, and returns the results in publishing
+// order. Targets without an HTTP side or without bundles are skipped
+// (nothing can be proven of them). The first publishing error is returned
+// after all results are published or ctx is done.
+func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.ProbeResult, error) {
+	mirrors := r.view.Mirrors(now)
+	alive := make([]peer.ID, 0, len(mirrors)+1)
+	byID := make(map[peer.ID]Mirror, len(mirrors))
+	for _, m := range mirrors {
+		alive = append(alive, m.ID)
+		byID[m.ID] = m
+	}
+	if _, ok := byID[r.self]; !ok {
+		alive = append(alive, r.self)
+	}
+	epoch := probe.EpochOf(now, r.cfg.EpochLength)
+	var todo []Mirror
+	for _, t := range probe.Targets(epoch, r.self, alive, r.cfg.Observers) {
+		if m := byID[t]; m.HTTP != "" && len(m.Bundles) > 0 {
+			todo = append(todo, m)
+		}
+	}
+	results := make([]protocol.ProbeResult, len(todo))
+	sem := make(chan struct{}, r.cfg.Parallel)
+	var wg sync.WaitGroup
+	for i, m := range todo {
+		var nonce [16]byte
+		if _, err := io.ReadFull(r.rand, nonce[:]); err != nil {
+			return nil, fmt.Errorf("runner: challenge nonce: %w", err)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = r.challenge(ctx, epoch, now, m, nonce)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var firstErr error
+	for i := range results {
+		p := &results[i]
+		p.Seq = r.nextSeq(now)
+		raw, err := attest.SignProbe(r.key, *p)
+		if err != nil {
+			return results[:i], fmt.Errorf("runner: sign result: %w", err)
+		}
+		if err := r.pub.Publish(ctx, raw); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("runner: publish result: %w", err)
+		}
+	}
+	return results, firstErr
+}
+
+// nextSeq returns a sequence number above the last one and at least now in
+// milliseconds, so that sequences keep rising across restarts.
+func (r *Runner) nextSeq(now time.Time) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastSeq = max(r.lastSeq+1, uint64(max(now.UnixMilli(), 1)))
+	return r.lastSeq
+}
+
+// Choose returns the index descent d takes among n choices at level
+// (descent 0, level -1 picks the bundle): the first 8 bytes, big-endian,
+// of SHA-256(nonce || "mirrornet-descent" || uint8(d) || int64be(level))
+// modulo n. Anyone holding the DAG can replay a challenge from its nonce.
+func Choose(nonce [16]byte, d, level, n int) int {
+	b := make([]byte, 0, 16+17+1+8)
+	b = append(b, nonce[:]...)
+	b = append(b, "mirrornet-descent"...)
+	b = append(b, byte(d))
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(level)))
+	h := sha256.Sum256(b)
+	return int(binary.BigEndian.Uint64(h[:8]) % uint64(n))
+}
+
+// challenge performs one descent against m and fills everything but Seq.
+func (r *Runner) challenge(ctx context.Context, epoch uint64, now time.Time, m Mirror, nonce [16]byte) protocol.ProbeResult {
+	bundle := m.Bundles[Choose(nonce, 0, -1, len(m.Bundles))]
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	start := r.clock()
+	var paths []string
+	var err error
+	cache := map[cid.Cid][]byte{}
+	for d := 0; d < r.cfg.Descents && err == nil; d++ {
+		var path []int
+		path, err = r.descend(ctx, m.HTTP, bundle, nonce, d, cache)
+		steps := make([]string, len(path))
+		for i, s := range path {
+			steps[i] = strconv.Itoa(s)
+		}
+		paths = append(paths, strings.Join(steps, "."))
+	}
+	latency := r.clock().Sub(start)
+	outcome := protocol.OutcomePass
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		outcome = protocol.OutcomeTimeout
+	default:
+		outcome = protocol.OutcomeFail
+	}
+	if err != nil {
+		r.log.Debug("challenge failed", "target", m.ID, "bundle", bundle, "err", err)
+	}
+	return protocol.ProbeResult{
+		Observer: r.self.String(), Target: m.ID.String(), Epoch: epoch, Time: now.UnixMilli(),
+		Bundle:    bundle,
+		Challenge: protocol.ChallengeDescent + ":" + hex.EncodeToString(nonce[:]) + ":" + strings.Join(paths, ","),
+		Outcome:   outcome, LatencyMS: min(max(latency.Milliseconds(), 0), protocol.MaxProbeLatency),
+	}
+}
+
+// descend walks descent d from root to a leaf, verifying every block, and
+// returns the child indexes taken (so far, on error). Verified blocks are
+// kept in cache for the challenge's other descents.
+func (r *Runner) descend(ctx context.Context, base, root string, nonce [16]byte, d int, cache map[cid.Cid][]byte) ([]int, error) {
+	c, err := cid.Decode(root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundle %q: %v", ErrDecode, root, err)
+	}
+	var path []int
+	for level := 0; level <= r.cfg.MaxDepth; level++ {
+		data, ok := cache[c]
+		if !ok {
+			var err error
+			data, err = r.fetch.FetchBlock(ctx, base, c)
+			if err != nil && ctx.Err() == nil {
+				// One retry: a lost request is the network's fault,
+				// not the target's; a target lacking the block fails
+				// again.
+				data, err = r.fetch.FetchBlock(ctx, base, c)
+			}
+			if err != nil {
+				return path, err
+			}
+			sum, err := c.Prefix().Sum(data)
+			if err != nil || !sum.Equals(c) {
+				return path, fmt.Errorf("%w: %s", ErrMismatch, c)
+			}
+			cache[c] = data
+		}
+		switch c.Type() {
+		case cid.Raw:
+			return path, nil
+		case cid.DagProtobuf:
+			n, err := merkledag.DecodeProtobuf(data)
+			if err != nil {
+				return path, fmt.Errorf("%w: %s: %v", ErrDecode, c, err)
+			}
+			links := n.Links()
+			if len(links) == 0 {
+				return path, nil
+			}
+			i := Choose(nonce, d, level, len(links))
+			path = append(path, i)
+			c = links[i].Cid
+		default:
+			return path, fmt.Errorf("%w: %s", ErrCodec, c)
+		}
+	}
+	return path, ErrDepth
+}
