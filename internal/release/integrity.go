@@ -55,7 +55,9 @@ func (i Integrity) String() string {
 // CheckIntegrity says whether builds reproduce rel. builds must come from
 // verified statements (attest.Verify), so Builder is the signer.
 //
-// Only attestations naming rel's app and version count. A builder agrees
+// Only attestations naming rel's app and version count, and, when both
+// name a source commit, only those that built rel's commit (a builder who
+// built another commit says nothing about this release). A builder agrees
 // when it attests rel.CID. Independence is the point: keys of rel's
 // maintainer sets (current and previous) do not count as builders, because
 // their word is already the release signature; distinct keys count once
@@ -67,6 +69,9 @@ func CheckIntegrity(rel protocol.Release, builds []protocol.BuildAttestation) In
 	agree := map[string]bool{}
 	for _, b := range builds {
 		if b.App != rel.App || b.Version != rel.Version {
+			continue
+		}
+		if b.Commit != "" && rel.Commit != "" && b.Commit != rel.Commit {
 			continue
 		}
 		if b.CID != rel.CID {

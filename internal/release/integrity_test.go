@@ -11,7 +11,9 @@ import (
 func TestCheckIntegrity(t *testing.T) {
 	m := newMaintainers(t, 30, 1)
 	builders := newMaintainers(t, 31, 3).names
-	rel := mustRecord(t, genesis(m, 1, 4, cid1, t0))
+	p := genesis(m, 1, 4, cid1, t0)
+	p.Commit = "abc"
+	rel := mustRecord(t, p)
 	att := func(builder, cid string, version uint64) protocol.BuildAttestation {
 		return protocol.BuildAttestation{Builder: builder, Seq: 1, Time: 1, App: rel.App, Version: version, Build: "make", CID: cid}
 	}
@@ -31,6 +33,7 @@ func TestCheckIntegrity(t *testing.T) {
 		{"maintainer is not independent", []protocol.BuildAttestation{att(m.names[0], cid1, 4)}, Unverified, 0, "unverified"},
 		{"other version ignored", []protocol.BuildAttestation{att(builders[0], cid2, 3)}, Unverified, 0, "unverified"},
 		{"one diverging builder", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4), att(builders[2], cid2, 4)}, Diverges, 2, ""},
+		{"other commit says nothing", []protocol.BuildAttestation{withCommit(att(builders[0], cid2, 4), "other"), withCommit(att(builders[1], cid1, 4), "abc")}, Verified, 1, "verified · 1 builder"},
 		{"maintainer diverging", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(m.names[0], cid2, 4)}, Diverges, 1, ""},
 	}
 	for _, c := range cases {
@@ -82,4 +85,9 @@ func TestDiffFiles(t *testing.T) {
 	if DiffFiles(want, want) != nil {
 		t.Fatal("identical trees differ")
 	}
+}
+
+func withCommit(b protocol.BuildAttestation, commit string) protocol.BuildAttestation {
+	b.Commit = commit
+	return b
 }

@@ -174,3 +174,32 @@ func prevKeys(p Params) []string {
 	}
 	return p.Previous.Keys
 }
+
+// FuzzReadBook: a saved book file never panics the loader, and whatever
+// loads can be saved and loaded again to the same records.
+func FuzzReadBook(f *testing.F) {
+	a := newMaintainers(f, 60, 1)
+	b := NewBook()
+	raw, _ := Sign(genesis(a, 1, 1, cid1, t0), a.first(1)...)
+	b.Add(raw, t0)
+	var buf bytes.Buffer
+	b.WriteTo(&buf)
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, _, err := ReadBook(bytes.NewReader(data), t0)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if _, err := got.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		again, skipped, err := ReadBook(&out, t0)
+		if err != nil || len(skipped) != 0 {
+			t.Fatalf("reload: %v %v", err, skipped)
+		}
+		if len(again.Apps()) != len(got.Apps()) {
+			t.Fatal("apps lost on reload")
+		}
+	})
+}
