@@ -40,13 +40,14 @@ type carBackend struct {
 	*boxogw.BlocksBackend
 	bs blockstore.Blockstore
 
-	direct atomic.Int64 // CAR responses served by the direct path (for tests)
+	direct   atomic.Int64 // CAR responses served by the direct path (for tests)
+	noDirect bool         // benchmarks compare with boxo's own path
 }
 
 var _ boxogw.IPFSBackend = (*carBackend)(nil)
 
 func (b *carBackend) GetCAR(ctx context.Context, p path.ImmutablePath, params boxogw.CarParams) (boxogw.ContentPathMetadata, io.ReadCloser, error) {
-	if params.Scope != boxogw.DagScopeAll || params.Range != nil || params.Duplicates.Bool() ||
+	if b.noDirect || params.Scope != boxogw.DagScopeAll || params.Range != nil || params.Duplicates.Bool() ||
 		len(p.Segments()) != 2 || !plainDAG(ctx, b.bs, p.RootCid()) {
 		return b.BlocksBackend.GetCAR(ctx, p, params)
 	}
