@@ -39,15 +39,15 @@ type Release struct {
 // Expired reports whether the record's expiry has passed at now.
 func (r *Release) Expired(now time.Time) bool { return now.UnixMilli() >= r.Record.Expires }
 
-// SignedBy counts the signers that belong to set.
+// SignedBy counts the distinct signers that belong to set.
 func (r *Release) SignedBy(set protocol.MaintainerSet) int {
-	n := 0
+	seen := make(map[string]bool, len(r.Signers))
 	for _, k := range r.Signers {
 		if set.Has(k) {
-			n++
+			seen[k] = true
 		}
 	}
-	return n
+	return len(seen)
 }
 
 // releaseSigningBytes is what each maintainer signs: the envelope layout

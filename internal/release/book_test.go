@@ -144,6 +144,11 @@ func TestBookKeySigningTwiceCountsOnce(t *testing.T) {
 	if _, err := attest.VerifyRelease(twice, t0); !errors.Is(err, attest.ErrThreshold) {
 		t.Fatalf("one key twice, threshold 2: %v", err)
 	}
+	// The book counts distinct keys too.
+	rel := &attest.Release{Record: mustRecord(t, genesis(a, 2, 1, cid1, t0)), Signers: []string{a.names[0], a.names[0]}}
+	if err := NewBook().Apply(rel, t0); !errors.Is(err, ErrNewThreshold) {
+		t.Fatalf("book, one key listed twice: %v", err)
+	}
 }
 
 func TestBookRollback(t *testing.T) {

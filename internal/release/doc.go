@@ -6,8 +6,9 @@
 //     are stale and never current (freeze), a maintainer change carries the
 //     thresholds of both the old and the new set (rotation), and the first
 //     record of an app is signed by the set its app ID commits to (anchor).
-//   - [CheckIntegrity] turns build attestations into "verified · N builders",
-//     "diverges" or "unverified" for a release.
+//   - [Builds] collects verified build attestations per app version, and
+//     [CheckIntegrity] turns them into "verified · N builders", "diverges" or
+//     "unverified" for a release ([Summary] makes the one-line status).
 //   - Publisher key files ([GenerateKeyFile], [LoadKeyFile]) and [Build],
 //     which makes and signs a release record from key files.
 //   - [ParseAppRef] parses "APP-ID" and "APP-ID@VERSION"; [DiffFiles]
