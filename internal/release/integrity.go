@@ -64,6 +64,9 @@ func (i Integrity) String() string {
 // however many attestations they sign. Any builder (maintainers included)
 // attesting a different CID makes the release "diverges", whatever the
 // number of agreeing builders: a disagreement must be looked at.
+// Anyone can make a builder key, so "diverges" is a prompt to look (String
+// names a divergent builder and its CID), not proof of tampering; weighing
+// builders by reputation is left to a later trusted-builders list.
 func CheckIntegrity(rel protocol.Release, builds []protocol.BuildAttestation) Integrity {
 	out := Integrity{State: Unverified}
 	agree := map[string]bool{}
