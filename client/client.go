@@ -136,6 +136,8 @@ type Options struct {
 	Seed uint64
 	// Now is the clock statements are judged by. Default time.Now.
 	Now func() time.Time
+
+	ownClient bool // HTTPClient was made by withDefaults: close its connections at the end
 }
 
 // Progress is a snapshot of a running download.
@@ -162,6 +164,7 @@ func (o Options) withDefaults() (Options, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 16
 		o.HTTPClient = &http.Client{Transport: tr}
+		o.ownClient = true
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -281,5 +284,8 @@ func Get(ctx context.Context, root cid.Cid, opts Options) (*Result, error) {
 		boots = append(boots, b)
 	}
 	f := newFetcher(root, opts)
+	if opts.ownClient {
+		defer opts.HTTPClient.CloseIdleConnections()
+	}
 	return f.run(ctx, boots)
 }

@@ -428,10 +428,13 @@ func (m *fakeMirror) kill() {
 // testOptions are short timeouts for in-process mirrors.
 func testOptions(boot ...string) Options {
 	return Options{
-		Bootstrap:    boot,
-		HedgeDelay:   100 * time.Millisecond,
-		StallTimeout: 500 * time.Millisecond,
-		ProbeTimeout: 500 * time.Millisecond,
+		Bootstrap:  boot,
+		HedgeDelay: 100 * time.Millisecond,
+		// Generous for a loaded 2-core machine under -race: stalls and
+		// probes only decide how fast a hopeless download fails; hedging
+		// (100 ms) is what routes around slow mirrors.
+		StallTimeout: 2 * time.Second,
+		ProbeTimeout: 2 * time.Second,
 		MinRate:      16 << 10,
 	}
 }
