@@ -131,7 +131,11 @@ func TestHTTPChallengeOutcomes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := gateway(t, d, tc.mutate)
-			res := probeOver(t, srv.URL, d, 300*time.Millisecond)
+			timeout := 10 * time.Second // generous: only the stalling gateway may time out
+			if tc.want == protocol.OutcomeTimeout {
+				timeout = 200 * time.Millisecond
+			}
+			res := probeOver(t, srv.URL, d, timeout)
 			if res.Outcome != tc.want {
 				t.Errorf("outcome %s, want %s (%+v)", res.Outcome, tc.want, res)
 			}
