@@ -29,7 +29,9 @@ import (
 	"sync"
 
 	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/client"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/bitswap/server"
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -57,15 +59,23 @@ type Config struct {
 	// once). 32 keeps a 1 MiB-chunk bundle streaming over one connection
 	// without holding more than ~32 MiB in flight.
 	Parallel int
+
+	// ServeOutstandingBytes caps the bytes the bitswap server queues for one
+	// peer at a time (0: boxo's default of 1 MiB, i.e. one 1 MiB chunk, which
+	// stalls on every round trip). 16 MiB keeps a loopback or LAN link busy.
+	ServeOutstandingBytes int
 }
 
 // DefaultConfig returns the default configuration.
-func DefaultConfig() Config { return Config{Parallel: 32} }
+func DefaultConfig() Config { return Config{Parallel: 32, ServeOutstandingBytes: 16 << 20} }
 
 // Validate reports a configuration error naming the field.
 func (c Config) Validate() error {
 	if c.Parallel < 1 || c.Parallel > 1024 {
 		return fmt.Errorf("replicate: Config.Parallel must be in 1..1024, got %d", c.Parallel)
+	}
+	if c.ServeOutstandingBytes < 0 {
+		return fmt.Errorf("replicate: Config.ServeOutstandingBytes must be >= 0, got %d", c.ServeOutstandingBytes)
 	}
 	return nil
 }
@@ -130,7 +140,17 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 		cancel: cancel,
 	}
 	bstore := ipfsbs.New(st, ipfsbs.WithFilter(st.HeldBlock))
-	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bstore)
+	bsOpts := []bitswap.Option{
+		// With many 1 MiB blocks queued, a healthy holder answers later than
+		// bitswap's latency-based timeout (50 ms minimum on a LAN); the
+		// simulated DONT_HAVE then stalls the session until the next
+		// rebroadcast. Current peers send real DONT_HAVEs, so rely on those.
+		bitswap.WithClientOption(client.SetSimulateDontHavesOnTimeout(false)),
+	}
+	if cfg.ServeOutstandingBytes > 0 {
+		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
+	}
+	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bstore, bsOpts...)
 	return r, nil
 }
 
