@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mirrornet/mirrornet/client"
+)
+
+// runGet implements `mirrornet get CID [-o DIR | --car FILE | --serve ADDR]
+// [--bootstrap ADDR...] [--json]`.
+func runGet(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := newFlagSet(env, "get", "CID [-o DIR | --car FILE | --serve ADDR] [--bootstrap ADDR...] [--json]")
+	out := fs.String("o", "", "write the app to this directory (default: ./CID)")
+	carPath := fs.String("car", "", "write the bundle as a CARv1 file instead")
+	serve := fs.String("serve", "", "serve the verified app on this address (host:port) instead")
+	var boots listFlag
+	fs.Var(&boots, "bootstrap", "mirror to start from: http://host:port or /ip4/.../tcp/.../p2p/ID (repeatable)")
+	asJSON := fs.Bool("json", false, "print a JSON summary on stdout")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("get: want exactly one CID, got %d arguments", len(pos))
+	}
+	root, err := cid.Decode(pos[0])
+	if err != nil {
+		return usageErrorf("get: malformed CID %q: %v", pos[0], err)
+	}
+	n := 0
+	for _, s := range []string{*out, *carPath, *serve} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return usageErrorf("get: give at most one of -o, --car, --serve")
+	}
+	if n == 0 {
+		*out = root.String()
+	}
+	if len(boots) == 0 {
+		// TODO(discovery): find mirrors by mDNS / DHT when no bootstrap
+		// is given (see client/sources.go).
+		return usageErrorf("get: no mirror to start from: give --bootstrap ADDR or set MIRRORNET_BOOTSTRAP")
+	}
+	for _, b := range boots {
+		if err := client.ParseBootstrap(b); err != nil {
+			return usageErrorf("get: %v", err)
+		}
+	}
+	// Check the output before downloading anything.
+	var ln net.Listener
+	switch {
+	case *out != "":
+		if err := checkOutput(*out); err != nil {
+			return usageErrorf("get: %v", err)
+		}
+	case *carPath != "":
+		if err := checkOutput(*carPath); err != nil {
+			return usageErrorf("get: %v", err)
+		}
+	case *serve != "":
+		if ln, err = net.Listen("tcp", *serve); err != nil {
+			return usageErrorf("get: cannot serve on %s: %v", *serve, err)
+		}
+		defer ln.Close()
+	}
+
+	opts := client.Options{Bootstrap: boots}
+	if isTerminal(env.stderr) {
+		opts.Progress = func(p client.Progress) {
+			fmt.Fprintf(env.stderr, "\r%s  %d blocks  %s/s  %d mirrors  %d dropped   ",
+				humanBytes(p.Bytes), p.Blocks, humanBytes(int64(p.Rate)), p.Mirrors, p.Failovers)
+		}
+	}
+	res, err := client.Get(ctx, root, opts)
+	if opts.Progress != nil {
+		fmt.Fprintln(env.stderr)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case *out != "":
+		err = res.WriteDir(*out)
+	case *carPath != "":
+		err = res.WriteCAR(*carPath)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := printJSON(env.stdout, res); err != nil {
+			return err
+		}
+	} else if *serve == "" {
+		dst := *out + "/"
+		if *carPath != "" {
+			dst = *carPath
+		}
+		fmt.Fprintf(env.stdout, "%s: %s in %s from %d mirrors -> %s\n", root, humanBytes(res.Bytes),
+			res.Duration.Round(time.Millisecond), len(res.PerMirror), dst)
+	}
+	if ln == nil {
+		return nil
+	}
+	fmt.Fprintf(env.stderr, "serving %s on http://%s/ (Ctrl-C to stop)\n", root, ln.Addr())
+	srv := &http.Server{Handler: res.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-errc
+		return nil
+	}
+}
+
+// checkOutput refuses an output path that exists or whose directory cannot
+// be written.
+func checkOutput(p string) error {
+	if _, err := os.Lstat(p); err == nil {
+		return fmt.Errorf("output %s already exists", p)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("output %s: %v", p, err)
+	}
+	dir := filepath.Dir(filepath.Clean(p))
+	f, err := os.CreateTemp(dir, ".mirrornet-probe-")
+	if err != nil {
+		return fmt.Errorf("output %s: cannot write in %s: %v", p, dir, errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func printJSON(w io.Writer, res *client.Result) error {
+	dropped := res.Dropped
+	if dropped == nil {
+		dropped = []client.Drop{}
+	}
+	return json.NewEncoder(w).Encode(struct {
+		CID        string           `json:"cid"`
+		Bytes      int64            `json:"bytes"`
+		DurationMS int64            `json:"duration_ms"`
+		Mirrors    map[string]int64 `json:"mirrors"`
+		Dropped    []client.Drop    `json:"dropped"`
+	}{res.Root.String(), res.Bytes, res.Duration.Milliseconds(), res.PerMirror, dropped})
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
