@@ -32,6 +32,7 @@ type command struct {
 var commands = []command{
 	{"keygen", "make a publisher or builder key file", runKeygen},
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
+	{"get", "download an app by CID from mirrors, verified (light client)", runGet},
 	{"version", "print the version", runVersion},
 }
 
