@@ -500,3 +500,27 @@ func TestCARUsesDirectPath(t *testing.T) {
 		t.Fatalf("direct path served an entity-bytes request")
 	}
 }
+
+// TestVerifierRejectsBadCARs: the test client's verifier, used above and
+// in the benchmark, does fail on a tampered, truncated or wrong CAR.
+func TestVerifierRejectsBadCARs(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	r := f.do(t, "GET", "/ipfs/"+f.file.String()+"?format=car", "")
+	good := r.body
+	if _, err := readVerifiedFile(bytes.NewReader(good), f.file, nil); err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-100] ^= 1
+	other := f.do(t, "GET", "/ipfs/"+f.app.String()+"?format=car", "").body
+	for name, body := range map[string][]byte{
+		"flipped leaf byte":  flipped,
+		"truncated":          good[:len(good)/2],
+		"missing last block": good[:len(good)-(len(f.fileData)%chunkSize)-40],
+		"other root":         other,
+	} {
+		if _, err := readVerifiedFile(bytes.NewReader(body), f.file, nil); err == nil {
+			t.Errorf("%s: verified", name)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"slices"
@@ -117,14 +118,78 @@ func (h *heldSet) Held(c cid.Cid) bool {
 // maxBlock bounds one CAR section's data, as a light client must.
 const maxBlock = 2 << 20
 
+// hasher verifies blocks against their CIDs, reusing one sha2-256 state.
+type hasher struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+func (s *hasher) verify(c cid.Cid, data []byte) error {
+	dec, err := mh.Decode(c.Hash())
+	if err != nil {
+		return fmt.Errorf("block %s: %w", c, err)
+	}
+	if dec.Code == mh.SHA2_256 {
+		if s.h == nil {
+			s.h = sha256.New()
+		}
+		s.h.Reset()
+		s.h.Write(data)
+		if !bytes.Equal(s.h.Sum(s.sum[:0]), dec.Digest) {
+			return fmt.Errorf("block %s: bytes do not match the CID", c)
+		}
+		return nil
+	}
+	got, err := c.Prefix().Sum(data)
+	if err != nil || !got.Equals(c) {
+		return fmt.Errorf("block %s: bytes do not match the CID", c)
+	}
+	return nil
+}
+
 // readVerifiedFile reads a CARv1 stream of a whole UnixFS file (dag-scope
 // all, no duplicates) the way a light client must: one root, the expected
 // one; blocks arrive in depth-first link order, nothing missing, nothing
 // extra, and each block hashes to its CID. It returns the file bytes,
-// reassembled from the raw leaves and appended to dst[:0]. Raw leaves are
-// read and hashed in place in the output (pass a reused buffer to keep
-// page faults out of benchmarks), as an efficient client would.
+// reassembled from the raw leaves and appended to dst[:0], and returns
+// them only once every block has verified.
+//
+// As an efficient client would, it reads raw leaves in place into the
+// output (pass a reused buffer to keep page faults out of benchmarks) and
+// hashes them on a second goroutine while the next block downloads.
+// dag-pb blocks are verified inline, since their links drive the order
+// check.
 func readVerifiedFile(r io.Reader, root cid.Cid, dst []byte) ([]byte, error) {
+	type job struct {
+		c    cid.Cid
+		data []byte
+	}
+	jobs := make(chan job, 16)
+	hashErr := make(chan error, 1)
+	go func() {
+		var first error
+		var s hasher
+		for j := range jobs {
+			if first == nil {
+				first = s.verify(j.c, j.data)
+			}
+		}
+		hashErr <- first
+	}()
+	out, err := readCAROrdered(r, root, dst, func(c cid.Cid, data []byte) { jobs <- job{c, data} })
+	close(jobs)
+	if herr := <-hashErr; err == nil {
+		err = herr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readCAROrdered does readVerifiedFile's structural checks and hands every
+// raw leaf to verifyLeaf (which must not retain an error silently).
+func readCAROrdered(r io.Reader, root cid.Cid, dst []byte, verifyLeaf func(cid.Cid, []byte)) ([]byte, error) {
 	br, err := carv2.NewBlockReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("car header: %w", err)
@@ -138,30 +203,10 @@ func readVerifiedFile(r io.Reader, root cid.Cid, dst []byte) ([]byte, error) {
 	out := dst[:0]
 	stack := []cid.Cid{root} // expected blocks, next on top
 	seen := map[cid.Cid][]byte{}
-	h := sha256.New()
-	var sum [sha256.Size]byte
-	verify := func(c cid.Cid, data []byte) error {
-		dec, err := mh.Decode(c.Hash())
-		if err != nil {
-			return fmt.Errorf("block %s: %w", c, err)
-		}
-		if dec.Code == mh.SHA2_256 {
-			h.Reset()
-			h.Write(data)
-			if !bytes.Equal(h.Sum(sum[:0]), dec.Digest) {
-				return fmt.Errorf("block %s: bytes do not match the CID", c)
-			}
-			return nil
-		}
-		got, err := c.Prefix().Sum(data)
-		if err != nil || !got.Equals(c) {
-			return fmt.Errorf("block %s: bytes do not match the CID", c)
-		}
-		return nil
-	}
-	// expand handles a verified block (new or seen before): raw data is
-	// appended unless it already is, dag-pb links are pushed so the first
-	// link is expected next.
+	var inline hasher
+	// expand handles a block (new or seen before): raw data is appended
+	// unless it already is, dag-pb links are pushed so the first link is
+	// expected next.
 	expand := func(c cid.Cid, data []byte, inPlace bool) error {
 		switch c.Type() {
 		case cid.Raw:
@@ -229,7 +274,9 @@ func readVerifiedFile(r io.Reader, root cid.Cid, dst []byte) ([]byte, error) {
 		if _, err := io.ReadFull(rd, data); err != nil {
 			return nil, fmt.Errorf("block %s: %w", c, err)
 		}
-		if err := verify(c, data); err != nil {
+		if inPlace {
+			verifyLeaf(c, data)
+		} else if err := inline.verify(c, data); err != nil {
 			return nil, err
 		}
 		seen[want] = data
