@@ -176,6 +176,8 @@ type Testnet struct {
 	procs []*proc
 	app   string
 
+	failed chan error // first mirror that exited without being stopped
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -199,7 +201,7 @@ func Start(ctx context.Context, cfg Config) (*Testnet, error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
-	t := &Testnet{cfg: cfg, env: childEnv()}
+	t := &Testnet{cfg: cfg, env: childEnv(), failed: make(chan error, 1)}
 	if err := t.makeDir(); err != nil {
 		return nil, err
 	}
@@ -314,9 +316,19 @@ func (t *Testnet) spawn(i int, bootstrap string) error {
 	}
 	p := &proc{m: Mirror{Name: name, PID: cmd.Process.Pid, Data: data, Log: logPath}, cmd: cmd, log: logf, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
+		t.mu.Lock()
+		p.err = err
+		stopped := p.m.Stopped
+		t.mu.Unlock()
 		close(p.done)
+		if !stopped {
+			select {
+			case t.failed <- fmt.Errorf("%w: %s exited (%v): %s (log: %s)", ErrStart, p.m.Name, err, lastError(p.m.Log), p.m.Log):
+			default:
+			}
+		}
 	}()
 	t.mu.Lock()
 	t.procs = append(t.procs, p)
@@ -358,7 +370,11 @@ func (t *Testnet) waitInfo(ctx context.Context, from int, to ...int) error {
 				}
 			}
 			if p.exited() {
-				return false, "", fmt.Errorf("%w: %s exited (%v): %s (log: %s)", ErrStart, p.m.Name, p.err, lastError(p.m.Log), p.m.Log)
+				msg := lastError(p.m.Log)
+				if strings.Contains(msg, "address already in use") && t.cfg.HTTPPort > 0 {
+					msg += fmt.Sprintf(" (testnet: HTTP ports %d..%d must be free; choose another --http-port, or 0 for free ports)", t.cfg.HTTPPort, t.cfg.HTTPPort+t.cfg.Nodes-1)
+				}
+				return false, "", fmt.Errorf("%w: %s exited (%v): %s (log: %s)", ErrStart, p.m.Name, p.err, msg, p.m.Log)
 			}
 		}
 		if len(pending) == 0 {
@@ -438,6 +454,11 @@ func (t *Testnet) poll(ctx context.Context, what string, cond func() (done bool,
 		}
 	}
 }
+
+// Failed receives an error when a mirror exits without StopMirror or Stop
+// having been called for it (a crash, a kill from outside); only the first
+// such exit is reported.
+func (t *Testnet) Failed() <-chan error { return t.failed }
 
 // Dir is the testnet directory.
 func (t *Testnet) Dir() string { return t.dir }

@@ -141,6 +141,11 @@ func TestStartRecordsAndStopCleansUp(t *testing.T) {
 	if err := tn.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case err := <-tn.Failed():
+		t.Fatalf("Failed reported a mirror that was stopped on purpose: %v", err)
+	default:
+	}
 	for _, m := range rec.Mirrors {
 		if !gone(m.PID) {
 			t.Fatalf("%s (pid %d) still running after Stop", m.Name, m.PID)
@@ -304,5 +309,29 @@ func TestDemoNeedsTwoNodes(t *testing.T) {
 	_, err := Demo(context.Background(), cfg)
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("Demo(1 node) = %v, want ErrConfig", err)
+	}
+}
+
+func TestFailedReportsAMirrorKilledFromOutside(t *testing.T) {
+	cfg := testConfig(t, 2)
+	cfg.Dir = t.TempDir()
+	tn, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Stop()
+	if err := syscall.Kill(tn.Mirrors()[1].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-tn.Failed():
+		if !errors.Is(err, ErrStart) || !strings.Contains(err.Error(), "mirror-1") || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("Failed() = %v, want mirror-1 killed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Failed() did not report the killed mirror")
+	}
+	if err := tn.WaitAlive(context.Background()); !errors.Is(err, ErrStart) {
+		t.Fatalf("WaitAlive with a dead mirror = %v, want ErrStart", err)
 	}
 }
