@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 )
@@ -21,39 +22,43 @@ func benchFile(b *testing.B) string {
 	return path
 }
 
-// BenchmarkImport imports a 128 MiB file (blocks discarded) and reports its
-// throughput as a ratio of reading and sha256-hashing the same file, the work
-// `sha256sum` does. Compare the two sub-benchmarks' MB/s.
+func sha256File(b *testing.B, path string, buf []byte) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+		b.Fatal(err)
+	}
+	_ = h.Sum(nil)
+}
+
+// BenchmarkImport imports a 128 MiB file (blocks discarded) and compares it
+// with reading and sha256-hashing the same file, the work `sha256sum` does.
+// The two run alternately in every iteration so both see the same machine
+// load; x-sha256 is import throughput divided by sha256 throughput (goal
+// >= 0.5). MB/s is the import's.
 func BenchmarkImport(b *testing.B) {
 	path := benchFile(b)
-	var shaNs, importNs float64
-	b.Run("sha256", func(b *testing.B) {
-		b.SetBytes(benchSize)
-		buf := make([]byte, 1<<20)
-		for b.Loop() {
-			f, err := os.Open(path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := sha256.New()
-			if _, err := io.CopyBuffer(h, f, buf); err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
-			_ = h.Sum(nil)
+	buf := make([]byte, 1<<20)
+	sha256File(b, path, buf) // warm the page cache
+	var shaTime, importTime time.Duration
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		t0 := time.Now()
+		sha256File(b, path, buf)
+		shaTime += time.Since(t0)
+		b.StartTimer()
+		t0 = time.Now()
+		if _, err := Import(b.Context(), path, func(blocks.Block) error { return nil }, nil); err != nil {
+			b.Fatal(err)
 		}
-		shaNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	})
-	b.Run("import", func(b *testing.B) {
-		b.SetBytes(benchSize)
-		for b.Loop() {
-			if _, err := Import(b.Context(), path, func(blocks.Block) error { return nil }, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		importNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-		if shaNs > 0 {
-			b.ReportMetric(shaNs/importNs, "x-sha256")
-		}
-	})
+		importTime += time.Since(t0)
+	}
+	b.ReportMetric(float64(shaTime)/float64(importTime), "x-sha256")
+	b.ReportMetric(float64(benchSize)*float64(b.N)/shaTime.Seconds()/1e6, "sha256-MB/s")
 }
