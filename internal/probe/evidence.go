@@ -31,9 +31,9 @@ type View interface {
 	// Alive returns the mirrors alive at now, in any order. The caller
 	// does not modify or keep the slice.
 	Alive(now time.Time) []peer.ID
-	// Holds reports whether target's latest liveness statement lists
-	// bundle as held.
-	Holds(target peer.ID, bundle string) bool
+	// Holds reports whether target's latest liveness statement (as of
+	// now) lists bundle as held.
+	Holds(target peer.ID, bundle string, now time.Time) bool
 }
 
 // Domains places a peer in a failure domain (see internal/domain). An
@@ -139,7 +139,7 @@ func (e *Evidence) Add(st *attest.Statement, now time.Time) error {
 	if EpochOf(at, e.cfg.EpochLength) != p.Epoch {
 		return fmt.Errorf("%w: epoch %d, time says %d", ErrEpoch, p.Epoch, EpochOf(at, e.cfg.EpochLength))
 	}
-	if !e.view.Holds(target, p.Bundle) {
+	if !e.view.Holds(target, p.Bundle, now) {
 		return fmt.Errorf("%w: %s does not list %s", ErrNotHeld, target, p.Bundle)
 	}
 	if !Assigned(p.Epoch, st.Signer, target, e.view.Alive(now), e.cfg.Observers) {

@@ -59,7 +59,9 @@ func (v *fakeView) Alive(time.Time) []peer.ID {
 	}
 	return out
 }
-func (v *fakeView) Holds(t peer.ID, b string) bool { return b == "bafybundle" && !v.down[t] }
+func (v *fakeView) Holds(t peer.ID, b string, _ time.Time) bool {
+	return b == "bafybundle" && !v.down[t]
+}
 
 type domainMap map[peer.ID]string
 

@@ -90,10 +90,11 @@ type StatusReader interface {
 	Status(target peer.ID, now time.Time) probe.TargetStatus
 }
 
-// Holders lists the mirrors whose latest liveness statement lists bundle
-// (the health view); the caller does not keep the slice.
+// Holders lists the alive mirrors whose latest liveness statement lists
+// bundle (the health view; runner.HealthView satisfies it); the caller does
+// not keep the slice.
 type Holders interface {
-	Holders(bundle string) []peer.ID
+	HolderIDs(bundle string, now time.Time) []peer.ID
 }
 
 // Redundancy counts distinct failure domains (domain.Placer satisfies it).
@@ -102,8 +103,8 @@ type Redundancy interface {
 }
 
 // Known reports whether p is a mirror the node has heard of (the health
-// view).
-type Known func(p peer.ID) bool
+// view; runner.HealthView.Known fits).
+type Known func(p peer.ID, now time.Time) bool
 
 // NewSource combines the evidence, the health view and the failure domains
 // into a Source: a bundle's verified mirrors are its claimed holders whose
@@ -123,7 +124,7 @@ type source struct {
 
 func (s *source) BundleMirrors(bundle cid.Cid) (int, int, bool) {
 	now := s.clock()
-	hs := s.holders.Holders(bundle.String())
+	hs := s.holders.HolderIDs(bundle.String(), now)
 	var verified []peer.ID
 	for _, h := range hs {
 		if s.ev.Status(h, now).State == probe.StateVerified {
@@ -134,6 +135,7 @@ func (s *source) BundleMirrors(bundle cid.Cid) (int, int, bool) {
 }
 
 func (s *source) PeerStatus(p peer.ID) (probe.TargetStatus, bool) {
-	st := s.ev.Status(p, s.clock())
-	return st, s.known == nil || s.known(p) || st.Samples24h > 0
+	now := s.clock()
+	st := s.ev.Status(p, now)
+	return st, s.known == nil || s.known(p, now) || st.Samples24h > 0
 }

@@ -29,7 +29,7 @@ func (f fakeEvidence) Status(p peer.ID, _ time.Time) probe.TargetStatus {
 
 type fakeHolders map[string][]peer.ID
 
-func (f fakeHolders) Holders(b string) []peer.ID { return f[b] }
+func (f fakeHolders) HolderIDs(b string, _ time.Time) []peer.ID { return f[b] }
 
 type countDomains struct{}
 
@@ -126,7 +126,7 @@ func TestHandler(t *testing.T) {
 
 func TestUnknownPeer(t *testing.T) {
 	ps := peers(t, 2)
-	src := NewSource(fakeEvidence{}, fakeHolders{}, countDomains{}, func(p peer.ID) bool { return p == ps[0] }, time.Now)
+	src := NewSource(fakeEvidence{}, fakeHolders{}, countDomains{}, func(p peer.ID, _ time.Time) bool { return p == ps[0] }, time.Now)
 	srv := httptest.NewServer(Handler(src))
 	defer srv.Close()
 	if _, body := get(t, srv, "/badge/peer/"+ps[1].String()+"/backup.json"); !strings.Contains(body, `"message":"unknown"`) {

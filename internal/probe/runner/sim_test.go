@@ -117,7 +117,7 @@ func (s *sim) Alive(now time.Time) []peer.ID {
 	}
 	return out
 }
-func (s *sim) Holds(t peer.ID, b string) bool {
+func (s *sim) Holds(t peer.ID, b string, _ time.Time) bool {
 	m := s.byID[t]
 	return m != nil && m.how != vanished && m.bundle.root.String() == b
 }
