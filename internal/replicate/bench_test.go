@@ -115,6 +115,46 @@ func BenchmarkReplicate(b *testing.B) {
 			s.Close()
 		}
 	})
+	// The same stream copy, but every 1 MiB chunk is hashed and stored
+	// durably like a replicated block: the ceiling for replication into
+	// this disk.
+	b.Run("raw-stream+store", func(b *testing.B) {
+		const proto = "/mirrornet-bench/raw/1"
+		dst := tcpHost(b)
+		if err := dst.Connect(b.Context(), infos[0]); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			b.StopTimer()
+			st, err := store.Open(filepath.Join(b.TempDir(), "fetcher"), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			s, err := dst.NewStream(b.Context(), holders[0].h.ID(), proto)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				chunk := make([]byte, 1<<20)
+				n, err := io.ReadFull(s, chunk)
+				if n > 0 {
+					c, _ := bundle.Profile.CidBuilder().WithCodec(cid.Raw).Sum(chunk[:n])
+					if perr := st.Put(c, chunk[:n]); perr != nil {
+						b.Fatal(perr)
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			s.Close()
+			b.StopTimer()
+			st.Close()
+			b.StartTimer()
+		}
+	})
 	for _, n := range []int{1, 3} {
 		b.Run(fmt.Sprintf("bitswap-%d", n), func(b *testing.B) {
 			b.SetBytes(int64(size))
