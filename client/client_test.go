@@ -38,7 +38,7 @@ func TestMaliciousTrials(t *testing.T) {
 		trials = 40
 	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 16)
 	errs := make(chan error, trials)
 	for seed := range trials {
 		wg.Add(1)
@@ -63,6 +63,9 @@ func TestMaliciousTrials(t *testing.T) {
 			if err != nil {
 				errs <- fmt.Errorf("seed %d (%v, honest at %d): %v", seed, hows[:5], at, err)
 				return
+			}
+			if os.Getenv("DBG") != "" && res.Duration > 50*time.Millisecond {
+				t.Logf("seed %d slow %v: %v", seed, res.Duration, hows[:5])
 			}
 			if res.PerMirror[good.URL] == 0 {
 				errs <- fmt.Errorf("seed %d: honest mirror delivered nothing: %v", seed, res.PerMirror)

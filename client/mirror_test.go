@@ -151,13 +151,13 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
-// smallBundle: a few files and a multi-chunk file (3.5 MiB, 4 leaves).
+// smallBundle: a few files and a multi-chunk file (2.5 MiB, 3 leaves).
 func smallBundle(t testing.TB) *bundle {
 	return buildBundle(t, map[string][]byte{
 		"index.html":   []byte("<h1>app</h1>"),
 		"app.js":       []byte("console.log('hi')"),
 		"assets/a.css": []byte("body{}"),
-		"assets/big":   randomBytes(7, 3<<20+1<<19),
+		"assets/big":   randomBytes(7, 2<<20+1<<19),
 	})
 }
 
