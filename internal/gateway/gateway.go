@@ -10,7 +10,9 @@
 //
 //   - Only held bundles. Every request's root CID, whether it arrives in
 //     the path (/ipfs/{cid}/...) or the Host ({cid}.ipfs.localhost), is
-//     checked with a [HeldFunc] before boxo sees it. A root not held is
+//     checked with a [HeldFunc] before boxo sees it (and, with
+//     [WithHeldBlock], may also be any block of a held bundle, as
+//     block-at-a-time clients and probes ask). A root not held is
 //     refused with 404 ("gateway: not held by this mirror"), or 412 when
 //     the request says Cache-Control: only-if-cached. Blocks are read from
 //     the given blockstore through an offline blockservice: nothing is ever
@@ -28,7 +30,8 @@
 //
 // Use:
 //
-//	gw, err := gateway.New(gateway.DefaultConfig(), bs, store.Held, gateway.WithLogger(log))
+//	gw, err := gateway.New(gateway.DefaultConfig(), bs, store.Held,
+//		gateway.WithHeldBlock(store.HeldBlock), gateway.WithLogger(log))
 //	srv := &http.Server{Handler: gw.Handler(otherRoutes)}
 //
 // The gateway starts no goroutines of its own (boxo starts one per CAR
@@ -104,9 +107,18 @@ func (c Config) Validate() error {
 type Option func(*options)
 
 type options struct {
-	log *slog.Logger
-	reg prometheus.Registerer
+	log       *slog.Logger
+	reg       prometheus.Registerer
+	heldBlock HeldFunc
 }
+
+// WithHeldBlock also serves requests rooted at any block of a held bundle,
+// for which heldBlock reports true (e.g. store.HeldBlock). Trustless
+// clients fetch bundles a block at a time (/ipfs/{leaf}?format=raw, or
+// format=car&dag-scope=block), and retrieval probes descend a bundle the
+// same way; without this option only bundle roots are served. heldBlock
+// has HeldFunc's concurrency requirements.
+func WithHeldBlock(heldBlock HeldFunc) Option { return func(o *options) { o.heldBlock = heldBlock } }
 
 // WithLogger sets the logger; refused requests are logged at Debug.
 // Default: discard.
@@ -121,10 +133,11 @@ func WithMetricsRegisterer(reg prometheus.Registerer) Option {
 
 // Gateway serves held bundles over HTTP. It is safe for concurrent use.
 type Gateway struct {
-	cfg   Config
-	held  HeldFunc
-	log   *slog.Logger
-	hosts map[string]bool
+	cfg       Config
+	held      HeldFunc
+	heldBlock HeldFunc // nil: roots only
+	log       *slog.Logger
+	hosts     map[string]bool
 
 	backend   *carBackend
 	subdomain http.Handler // boxo hostname handler + deserialising handler
@@ -163,11 +176,12 @@ func New(cfg Config, bs blockstore.Blockstore, held HeldFunc, opts ...Option) (*
 	backend := &carBackend{BlocksBackend: blocks, bs: bs}
 
 	g := &Gateway{
-		cfg:     cfg,
-		held:    held,
-		backend: backend,
-		log:     o.log.With("component", "gateway"),
-		hosts:   map[string]bool{},
+		cfg:       cfg,
+		held:      held,
+		heldBlock: o.heldBlock,
+		backend:   backend,
+		log:       o.log.With("component", "gateway"),
+		hosts:     map[string]bool{},
 	}
 	public := map[string]*boxogw.PublicGateway{}
 	for _, h := range cfg.SubdomainHosts {
@@ -267,10 +281,14 @@ func (g *Gateway) allowed(w http.ResponseWriter, r *http.Request, contentPath st
 }
 
 func (g *Gateway) isHeld(c cid.Cid) bool {
-	if g.held(c) {
+	if g.heldRootOrBlock(c) {
 		return true
 	}
-	return c.Version() == 0 && g.held(cid.NewCidV1(c.Type(), c.Hash()))
+	return c.Version() == 0 && g.heldRootOrBlock(cid.NewCidV1(c.Type(), c.Hash()))
+}
+
+func (g *Gateway) heldRootOrBlock(c cid.Cid) bool {
+	return g.held(c) || (g.heldBlock != nil && g.heldBlock(c))
 }
 
 // refuse answers with one plain-text line. HEAD gets the status only.

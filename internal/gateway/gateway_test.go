@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	ufile "github.com/ipfs/boxo/ipld/unixfs/file"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 )
 
@@ -521,6 +523,101 @@ func TestVerifierRejectsBadCARs(t *testing.T) {
 	} {
 		if _, err := readVerifiedFile(bytes.NewReader(body), f.file, nil); err == nil {
 			t.Errorf("%s: verified", name)
+		}
+	}
+}
+
+// dagBlocks lists every block CID of the DAG under root.
+func dagBlocks(t *testing.T, bs blockstoreGetter, root cid.Cid) []cid.Cid {
+	t.Helper()
+	var out []cid.Cid
+	stack := []cid.Cid{root}
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		out = append(out, c)
+		if c.Type() != cid.DagProtobuf {
+			continue
+		}
+		blk, err := bs.Get(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := merkledag.DecodeProtobuf(blk.RawData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range nd.Links() {
+			stack = append(stack, l.Cid)
+		}
+	}
+	return out
+}
+
+type blockstoreGetter interface {
+	Get(context.Context, cid.Cid) (blocks.Block, error)
+}
+
+// TestHeldBlocks: block-at-a-time clients and probes ask for blocks of a
+// held bundle by their own CIDs; WithHeldBlock serves them, and blocks of
+// bundles not held stay refused.
+func TestHeldBlocks(t *testing.T) {
+	bs := newBlockstore()
+	data := randomBytes(3*chunkSize+100, 4)
+	root := importFile(t, bs, data).Cid()
+	partial := importFile(t, bs, randomBytes(2*chunkSize+7, 5)).Cid()
+	blocksOf := newHeld()
+	held := dagBlocks(t, bs, root)
+	for _, c := range held {
+		blocksOf.m[c] = true
+	}
+	leaf := held[len(held)-1]
+	if leaf.Type() != cid.Raw {
+		t.Fatalf("%s is not a leaf", leaf)
+	}
+	partialLeaf := dagBlocks(t, bs, partial)[1]
+
+	for _, withOpt := range []bool{false, true} {
+		var opts []Option
+		if withOpt {
+			opts = append(opts, WithHeldBlock(blocksOf.Held))
+		}
+		gw, err := New(DefaultConfig(), bs, newHeld(root).Held, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := gw.Handler(nil)
+		do := func(method, target string, hdr ...string) *httptest.ResponseRecorder {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(method, target, nil)
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		want := map[bool]int{false: 404, true: 200}[withOpt]
+		rec := do("GET", "/ipfs/"+leaf.String()+"?format=raw")
+		if rec.Code != want {
+			t.Fatalf("option %v: leaf raw: %d, want %d", withOpt, rec.Code, want)
+		}
+		if withOpt {
+			if got, _ := leaf.Prefix().Sum(rec.Body.Bytes()); !got.Equals(leaf) {
+				t.Fatal("leaf body does not hash to its CID")
+			}
+		}
+		if rec := do("GET", "/ipfs/"+leaf.String()+"?format=car&dag-scope=block"); rec.Code != want {
+			t.Fatalf("option %v: leaf car: %d, want %d", withOpt, rec.Code, want)
+		}
+		wantHead := map[bool]int{false: 412, true: 200}[withOpt]
+		if rec := do("HEAD", "/ipfs/"+leaf.String(), "Cache-Control", "only-if-cached"); rec.Code != wantHead {
+			t.Fatalf("option %v: leaf HEAD only-if-cached: %d, want %d", withOpt, rec.Code, wantHead)
+		}
+		if rec := do("GET", "/ipfs/"+partialLeaf.String()+"?format=raw"); rec.Code != 404 {
+			t.Fatalf("option %v: leaf of an unheld bundle: %d, want 404", withOpt, rec.Code)
+		}
+		if rec := do("GET", "/ipfs/"+partial.String()+"?format=car"); rec.Code != 404 {
+			t.Fatalf("option %v: unheld root: %d, want 404", withOpt, rec.Code)
 		}
 	}
 }
