@@ -211,6 +211,10 @@ func TestServesOnlyHeldBundles(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.f.set(a.h)
+	// connect first, so the short deadline below only bounds the fetch
+	if err := b.h.Connect(t.Context(), peer.AddrInfo{ID: a.h.ID(), Addrs: a.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	if err := b.r.Fetch(ctx, res.Root, nil); !errors.Is(err, context.DeadlineExceeded) {
