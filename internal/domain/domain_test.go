@@ -257,3 +257,17 @@ func FuzzParseASN(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseLabels(f *testing.F) {
+	f.Add([]byte("12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA dc1\n# c\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		labels, err := ParseLabels(strings.NewReader(string(data)), "fuzz")
+		if err == nil {
+			for p, l := range labels {
+				if p == "" || l == "" {
+					t.Fatalf("empty entry %q %q", p, l)
+				}
+			}
+		}
+	})
+}

@@ -103,6 +103,7 @@ type Evidence struct {
 	domains Domains
 
 	mu      sync.Mutex
+	adds    int
 	targets map[peer.ID]*targetData
 	// probed indexes, per observer, the targets it probed and when last,
 	// for Lifeguard.
@@ -149,6 +150,9 @@ func (e *Evidence) Add(st *attest.Statement, now time.Time) error {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.adds++; e.adds%pruneEvery == 0 {
+		e.pruneAllLocked(now)
+	}
 	td := e.targets[target]
 	if td == nil {
 		td = &targetData{}
@@ -210,11 +214,19 @@ func (e *Evidence) pruneLocked(td *targetData, now time.Time) {
 	td.recent = keep
 }
 
+// pruneEvery is how many Adds pass between automatic prunes.
+const pruneEvery = 4096
+
 // Prune forgets targets with no result in the last 24 hours and trims
-// every window. Call it now and then (e.g. every epoch).
+// every window. Add also does it every few thousand results, so calling
+// Prune is optional.
 func (e *Evidence) Prune(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.pruneAllLocked(now)
+}
+
+func (e *Evidence) pruneAllLocked(now time.Time) {
 	cur := now.Unix() / 3600
 	for id, td := range e.targets {
 		e.pruneLocked(td, now)

@@ -394,3 +394,21 @@ func TestSpammingObserverIsCapped(t *testing.T) {
 		t.Errorf("one observer holds %.0f samples", s.Samples)
 	}
 }
+
+func TestPruneForgets(t *testing.T) {
+	cfg := DefaultConfig()
+	ms := mirrors(t, 8, 9)
+	view := &fakeView{alive: ids(ms)}
+	ev := newEvidence(t, cfg, view, nil)
+	target := ms[0].id
+	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
+	runRounds(t, ev, cfg, in, target, t0, 2, pass)
+	ev.Prune(t0.Add(time.Hour))
+	if s := ev.Status(target, t0.Add(time.Hour)); s.Samples != 0 || s.Samples24h == 0 || s.PassRate24h != 1 {
+		t.Errorf("an hour later the window is empty but the day is not: %+v", s)
+	}
+	ev.Prune(t0.Add(25 * time.Hour))
+	if len(ev.targets) != 0 || len(ev.probed) != 0 {
+		t.Errorf("a day later: %d targets, %d observers kept", len(ev.targets), len(ev.probed))
+	}
+}
