@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 )
 
 // BenchmarkVerifiedDownload downloads a 256 MiB single-file bundle from the
@@ -19,7 +23,9 @@ import (
 // downloads the same file from a plain http.FileServer. It reports the
 // throughput of each and their ratio (goal >= 0.7). Sub-benchmark "direct"
 // is the gateway as shipped; "boxo" turns off the direct CAR path
-// (fastcar.go) to show what boxo's traversal alone achieves.
+// (fastcar.go) to show what boxo's traversal alone achieves;
+// "direct-hashing-store" serves from a blockstore that re-hashes every
+// block it reads, as internal/store does.
 //
 //	go test -run '^$' -bench VerifiedDownload -benchtime 5x ./internal/gateway/
 func BenchmarkVerifiedDownload(b *testing.B) {
@@ -72,9 +78,14 @@ func BenchmarkVerifiedDownload(b *testing.B) {
 	for _, variant := range []struct {
 		name     string
 		noDirect bool
-	}{{"direct", false}, {"boxo", true}} {
+		bs       blockstore.Blockstore
+	}{
+		{"direct", false, bs},
+		{"boxo", true, bs},
+		{"direct-hashing-store", false, hashingBlockstore{bs}},
+	} {
 		b.Run(variant.name, func(b *testing.B) {
-			gw, err := New(DefaultConfig(), bs, newHeld(root).Held)
+			gw, err := New(DefaultConfig(), variant.bs, newHeld(root).Held)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -105,4 +116,20 @@ func BenchmarkVerifiedDownload(b *testing.B) {
 			b.ReportMetric(gwMBs/plainMBs, "ratio")
 		})
 	}
+}
+
+// hashingBlockstore verifies every block it returns against its CID, as a
+// store that trusts nothing on disk does.
+type hashingBlockstore struct{ blockstore.Blockstore }
+
+func (h hashingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	blk, err := h.Blockstore.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var s hasher
+	if err := s.verify(c, blk.RawData()); err != nil {
+		return nil, err
+	}
+	return blk, nil
 }
