@@ -21,11 +21,12 @@ import (
 const (
 	crashEnvStore = "MIRRORNET_STORE_CRASH_STORE"
 	crashEnvTree  = "MIRRORNET_STORE_CRASH_TREE"
+	crashEnvRoot  = "MIRRORNET_STORE_CRASH_ROOT"
 )
 
-// crashChild imports a tree into a store and marks it held, printing a line
-// after every step so the parent can SIGKILL it at a chosen point. It then
-// waits for stdin to close.
+// crashChild follows a bundle, imports its tree into a store and marks it
+// held, printing a line after every step so the parent can SIGKILL it at a
+// chosen point. It then waits for stdin to close.
 func crashChild() {
 	s, err := Open(os.Getenv(crashEnvStore), Options{})
 	if err != nil {
@@ -33,6 +34,18 @@ func crashChild() {
 		os.Exit(1)
 	}
 	step := func(what string) { fmt.Println(what) }
+	// Follow first, as a replicating mirror does: the bundle is listed
+	// (fetching) while its blocks arrive.
+	root, err := cid.Decode(os.Getenv(crashEnvRoot))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	if err := s.Follow(root); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	step("followed")
 	res, err := bundle.Import(context.Background(), os.Getenv(crashEnvTree), func(b blocks.Block) error {
 		if err := s.Put(b.Cid(), b.RawData()); err != nil {
 			return err
@@ -40,15 +53,10 @@ func crashChild() {
 		step("put")
 		return nil
 	}, nil)
-	if err != nil {
-		fmt.Println("error", err)
+	if err != nil || !res.Root.Equals(root) {
+		fmt.Println("error", err, res.Root)
 		os.Exit(1)
 	}
-	if err := s.Follow(res.Root); err != nil {
-		fmt.Println("error", err)
-		os.Exit(1)
-	}
-	step("followed")
 	if _, err := s.MarkHeld(res.Root); err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -73,7 +81,7 @@ func TestCrashSafety(t *testing.T) {
 	tree := makeTree(t, 99, 12)
 	probe := open(t, t.TempDir(), Options{})
 	want := importInto(t, probe, tree)
-	steps := want.Blocks + 2 // one line per put, followed, held
+	steps := want.Blocks + 2 // followed, one line per put, held
 
 	rng := rand.New(rand.NewPCG(2026, 11))
 	const trials = 24
@@ -81,10 +89,14 @@ func TestCrashSafety(t *testing.T) {
 	for trial := range trials {
 		dir := t.TempDir()
 		// kill after reading k lines: 0 (before the first put) up to all
-		// lines (after held)
+		// lines (after held); every other trial lands in the last few
+		// steps, around Follow and MarkHeld
 		k := rng.IntN(steps + 1)
+		if trial%2 == 1 {
+			k = steps - rng.IntN(4)
+		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$")
-		cmd.Env = append(os.Environ(), crashEnvStore+"="+dir, crashEnvTree+"="+tree)
+		cmd.Env = append(os.Environ(), crashEnvStore+"="+dir, crashEnvTree+"="+tree, crashEnvRoot+"="+want.Root.String())
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
