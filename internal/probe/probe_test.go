@@ -412,3 +412,43 @@ func TestPruneForgets(t *testing.T) {
 		t.Errorf("a day later: %d targets, %d observers kept", len(ev.targets), len(ev.probed))
 	}
 }
+
+// TestLifeguard: three observers in distinct domains that fail against
+// every target they probe (a partitioned rack) are presumed sick; their
+// failures no longer confirm anything, so a healthy target they share is
+// not degraded. TestStarvedObserverAloneWithoutLifeguard is the control:
+// the same three failing only against that target do degrade it.
+func TestLifeguard(t *testing.T) {
+	cfg := DefaultConfig()
+	ms := mirrors(t, 12, 6) // same seed as the control
+	view := &fakeView{alive: ids(ms)}
+	ev := newEvidence(t, cfg, view, nil)
+	target := ms[0].id
+	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
+	sick := map[*mirror]bool{in[0]: true, in[1]: true, in[2]: true}
+	now := t0
+	for range 4 {
+		for _, o := range ms {
+			for _, tg := range Targets(EpochOf(now, cfg.EpochLength), o.id, view.alive, cfg.Observers) {
+				outcome := protocol.OutcomePass
+				if sick[o] {
+					outcome = protocol.OutcomeTimeout
+				}
+				if err := ev.Add(o.result(t, cfg, tg, now, outcome), now); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		now = now.Add(cfg.Interval)
+	}
+	now = now.Add(-cfg.Interval)
+	s := ev.Status(target, now)
+	if excluded := s.State == StateDegraded || s.State == StateFailing; excluded || s.FailDomains != 0 {
+		t.Errorf("sick observers condemned a healthy mirror: %+v", s)
+	}
+	for o := range sick {
+		if w := ev.weightLocked(o.id, now); w > minWeight {
+			t.Errorf("sick observer keeps weight %.2f", w)
+		}
+	}
+}

@@ -73,6 +73,7 @@ const (
 	garbage            // attests holding the bundle, serves wrong bytes for every block
 	half               // serves the root and inner nodes but only half the leaves
 	starved            // serves fine, but all its own probes time out
+	empty              // attests holding the bundle, answers 404 for every block
 	vanished           // down: listed nowhere, serves nothing
 )
 
@@ -140,7 +141,7 @@ func (f *fetcher) FetchBlock(ctx context.Context, base string, c cid.Cid) ([]byt
 		return nil, errors.New("connection refused")
 	}
 	data, ok := m.bundle.blocks[c]
-	if !ok || m.drop[c] {
+	if !ok || m.drop[c] || m.how == empty {
 		return nil, fmt.Errorf("%w: 404", ErrStatus)
 	}
 	if m.how == garbage {
@@ -224,13 +225,13 @@ func excluded(st probe.State) bool { return st == probe.StateDegraded || st == p
 
 func TestSimulatedNetwork(t *testing.T) {
 	const (
-		n      = 23
+		n      = 24
 		rounds = 50
 	)
 	hows := make([]behaviour, n)
-	hows[0], hows[1], hows[2] = garbage, half, starved
+	hows[0], hows[1], hows[2], hows[3] = garbage, half, empty, starved
 	s := newSim(t, 42, hows, 0.05)
-	caughtGarbage, caughtHalf := -1, -1
+	caughtGarbage, caughtHalf, caughtEmpty := -1, -1, -1
 	honestRounds := 0
 	for r := 1; r <= rounds; r++ {
 		s.round()
@@ -240,7 +241,10 @@ func TestSimulatedNetwork(t *testing.T) {
 		if h := s.status(1); caughtHalf < 0 && excluded(h.State) {
 			caughtHalf = r
 		}
-		for i := 2; i < n; i++ { // the starved observer serves fine: it is an honest target
+		if e := s.status(2); caughtEmpty < 0 && e.State == probe.StateFailing && e.FailDomains > s.cfg.Observers/2 {
+			caughtEmpty = r
+		}
+		for i := 3; i < n; i++ { // the starved observer serves fine: it is an honest target
 			honestRounds++
 			if st := s.status(i); excluded(st.State) {
 				t.Fatalf("round %d: honest mirror %d excluded: %+v", r, i, st)
@@ -248,8 +252,11 @@ func TestSimulatedNetwork(t *testing.T) {
 		}
 		s.now = s.now.Add(s.cfg.Interval)
 	}
-	t.Logf("garbage failing after %d rounds, half-serving excluded after %d; %d honest mirror-rounds; %d results counted, dropped %v",
-		caughtGarbage, caughtHalf, honestRounds, s.added, s.dropped)
+	t.Logf("garbage failing after %d rounds, empty after %d, half-serving excluded after %d; %d honest mirror-rounds; %d results counted, dropped %v",
+		caughtGarbage, caughtEmpty, caughtHalf, honestRounds, s.added, s.dropped)
+	if caughtEmpty < 1 || caughtEmpty > 3 {
+		t.Errorf("mirror serving nothing marked failing by most observers after %d rounds, want <= 3", caughtEmpty)
+	}
 	if caughtGarbage < 1 || caughtGarbage > 3 {
 		t.Errorf("garbage mirror marked failing by most observers after %d rounds, want <= 3", caughtGarbage)
 	}
@@ -260,7 +267,7 @@ func TestSimulatedNetwork(t *testing.T) {
 		t.Errorf("only %d honest mirror-rounds", honestRounds)
 	}
 	s.now = s.now.Add(-s.cfg.Interval)
-	for i := 2; i < n; i++ {
+	for i := 3; i < n; i++ {
 		if st := s.status(i); st.State != probe.StateVerified || st.PassRate24h < 0.8 {
 			t.Errorf("honest mirror %d: %+v", i, st)
 		}
