@@ -14,12 +14,23 @@ import (
 func newFlagSet(env *cmdEnv, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
+	// The flag package calls Usage on every parse error; parseFlags prints
+	// the usage text only when help was asked for, so that a mistake gets a
+	// one-line error.
+	fs.Usage = func() {}
+	usages[fs] = func() {
 		fmt.Fprintf(env.stderr, "usage: mirrornet %s %s\n\nflags (each also as MIRRORNET_<FLAG>):\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
 }
+
+// usages holds each FlagSet's help printer.
+var usages = map[*flag.FlagSet]func(){}
+
+// errHelp is returned when -h was given: the usage text is printed and the
+// command exits 0.
+var errHelp = errors.New("help requested")
 
 // parseFlags parses args, then fills every flag not given on the command
 // line from its MIRRORNET_* environment variable (FOO-BAR → MIRRORNET_FOO_BAR;
@@ -32,8 +43,10 @@ func parseFlags(fs *flag.FlagSet, env *cmdEnv, args []string) ([]string, error) 
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(env.stderr)
-				fs.Usage()
-				return nil, err
+				if u := usages[fs]; u != nil {
+					u()
+				}
+				return nil, errHelp
 			}
 			return nil, usageErrorf("%s: %v", fs.Name(), err)
 		}

@@ -16,7 +16,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	if err != nil && !errors.Is(err, errHelp) {
 		fmt.Fprintln(os.Stderr, "mirrornet:", err)
 		os.Exit(exitCode(err))
 	}
@@ -30,9 +30,16 @@ type command struct {
 
 // commands is the subcommand table, in the order `mirrornet help` lists it.
 var commands = []command{
+	{"node", "run a mirror", runNode},
+	{"status", "show the mirrors this node knows and their state", runStatus},
+	{"publish", "import a directory or file into the local node and print its CID", runPublish},
+	{"follow", "keep a bundle on the local node (fetched from other mirrors)", runFollow},
+	{"unfollow", "stop keeping a bundle", runUnfollow},
+	{"ls", "list the bundles the local node keeps", runLs},
 	{"keygen", "make a publisher or builder key file", runKeygen},
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
 	{"get", "download an app by CID from mirrors, verified (light client)", runGet},
+	{"testnet", "run a local mirror network; --demo: publish, take the origin down, resolve from the survivors", runTestnet},
 	{"version", "print the version", runVersion},
 }
 

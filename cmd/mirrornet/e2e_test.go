@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirrornet/mirrornet/node"
+)
+
+// binPath is the mirrornet binary built once for the end-to-end tests,
+// which drive it as a user would.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mirrornet-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "mirrornet")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build mirrornet:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one running mirrornet process.
+type proc struct {
+	cmd    *exec.Cmd
+	data   string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// startNode starts `mirrornet node` on loopback with the local profile.
+func startNode(t *testing.T, extra ...string) *proc {
+	t.Helper()
+	data := t.TempDir()
+	args := append([]string{"node", "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
+		"--profile", "local", "--mdns=false", "--dht=false", "--log-level", "debug"}, extra...)
+	cmd := exec.Command(binPath, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), "HOME="+data)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, data: data, stderr: &stderr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("node %s stderr:\n%s", data, lastLines(stderr.String(), 30))
+		}
+	})
+	waitFor(t, 20*time.Second, "node.json of "+data, func() (bool, string) {
+		_, err := node.ReadInfo(data)
+		select {
+		case err := <-p.done:
+			t.Fatalf("node exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+	return p
+}
+
+func (p *proc) info(t *testing.T) node.Info {
+	t.Helper()
+	info, err := node.ReadInfo(p.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mirrornet runs the binary to completion and returns stdout, stderr and
+// the exit code.
+func mirrornet(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, within, detail)
+		}
+		<-tick.C
+	}
+}
+
+func statusJSON(t *testing.T, httpURL string) node.Status {
+	t.Helper()
+	out, errOut, code := mirrornet(t, "status", "--http", httpURL, "--json")
+	if code != 0 {
+		t.Fatalf("status exit %d: %s", code, errOut)
+	}
+	var st node.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+	}
+	return st
+}
+
+func statesOf(st node.Status) map[string]string {
+	m := map[string]string{}
+	for _, ms := range st.Mirrors {
+		m[ms.PeerID] = ms.State
+	}
+	return m
+}
+
+func TestE2EThreeNodesAliveDeadLeft(t *testing.T) {
+	a := startNode(t)
+	boot := a.info(t).Addrs[0]
+	b := startNode(t, "--bootstrap", boot)
+	c := startNode(t, "--bootstrap", boot)
+	ia, ib, ic := a.info(t), b.info(t), c.info(t)
+
+	waitFor(t, 20*time.Second, "three alive in status --json", func() (bool, string) {
+		st := statesOf(statusJSON(t, ia.HTTP))
+		ok := len(st) == 3 && st[ia.PeerID] == "alive" && st[ib.PeerID] == "alive" && st[ic.PeerID] == "alive"
+		return ok, fmt.Sprint(st)
+	})
+
+	// SIGKILL one: it turns dead.
+	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "killed node dead", func() (bool, string) {
+		st := statesOf(statusJSON(t, ia.HTTP))
+		return st[ib.PeerID] == "dead", fmt.Sprint(st)
+	})
+
+	// SIGTERM one: it leaves gracefully and exits 0.
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("SIGTERM: node exited with %v\n%s", err, c.stderr.String())
+		}
+		c.done <- err // for Cleanup
+	case <-time.After(15 * time.Second):
+		t.Fatal("node did not exit after SIGTERM")
+	}
+	waitFor(t, 20*time.Second, "terminated node left", func() (bool, string) {
+		st := statesOf(statusJSON(t, ia.HTTP))
+		return st[ic.PeerID] == "left", fmt.Sprint(st)
+	})
+}
+
+func TestE2EBadInput(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"node", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"malformed listen", []string{"node", "--listen", "/ip4/nonsense"}, 2, `listen: malformed multiaddr "/ip4/nonsense"`},
+		{"malformed bootstrap", []string{"node", "--bootstrap", "/ip4/127.0.0.1/tcp/1"}, 2, `bootstrap`},
+		{"bad profile", []string{"node", "--profile", "moon"}, 2, `profile`},
+		{"status without node", []string{"status", "--http", "127.0.0.1:1"}, 1, "no node answers at http://127.0.0.1:1"},
+		{"follow bad cid", []string{"follow", "not-a-cid"}, 2, `"not-a-cid" is not a CID`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := mirrornet(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d; stderr: %s", code, tc.code, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(errOut), "\n"); n > 0 {
+				t.Errorf("want a one-line error, got %d lines: %q", n+1, errOut)
+			}
+		})
+	}
+}
+
+func TestE2ECorruptKeyIsNotReplaced(t *testing.T) {
+	data := t.TempDir()
+	key := filepath.Join(data, "identity.key")
+	if err := os.WriteFile(key, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := mirrornet(t, "node", "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "", "--mdns=false", "--dht=false")
+	if code == 0 || !strings.Contains(errOut, "identity.key is corrupt") {
+		t.Fatalf("exit %d, stderr %q: want a clear corrupt-key error", code, errOut)
+	}
+	if b, _ := os.ReadFile(key); string(b) != "garbage" {
+		t.Fatal("corrupt key file was replaced")
+	}
+}
+
+func TestE2EUnwritableDataDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root writes anywhere; use a path under a regular file instead.
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, nil, 0o600)
+		_, errOut, code := mirrornet(t, "node", "--data", filepath.Join(f, "sub"), "--http", "", "--mdns=false", "--dht=false")
+		if code == 0 || !strings.Contains(errOut, "data directory") {
+			t.Fatalf("exit %d, stderr %q: want a data directory error", code, errOut)
+		}
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o500)
+	_, errOut, code := mirrornet(t, "node", "--data", filepath.Join(dir, "d"), "--http", "", "--mdns=false", "--dht=false")
+	if code == 0 || !strings.Contains(errOut, "data directory") {
+		t.Fatalf("exit %d, stderr %q: want a data directory error", code, errOut)
+	}
+}

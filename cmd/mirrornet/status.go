@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mirrornet/mirrornet/node"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := newFlagSet(env, "status", "[--http URL] [--data DIR] [--json]")
+	data := dataFlag(fs)
+	base := fs.String("http", "", "HTTP URL of the node to ask (default: the local node's, from DATA/node.json, else http://127.0.0.1:8080)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("status: unexpected argument %q", pos[0])
+	}
+	url := nodeHTTP(*base, *data)
+	st, raw, err := fetchStatus(ctx, url)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := env.stdout.Write(raw)
+		return err
+	}
+	printStatus(env.stdout, st, time.Now())
+	return nil
+}
+
+// nodeHTTP picks the node's HTTP URL: the flag, else DATA/node.json, else
+// the default --http address.
+func nodeHTTP(flagURL, dataDir string) string {
+	if flagURL != "" {
+		if !strings.Contains(flagURL, "://") {
+			flagURL = "http://" + flagURL
+		}
+		return strings.TrimRight(flagURL, "/")
+	}
+	if info, err := node.ReadInfo(dataDir); err == nil && info.HTTP != "" {
+		return info.HTTP
+	}
+	return "http://" + node.DefaultConfig().HTTPAddr
+}
+
+func fetchStatus(ctx context.Context, base string) (node.Status, []byte, error) {
+	var st node.Status
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+protocol.HTTPStatusPath, nil)
+	if err != nil {
+		return st, nil, usageErrorf("status: bad URL %q: %v", base, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, nil, fmt.Errorf("status: no node answers at %s (is 'mirrornet node' running? pass --http or --data): %v", base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return st, nil, fmt.Errorf("status: read from %s: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("status: %s answered %s", base, resp.Status)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, nil, fmt.Errorf("status: %s did not answer with mirrornet status JSON: %v", base, err)
+	}
+	return st, raw, nil
+}
+
+func printStatus(w io.Writer, st node.Status, now time.Time) {
+	fmt.Fprintf(w, "node %s (%s, profile %s), %d peers connected\n\n", st.Self.PeerID, st.Self.Version, st.Self.Profile, st.Self.Peers)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tLAST SEEN\tHTTP\tBUNDLES")
+	for _, m := range st.Mirrors {
+		seen := "-"
+		if t, err := time.Parse(time.RFC3339Nano, m.LastSeen); err == nil {
+			seen = now.Sub(t).Round(100*time.Millisecond).String() + " ago"
+		}
+		id := m.PeerID
+		if id == st.Self.PeerID {
+			id += " (self)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", id, m.State, seen, m.HTTP, len(m.Bundles))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,321 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+
+	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// The admin channel is HTTP over a Unix socket in the data directory (mode
+// 0600): only the node's own user can change it. It is never a TCP port.
+//
+//	POST /admin/v1/import    body: frames (cid, block)*, empty frame, root cid → ImportResult
+//	POST /admin/v1/follow    {"cid": "..."}
+//	POST /admin/v1/unfollow  {"cid": "..."}
+//	GET  /admin/v1/ls        → []BundleStatus
+const maxBlockSize = 2 << 20
+
+// ImportResult is what publish prints with --json.
+type ImportResult struct {
+	CID    string `json:"cid"`
+	Size   int64  `json:"size"`
+	Blocks int    `json:"blocks"`
+}
+
+// BundleStatus is one row of `mirrornet ls --json`.
+type BundleStatus struct {
+	CID    string `json:"cid"`
+	State  string `json:"state"`
+	Bytes  int64  `json:"bytes"`
+	Blocks int    `json:"blocks"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (n *Node) startAdmin() error {
+	path := filepath.Join(n.cfg.DataDir, adminSocket)
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("node: another node is already running with data directory %s", n.cfg.DataDir)
+	}
+	_ = os.Remove(path) // a stale socket from a crash
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("node: admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("node: admin socket %s: %w", path, err)
+	}
+	n.adminLn = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /admin/v1/import", n.adminImport)
+	mux.HandleFunc("POST /admin/v1/follow", n.adminFollow(true))
+	mux.HandleFunc("POST /admin/v1/unfollow", n.adminFollow(false))
+	mux.HandleFunc("GET /admin/v1/ls", n.adminList)
+	n.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func adminError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+// adminImport stores a bundle streamed by `mirrornet publish`. Every block
+// is verified against its CID; the bundle is listed as held only after the
+// whole DAG is present and verified, so an interrupted publish leaves no
+// bundle (its stray blocks are garbage-collected).
+func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	n.importing++
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.importing--
+		n.mu.Unlock()
+	}()
+	br := bufio.NewReaderSize(r.Body, 1<<20)
+	var root cid.Cid
+	for {
+		cf, err := protocol.ReadFrame(br, 256)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
+			return
+		}
+		if len(cf) == 0 {
+			rf, err := protocol.ReadFrame(br, 256)
+			if err != nil {
+				adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted before the root: %w", err))
+				return
+			}
+			if root, err = cid.Cast(rf); err != nil {
+				adminError(w, http.StatusBadRequest, fmt.Errorf("bad root CID: %w", err))
+				return
+			}
+			break
+		}
+		c, err := cid.Cast(cf)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("bad block CID: %w", err))
+			return
+		}
+		data, err := protocol.ReadFrame(br, maxBlockSize)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
+			return
+		}
+		if err := n.store.Put(c, data); err != nil {
+			adminError(w, http.StatusInsufficientStorage, err)
+			return
+		}
+	}
+	if err := n.store.Follow(root); err != nil {
+		adminError(w, http.StatusInternalServerError, err)
+		return
+	}
+	info, err := n.store.MarkHeld(root)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, fmt.Errorf("bundle %s is incomplete: %w", root, err))
+		return
+	}
+	n.log.Info("published", "cid", root, "bytes", info.Bytes, "blocks", info.Blocks)
+	n.announceHeld(root)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ImportResult{CID: root.String(), Size: info.Bytes, Blocks: info.Blocks})
+}
+
+func (n *Node) adminFollow(follow bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			CID string `json:"cid"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("bad request: %w", err))
+			return
+		}
+		c, err := cid.Decode(req.CID)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, fmt.Errorf("%q is not a CID: %w", req.CID, err))
+			return
+		}
+		if follow {
+			err = n.Follow(c)
+		} else {
+			err = n.Unfollow(c)
+		}
+		if err != nil {
+			adminError(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// Bundles lists what this mirror keeps, with fetch progress.
+func (n *Node) Bundles() []BundleStatus {
+	out := []BundleStatus{}
+	for _, b := range n.store.Bundles() {
+		s := BundleStatus{CID: b.Root.String(), State: b.State, Bytes: b.Bytes, Blocks: b.Blocks}
+		n.mu.Lock()
+		if f, ok := n.fetches[b.Root]; ok && b.State != "held" {
+			s.Bytes, s.Blocks, s.Error = f.progress.Bytes, f.progress.Blocks, f.lastErr
+		}
+		n.mu.Unlock()
+		out = append(out, s)
+	}
+	return out
+}
+
+func (n *Node) adminList(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(n.Bundles())
+}
+
+// ErrNoNode reports that no node runs with the given data directory.
+var ErrNoNode = errors.New("no running node")
+
+// AdminClient talks to a local node through its admin socket.
+type AdminClient struct {
+	hc   *http.Client
+	path string
+}
+
+// DialAdmin finds the node running with dataDir.
+func DialAdmin(dataDir string) (*AdminClient, error) {
+	path := filepath.Join(dataDir, adminSocket)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w with data directory %s (no %s): start one with 'mirrornet node --data %s'", ErrNoNode, dataDir, path, dataDir)
+		}
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &AdminClient{hc: &http.Client{Transport: tr}, path: path}, nil
+}
+
+func (c *AdminClient) do(req *http.Request, out any) error {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscallECONNREFUSED()) || strings.Contains(err.Error(), "connection refused") {
+			return fmt.Errorf("%w: %s refuses connections (stale socket from a stopped node?)", ErrNoNode, c.path)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("node answered %s", resp.Status)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// Import imports path (a directory or file) into the node: the CLI computes
+// the DAG and streams verified blocks; the node checks each block again and
+// marks the bundle held only once it is complete.
+func (c *AdminClient) Import(ctx context.Context, path string, progress func(int64)) (ImportResult, error) {
+	var res ImportResult
+	if _, err := os.Lstat(path); err != nil {
+		return res, fmt.Errorf("publish: %w", err)
+	}
+	pr, pw := io.Pipe()
+	importErr := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		r, err := bundle.Import(ctx, path, func(b blocks.Block) error {
+			if err := protocol.WriteFrame(bw, b.Cid().Bytes()); err != nil {
+				return err
+			}
+			return protocol.WriteFrame(bw, b.RawData())
+		}, progress)
+		if err == nil {
+			err = protocol.WriteFrame(bw, nil)
+		}
+		if err == nil {
+			err = protocol.WriteFrame(bw, r.Root.Bytes())
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		importErr <- err
+		pw.CloseWithError(err)
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin/admin/v1/import", pr)
+	if err != nil {
+		return res, err
+	}
+	err = c.do(req, &res)
+	pr.CloseWithError(errors.New("request finished"))
+	if ierr := <-importErr; ierr != nil && !strings.Contains(ierr.Error(), "request finished") {
+		return res, ierr
+	}
+	return res, err
+}
+
+// Follow asks the node to keep c.
+func (c *AdminClient) Follow(ctx context.Context, cidStr string) error {
+	return c.postCID(ctx, "follow", cidStr)
+}
+
+// Unfollow asks the node to stop keeping c.
+func (c *AdminClient) Unfollow(ctx context.Context, cidStr string) error {
+	return c.postCID(ctx, "unfollow", cidStr)
+}
+
+func (c *AdminClient) postCID(ctx context.Context, verb, cidStr string) error {
+	body, _ := json.Marshal(map[string]string{"cid": cidStr})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin/admin/v1/"+verb, strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	return c.do(req, nil)
+}
+
+// List returns what the node keeps.
+func (c *AdminClient) List(ctx context.Context) ([]BundleStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin/admin/v1/ls", nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []BundleStatus
+	err = c.do(req, &out)
+	return out, err
+}
+
+func syscallECONNREFUSED() error { return syscall.ECONNREFUSED }

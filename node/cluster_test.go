@@ -1,0 +1,283 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mirrornet/mirrornet/internal/health"
+)
+
+// cluster is an in-process network of nodes on mocknet with the local
+// profile.
+type cluster struct {
+	t     testing.TB
+	mn    mocknet.Mocknet
+	nodes []*Node
+	prof  health.Profile
+}
+
+func testConfig(t testing.TB) Config {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = ""
+	cfg.MDNS = false
+	cfg.DHT = false
+	cfg.Profile = "local"
+	return cfg
+}
+
+func newCluster(t testing.TB, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, mn: mocknet.New()}
+	c.prof, _ = health.ProfileByName("local")
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.Close()
+		}
+		c.mn.Close()
+	})
+	for i := 0; i < n; i++ {
+		c.add()
+	}
+	return c
+}
+
+// add starts one more node, linked (but not yet connected) to every other.
+func (c *cluster) add() *Node {
+	c.t.Helper()
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+len(c.nodes)))
+	h, err := c.mn.AddPeer(sk, addr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		c.t.Fatal(err)
+	}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nd, err := New(testConfig(c.t), WithHost(h, sk), WithLogger(log))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes = append(c.nodes, nd)
+	return nd
+}
+
+// connectRing connects node i to i+1..i+k (mod n): a sparse, connected
+// topology in which gossip, not direct links, carries most statements.
+func (c *cluster) connectRing(k int) {
+	c.t.Helper()
+	n := len(c.nodes)
+	for i := range c.nodes {
+		for j := 1; j <= k; j++ {
+			c.connect(c.nodes[i], c.nodes[(i+j)%n])
+		}
+	}
+}
+
+func (c *cluster) connect(a, b *Node) {
+	c.t.Helper()
+	if a == b {
+		return
+	}
+	if _, err := c.mn.ConnectPeers(a.ID(), b.ID()); err != nil {
+		c.t.Fatalf("connect %s-%s: %v", a.ID(), b.ID(), err)
+	}
+}
+
+// states is one node's view: peer → state.
+func states(n *Node) map[peer.ID]health.State {
+	now := n.clock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[peer.ID]health.State{}
+	for _, m := range n.view.Mirrors(now) {
+		out[m.Peer] = m.State
+	}
+	return out
+}
+
+func describe(m map[peer.ID]health.State) string {
+	var parts []string
+	for p, s := range m {
+		parts = append(parts, p.ShortString()+"="+string(s))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// waitFor polls cond until it holds or the deadline passes; it is an event
+// wait with a deadline, not a sleep that hopes.
+func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	last := ""
+	for {
+		ok, detail := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = detail
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not within %s: %s", what, within, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// allSee reports whether every node in nodes sees every peer in want with
+// the given state.
+func allSee(nodes []*Node, want map[peer.ID]health.State) (bool, string) {
+	for _, n := range nodes {
+		got := states(n)
+		for p, s := range want {
+			if got[p] != s {
+				return false, fmt.Sprintf("%s sees %s as %q, want %q", n.ID().ShortString(), p.ShortString(), got[p], s)
+			}
+		}
+	}
+	return true, ""
+}
+
+func alive(nodes []*Node) map[peer.ID]health.State {
+	m := map[peer.ID]health.State{}
+	for _, n := range nodes {
+		m[n.ID()] = health.StateAlive
+	}
+	return m
+}
+
+func TestClusterConvergesAndDetectsDeath(t *testing.T) {
+	c := newCluster(t, 20)
+	c.connectRing(3)
+	waitFor(t, 20*time.Second, "20 identical views, all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+
+	// A crash: the node stops without a word and its connections drop.
+	victim := c.nodes[7]
+	survivors := append(append([]*Node{}, c.nodes[:7]...), c.nodes[8:]...)
+	killed := time.Now()
+	victim.Close()
+	victim.host.Close()
+	want := alive(survivors)
+	want[victim.ID()] = health.StateDead
+	waitFor(t, 20*time.Second, "crashed node dead everywhere", func() (bool, string) { return allSee(survivors, want) })
+	took := time.Since(killed)
+	bound := c.prof.Health.DeadAfter + c.prof.Heartbeat
+	t.Logf("crash known dead at all %d survivors after %s (TTL+heartbeat = %s)", len(survivors), took, bound)
+	// The bound is a correctness property of the view (a dead verdict
+	// follows TTL after the last heartbeat); allow scheduling slack for a
+	// loaded CI machine.
+	if took > 3*bound {
+		t.Errorf("death detection took %s, want about TTL+heartbeat = %s", took, bound)
+	}
+
+	// A graceful stop shows as left, not dead.
+	leaver := survivors[0]
+	rest := survivors[1:]
+	if err := leaver.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	leaver.host.Close()
+	want = alive(rest)
+	want[leaver.ID()] = health.StateLeft
+	want[victim.ID()] = health.StateDead
+	waitFor(t, 20*time.Second, "leaver left everywhere", func() (bool, string) { return allSee(rest, want) })
+}
+
+func TestClusterPartitionHeals(t *testing.T) {
+	c := newCluster(t, 20)
+	c.connectRing(3)
+	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+
+	left, right := c.nodes[:10], c.nodes[10:]
+	for _, a := range left {
+		for _, b := range right {
+			if err := c.mn.UnlinkPeers(a.ID(), b.ID()); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.mn.DisconnectPeers(a.ID(), b.ID())
+		}
+	}
+	// Each half keeps a connected topology of its own.
+	for _, half := range [][]*Node{left, right} {
+		for i := range half {
+			c.connect(half[i], half[(i+1)%len(half)])
+			c.connect(half[i], half[(i+2)%len(half)])
+		}
+	}
+	for _, half := range [][]*Node{left, right} {
+		other := right
+		if &half[0] == &right[0] {
+			other = left
+		}
+		want := alive(half)
+		for _, o := range other {
+			want[o.ID()] = health.StateDead
+		}
+		waitFor(t, 20*time.Second, "each half sees the other dead and itself alive", func() (bool, string) { return allSee(half, want) })
+	}
+
+	// Heal.
+	if err := c.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	for i := range left {
+		c.connect(left[i], right[i])
+		c.connect(left[i], right[(i+3)%len(right)])
+	}
+	waitFor(t, 20*time.Second, "identical views after heal", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	took := time.Since(healed)
+	t.Logf("views identical %s after the heal (2xTTL = %s)", took, 2*c.prof.Health.DeadAfter)
+	if took > 2*c.prof.Health.DeadAfter*3 {
+		t.Errorf("reconvergence took %s, want within about 2xTTL = %s", took, 2*c.prof.Health.DeadAfter)
+	}
+}
+
+func TestLateJoinerSyncsFullView(t *testing.T) {
+	c := newCluster(t, 20)
+	c.connectRing(3)
+	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	// One mirror dies before the late joiner arrives: the joiner must learn
+	// it as dead from sync, not wait for anything.
+	gone := c.nodes[19]
+	gone.Close()
+	gone.host.Close()
+	live := c.nodes[:19]
+	want := alive(live)
+	want[gone.ID()] = health.StateDead
+	waitFor(t, 20*time.Second, "dead known", func() (bool, string) { return allSee(live, want) })
+
+	late := c.add()
+	joined := time.Now()
+	c.connect(late, c.nodes[0])
+	want[late.ID()] = health.StateAlive
+	took := waitFor(t, 10*time.Second, "late joiner has the full view", func() (bool, string) { return allSee([]*Node{late}, want) })
+	t.Logf("late joiner had all %d mirrors %s after connecting (heartbeat %s)", len(want), took, c.prof.Heartbeat)
+	_ = joined
+	if took > 3*c.prof.Heartbeat {
+		t.Errorf("late joiner took %s, want within about one heartbeat (%s)", took, c.prof.Heartbeat)
+	}
+}

@@ -1,0 +1,140 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/health"
+)
+
+// ErrConfig prefixes every configuration error.
+var ErrConfig = errors.New("node: invalid config")
+
+// Config is everything that shapes a node. It is plain data: build it with
+// DefaultConfig, change fields, and New validates it.
+type Config struct {
+	// DataDir holds the identity key, node.json, the block store and the
+	// admin socket. Created (mode 0700) if missing.
+	DataDir string
+	// Listen are libp2p listen multiaddrs. Default TCP and QUIC on 4001.
+	Listen []string
+	// HTTPAddr is the public, read-only HTTP side (gateway, status,
+	// metrics, statements, badges). "" turns it off.
+	HTTPAddr string
+	// Bootstrap are mirrors to join through: multiaddrs ending in
+	// /p2p/PEER-ID, or HTTP base URLs of mirrors (http://mirror-0:8080).
+	Bootstrap []string
+	// MDNS finds mirrors on the LAN. Default on.
+	MDNS bool
+	// DHT runs the mirrornet Kademlia DHT. Default on.
+	DHT bool
+	// Profile names the timer profile: local (tests, testnets), lan, wan.
+	Profile string
+	// Heartbeat and Health override the profile's timers when non-zero.
+	Heartbeat time.Duration
+	Health    health.Config
+	// Follow are bundle CIDs to keep, as if `mirrornet follow` had been
+	// run at start-up.
+	Follow []string
+	// MaxStorage bounds the block store in bytes (0 = unlimited).
+	MaxStorage int64
+	// Region is a self-declared location label announced in liveness.
+	Region string
+	// SubdomainHosts are the hostnames whose {cid}.ipfs.HOST subdomains
+	// serve apps on their own origin. Default ["localhost"].
+	SubdomainHosts []string
+	// ColocationWhitelist are CIDRs exempt from gossipsub's IP-colocation
+	// penalty (P6): loopback and private ranges by default, so testnets
+	// and compose networks are not punished.
+	ColocationWhitelist []string
+	// AnnounceHTTP is the HTTP URL announced to others; default derived
+	// from HTTPAddr.
+	AnnounceHTTP string
+}
+
+// DefaultConfig is a mirror on the lan profile with TCP and QUIC on 4001
+// and HTTP on 127.0.0.1:8080 (public exposure is the operator's choice).
+func DefaultConfig() Config {
+	home, _ := os.UserHomeDir()
+	return Config{
+		DataDir:        filepath.Join(home, ".mirrornet"),
+		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		HTTPAddr:       "127.0.0.1:8080",
+		MDNS:           true,
+		DHT:            true,
+		Profile:        "lan",
+		SubdomainHosts: []string{"localhost"},
+		ColocationWhitelist: []string{
+			"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7",
+		},
+	}
+}
+
+// Validate checks every field and names the one that is wrong.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data: empty data directory", ErrConfig)
+	}
+	if len(c.Listen) == 0 {
+		return fmt.Errorf("%w: listen: no listen address", ErrConfig)
+	}
+	for _, s := range c.Listen {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			return fmt.Errorf("%w: listen: malformed multiaddr %q: %v", ErrConfig, s, err)
+		}
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("%w: http: %q is not HOST:PORT: %v", ErrConfig, c.HTTPAddr, err)
+		}
+	}
+	if _, _, err := discovery.ParseBootstrap(c.Bootstrap); err != nil {
+		return fmt.Errorf("%w: bootstrap: %w", ErrConfig, err)
+	}
+	if _, err := health.ProfileByName(c.Profile); err != nil {
+		return fmt.Errorf("%w: profile: %w", ErrConfig, err)
+	}
+	if c.Heartbeat < 0 {
+		return fmt.Errorf("%w: heartbeat: negative", ErrConfig)
+	}
+	if c.Health != (health.Config{}) {
+		if err := c.Health.Validate(); err != nil {
+			return fmt.Errorf("%w: health: %w", ErrConfig, err)
+		}
+	}
+	for _, f := range c.Follow {
+		if _, err := cid.Decode(f); err != nil {
+			return fmt.Errorf("%w: follow: %q is not a CID: %v", ErrConfig, f, err)
+		}
+	}
+	if c.MaxStorage < 0 {
+		return fmt.Errorf("%w: max-storage: negative", ErrConfig)
+	}
+	for _, s := range c.ColocationWhitelist {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			return fmt.Errorf("%w: colocation whitelist: %q: %v", ErrConfig, s, err)
+		}
+	}
+	return nil
+}
+
+// profile resolves the timer profile with overrides applied.
+func (c *Config) profile() health.Profile {
+	p, _ := health.ProfileByName(c.Profile)
+	if c.Heartbeat > 0 {
+		p.Heartbeat = c.Heartbeat
+	}
+	if c.Health != (health.Config{}) {
+		p.Health = c.Health
+	}
+	return p
+}

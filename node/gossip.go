@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"net"
+	"net/netip"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// statementTopics are the topics that carry signed statements validated by
+// attest.Verify.
+var statementTopics = []string{protocol.TopicLiveness}
+
+// startGossip starts gossipsub with mirrornet's peer scoring and validators,
+// and joins the statement topics.
+func (n *Node) startGossip() error {
+	ps, err := pubsub.NewGossipSub(n.ctx, n.host,
+		// Publish a statement to every peer we know, not only the mesh: a
+		// heartbeat then reaches direct peers in one hop, and publishing
+		// right after start is not dropped for want of a mesh.
+		pubsub.WithFloodPublish(true),
+		// Content-addressed message IDs: the same signed statement arriving
+		// from many peers is one message.
+		pubsub.WithMessageIdFn(func(m *pb.Message) string {
+			h := sha256.Sum256(m.Data)
+			return string(h[:])
+		}),
+		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
+		pubsub.WithMaxMessageSize(protocol.MaxStatementSize+4096),
+	)
+	if err != nil {
+		return err
+	}
+	n.ps = ps
+	for _, topic := range statementTopics {
+		if err := ps.RegisterTopicValidator(topic, n.validate); err != nil {
+			return err
+		}
+		t, err := ps.Join(topic)
+		if err != nil {
+			return err
+		}
+		sub, err := t.Subscribe()
+		if err != nil {
+			return err
+		}
+		n.topics[topic] = t
+		n.subs = append(n.subs, sub)
+		n.wg.Add(1)
+		go n.drain(sub)
+	}
+	return nil
+}
+
+// scoreParams configures gossipsub peer scoring for our topics: invalid
+// statements cost the forwarder (P4), and the IP-colocation penalty (P6)
+// spares loopback and private ranges so testnets are not punished.
+func (n *Node) scoreParams() *pubsub.PeerScoreParams {
+	topics := map[string]*pubsub.TopicScoreParams{}
+	for _, t := range statementTopics {
+		topics[t] = &pubsub.TopicScoreParams{
+			SkipAtomicValidation: true,
+			TopicWeight:          1,
+			// P1: a little credit for time in the mesh (the quantum must be
+			// set even when it is the only P1 knob we use).
+			TimeInMeshWeight:  0.01,
+			TimeInMeshQuantum: time.Second,
+			TimeInMeshCap:     100,
+			// P4: an invalid statement costs the peer that forwarded it.
+			InvalidMessageDeliveriesWeight: -100,
+			InvalidMessageDeliveriesDecay:  0.5,
+		}
+	}
+	var white []*net.IPNet
+	for _, s := range n.cfg.ColocationWhitelist {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue // Validate already rejected it
+		}
+		white = append(white, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	return &pubsub.PeerScoreParams{
+		SkipAtomicValidation:        true,
+		Topics:                      topics,
+		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		AppSpecificWeight:           1,
+		IPColocationFactorWeight:    -10,
+		IPColocationFactorThreshold: 3,
+		IPColocationFactorWhitelist: white,
+		DecayInterval:               time.Second,
+		DecayToZero:                 0.01,
+		RetainScore:                 10 * time.Minute,
+	}
+}
+
+func scoreThresholds() *pubsub.PeerScoreThresholds {
+	return &pubsub.PeerScoreThresholds{
+		GossipThreshold:             -500,
+		PublishThreshold:            -1000,
+		GraylistThreshold:           -2500,
+		AcceptPXThreshold:           10,
+		OpportunisticGraftThreshold: 5,
+	}
+}
+
+// validate is the topic validator: it verifies the statement, maps the
+// result to Accept/Reject/Ignore in one place, and applies accepted
+// statements to the node's state atomically with the sequence check.
+func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	st, err := attest.Verify(msg.Data, n.clock())
+	if err == nil {
+		err = n.accept(st)
+	}
+	n.metrics.statement(st, err)
+	switch attest.Classify(err) {
+	case attest.Accept:
+		return pubsub.ValidationAccept
+	case attest.Ignore:
+		return pubsub.ValidationIgnore
+	default:
+		n.log.Debug("rejected statement", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+}
+
+// accept applies a verified statement if it is newer than what we hold
+// from its signer; ErrReplay otherwise.
+func (n *Node) accept(st *attest.Statement) error {
+	now := n.clock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.guard.Check(st); err != nil {
+		return err
+	}
+	n.guard.Accept(st, now)
+	switch st.Kind {
+	case attest.KindLiveness:
+		n.view.Apply(st, now)
+	}
+	if n.onAccept != nil {
+		n.onAccept(st)
+	}
+	return nil
+}
+
+// drain reads a subscription: validation already applied what it carries.
+func (n *Node) drain(sub *pubsub.Subscription) {
+	defer n.wg.Done()
+	for {
+		if _, err := sub.Next(n.ctx); err != nil {
+			return
+		}
+	}
+}
+
+// heartbeatLoop publishes a liveness statement every heartbeat. It also
+// measures how late its own timer fires: a starved observer stretches its
+// failure-detection timeouts (Lifeguard) instead of declaring others dead.
+func (n *Node) heartbeatLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.prof.Heartbeat)
+	defer t.Stop()
+	last := n.clock()
+	var lag time.Duration
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := n.clock()
+		late := now.Sub(last) - n.prof.Heartbeat
+		last = now
+		if late < 0 {
+			late = 0
+		}
+		// Rise at once, decay slowly.
+		if late > lag {
+			lag = late
+		} else {
+			lag = lag * 7 / 8
+		}
+		n.mu.Lock()
+		n.view.SetLocalLag(lag)
+		left := n.left
+		n.mu.Unlock()
+		n.metrics.heartbeatLag.Set(lag.Seconds())
+		if !left {
+			n.publishLiveness(protocol.StateUp)
+		}
+		n.metrics.observeView()
+	}
+}
+
+// publishLiveness signs and publishes this node's current liveness.
+func (n *Node) publishLiveness(state string) {
+	now := n.clock()
+	var addrs []string
+	for _, a := range n.host.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	if len(addrs) > protocol.MaxAddrs {
+		addrs = addrs[:protocol.MaxAddrs]
+	}
+	var bundles []string
+	for _, b := range n.store.Bundles() {
+		if b.State == "held" {
+			bundles = append(bundles, b.Root.String())
+		}
+	}
+	bundles = protocol.SortUnique(bundles)
+	if len(bundles) > protocol.MaxBundles {
+		bundles = bundles[:protocol.MaxBundles]
+	}
+	n.mu.Lock()
+	n.seq++
+	if ms := uint64(now.UnixMilli()); ms > n.seq {
+		n.seq = ms
+	}
+	l := protocol.Liveness{
+		Peer: n.id.String(), State: state, Seq: n.seq, Time: now.UnixMilli(),
+		Addrs: addrs, HTTP: n.httpURL, Bundles: bundles, Version: Version, Region: n.cfg.Region,
+	}
+	n.mu.Unlock()
+	raw, err := attest.SignLiveness(n.key, l)
+	if err != nil {
+		n.log.Error("sign liveness", "err", err)
+		return
+	}
+	t := n.topics[protocol.TopicLiveness]
+	if t == nil {
+		return
+	}
+	// Publish runs our own validator, which applies the statement to our
+	// view like anyone else's.
+	if err := t.Publish(n.ctx, raw); err != nil && n.ctx.Err() == nil {
+		n.log.Warn("publish liveness", "err", err)
+	}
+}

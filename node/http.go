@@ -1,0 +1,180 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mirrornet/mirrornet/internal/gateway"
+	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// ErrPortInUse reports a listen address that another process holds.
+var ErrPortInUse = errors.New("node: address already in use")
+
+// startHTTP serves the public, read-only HTTP side: the gateway (only for
+// bundles this mirror holds), status, statements and metrics.
+func (n *Node) startHTTP() error {
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w: http %s: pick another --http address", ErrPortInUse, n.cfg.HTTPAddr)
+		}
+		return fmt.Errorf("node: listen on http %s: %w", n.cfg.HTTPAddr, err)
+	}
+	n.httpLn = ln
+	n.httpURL = n.cfg.AnnounceHTTP
+	if n.httpURL == "" {
+		n.httpURL = "http://" + ln.Addr().String()
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+protocol.HTTPStatusPath, n.serveStatus)
+	mux.HandleFunc("GET "+protocol.HTTPStatementsPath, n.serveStatements)
+	mux.HandleFunc("GET /{$}", n.serveIndex)
+
+	// The gateway reads through the store (offline: a missing block is
+	// an error, never a network fetch) and serves only held bundles and
+	// the blocks inside them.
+	gw, err := gateway.New(gateway.Config{SubdomainHosts: n.cfg.SubdomainHosts}, ipfsbs.New(n.store), n.store.Held,
+		gateway.WithHeldBlock(n.store.HeldBlock), gateway.WithLogger(n.log), gateway.WithMetricsRegisterer(n.registry))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: gateway: %w", err)
+	}
+	n.httpSrv = &http.Server{
+		Handler:           gw.Handler(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MirrorStatus is one mirror in the status JSON.
+type MirrorStatus struct {
+	PeerID   string   `json:"peer_id"`
+	State    string   `json:"state"`
+	LastSeen string   `json:"last_seen"`
+	Seq      uint64   `json:"seq"`
+	Addrs    []string `json:"addrs"`
+	HTTP     string   `json:"http"`
+	Bundles  []string `json:"bundles"`
+	Version  string   `json:"version"`
+	Region   string   `json:"region,omitempty"`
+}
+
+// Status is the JSON served at protocol.HTTPStatusPath and printed by
+// `mirrornet status --json`.
+type Status struct {
+	Self    SelfStatus     `json:"self"`
+	Mirrors []MirrorStatus `json:"mirrors"`
+}
+
+// SelfStatus describes the answering node.
+type SelfStatus struct {
+	PeerID  string   `json:"peer_id"`
+	Addrs   []string `json:"addrs"`
+	HTTP    string   `json:"http"`
+	Version string   `json:"version"`
+	Profile string   `json:"profile"`
+	Peers   int      `json:"peers_connected"`
+	Bundles []string `json:"bundles"`
+}
+
+// Status reports this node and every mirror it knows, itself included.
+func (n *Node) Status() Status {
+	now := n.clock()
+	n.mu.Lock()
+	ms := n.view.Mirrors(now)
+	n.mu.Unlock()
+	st := Status{
+		Self: SelfStatus{
+			PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.httpURL, Version: Version,
+			Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
+		},
+		Mirrors: []MirrorStatus{},
+	}
+	for _, b := range n.store.Bundles() {
+		if b.State == "held" {
+			st.Self.Bundles = append(st.Self.Bundles, b.Root.String())
+		}
+	}
+	for _, m := range ms {
+		st.Mirrors = append(st.Mirrors, mirrorStatus(m))
+	}
+	return st
+}
+
+func mirrorStatus(m health.Mirror) MirrorStatus {
+	s := MirrorStatus{
+		PeerID: m.Peer.String(), State: string(m.State), LastSeen: m.LastSeen.UTC().Format(time.RFC3339Nano),
+		Addrs: []string{}, Bundles: []string{},
+	}
+	if l := m.Liveness; l != nil {
+		s.Seq, s.HTTP, s.Version, s.Region = l.Seq, l.HTTP, l.Version, l.Region
+		s.Addrs = append(s.Addrs, l.Addrs...)
+		s.Bundles = append(s.Bundles, l.Bundles...)
+	}
+	return s
+}
+
+func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(n.Status())
+}
+
+func (n *Node) serveStatements(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", protocol.StatementsContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	_ = writeStatements(w, n.statements())
+}
+
+func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	st := n.Status()
+	var b strings.Builder
+	fmt.Fprintf(&b, "mirrornet mirror %s (%s)\n\n", st.Self.PeerID, Version)
+	fmt.Fprintf(&b, "bundles held: %d\n", len(st.Self.Bundles))
+	for _, c := range st.Self.Bundles {
+		fmt.Fprintf(&b, "  %s  %s\n", c, subdomainURL(n.httpURL, c))
+	}
+	fmt.Fprintf(&b, "\nstatus: %s\nstatements: %s\nmetrics: /metrics\n", protocol.HTTPStatusPath, protocol.HTTPStatementsPath)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// subdomainURL is where a browser opens bundle c on its own origin.
+func subdomainURL(base, c string) string {
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		return base + "/ipfs/" + c + "/"
+	}
+	return "http://" + c + ".ipfs.localhost:" + port + "/"
+}
+
+func jsonMarshalIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

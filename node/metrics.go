@@ -1,0 +1,77 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/health"
+)
+
+// metrics are the node's Prometheus metrics, on its own registry so that
+// several nodes can run in one process.
+type metrics struct {
+	n            *Node
+	statements   *prometheus.CounterVec
+	mirrors      *prometheus.GaugeVec
+	heartbeatLag prometheus.Gauge
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{
+		n: n,
+		statements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrornet_statements_total",
+			Help: "Signed statements received, by kind, verdict (accept, reject, ignore) and reason.",
+		}, []string{"kind", "verdict", "reason"}),
+		mirrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mirrornet_mirrors",
+			Help: "Mirrors in this node's health view, by state.",
+		}, []string{"state"}),
+		heartbeatLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mirrornet_heartbeat_lag_seconds",
+			Help: "How late this node's own heartbeat timer fires (smoothed); a starved node stretches its failure detection by this much.",
+		}),
+	}
+	peers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mirrornet_peers_connected",
+		Help: "libp2p peers currently connected.",
+	}, func() float64 { return float64(len(n.host.Network().Peers())) })
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mirrornet_bundles_held",
+		Help: "Bundles this mirror holds complete and verified.",
+	}, func() float64 {
+		if n.store == nil {
+			return 0
+		}
+		k := 0
+		for _, b := range n.store.Bundles() {
+			if b.State == "held" {
+				k++
+			}
+		}
+		return float64(k)
+	})
+	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, peers, held)
+	return m
+}
+
+// statement counts one received statement.
+func (m *metrics) statement(st *attest.Statement, err error) {
+	kind := "unknown"
+	if st != nil {
+		kind = string(st.Kind)
+	}
+	m.statements.WithLabelValues(kind, attest.Classify(err).String(), attest.Reason(err)).Inc()
+}
+
+// observeView refreshes the per-state mirror gauges.
+func (m *metrics) observeView() {
+	n := m.n
+	now := n.clock()
+	n.mu.Lock()
+	counts := n.view.Counts(now)
+	n.mu.Unlock()
+	for _, s := range health.States() {
+		m.mirrors.WithLabelValues(string(s)).Set(float64(counts[s]))
+	}
+}

@@ -1,0 +1,325 @@
+// Package node is mirrornet's composition root: it builds the libp2p host,
+// gossipsub with its validators, the health view, the block store,
+// replication, discovery and the HTTP and admin servers, and owns every
+// goroutine they need. cmd/mirrornet turns flags into a Config and calls
+// New; nothing else imports this package.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/replicate"
+	"github.com/mirrornet/mirrornet/internal/store"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Option supplies a dependency.
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	clock    func() time.Time
+	host     host.Host
+	key      crypto.PrivKey
+	registry *prometheus.Registry
+	// onAccept, if set, sees every statement the node accepts (tests and
+	// benchmarks measure propagation with it). Called with the node's lock
+	// held: it must not block.
+	onAccept func(*attest.Statement)
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithClock sets the wall clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithHost runs the node on an existing host (tests use mocknet hosts). The
+// node does not close a host it was given. The host's key must be given with
+// WithKey.
+func WithHost(h host.Host, key crypto.PrivKey) Option {
+	return func(o *options) { o.host, o.key = h, key }
+}
+
+// WithRegistry registers metrics on r instead of a fresh registry.
+func WithRegistry(r *prometheus.Registry) Option { return func(o *options) { o.registry = r } }
+
+// Node is a running mirror.
+type Node struct {
+	cfg   Config
+	prof  health.Profile
+	log   *slog.Logger
+	clock func() time.Time
+
+	key      crypto.PrivKey
+	id       peer.ID
+	host     host.Host
+	ownsHost bool
+	ps       *pubsub.PubSub
+	topics   map[string]*pubsub.Topic
+	subs     []*pubsub.Subscription
+	disc     *discovery.Discovery
+	store    *store.Store
+	repl     *replicate.Replicator
+	metrics  *metrics
+	registry *prometheus.Registry
+	onAccept func(*attest.Statement)
+
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	httpURL   string
+	adminSrv  *http.Server
+	adminLn   net.Listener
+	syncQueue chan peer.ID
+
+	mu        sync.Mutex // guards the fields below
+	view      *health.View
+	guard     *attest.SeqGuard
+	seq       uint64
+	fetches   map[cid.Cid]*fetchState
+	synced    map[peer.ID]time.Time
+	importing int
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	left      bool
+}
+
+// New builds and starts a node. On error everything started is stopped
+// again. The node runs until Close or Leave.
+func New(cfg Config, opts ...Option) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.registry == nil {
+		o.registry = prometheus.NewRegistry()
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n = &Node{
+		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
+		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept,
+		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, synced: map[peer.ID]time.Time{},
+		syncQueue: make(chan peer.ID, 256),
+		ctx:       ctx, cancel: cancel,
+	}
+	n.view = health.New(n.prof.Health)
+	started := n
+	defer func() {
+		if err != nil {
+			started.Close()
+		}
+	}()
+
+	if o.host != nil {
+		n.host, n.key = o.host, o.key
+		if n.key == nil {
+			return nil, errors.New("node: WithHost needs the host's private key")
+		}
+	} else {
+		key, created, err := loadOrCreateIdentity(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			n.log.Info("created a new identity", "file", filepath.Join(cfg.DataDir, identityFile))
+		}
+		n.key = key
+		h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))
+		if err != nil {
+			return nil, fmt.Errorf("node: start libp2p host on %v: %w", cfg.Listen, err)
+		}
+		n.host, n.ownsHost = h, true
+	}
+	n.id = n.host.ID()
+	n.seq = uint64(n.clock().UnixMilli())
+	n.metrics = newMetrics(n)
+
+	st, err := store.Open(filepath.Join(cfg.DataDir, blocksDir), store.Options{MaxBytes: cfg.MaxStorage})
+	if err != nil {
+		return nil, fmt.Errorf("node: open block store: %w", err)
+	}
+	n.store = st
+
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	n.host.SetStreamHandler(protocol.SyncProtocolID, n.handleSync)
+	n.host.Network().Notify(connNotifee{n})
+
+	boot, urls, _ := discovery.ParseBootstrap(cfg.Bootstrap)
+	n.disc, err = discovery.New(n.host, discovery.Config{Bootstrap: boot, BootstrapURLs: urls, MDNS: cfg.MDNS, DHT: cfg.DHT, Retry: 5 * n.prof.Heartbeat}, o.log)
+	if err != nil {
+		return nil, err
+	}
+
+	n.repl, err = replicate.New(n.host, n.store, holderFinder{n}, replicate.DefaultConfig(), replicate.WithLogger(o.log))
+	if err != nil {
+		return nil, fmt.Errorf("node: start replication: %w", err)
+	}
+
+	if cfg.HTTPAddr != "" {
+		if err := n.startHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.startAdmin(); err != nil {
+		return nil, err
+	}
+	if err := n.writeInfo(); err != nil {
+		return nil, err
+	}
+	for _, f := range cfg.Follow {
+		c, _ := cid.Decode(f)
+		if err := n.Follow(c); err != nil {
+			return nil, err
+		}
+	}
+	// Resume fetches of bundles followed before a restart.
+	for _, b := range n.store.Bundles() {
+		if b.State != "held" {
+			n.startFetch(b.Root)
+		}
+	}
+
+	n.wg.Add(2)
+	go n.heartbeatLoop()
+	go n.syncLoop()
+	n.publishLiveness(protocol.StateUp)
+	n.log.Info("mirror started", "peer", n.id, "addrs", n.Addrs(), "http", n.httpURL, "profile", n.prof.Name)
+	return n, nil
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.id }
+
+// Host is the libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// HTTPURL is the base URL of the public HTTP side, or "".
+func (n *Node) HTTPURL() string { return n.httpURL }
+
+// Addrs are the node's full multiaddrs, /p2p/ID included.
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.id.String())
+	}
+	return out
+}
+
+// Store is the node's block store.
+func (n *Node) Store() *store.Store { return n.store }
+
+func (n *Node) writeInfo() error {
+	info := Info{PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.httpURL}
+	if info.Addrs == nil {
+		info.Addrs = []string{}
+	}
+	raw, err := jsonMarshalIndent(info)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, nodeInfoFile), raw, 0o644); err != nil {
+		return fmt.Errorf("node: write %s: %w", nodeInfoFile, err)
+	}
+	return nil
+}
+
+// Leave announces a graceful departure (a signed "leaving" statement), gives
+// it a moment to reach peers, and closes the node.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	n.left = true
+	n.mu.Unlock()
+	n.publishLiveness(protocol.StateLeaving)
+	// Publishing only queues the message; give the per-peer writers a
+	// bounded moment to flush it before the connections close.
+	grace := n.prof.Heartbeat
+	if grace > time.Second {
+		grace = time.Second
+	}
+	t := time.NewTimer(grace)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+	}
+	return n.Close()
+}
+
+// Close stops everything in reverse order of construction and waits for
+// every goroutine. Safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.adminSrv != nil {
+			errs = append(errs, n.adminSrv.Close())
+			os.Remove(filepath.Join(n.cfg.DataDir, adminSocket))
+		}
+		if n.httpSrv != nil {
+			errs = append(errs, n.httpSrv.Close())
+		}
+		n.wg.Wait()
+		if n.repl != nil {
+			errs = append(errs, n.repl.Close())
+		}
+		if n.disc != nil {
+			errs = append(errs, n.disc.Close())
+		}
+		for _, s := range n.subs {
+			s.Cancel()
+		}
+		for _, t := range n.topics {
+			t.Close()
+		}
+		if n.host != nil {
+			n.host.RemoveStreamHandler(protocol.SyncProtocolID)
+		}
+		if n.ownsHost && n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) {
+				n.closeErr = errors.Join(n.closeErr, e)
+			}
+		}
+	})
+	return n.closeErr
+}

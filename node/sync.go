@@ -1,0 +1,170 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// syncTimeout bounds one sync exchange.
+const syncTimeout = 10 * time.Second
+
+// statements returns every signed statement this node holds, for sync and
+// the HTTP statements endpoint. The returned slices are shared: do not
+// modify them.
+func (n *Node) statements() [][]byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.view.Statements()
+	if len(out) > protocol.MaxSyncStatements {
+		out = out[:protocol.MaxSyncStatements]
+	}
+	return out
+}
+
+// writeStatements writes the framed statement stream: one frame per
+// statement and an empty frame to end.
+func writeStatements(w io.Writer, sts [][]byte) error {
+	bw := bufio.NewWriter(w)
+	for _, raw := range sts {
+		if err := protocol.WriteFrame(bw, raw); err != nil {
+			return err
+		}
+	}
+	if err := protocol.WriteFrame(bw, nil); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// handleSync answers a sync request with every statement we hold.
+func (n *Node) handleSync(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	req, err := protocol.ReadFrame(bufio.NewReader(io.LimitReader(s, protocol.MaxSyncRequestSize+16)), protocol.MaxSyncRequestSize)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	var r protocol.SyncRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		s.Reset()
+		return
+	}
+	if err := writeStatements(s, n.statements()); err != nil {
+		s.Reset()
+	}
+}
+
+// syncWith asks p for every statement it holds and applies each one after
+// verifying it ourselves. It returns how many were new to us.
+func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, protocol.SyncProtocolID)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	req, _ := json.Marshal(protocol.SyncRequest{})
+	if err := protocol.WriteFrame(s, req); err != nil {
+		s.Reset()
+		return 0, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return 0, err
+	}
+	r := bufio.NewReader(s)
+	fresh := 0
+	for i := 0; ; i++ {
+		if i > protocol.MaxSyncStatements {
+			s.Reset()
+			return fresh, fmt.Errorf("node: sync from %s: more than %d statements", p, protocol.MaxSyncStatements)
+		}
+		raw, err := protocol.ReadFrame(r, protocol.MaxStatementSize)
+		if err != nil {
+			s.Reset()
+			return fresh, fmt.Errorf("node: sync from %s: %w", p, err)
+		}
+		if len(raw) == 0 {
+			return fresh, nil
+		}
+		if n.applySynced(raw) {
+			fresh++
+		}
+	}
+}
+
+// applySynced verifies a statement received through sync. Unlike gossip,
+// sync takes old (but genuine) statements: they tell a late joiner which
+// mirrors are dead.
+func (n *Node) applySynced(raw []byte) bool {
+	st, err := attest.Verify(raw, n.clock())
+	if err != nil && !(errors.Is(err, attest.ErrTooOld) && st != nil) {
+		n.metrics.statement(st, err)
+		return false
+	}
+	err = n.accept(st)
+	n.metrics.statement(st, err)
+	return err == nil
+}
+
+// syncLoop runs sync requests queued by new connections, one at a time.
+func (n *Node) syncLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case p := <-n.syncQueue:
+			k, err := n.syncWith(n.ctx, p)
+			if err != nil {
+				n.log.Debug("sync failed", "peer", p, "err", err)
+				continue
+			}
+			n.log.Debug("synced", "peer", p, "new", k)
+		}
+	}
+}
+
+// connNotifee queues a sync with every newly connected peer we have not
+// synced with recently.
+type connNotifee struct{ n *Node }
+
+func (c connNotifee) Connected(_ network.Network, conn network.Conn) {
+	n := c.n
+	p := conn.RemotePeer()
+	now := n.clock()
+	n.mu.Lock()
+	last, ok := n.synced[p]
+	if ok && now.Sub(last) < n.prof.Health.DeadAfter {
+		n.mu.Unlock()
+		return
+	}
+	n.synced[p] = now
+	n.mu.Unlock()
+	select {
+	case n.syncQueue <- p:
+	case <-n.ctx.Done():
+	default: // queue full: another sync will cover it
+	}
+}
+
+func (connNotifee) Disconnected(network.Network, network.Conn) {}
+func (connNotifee) Listen(network.Network, ma.Multiaddr)       {}
+func (connNotifee) ListenClose(network.Network, ma.Multiaddr)  {}
