@@ -3,12 +3,14 @@ package store
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -123,6 +125,24 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
 
+		// What is on disk, before Open gets a chance to re-verify: a bundle
+		// recorded as held must have every block complete.
+		if b, err := os.ReadFile(filepath.Join(dir, bundlesFile)); err == nil {
+			var recs []bundleRecord
+			if err := json.Unmarshal(b, &recs); err != nil {
+				t.Fatalf("trial %d: torn %s: %v", trial, bundlesFile, err)
+			}
+			for _, r := range recs {
+				if r.State != StateHeld {
+					continue
+				}
+				raw := &Store{blocks: filepath.Join(dir, blocksDir)}
+				get := func(c cid.Cid) ([]byte, error) { return os.ReadFile(raw.path(key(c))) }
+				if err := bundle.Walk(t.Context(), want.Root, get, func(cid.Cid, []byte) error { return nil }); err != nil {
+					t.Fatalf("trial %d (killed after %d lines): recorded held but incomplete on disk: %v", trial, k, err)
+				}
+			}
+		}
 		s, err := Open(dir, Options{})
 		if err != nil {
 			t.Fatalf("trial %d (killed after %d lines): reopen: %v", trial, k, err)
