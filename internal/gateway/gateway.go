@@ -27,6 +27,9 @@
 //     app, and http://localhost:PORT/ipfs/{cid}/ redirects there. On any
 //     other host (an IP address, say) the gateway is a plain path gateway
 //     that answers trustless (raw/CAR) requests: light clients use that.
+//   - A direct CAR path (fastcar.go): a whole-bundle CAR of a UnixFS DAG is
+//     written straight from the blockstore, byte for byte what boxo would
+//     send, at several times boxo's throughput (docs/BENCHMARKS.md).
 //
 // Use:
 //
@@ -34,8 +37,9 @@
 //		gateway.WithHeldBlock(store.HeldBlock), gateway.WithLogger(log))
 //	srv := &http.Server{Handler: gw.Handler(otherRoutes)}
 //
-// The gateway starts no goroutines of its own (boxo starts one per CAR
-// response, which ends with the response) and needs no Close.
+// The gateway needs no Close: boxo's CAR goroutine and the direct path's
+// (only when its stream is consumed with Read rather than WriteTo) end with
+// the response, when the handler closes the stream.
 package gateway
 
 import (
