@@ -77,6 +77,14 @@ type Publisher interface {
 	Publish(ctx context.Context, raw []byte) error
 }
 
+// PublisherFunc adapts a function (e.g. a closure over pubsub's
+// Topic.Publish, whose variadic options keep it from being a Publisher) to
+// Publisher.
+type PublisherFunc func(ctx context.Context, raw []byte) error
+
+// Publish calls f.
+func (f PublisherFunc) Publish(ctx context.Context, raw []byte) error { return f(ctx, raw) }
+
 // Config is the probe config plus the runner's own knobs.
 type Config struct {
 	probe.Config

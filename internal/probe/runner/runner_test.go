@@ -202,6 +202,14 @@ func (m memFetcher) FetchBlock(_ context.Context, _ string, c cid.Cid) ([]byte, 
 	return nil, ErrStatus
 }
 
+func TestPublisherFunc(t *testing.T) {
+	var got []byte
+	var p Publisher = PublisherFunc(func(_ context.Context, raw []byte) error { got = raw; return nil })
+	if err := p.Publish(context.Background(), []byte("x")); err != nil || string(got) != "x" {
+		t.Fatal("PublisherFunc does not forward")
+	}
+}
+
 func TestNewRunnerValidates(t *testing.T) {
 	sk, self := key(t, 0)
 	_, other := key(t, 1)
