@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -208,4 +209,31 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// TestDirectCARCloseStopsReader: a stream read with Read and closed early
+// stops its writer goroutine (Close waits for it) and reads no further.
+func TestDirectCARCloseStopsReader(t *testing.T) {
+	bs := newBlockstore()
+	file := importFile(t, bs, randomBytes(4*chunkSize, 11))
+	b := newCarBackend(t, bs)
+	p, _ := path.NewImmutablePath(path.FromCid(file.Cid()))
+	_, rc, err := b.GetCAR(context.Background(), p, boxogw.CarParams{Scope: boxogw.DagScopeAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1000)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { rc.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: writer goroutine still running")
+	}
+	if _, err := rc.Read(buf); err == nil {
+		t.Fatal("Read after Close succeeded")
+	}
 }
