@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -345,9 +346,12 @@ const (
 //     at least Confirmations domains;
 //   - degraded: likewise with DegradedRate and a lower bound of 0.2 (the
 //     loss an honest mirror may show);
-//   - verified: otherwise, when passes come from at least K domains;
+//   - verified: otherwise, when passes come from at least K domains and
+//     the target is alive in the view (a mirror that stopped is not
+//     verified, however recent its last pass);
 //   - unverified: otherwise.
 func (e *Evidence) Status(target peer.ID, now time.Time) TargetStatus {
+	alive := slices.Contains(e.view.Alive(now), target)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := TargetStatus{Target: target, State: StateUnverified}
@@ -414,7 +418,7 @@ func (e *Evidence) Status(target peer.ID, now time.Time) TargetStatus {
 		st.State = StateFailing
 	case confirmed && st.FailRate >= e.cfg.DegradedRate && lower >= toleratedLoss:
 		st.State = StateDegraded
-	case st.PassDomains >= e.cfg.K:
+	case st.PassDomains >= e.cfg.K && alive:
 		st.State = StateVerified
 	}
 	return st

@@ -263,6 +263,12 @@ func TestVerifiedNeedsKDistinctDomains(t *testing.T) {
 	if s := ev.Status(target, now); s.State != StateVerified || s.PassDomains < cfg.K || s.PassRate24h != 1 {
 		t.Errorf("distinct domains: %+v", s)
 	}
+	// A mirror that stops is no longer verified, however recent its passes.
+	view.down = map[peer.ID]bool{target: true}
+	if s := ev.Status(target, now); s.State != StateUnverified {
+		t.Errorf("down: %+v", s)
+	}
+	view.down = nil
 	// Evidence expires with the window.
 	if s := ev.Status(target, now.Add(cfg.Window+time.Second)); s.State != StateUnverified {
 		t.Errorf("after the window: %+v", s)
