@@ -1,0 +1,119 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/mirrornet/mirrornet/internal/bundle"
+)
+
+// stockNode is a plain boxo bitswap node with an in-memory blockstore, the
+// way kubo runs bitswap: no mirrornet code.
+type stockNode struct {
+	h  host.Host
+	bs *bitswap.Bitswap
+	bb blockstore.Blockstore
+}
+
+func newStock(t *testing.T, mn mocknet.Mocknet) *stockNode {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	ctx, cancel := context.WithCancel(context.Background())
+	bs := bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bb)
+	t.Cleanup(func() { bs.Close(); cancel(); h.Close() })
+	return &stockNode{h: h, bs: bs, bb: bb}
+}
+
+// manyFiles is a bundle of many small blocks.
+func manyFiles(t *testing.T, n int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "many")
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf("d%02d", i%17), fmt.Sprintf("file-%04d.txt", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, fmt.Appendf(nil, "file %d\n", i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestStockBitswapFetchesFromMirror: a stock bitswap node walks and fetches
+// a whole bundle from a mirror.
+func TestStockBitswapFetchesFromMirror(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	m := newNode(t, mn)
+	s := newStock(t, mn)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	res := publish(t, m, manyFiles(t, 150))
+	if err := s.h.Connect(t.Context(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), long)
+	defer cancel()
+	// what `ipfs pin add` / `ipfs refs -r` do: fetch the whole graph
+	dserv := merkledag.NewDAGService(blockservice.New(s.bb, s.bs))
+	if err := merkledag.FetchGraph(ctx, res.Root, dserv); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := bundle.Walk(ctx, res.Root, func(c cid.Cid) ([]byte, error) {
+		blk, err := s.bb.Get(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return blk.RawData(), nil
+	}, func(cid.Cid, []byte) error { n++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != res.Blocks {
+		t.Fatalf("stock node got %d of %d blocks", n, res.Blocks)
+	}
+}
+
+// TestMirrorFetchesFromStockBitswap: a mirror replicates a bundle that only
+// a stock bitswap node holds.
+func TestMirrorFetchesFromStockBitswap(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	m := newNode(t, mn)
+	s := newStock(t, mn)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Import(t.Context(), manyFiles(t, 150), func(b blocks.Block) error { return s.bb.Put(context.Background(), b) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.f.set(s.h)
+	p := fetch(t, m, res.Root)
+	if p.Fetched != res.Blocks {
+		t.Fatalf("fetched %d of %d", p.Fetched, res.Blocks)
+	}
+}
