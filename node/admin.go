@@ -69,6 +69,9 @@ func (n *Node) startAdmin() error {
 	mux.HandleFunc("POST /admin/v1/follow", n.adminFollow(true))
 	mux.HandleFunc("POST /admin/v1/unfollow", n.adminFollow(false))
 	mux.HandleFunc("GET /admin/v1/ls", n.adminList)
+	for _, f := range n.features {
+		f.adminRoutes(mux)
+	}
 	n.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(1)
 	go func() {

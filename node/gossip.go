@@ -15,10 +15,6 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// statementTopics are the topics that carry signed statements validated by
-// attest.Verify.
-var statementTopics = []string{protocol.TopicLiveness}
-
 // startGossip starts gossipsub with mirrornet's peer scoring and validators,
 // and joins the statement topics.
 func (n *Node) startGossip() error {
@@ -40,11 +36,11 @@ func (n *Node) startGossip() error {
 		return err
 	}
 	n.ps = ps
-	for _, topic := range statementTopics {
-		if err := ps.RegisterTopicValidator(topic, n.validate); err != nil {
+	for _, ts := range n.allTopics() {
+		if err := ps.RegisterTopicValidator(ts.topic, ts.validate); err != nil {
 			return err
 		}
-		t, err := ps.Join(topic)
+		t, err := ps.Join(ts.topic)
 		if err != nil {
 			return err
 		}
@@ -52,7 +48,7 @@ func (n *Node) startGossip() error {
 		if err != nil {
 			return err
 		}
-		n.topics[topic] = t
+		n.topics[ts.topic] = t
 		n.subs = append(n.subs, sub)
 		n.wg.Add(1)
 		go n.drain(sub)
@@ -60,13 +56,22 @@ func (n *Node) startGossip() error {
 	return nil
 }
 
+// allTopics are the core's topics and every feature's.
+func (n *Node) allTopics() []topicSpec {
+	out := []topicSpec{{topic: protocol.TopicLiveness, validate: n.validate}}
+	for _, f := range n.features {
+		out = append(out, f.topics()...)
+	}
+	return out
+}
+
 // scoreParams configures gossipsub peer scoring for our topics: invalid
 // statements cost the forwarder (P4), and the IP-colocation penalty (P6)
 // spares loopback and private ranges so testnets are not punished.
 func (n *Node) scoreParams() *pubsub.PeerScoreParams {
 	topics := map[string]*pubsub.TopicScoreParams{}
-	for _, t := range statementTopics {
-		topics[t] = &pubsub.TopicScoreParams{
+	for _, ts := range n.allTopics() {
+		topics[ts.topic] = &pubsub.TopicScoreParams{
 			SkipAtomicValidation: true,
 			TopicWeight:          1,
 			// P1: a little credit for time in the mesh (the quantum must be

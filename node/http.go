@@ -42,6 +42,9 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("GET "+protocol.HTTPStatusPath, n.serveStatus)
 	mux.HandleFunc("GET "+protocol.HTTPStatementsPath, n.serveStatements)
 	mux.HandleFunc("GET /{$}", n.serveIndex)
+	for _, f := range n.features {
+		f.routes(mux)
+	}
 
 	// The gateway reads through the store (offline: a missing block is
 	// an error, never a network fetch) and serves only held bundles and

@@ -84,6 +84,7 @@ type Node struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	onAccept func(*attest.Statement)
+	features []feature
 
 	httpSrv   *http.Server
 	httpLn    net.Listener
@@ -173,6 +174,13 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	}
 	n.store = st
 
+	for _, ctor := range featureCtors {
+		f, err := ctor(n)
+		if err != nil {
+			return nil, err
+		}
+		n.features = append(n.features, f)
+	}
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
@@ -214,9 +222,15 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		}
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(2 + len(n.features))
 	go n.heartbeatLoop()
 	go n.syncLoop()
+	for _, f := range n.features {
+		go func() {
+			defer n.wg.Done()
+			f.run(n.ctx)
+		}()
+	}
 	n.publishLiveness(protocol.StateUp)
 	n.log.Info("mirror started", "peer", n.id, "addrs", n.Addrs(), "http", n.httpURL, "profile", n.prof.Name)
 	return n, nil
@@ -294,6 +308,11 @@ func (n *Node) Close() error {
 			errs = append(errs, n.httpSrv.Close())
 		}
 		n.wg.Wait()
+		for i := len(n.features) - 1; i >= 0; i-- {
+			if err := n.features[i].close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n.features[i].name(), err))
+			}
+		}
 		if n.repl != nil {
 			errs = append(errs, n.repl.Close())
 		}

@@ -25,8 +25,11 @@ const syncTimeout = 10 * time.Second
 // modify them.
 func (n *Node) statements() [][]byte {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	out := n.view.Statements()
+	n.mu.Unlock()
+	for _, f := range n.features {
+		out = append(out, f.statements()...)
+	}
 	if len(out) > protocol.MaxSyncStatements {
 		out = out[:protocol.MaxSyncStatements]
 	}
@@ -114,6 +117,11 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 // sync takes old (but genuine) statements: they tell a late joiner which
 // mirrors are dead.
 func (n *Node) applySynced(raw []byte) bool {
+	for _, f := range n.features {
+		if f.applySynced(raw) {
+			return true
+		}
+	}
 	st, err := attest.Verify(raw, n.clock())
 	if err != nil && !(errors.Is(err, attest.ErrTooOld) && st != nil) {
 		n.metrics.statement(st, err)

@@ -19,6 +19,8 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	data := dataFlag(fs)
 	base := fs.String("http", "", "HTTP URL of the node to ask (default: the local node's, from DATA/node.json, else http://127.0.0.1:8080)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	bundleCID := fs.String("bundle", "", "show one bundle's holders grouped by failure domain and its effective redundancy")
+	appID := fs.String("app", "", "show one app's current release, its expiry, builders that agree, and which mirrors hold it")
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
@@ -27,6 +29,14 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageErrorf("status: unexpected argument %q", pos[0])
 	}
 	url := nodeHTTP(*base, *data)
+	switch {
+	case *bundleCID != "" && *appID != "":
+		return usageErrorf("status: give --bundle or --app, not both")
+	case *bundleCID != "":
+		return statusBundle(ctx, env, url, *bundleCID, *asJSON)
+	case *appID != "":
+		return statusApp(ctx, env, url, *appID, *asJSON)
+	}
 	st, raw, err := fetchStatus(ctx, url)
 	if err != nil {
 		return err
@@ -52,6 +62,40 @@ func nodeHTTP(flagURL, dataDir string) string {
 		return info.HTTP
 	}
 	return "http://" + node.DefaultConfig().HTTPAddr
+}
+
+// getJSON fetches base+path from a node's HTTP side and returns the body;
+// a non-200 answer becomes an error carrying the node's message.
+func getJSON(ctx context.Context, base, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return nil, usageErrorf("status: bad URL %q: %v", base, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status: no node answers at %s (is 'mirrornet node' running? pass --http or --data): %v", base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("status: read from %s: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg := strings.TrimSpace(string(raw))
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		if len(msg) > 300 {
+			msg = msg[:300]
+		}
+		return nil, fmt.Errorf("status: %s answered %s: %s", base, resp.Status, msg)
+	}
+	return raw, nil
 }
 
 func fetchStatus(ctx context.Context, base string) (node.Status, []byte, error) {
