@@ -23,7 +23,7 @@ type mirror struct {
 
 	samples int
 	ttfb    float64 // EWMA seconds to response headers
-	rate    float64 // EWMA bytes/second of body, 0 until measured
+	rate    float64 // EWMA of the mirror's total body bytes/second (all its requests), 0 until measured
 	fails   int     // consecutive lost races and failures
 
 	active   int
@@ -48,23 +48,25 @@ func ewma(old, sample float64, n int) float64 {
 	return ewmaAlpha*sample + (1-ewmaAlpha)*old
 }
 
-// expected is the mirror's expected time to deliver a block of size bytes,
-// or 0 when it has no samples yet (so untried mirrors are tried first).
-func (m *mirror) expected(size int64) time.Duration {
+// expected is the mirror's expected time to deliver a block of size bytes
+// while it serves share requests at once (they split its uplink), or 0 when
+// it has no samples yet (so untried mirrors are tried first).
+func (m *mirror) expected(size int64, share int) time.Duration {
 	if m.samples == 0 {
 		return 0
 	}
 	s := m.ttfb
 	if m.rate > 0 {
-		s += float64(size) / m.rate
+		s += float64(size) * float64(max(1, share)) / m.rate
 	}
 	return time.Duration(s * float64(1+m.fails) * float64(time.Second))
 }
 
 // measured reports whether expected(size) rests on observations: a
 // probe's round trip says nothing about the time to move a large block.
+// A mirror that has lost races or failed is measured too: slow.
 func (m *mirror) measured(size int64) bool {
-	return m.samples > 0 && (size < 64<<10 || m.rate > 0)
+	return m.samples > 0 && (size < 64<<10 || m.rate > 0 || m.fails > 0)
 }
 
 func (m *mirror) usable(per int) bool { return m.state == mirrorAlive && m.active < per }
@@ -96,6 +98,7 @@ type attempt struct {
 	cancel context.CancelCauseFunc
 	read   atomic.Int64 // body bytes so far, updated by the request goroutine
 
+	share    int       // requests the mirror was serving when this one started (itself included)
 	winStart time.Time // stall window
 	winRead  int64
 }
@@ -124,7 +127,8 @@ type fetcher struct {
 	fatal    error
 
 	bytes, received, dup, wasted int64
-	requests, failovers          int
+	requests, failovers, hedges  int
+	tailHedges                   int
 	ttfb                         time.Duration
 	drops                        []Drop
 }
@@ -211,7 +215,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 	res := &Result{
 		Root: f.root, Bytes: f.bytes, Blocks: len(f.blocks), Duration: time.Since(f.start),
 		TTFB: f.ttfb, PerMirror: map[string]int64{}, Dropped: f.drops,
-		Requests: f.requests, Received: f.received, Duplicate: f.dup, Wasted: f.wasted,
+		Requests: f.requests, Hedges: f.hedges, Received: f.received, Duplicate: f.dup, Wasted: f.wasted,
 		blocks: f.blocks,
 	}
 	for _, m := range f.mlist {
@@ -353,7 +357,7 @@ func (f *fetcher) failure() error {
 func (f *fetcher) schedule(now time.Time) {
 	for len(f.queue) > 0 && f.inflight < f.o.Parallel {
 		j := f.queue[0]
-		m := f.pick(j, false)
+		m := f.pick(j, false, false)
 		if m == nil {
 			break
 		}
@@ -370,19 +374,24 @@ func (f *fetcher) schedule(now time.Time) {
 // expected time, an untried one first, now and then (5%) a random one. For
 // a first attempt it skips mirrors so slow that the queue would drain
 // faster without them.
-func (f *fetcher) pick(j *job, hedging bool) *mirror {
+func (f *fetcher) pick(j *job, hedging, idleOnly bool) *mirror {
 	size := j.sizeHint()
 	var free []*mirror
-	var best time.Duration = -1
-	fast := 0
+	best := time.Duration(-1) // best single-request time among measured mirrors
+	capacity := 0.0           // blocks/second of all measured mirrors
 	for _, m := range f.mlist {
 		if m.state != mirrorAlive {
 			continue
 		}
-		if e := m.expected(size); m.measured(size) && (best < 0 || e < best) {
-			best = e
+		if m.measured(size) {
+			if e := m.expected(size, 1); best < 0 || e < best {
+				best = e
+			}
+			if e := m.expected(size, f.o.PerMirror); e > 0 {
+				capacity += float64(f.o.PerMirror) / e.Seconds()
+			}
 		}
-		if !m.usable(f.o.PerMirror) || slices.ContainsFunc(j.attempts, func(a *attempt) bool { return a.m == m }) {
+		if !m.usable(f.o.PerMirror) || (idleOnly && m.active > 0) || slices.ContainsFunc(j.attempts, func(a *attempt) bool { return a.m == m }) {
 			continue
 		}
 		free = append(free, m)
@@ -390,15 +399,13 @@ func (f *fetcher) pick(j *job, hedging bool) *mirror {
 	if len(free) == 0 {
 		return nil
 	}
-	if !hedging && best > 0 {
-		for _, m := range f.mlist {
-			if m.state == mirrorAlive && m.measured(size) && m.expected(size) <= 2*best {
-				fast++
-			}
-		}
-		drain := time.Duration(float64(len(f.queue)) * float64(best) / float64(max(1, fast*f.o.PerMirror)))
+	if !hedging && best > 0 && capacity > 0 {
+		// Time for the measured mirrors to drain the queue: a mirror
+		// that would take longer than that for one block only adds a
+		// straggler to the tail.
+		drain := time.Duration(float64(len(f.queue)) / capacity * float64(time.Second))
 		free = slices.DeleteFunc(free, func(m *mirror) bool {
-			return m.measured(size) && m.expected(size) > drain+2*best
+			return m.measured(size) && m.expected(size, m.active+1) > drain+2*best
 		})
 		if len(free) == 0 {
 			return nil
@@ -408,7 +415,7 @@ func (f *fetcher) pick(j *job, hedging bool) *mirror {
 		return free[f.rng.IntN(len(free))]
 	}
 	return slices.MinFunc(free, func(a, b *mirror) int {
-		ea, eb := a.expected(size), b.expected(size)
+		ea, eb := a.expected(size, a.active+1), b.expected(size, b.active+1)
 		if ea != eb {
 			return int(ea - eb)
 		}
@@ -435,29 +442,51 @@ func (f *fetcher) hedge(now time.Time) {
 		elapsed := now.Sub(a.start)
 		size := j.sizeHint()
 		late := elapsed > f.hedgeDelay(a.m, size)
+		tail := false
 		if !late && len(f.queue) == 0 {
-			late = f.remaining(a, now) > 2*f.bestIdle(size)+f.o.HedgeDelay/10
+			tail = f.remaining(a, now) > 2*f.bestIdle(size)+f.o.HedgeDelay/10
 		}
-		if !late {
+		if !late && !tail {
 			continue
 		}
-		m := f.pick(j, true)
+		m := f.pick(j, true, tail && !late)
 		if m == nil {
 			continue
 		}
 		if len(f.queue) > 0 && m.active > 0 {
 			continue // spare capacity goes to the queue first
 		}
-		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed)
+		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed, "tail", tail)
+		f.hedges++
+		if tail {
+			f.tailHedges++
+		}
 		f.launch(j, m, now, true)
 	}
 }
 
+// hedgeDelay is how long a request for size bytes may run on m before it
+// is hedged: HedgeFactor times what m is expected to take or, when m has no
+// sample for blocks this large, times what the best measured mirror takes
+// (plus m's own time to first byte); HedgeDelay when nothing is measured.
 func (f *fetcher) hedgeDelay(m *mirror, size int64) time.Duration {
-	if !m.measured(size) {
-		return f.o.HedgeDelay
+	var d time.Duration
+	switch {
+	case m.measured(size):
+		d = m.expected(size, max(1, m.active))
+	default:
+		best := time.Duration(-1)
+		for _, o := range f.mlist {
+			if e := o.expected(size, o.active+1); o.state == mirrorAlive && o.measured(size) && (best < 0 || e < best) {
+				best = e
+			}
+		}
+		if best < 0 {
+			return f.o.HedgeDelay
+		}
+		d = best + time.Duration(m.ttfb*float64(time.Second))
 	}
-	return max(time.Duration(f.o.HedgeFactor*float64(m.expected(size))), f.o.HedgeDelay/10)
+	return max(time.Duration(f.o.HedgeFactor*float64(d)), f.o.HedgeDelay/10)
 }
 
 // remaining predicts how long attempt a still needs.
@@ -478,7 +507,7 @@ func (f *fetcher) bestIdle(size int64) time.Duration {
 	best := time.Duration(1<<62 - 1)
 	for _, m := range f.mlist {
 		if m.state == mirrorAlive && m.active == 0 && m.measured(size) {
-			best = min(best, m.expected(size))
+			best = min(best, m.expected(size, 1))
 		}
 	}
 	return best
@@ -487,7 +516,7 @@ func (f *fetcher) bestIdle(size int64) time.Duration {
 // launch starts one request for j on m.
 func (f *fetcher) launch(j *job, m *mirror, now time.Time, hedge bool) {
 	ctx, cancel := context.WithCancelCause(f.ctx)
-	a := &attempt{j: j, m: m, start: now, hedge: hedge, cancel: cancel, winStart: now}
+	a := &attempt{j: j, m: m, start: now, hedge: hedge, cancel: cancel, winStart: now, share: m.active + 1}
 	j.attempts = append(j.attempts, a)
 	m.active++
 	m.requests++
@@ -541,7 +570,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 	case r.err == nil && held:
 		f.dup += read
 	case r.err == nil:
-		f.sample(m, r.ttfb, read, time.Since(a.start))
+		f.sample(m, r.ttfb, read, time.Since(a.start), (a.share+m.active+1)/2)
 		m.fails = 0
 		m.bytes += int64(len(r.data) - r.usedPre)
 		if r.usedPre > 0 {
@@ -561,7 +590,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 		}
 		if errors.Is(r.err, errLostRace) {
 			// Slower than a hedge: count it against the mirror.
-			f.sample(m, time.Since(a.start), 0, time.Since(a.start))
+			f.sample(m, time.Since(a.start), 0, time.Since(a.start), 1)
 			m.fails++
 		}
 	default:
@@ -594,13 +623,16 @@ func (f *fetcher) finish(a *attempt, r reply) {
 }
 
 // sample folds one request's timings into m's EWMAs.
-func (f *fetcher) sample(m *mirror, ttfb time.Duration, n int64, total time.Duration) {
+// share is how many requests the mirror was serving meanwhile (they split
+// its uplink), so m.rate estimates the mirror's total rate.
+func (f *fetcher) sample(m *mirror, ttfb time.Duration, n int64, total time.Duration, share int) {
 	m.ttfb = ewma(m.ttfb, ttfb.Seconds(), m.samples)
 	if body := (total - ttfb).Seconds(); n >= 64<<10 && body > 0 {
+		r := float64(n) / body * float64(max(1, share))
 		if m.rate == 0 {
-			m.rate = float64(n) / body
+			m.rate = r
 		} else {
-			m.rate = ewma(m.rate, float64(n)/body, 1)
+			m.rate = ewma(m.rate, r, 1)
 		}
 	}
 	m.samples++

@@ -40,6 +40,8 @@ type Result struct {
 	Dropped []Drop
 	// Requests counts block requests made (hedges included).
 	Requests int
+	// Hedges counts requests started because another was late.
+	Hedges int
 	// Received counts response body bytes read.
 	Received int64
 	// Duplicate counts bytes read from honest responses that were not
