@@ -41,6 +41,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mirrornet/mirrornet/node"
 )
 
 // Errors returned by this package; each is wrapped with details.
@@ -51,7 +53,7 @@ var (
 	ErrDir = errors.New("testnet: directory not usable")
 	// ErrStart: a mirror exited or did not come up in time.
 	ErrStart = errors.New("testnet: mirror failed to start")
-	// ErrCommand: a mirrornet command run against a mirror failed.
+	// ErrCommand: an admin request (publish, follow) to a mirror failed.
 	ErrCommand = errors.New("testnet: command failed")
 	// ErrTimeout: a condition was not reached within Config.Timeout.
 	ErrTimeout = errors.New("testnet: timed out")
@@ -601,36 +603,19 @@ func (t *Testnet) WaitAlive(ctx context.Context) error {
 	})
 }
 
-// run runs `mirrornet ARGS...` to completion and returns its stdout.
-func (t *Testnet) run(ctx context.Context, args ...string) ([]byte, error) {
+// Publish imports path into mirror i through its admin socket (what
+// `mirrornet publish` does) and returns the bundle's CID.
+func (t *Testnet) Publish(ctx context.Context, i int, path string) (string, error) {
+	p := t.proc(i)
+	ac, err := node.DialAdmin(p.m.Data)
+	if err != nil {
+		return "", fmt.Errorf("%w: publish on %s: %v", ErrCommand, p.m.Name, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, t.cfg.Binary, args...)
-	cmd.Env = t.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = msg[i+1:]
-		}
-		return nil, fmt.Errorf("%w: mirrornet %s: %v: %s", ErrCommand, args[0], err, strings.TrimPrefix(msg, "mirrornet: "))
-	}
-	return stdout.Bytes(), nil
-}
-
-// Publish imports path into mirror i (`mirrornet publish --json` through
-// its admin socket) and returns the bundle's CID.
-func (t *Testnet) Publish(ctx context.Context, i int, path string) (string, error) {
-	out, err := t.run(ctx, "publish", path, "--data", t.proc(i).m.Data, "--json")
+	res, err := ac.Import(ctx, path, nil)
 	if err != nil {
-		return "", err
-	}
-	var res struct {
-		CID string `json:"cid"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil || res.CID == "" {
-		return "", fmt.Errorf("%w: mirrornet publish --json printed %q", ErrCommand, bytes.TrimSpace(out))
+		return "", fmt.Errorf("%w: publish on %s: %v", ErrCommand, p.m.Name, err)
 	}
 	t.mu.Lock()
 	t.app = res.CID
@@ -638,15 +623,27 @@ func (t *Testnet) Publish(ctx context.Context, i int, path string) (string, erro
 	return res.CID, t.writeRecord()
 }
 
-// Follow makes each of the given mirrors keep bundle cid
-// (`mirrornet follow`).
+// Follow makes each of the given mirrors keep bundle cid, through their
+// admin sockets (what `mirrornet follow` does), all at once.
 func (t *Testnet) Follow(ctx context.Context, cid string, mirrors ...int) error {
-	for _, i := range mirrors {
-		if _, err := t.run(ctx, "follow", cid, "--data", t.proc(i).m.Data); err != nil {
-			return fmt.Errorf("%s: %w", t.proc(i).m.Name, err)
-		}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	errs := make([]error, len(mirrors))
+	var wg sync.WaitGroup
+	for k, i := range mirrors {
+		p := t.proc(i)
+		wg.Go(func() {
+			ac, err := node.DialAdmin(p.m.Data)
+			if err == nil {
+				err = ac.Follow(ctx, cid)
+			}
+			if err != nil {
+				errs[k] = fmt.Errorf("%w: follow on %s: %v", ErrCommand, p.m.Name, err)
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // WaitHeld waits until each of the given mirrors reports bundle cid held
