@@ -291,23 +291,36 @@ func (c *AdminClient) Import(ctx context.Context, path string, progress func(int
 	return res, err
 }
 
-// Follow asks the node to keep c.
-func (c *AdminClient) Follow(ctx context.Context, cidStr string) error {
-	return c.postCID(ctx, "follow", cidStr)
+// Follow asks the node to keep a bundle (a CID) or an app's releases (an
+// app ID).
+func (c *AdminClient) Follow(ctx context.Context, ref string) error {
+	if protocol.IsAppID(ref) {
+		return c.Post(ctx, "/admin/v1/follow-app", map[string]string{"app": ref}, nil)
+	}
+	return c.Post(ctx, "/admin/v1/follow", map[string]string{"cid": ref}, nil)
 }
 
-// Unfollow asks the node to stop keeping c.
-func (c *AdminClient) Unfollow(ctx context.Context, cidStr string) error {
-	return c.postCID(ctx, "unfollow", cidStr)
+// Unfollow asks the node to stop keeping a bundle or an app.
+func (c *AdminClient) Unfollow(ctx context.Context, ref string) error {
+	if protocol.IsAppID(ref) {
+		return c.Post(ctx, "/admin/v1/unfollow-app", map[string]string{"app": ref}, nil)
+	}
+	return c.Post(ctx, "/admin/v1/unfollow", map[string]string{"cid": ref}, nil)
 }
 
-func (c *AdminClient) postCID(ctx context.Context, verb, cidStr string) error {
-	body, _ := json.Marshal(map[string]string{"cid": cidStr})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin/admin/v1/"+verb, strings.NewReader(string(body)))
+// Post sends a JSON request to an admin route and decodes the JSON answer
+// into out (unless out is nil). An error answer's message is the error.
+func (c *AdminClient) Post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	return c.do(req, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin"+path, strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return c.do(req, out)
 }
 
 // List returns what the node keeps.

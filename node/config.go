@@ -14,6 +14,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/discovery"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 // ErrConfig prefixes every configuration error.
@@ -42,8 +43,8 @@ type Config struct {
 	// Heartbeat and Health override the profile's timers when non-zero.
 	Heartbeat time.Duration
 	Health    health.Config
-	// Follow are bundle CIDs to keep, as if `mirrornet follow` had been
-	// run at start-up.
+	// Follow are bundle CIDs or app IDs to keep, as if `mirrornet follow`
+	// had been run at start-up. An app ID follows the app's releases.
 	Follow []string
 	// MaxStorage bounds the block store in bytes (0 = unlimited).
 	MaxStorage int64
@@ -59,6 +60,23 @@ type Config struct {
 	// AnnounceHTTP is the HTTP URL announced to others; default derived
 	// from HTTPAddr.
 	AnnounceHTTP string
+
+	// ASNDB is an IP-to-ASN database (iptoasn TSV) used to place mirrors
+	// in failure domains by autonomous system. Optional.
+	ASNDB string
+	// Labels is a file of "PEER-ID LABEL" lines naming failure domains by
+	// hand (testnets, operators who know their racks). Optional.
+	Labels string
+	// ProbeK overrides the profile's number of independent observers (in
+	// distinct failure domains) needed for "verified"; 0 keeps the
+	// profile's (1 for local, 3 for lan and wan).
+	ProbeK int
+	// Auto makes the mirror follow, with spare space, bundles whose
+	// effective redundancy is below RedundancyTarget and where it adds a
+	// new failure domain.
+	Auto bool
+	// RedundancyTarget is the effective redundancy Auto aims for. Default 3.
+	RedundancyTarget int
 }
 
 // DefaultConfig is a mirror on the lan profile with TCP and QUIC on 4001
@@ -66,13 +84,14 @@ type Config struct {
 func DefaultConfig() Config {
 	home, _ := os.UserHomeDir()
 	return Config{
-		DataDir:        filepath.Join(home, ".mirrornet"),
-		Listen:         []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
-		HTTPAddr:       "127.0.0.1:8080",
-		MDNS:           true,
-		DHT:            true,
-		Profile:        "lan",
-		SubdomainHosts: []string{"localhost"},
+		DataDir:          filepath.Join(home, ".mirrornet"),
+		Listen:           []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		HTTPAddr:         "127.0.0.1:8080",
+		MDNS:             true,
+		DHT:              true,
+		Profile:          "lan",
+		SubdomainHosts:   []string{"localhost"},
+		RedundancyTarget: 3,
 		ColocationWhitelist: []string{
 			"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7",
 		},
@@ -112,8 +131,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, f := range c.Follow {
+		if protocol.IsAppID(f) {
+			continue
+		}
 		if _, err := cid.Decode(f); err != nil {
-			return fmt.Errorf("%w: follow: %q is not a CID: %v", ErrConfig, f, err)
+			return fmt.Errorf("%w: follow: %q is neither a CID nor an app ID: %v", ErrConfig, f, err)
+		}
+	}
+	if c.ProbeK < 0 {
+		return fmt.Errorf("%w: probe-k: %d is negative", ErrConfig, c.ProbeK)
+	}
+	if c.RedundancyTarget < 0 {
+		return fmt.Errorf("%w: redundancy-target: %d is negative", ErrConfig, c.RedundancyTarget)
+	}
+	for _, f := range []struct{ name, path string }{{"asn-db", c.ASNDB}, {"labels", c.Labels}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrConfig, f.name, err)
 		}
 	}
 	if c.MaxStorage < 0 {

@@ -93,9 +93,16 @@ func (n *Node) scoreParams() *pubsub.PeerScoreParams {
 		white = append(white, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
 	}
 	return &pubsub.PeerScoreParams{
-		SkipAtomicValidation:        true,
-		Topics:                      topics,
-		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		SkipAtomicValidation: true,
+		Topics:               topics,
+		// P5: features (retrieval probes) may set n.appScore in their
+		// constructor to feed probe outcomes and diversity into scoring.
+		AppSpecificScore: func(p peer.ID) float64 {
+			if n.appScore != nil {
+				return n.appScore(p)
+			}
+			return 0
+		},
 		AppSpecificWeight:           1,
 		IPColocationFactorWeight:    -10,
 		IPColocationFactorThreshold: 3,

@@ -85,6 +85,9 @@ type Node struct {
 	registry *prometheus.Registry
 	onAccept func(*attest.Statement)
 	features []feature
+	// appScore, if set by a feature's constructor, is gossipsub's
+	// application-specific score (P5) for a peer.
+	appScore func(peer.ID) float64
 
 	httpSrv   *http.Server
 	httpLn    net.Listener
@@ -210,6 +213,9 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	for _, f := range cfg.Follow {
+		if protocol.IsAppID(f) {
+			continue // the releases feature follows apps
+		}
 		c, _ := cid.Decode(f)
 		if err := n.Follow(c); err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/node"
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
@@ -61,17 +62,17 @@ func runUnfollow(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, follow bool) error {
-	fs := newFlagSet(env, name, "CID [--data DIR]")
+	fs := newFlagSet(env, name, "CID|APP-ID [--data DIR]")
 	data := dataFlag(fs)
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErrorf("%s: want exactly one CID, got %d", name, len(pos))
+		return usageErrorf("%s: want exactly one CID or APP-ID, got %d", name, len(pos))
 	}
-	if _, err := cid.Decode(pos[0]); err != nil {
-		return usageErrorf("%s: %q is not a CID: %v", name, pos[0], err)
+	if _, err := cid.Decode(pos[0]); err != nil && !protocol.IsAppID(pos[0]) {
+		return usageErrorf("%s: %q is neither a CID nor an app ID: %v", name, pos[0], err)
 	}
 	ac, err := node.DialAdmin(*data)
 	if err != nil {

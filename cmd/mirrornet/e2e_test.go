@@ -210,7 +210,7 @@ func TestE2EBadInput(t *testing.T) {
 		{"malformed bootstrap", []string{"node", "--bootstrap", "/ip4/127.0.0.1/tcp/1"}, 2, `bootstrap`},
 		{"bad profile", []string{"node", "--profile", "moon"}, 2, `profile`},
 		{"status without node", []string{"status", "--http", "127.0.0.1:1"}, 1, "no node answers at http://127.0.0.1:1"},
-		{"follow bad cid", []string{"follow", "not-a-cid"}, 2, `"not-a-cid" is not a CID`},
+		{"follow bad cid", []string{"follow", "not-a-cid"}, 2, `"not-a-cid" is neither a CID nor an app ID`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
