@@ -35,6 +35,11 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	maxStorage := fs.String("max-storage", "0", "storage limit for bundles, e.g. 10GiB, 500MB (0 = unlimited)")
 	region := fs.String("region", "", "self-declared region label announced to others")
 	announceHTTP := fs.String("announce-http", "", "HTTP URL others should use to reach this mirror (default: from --http)")
+	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
+	labels := fs.String("labels", "", `file of "PEER-ID LABEL" lines naming failure domains by hand`)
+	probeK := fs.Int("probe-k", 0, "independent observers (distinct failure domains) needed for verified; 0 = the profile's")
+	auto := fs.Bool("auto", false, "follow under-mirrored bundles where this mirror adds a new failure domain")
+	target := fs.Int("redundancy-target", def.RedundancyTarget, "effective redundancy --auto aims for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pos, err := parseFlags(fs, env, args)
@@ -66,6 +71,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.MaxStorage = limit
 	cfg.Region = *region
 	cfg.AnnounceHTTP = *announceHTTP
+	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, node.ErrConfig) {
 			return node.Config{}, nil, usageErrorf("%v", err)
