@@ -32,6 +32,8 @@ var pure = []struct {
 	{"internal/probe", false},
 	{"internal/domain", false},
 	{"internal/release", false},
+	{"internal/badge", false},
+	{"internal/bundle/verify", false},
 }
 
 // rule is one forbidden dependency of a pure package.

@@ -87,7 +87,7 @@ var (
 		// Loopback testnets: fast, and nothing is lost but to CPU starvation,
 		// which SetLocalLag absorbs.
 		Health: Config{SuspectAfter: 600 * time.Millisecond, DeadAfter: time.Second, ForgetAfter: time.Minute},
-		ProbeK: 2,
+		ProbeK: 1,
 	}
 	lanProfile = Profile{
 		Name:      "lan",
