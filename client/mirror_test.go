@@ -190,14 +190,15 @@ type fakeMirror struct {
 	killAfter  int64         // abort everything once this many body bytes were served (0: never)
 	holds      bool          // answers HEAD only-if-cached with 200
 
-	served   atomic.Int64
-	requests atomic.Int64
-	dead     atomic.Bool
-	srv      *httptest.Server
-	ln       net.Listener // blackhole
-	stop     chan struct{}
-	conns    []net.Conn
-	mu       sync.Mutex
+	served    atomic.Int64
+	requests  atomic.Int64
+	blockGets atomic.Int64 // GET /ipfs/...
+	dead      atomic.Bool
+	srv       *httptest.Server
+	ln        net.Listener // blackhole
+	stop      chan struct{}
+	conns     []net.Conn
+	mu        sync.Mutex
 }
 
 func newFakeMirror(t testing.TB, b *bundle, how behaviour) *fakeMirror {
@@ -282,6 +283,7 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	m.blockGets.Add(1)
 	isCAR := r.URL.Query().Get("format") == "car"
 	ww := &meter{w: w, m: m, ctx: r.Context()}
 	switch m.how {

@@ -1,0 +1,139 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// TestP2PBootstrap: statements come over the libp2p sync protocol from a
+// bootstrap given as a /p2p/ multiaddr; the mirror they name serves HTTP.
+func TestP2PBootstrap(t *testing.T) {
+	b := smallBundle(t)
+	m := newFakeMirror(t, b, honest)
+	key := newKey(t)
+	stmt := signed(t, key, 1, time.Now(), protocol.StateUp, m.URL, b.root.String())
+
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var mu sync.Mutex
+	var kinds string
+	h.SetStreamHandler(protocol.SyncProtocolID, func(s network.Stream) {
+		defer s.Close()
+		req, err := protocol.ReadFrame(bufio.NewReader(s), protocol.MaxSyncRequestSize)
+		if err != nil {
+			s.Reset()
+			return
+		}
+		mu.Lock()
+		kinds = string(req)
+		mu.Unlock()
+		protocol.WriteFrame(s, []byte("junk is ignored"))
+		protocol.WriteFrame(s, stmt)
+		protocol.WriteFrame(s, nil)
+	})
+	addr := h.Addrs()[0].String() + "/p2p/" + h.ID().String()
+	if err := ParseBootstrap(addr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := Get(ctx, b.root, testOptions(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	if res.PerMirror[m.URL] != b.size {
+		t.Fatalf("per mirror %v", res.PerMirror)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if kinds != `{"kinds":["liveness"]}` {
+		t.Fatalf("sync request %q", kinds)
+	}
+}
+
+// TestHedgingBeatsStall: a mirror that trickles must not hold the download
+// until the stall timeout: its requests are hedged on the honest mirror.
+// Without hedging this Get would wait for the one-minute stall timeout and
+// miss the test's deadline.
+func TestHedgingBeatsStall(t *testing.T) {
+	b := smallBundle(t)
+	slow := newFakeMirror(t, b, trickle)
+	good := newFakeMirror(t, b, honest)
+	o := testOptions(slow.URL, good.URL)
+	o.StallTimeout = time.Minute
+	o.Seed = 1
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var last Progress
+	calls := 0
+	o.ProgressInterval = time.Millisecond
+	o.Progress = func(p Progress) {
+		if p.Bytes < last.Bytes {
+			t.Errorf("progress went back: %d after %d", p.Bytes, last.Bytes)
+		}
+		last = p
+		calls++
+	}
+	res, err := Get(ctx, b.root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	if slow.blockGets.Load() == 0 || res.Hedges == 0 {
+		t.Errorf("trickling mirror got %d block requests, %d hedges: the test proves nothing", slow.blockGets.Load(), res.Hedges)
+	}
+	if calls == 0 || last.Bytes != b.size || last.Blocks != len(b.blocks) {
+		t.Errorf("last progress %+v after %d calls, want %d bytes", last, calls, b.size)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	b := smallBundle(t)
+	m := newFakeMirror(t, b, honest)
+	res, err := Get(context.Background(), b.root, testOptions(m.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(res.Handler())
+	defer srv.Close()
+	get := func(p string) (int, string, string) {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+	}
+	if code, ct, body := get("/"); code != 200 || body != string(b.files["index.html"]) || !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("/: %d %q %q", code, ct, body)
+	}
+	if code, _, body := get("/assets/big"); code != 200 || body != string(b.files["assets/big"]) {
+		t.Errorf("/assets/big: %d, %d bytes", code, len(body))
+	}
+	if code, _, body := get("/assets/"); code != 200 || !strings.Contains(body, `href="a.css"`) {
+		t.Errorf("/assets/ listing: %d %q", code, body)
+	}
+	if code, _, _ := get("/nope"); code != 404 {
+		t.Errorf("/nope: %d", code)
+	}
+	if code, _, _ := get("/../../etc/passwd"); code != 404 {
+		t.Errorf("traversal: %d", code)
+	}
+}
