@@ -261,3 +261,124 @@ func TestE2EUnwritableDataDir(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q: want a data directory error", code, errOut)
 	}
 }
+
+// sampleDir is the sample dapp shipped in the repository.
+func sampleDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../examples/sample-dapp/site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "index.html")); err != nil {
+		t.Fatalf("sample dapp missing: %v", err)
+	}
+	return dir
+}
+
+// sameTree fails the test unless got holds exactly want's files and bytes.
+func sameTree(t *testing.T, want, got string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(want, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(want, p)
+		a, _ := os.ReadFile(p)
+		b, err := os.ReadFile(filepath.Join(got, rel))
+		if err != nil {
+			t.Errorf("%s missing from output: %v", rel, err)
+			return nil
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs", rel)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := 0
+	filepath.WalkDir(got, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			m++
+		}
+		return nil
+	})
+	if n != m || n == 0 {
+		t.Errorf("output has %d files, want %d", m, n)
+	}
+}
+
+// TestE2EPublishFollowGet is the light client as a new user runs it: three
+// mirrors on loopback, publish on one, the others follow, the origin goes
+// away, and `mirrornet get CID -o out` brings back exactly the app.
+func TestE2EPublishFollowGet(t *testing.T) {
+	a := startNode(t)
+	ia := a.info(t)
+	b := startNode(t, "--bootstrap", ia.HTTP)
+	c := startNode(t, "--bootstrap", ia.Addrs[0])
+	site := sampleDir(t)
+
+	out, errOut, code := mirrornet(t, "publish", "--data", a.data, "--json", site)
+	if code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, errOut)
+	}
+	var pub struct {
+		CID    string `json:"cid"`
+		Size   int64  `json:"size"`
+		Blocks int    `json:"blocks"`
+	}
+	if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" || pub.Blocks == 0 || pub.Size == 0 {
+		t.Fatalf("publish --json printed %q (%v)", out, err)
+	}
+	offline, _, _ := mirrornet(t, "publish", "--offline", site)
+	if strings.TrimSpace(offline) != pub.CID {
+		t.Fatalf("publish --offline gives %q, the node %q", offline, pub.CID)
+	}
+	for _, p := range []*proc{b, c} {
+		if _, errOut, code := mirrornet(t, "follow", "--data", p.data, pub.CID); code != 0 {
+			t.Fatalf("follow: exit %d: %s", code, errOut)
+		}
+	}
+	for _, p := range []*proc{b, c} {
+		waitFor(t, 30*time.Second, "follower holds the app", func() (bool, string) {
+			out, errOut, _ := mirrornet(t, "ls", "--data", p.data, "--json")
+			var list []struct {
+				CID   string `json:"cid"`
+				State string `json:"state"`
+				Bytes int64  `json:"bytes"`
+			}
+			json.Unmarshal([]byte(out), &list)
+			return len(list) == 1 && list[0].CID == pub.CID && list[0].State == "held" && list[0].Bytes == pub.Size, out + errOut
+		})
+	}
+
+	// The origin goes down.
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	a.done <- nil
+
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "out")
+	out, errOut, code = mirrornet(t, "get", pub.CID, "-o", dest, "--bootstrap", b.info(t).HTTP, "--bootstrap", ia.HTTP, "--json")
+	if code != 0 {
+		t.Fatalf("get: exit %d: %s", code, errOut)
+	}
+	sameTree(t, site, dest)
+	var sum struct {
+		CID   string `json:"cid"`
+		Bytes int64  `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.CID != pub.CID {
+		t.Errorf("get --json printed %q (%v)", out, err)
+	}
+
+	// A second get into the same path is refused and leaves it as it was.
+	_, errOut, code = mirrornet(t, "get", pub.CID, "-o", dest, "--bootstrap", b.info(t).HTTP)
+	if code == 0 || !strings.Contains(errOut, dest) {
+		t.Errorf("get into an existing path: exit %d, stderr %q", code, errOut)
+	}
+	sameTree(t, site, dest)
+}
