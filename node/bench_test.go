@@ -419,3 +419,34 @@ func BenchmarkFalseDeadUnderLoad(b *testing.B) {
 		b.ReportMetric(float64(worst), "false-dead")
 	}
 }
+
+// BenchmarkGossipBytes measures gossip traffic per node per heartbeat on the
+// lan profile, once the mesh has formed: every gossipsub RPC byte sent and
+// received (statements, IHAVE/IWANT, GRAFT/PRUNE), averaged over the nodes
+// and over a window of ten heartbeats. It also reports one liveness
+// statement's size.
+func BenchmarkGossipBytes(b *testing.B) {
+	for _, n := range []int{50, 100} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			for range b.N {
+				bn := newBenchNet(b, n, "lan")
+				hb := bn.nodes[0].prof.Heartbeat
+				var before int64
+				for _, nd := range bn.nodes {
+					before += nd.gossipBytes.sent.Load() + nd.gossipBytes.recv.Load()
+				}
+				const beats = 10
+				<-time.After(beats * hb) // the measurement window, not a synchronisation
+				var after int64
+				for _, nd := range bn.nodes {
+					after += nd.gossipBytes.sent.Load() + nd.gossipBytes.recv.Load()
+				}
+				perNode := float64(after-before) / float64(n) / beats
+				b.ReportMetric(perNode, "bytes/node/heartbeat")
+				b.ReportMetric(perNode/hb.Seconds()*8/1e6, "Mbit/s/node")
+				statements := bn.nodes[0].statements()
+				b.ReportMetric(float64(len(statements[0])), "statement-bytes")
+			}
+		})
+	}
+}

@@ -31,6 +31,7 @@ func (n *Node) startGossip() error {
 		}),
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
 		pubsub.WithMaxMessageSize(protocol.MaxStatementSize+4096),
+		pubsub.WithRawTracer(&n.gossipBytes),
 	)
 	if err != nil {
 		return err

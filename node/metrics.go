@@ -52,6 +52,7 @@ func newMetrics(n *Node) *metrics {
 		return float64(k)
 	})
 	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, peers, held)
+	n.gossipBytes.register(n.registry)
 	return m
 }
 

@@ -85,6 +85,8 @@ type Node struct {
 	registry *prometheus.Registry
 	onAccept func(*attest.Statement)
 	features []feature
+	// gossipBytes counts gossipsub traffic.
+	gossipBytes gossipMeter
 	// appScore, if set by a feature's constructor, is gossipsub's
 	// application-specific score (P5) for a peer.
 	appScore func(peer.ID) float64

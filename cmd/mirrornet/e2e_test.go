@@ -48,9 +48,10 @@ type proc struct {
 }
 
 // startNode starts `mirrornet node` on loopback with the local profile.
-func startNode(t *testing.T, extra ...string) *proc {
+func startNode(t testing.TB, extra ...string) *proc {
 	t.Helper()
 	data := t.TempDir()
+	// Later flags win, so extra may override the profile.
 	args := append([]string{"node", "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
 		"--profile", "local", "--mdns=false", "--dht=false", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(binPath, args...)
@@ -81,7 +82,7 @@ func startNode(t *testing.T, extra ...string) *proc {
 	return p
 }
 
-func (p *proc) info(t *testing.T) node.Info {
+func (p *proc) info(t testing.TB) node.Info {
 	t.Helper()
 	info, err := node.ReadInfo(p.data)
 	if err != nil {
@@ -100,7 +101,7 @@ func lastLines(s string, n int) string {
 
 // mirrornet runs the binary to completion and returns stdout, stderr and
 // the exit code.
-func mirrornet(t *testing.T, args ...string) (string, string, int) {
+func mirrornet(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -118,7 +119,7 @@ func mirrornet(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(20 * time.Millisecond)
