@@ -31,6 +31,7 @@ var (
 	errLostRace     = errors.New("lost race")
 	errDropped      = errors.New("mirror dropped")
 	errDone         = errors.New("download finished")
+	errResume       = errors.New("resumed block did not verify")
 )
 
 // failure is a classified request error.
@@ -158,6 +159,11 @@ func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, pr
 			return r
 		}
 		r.usedPre = len(prefix)
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && len(prefix) > 0:
+		// The prefix (from a mirror that died midway) may be longer
+		// than the block: it was not this mirror's doing.
+		r.err = errResume
+		return r
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		r.err = soft("HTTP %d", resp.StatusCode)
 		return r
@@ -186,7 +192,10 @@ func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, pr
 		return r
 	}
 	if err := verifyBlock(c, whole); err != nil {
-		if errors.Is(err, errHashMismatch) {
+		if errors.Is(err, errHashMismatch) && r.usedPre > 0 {
+			// The prefix came from another mirror: either may have lied.
+			r.err = errResume
+		} else if errors.Is(err, errHashMismatch) {
 			r.err = hard("hash mismatch for %s", c)
 		} else {
 			r.err = err

@@ -128,7 +128,7 @@ type fetcher struct {
 
 	bytes, received, dup, wasted int64
 	requests, failovers, hedges  int
-	tailHedges                   int
+	tailHedges, resumeFailures   int
 	ttfb                         time.Duration
 	drops                        []Drop
 }
@@ -216,7 +216,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 		Root: f.root, Bytes: f.bytes, Blocks: len(f.blocks), Duration: time.Since(f.start),
 		TTFB: f.ttfb, PerMirror: map[string]int64{}, Dropped: f.drops,
 		Requests: f.requests, Hedges: f.hedges, Received: f.received, Duplicate: f.dup, Wasted: f.wasted,
-		blocks: f.blocks,
+		blocks: f.blocks, resumeFailures: f.resumeFailures,
 	}
 	for _, m := range f.mlist {
 		if m.bytes > 0 {
@@ -593,15 +593,15 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			f.sample(m, time.Since(a.start), 0, time.Since(a.start), 1)
 			m.fails++
 		}
+	case errors.Is(r.err, errResume):
+		// A resumed block failed: the prefix (from a mirror that died)
+		// or this mirror lied. Start over from scratch, blaming neither.
+		f.o.Logger.Debug("resume failed", "cid", j.c, "mirror", m.url)
+		f.resumeFailures++
+		f.wasted += read + int64(len(j.prefix))
+		j.prefix, j.from = nil, nil
 	default:
 		var fl *failure
-		if errors.As(r.err, &fl) && r.usedPre > 0 && strings.HasPrefix(fl.reason, "hash mismatch") {
-			// A resumed block failed: the prefix (from a mirror that
-			// died) or this mirror lied. Start over without blame.
-			f.wasted += read + int64(len(j.prefix))
-			j.prefix = nil
-			break
-		}
 		f.o.Logger.Debug("failed", "cid", j.c, "mirror", m.url, "err", r.err, "read", read, "partial", len(r.partial))
 		if errors.As(r.err, &fl) && fl.soft {
 			f.keepPartial(j, m, r, read)
@@ -649,7 +649,7 @@ func (f *fetcher) creditPrefix(j *job, n int) {
 // midway, so the next request resumes after them (HTTP Range) instead of
 // fetching them again. The block is still verified whole.
 func (f *fetcher) keepPartial(j *job, m *mirror, r reply, read int64) {
-	if len(r.partial) > len(j.prefix) && len(r.partial) < MaxBlockSize {
+	if len(r.partial) > len(j.prefix) && len(r.partial) < MaxBlockSize && (j.size == 0 || int64(len(r.partial)) < j.size) {
 		f.dup += int64(len(j.prefix)) // superseded prefix
 		j.prefix, j.from = r.partial, m
 		return

@@ -169,6 +169,7 @@ const (
 	randomData behaviour = "random-bytes"
 	flipBit    behaviour = "flipped-bit"
 	truncate   behaviour = "truncated"
+	garbageCut behaviour = "garbage-then-cut" // random half a block, then the connection dies
 	extraBlock behaviour = "extra-block"
 	outOfOrder behaviour = "out-of-order"
 	otherBlock behaviour = "other-block"
@@ -178,7 +179,7 @@ const (
 	blackhole  behaviour = "blackhole"
 )
 
-var malicious = []behaviour{randomData, flipBit, truncate, extraBlock, outOfOrder, otherBlock, wrongRoot, endless, trickle, blackhole}
+var malicious = []behaviour{randomData, flipBit, truncate, garbageCut, extraBlock, outOfOrder, otherBlock, wrongRoot, endless, trickle, blackhole}
 
 // fakeMirror serves a bundle over the trustless gateway with a behaviour.
 type fakeMirror struct {
@@ -343,9 +344,20 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case flipBit:
 		body = append([]byte{}, body...)
 		body[len(body)-1] ^= 1 << (len(body) % 8)
+	case garbageCut:
+		if isCAR {
+			break // cuts only raw blocks, so that resumption is tried
+		}
+		fallthrough
 	case truncate:
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		ww.Write(body[:len(body)/2])
+		half := body[:len(body)/2]
+		if m.how == garbageCut {
+			half = make([]byte, len(body)/2)
+			rand.Read(half)
+		}
+		ww.Write(half)
+		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	}
 	if isCAR {

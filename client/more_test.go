@@ -137,3 +137,28 @@ func TestHandler(t *testing.T) {
 		t.Errorf("traversal: %d", code)
 	}
 }
+
+// TestResumeFromLyingPrefix: a mirror sends half a block of garbage and
+// cuts the connection. The block resumes from that prefix on the honest
+// mirror, fails to verify, and is fetched again whole without blaming the
+// honest mirror.
+func TestResumeFromLyingPrefix(t *testing.T) {
+	b := smallBundle(t)
+	liar := newFakeMirror(t, b, garbageCut)
+	good := newFakeMirror(t, b, honest)
+	o := testOptions(liar.URL, good.URL)
+	o.PerMirror = 1
+	res, err := Get(context.Background(), b.root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	for _, d := range res.Dropped {
+		if d.Mirror == good.URL {
+			t.Fatalf("honest mirror dropped: %+v", res.Dropped)
+		}
+	}
+	if res.resumeFailures == 0 {
+		t.Fatalf("no resumption from the garbage prefix was tried (liar got %d block requests)", liar.blockGets.Load())
+	}
+}

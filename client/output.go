@@ -51,7 +51,8 @@ type Result struct {
 	// Wasted counts bytes read from responses that failed verification.
 	Wasted int64
 
-	blocks map[cid.Cid][]byte
+	blocks         map[cid.Cid][]byte
+	resumeFailures int // resumed blocks that did not verify (for tests)
 }
 
 // Block returns a verified block of the bundle.

@@ -112,7 +112,7 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		}
 		f.o.Logger.Debug("statements", "source", g.src, "got", len(g.raws), "kept", kept, "rejected", view.rejected[g.src], "err", g.err)
 		if g.err != nil {
-			note := g.src + ": statements: " + g.err.Error()
+			note := g.src + ": " + g.err.Error()
 			f.send(ctx, func() { f.notes = append(f.notes, note) })
 		}
 		for _, u := range view.usable(root, now, f.o.MaxAge) {
