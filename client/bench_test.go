@@ -184,7 +184,7 @@ func BenchmarkAllHealthy(b *testing.B) {
 		boot []string
 	}{{"one", boot[:1]}, {"three", boot}} {
 		b.Run(tc.name, func(b *testing.B) {
-			var reqs, dup, bytes int64
+			var reqs, dup, bytes, hedges int64
 			var ttfb time.Duration
 			n := 0
 			for b.Loop() {
@@ -196,12 +196,14 @@ func BenchmarkAllHealthy(b *testing.B) {
 				dup += res.Duplicate
 				bytes += res.Bytes
 				ttfb += res.TTFB
+				hedges += int64(res.Hedges)
 				n++
 			}
 			b.SetBytes(bb.size)
 			b.ReportMetric(float64(reqs)/float64(n)/float64(len(bb.blocks)), "req/block")
 			b.ReportMetric(100*float64(dup)/float64(bytes), "dup%")
 			b.ReportMetric(float64(ttfb.Microseconds())/float64(n)/1000, "ttfb-ms")
+			b.ReportMetric(float64(hedges)/float64(n), "hedges/op")
 		})
 	}
 }

@@ -444,7 +444,9 @@ func (f *fetcher) hedge(now time.Time) {
 		late := elapsed > f.hedgeDelay(a.m, size)
 		tail := false
 		if !late && len(f.queue) == 0 {
-			tail = f.remaining(a, now) > 2*f.bestIdle(size)+f.o.HedgeDelay/10
+			if idle, ok := f.bestIdle(size); ok {
+				tail = f.remaining(a, now) > 2*idle+f.o.HedgeDelay/10
+			}
 		}
 		if !late && !tail {
 			continue
@@ -456,7 +458,7 @@ func (f *fetcher) hedge(now time.Time) {
 		if len(f.queue) > 0 && m.active > 0 {
 			continue // spare capacity goes to the queue first
 		}
-		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed, "tail", tail)
+		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed, "tail", tail, "size", j.size)
 		f.hedges++
 		if tail {
 			f.tailHedges++
@@ -498,19 +500,23 @@ func (f *fetcher) remaining(a *attempt, now time.Time) time.Duration {
 		left := max(0, size-int64(len(a.j.prefix))-read)
 		return time.Duration(float64(elapsed) * float64(left) / float64(read))
 	}
-	return max(0, f.hedgeDelay(a.m, size)-elapsed)
+	if !a.m.measured(size) {
+		return 0 // unknown: only the late rule may hedge it
+	}
+	return max(0, a.m.expected(size, max(1, a.m.active))-elapsed)
 }
 
-// bestIdle is the expected time of the best mirror with nothing in flight,
-// or a large value when none is idle.
-func (f *fetcher) bestIdle(size int64) time.Duration {
-	best := time.Duration(1<<62 - 1)
+// bestIdle is the expected time of the best measured mirror with nothing
+// in flight; ok is false when there is none.
+func (f *fetcher) bestIdle(size int64) (best time.Duration, ok bool) {
 	for _, m := range f.mlist {
 		if m.state == mirrorAlive && m.active == 0 && m.measured(size) {
-			best = min(best, m.expected(size, 1))
+			if e := m.expected(size, 1); !ok || e < best {
+				best, ok = e, true
+			}
 		}
 	}
-	return best
+	return best, ok
 }
 
 // launch starts one request for j on m.
