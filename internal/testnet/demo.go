@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,13 +186,50 @@ func Demo(ctx context.Context, cfg Config) (rep Report, err error) {
 			return "", err
 		}
 		rep.Files = files
-		return fmt.Sprintf("%d files, %d blocks, %d bytes, every block verified against the CID and every file identical to the sample dapp; %d mirror(s) served it",
-			len(files), res.Blocks, res.Bytes, len(res.PerMirror)), nil
+		// What a browser gets: the app on its own origin from a survivor.
+		appURL := tn.AppURL(followers[0], rep.CID)
+		if err := checkServed(gctx, appURL, "index.html"); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d files, %d blocks, %d bytes, every block verified against the CID and every file identical to the sample dapp; %d mirror(s) served it; %s serves index.html",
+			len(files), res.Blocks, res.Bytes, len(res.PerMirror), appURL), nil
 	}); err != nil {
 		return rep, err
 	}
 	fmt.Fprintf(out, "==> the app outlived its origin. Steps: %s\n", summary(rep.Steps))
 	return rep, nil
+}
+
+// checkServed fetches appURL (http://CID.ipfs.localhost:PORT/) from
+// 127.0.0.1:PORT with its subdomain Host header, as a browser would, and
+// compares the body with the sample dapp's file name.
+func checkServed(ctx context.Context, appURL, name string) error {
+	u, err := url.Parse(appURL)
+	if err != nil || u.Port() == "" {
+		return fmt.Errorf("%w: app URL %q", ErrVerify, appURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+u.Port()+"/", nil)
+	if err != nil {
+		return err
+	}
+	req.Host = u.Host
+	resp, err := statusClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrVerify, appURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrVerify, appURL, err)
+	}
+	want, err := fs.ReadFile(sampledapp.FS, name)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+		return fmt.Errorf("%w: %s answered %s with %d bytes, not the app's %s", ErrVerify, appURL, resp.Status, len(body), name)
+	}
+	return nil
 }
 
 // VerifyDir checks that dir holds exactly the files of want, byte for

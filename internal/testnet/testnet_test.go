@@ -3,6 +3,10 @@ package testnet
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +15,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	sampledapp "github.com/mirrornet/mirrornet/examples/sample-dapp"
 )
 
 // fakeNode is a stand-in for `mirrornet node`: it writes node.json and
@@ -333,5 +339,29 @@ func TestFailedReportsAMirrorKilledFromOutside(t *testing.T) {
 	}
 	if err := tn.WaitAlive(context.Background()); !errors.Is(err, ErrStart) {
 		t.Fatalf("WaitAlive with a dead mirror = %v, want ErrStart", err)
+	}
+}
+
+func TestCheckServedUsesSubdomainHost(t *testing.T) {
+	index, _ := fs.ReadFile(sampledapp.FS, "index.html")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Host, "bafyapp.ipfs.localhost:") {
+			w.Write(index)
+			return
+		}
+		http.Error(w, "wrong host "+r.Host, http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	ctx := context.Background()
+	if err := checkServed(ctx, "http://bafyapp.ipfs.localhost:"+strconv.Itoa(port)+"/", "index.html"); err != nil {
+		t.Fatal(err)
+	}
+	err := checkServed(ctx, "http://other.ipfs.localhost:"+strconv.Itoa(port)+"/", "index.html")
+	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("wrong app: %v, want ErrVerify with the status", err)
+	}
+	if err := checkServed(ctx, "http://bafyapp.ipfs.localhost:"+strconv.Itoa(port)+"/", "app.js"); !errors.Is(err, ErrVerify) {
+		t.Fatalf("different bytes: %v, want ErrVerify", err)
 	}
 }
