@@ -162,3 +162,34 @@ func TestResumeFromLyingPrefix(t *testing.T) {
 		t.Fatalf("no resumption from the garbage prefix was tried (liar got %d block requests)", liar.blockGets.Load())
 	}
 }
+
+// TestNewestStatementWins: one bootstrap still says mirror M is up, another
+// has M's newer "leaving" statement. The client judges the union, so M is
+// never asked for anything, and mirror H (named by the first) serves.
+func TestNewestStatementWins(t *testing.T) {
+	b := smallBundle(t)
+	now := time.Now()
+	root := b.root.String()
+	b1 := newFakeMirror(t, b, honest)
+	b2 := newFakeMirror(t, b, honest)
+	b1.holds, b2.holds = false, false
+	m := newFakeMirror(t, b, honest)
+	h := newFakeMirror(t, b, honest)
+	km, kh := newKey(t), newKey(t)
+	b1.statements = [][]byte{
+		signed(t, km, 1, now, protocol.StateUp, m.URL, root),
+		signed(t, kh, 1, now, protocol.StateUp, h.URL, root),
+	}
+	b2.statements = [][]byte{signed(t, km, 2, now, protocol.StateLeaving, m.URL, root)}
+	res, err := Get(context.Background(), b.root, testOptions(b1.URL, b2.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	if n := m.requests.Load(); n != 0 {
+		t.Errorf("leaving mirror got %d requests", n)
+	}
+	if res.PerMirror[h.URL] != b.size {
+		t.Errorf("per mirror %v", res.PerMirror)
+	}
+}

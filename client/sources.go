@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,6 +80,13 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			}
 		})
 	}
+	isBoot := map[string]bool{}
+	for _, b := range boots {
+		if b.http != "" {
+			isBoot[b.http] = true
+		}
+	}
+	viewed := map[string]bool{} // mirrors taken from the view
 	for _, b := range boots {
 		if b.http != "" {
 			probe(b.http)
@@ -95,6 +103,7 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		ai := *b.p2p
 		ask(b.raw, func(c context.Context) ([][]byte, error) { return p2p.statements(c, ai) })
 	}
+	bootsPending := outstanding
 	for outstanding > 0 {
 		var g gathered
 		select {
@@ -103,6 +112,9 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			return
 		}
 		outstanding--
+		if bootsPending > 0 {
+			bootsPending--
+		}
 		kept := 0
 		now := f.o.Now()
 		for _, raw := range g.raws {
@@ -115,7 +127,25 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			note := g.src + ": " + g.err.Error()
 			f.send(ctx, func() { f.notes = append(f.notes, note) })
 		}
-		for _, u := range view.usable(root, now, f.o.MaxAge) {
+		if bootsPending > 0 {
+			// Judge mirrors on the union of every bootstrap's
+			// statements, not on the first to answer.
+			continue
+		}
+		usable := view.usable(root, now, f.o.MaxAge)
+		for u := range viewed {
+			if !slices.Contains(usable, u) {
+				// A newer statement (from any source) says it left,
+				// went stale or dropped the bundle.
+				delete(viewed, u)
+				reason := view.statusOf(u, root, now, f.o.MaxAge)
+				f.send(ctx, func() { f.rejectMirror(u, hard("statement: %s", reason)) })
+			}
+		}
+		for _, u := range usable {
+			if !isBoot[u] && !probed[u] {
+				viewed[u] = true
+			}
 			probe(u)
 			if len(asked) < max(f.o.MaxSources, len(boots)) {
 				ask(u, func(c context.Context) ([][]byte, error) { return httpStatements(c, f.o.HTTPClient, u) })
