@@ -35,6 +35,11 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageErrorf("get: want exactly one CID, got %d arguments", len(pos))
 	}
 	root, err := cid.Decode(pos[0])
+	if err != nil && isAppRef(pos[0]) { // APP-ID[@N]: resolve it (release.go)
+		if root, err = resolveAppForGet(ctx, env, pos[0], boots); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return usageErrorf("get: malformed CID %q: %v", pos[0], err)
 	}

@@ -36,6 +36,7 @@ var commands = []command{
 	{"follow", "keep a bundle on the local node (fetched from other mirrors)", runFollow},
 	{"unfollow", "stop keeping a bundle", runUnfollow},
 	{"ls", "list the bundles the local node keeps", runLs},
+	{"release", "publish a bundle as a signed release of an app (see docs/RELEASES.md)", runRelease},
 	{"keygen", "make a publisher or builder key file", runKeygen},
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
 	{"get", "download an app by CID from mirrors, verified (light client)", runGet},

@@ -175,6 +175,12 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 		if err != nil {
 			return fmt.Errorf("verify: sign attestation: %w", err)
 		}
+		// Hand it to the local node, if one runs, to gossip it.
+		if sent, err := submitBuild(ctx, *dataDir, raw); err != nil {
+			fmt.Fprintf(env.stderr, "verify: the local node did not take the attestation: %v\n", err)
+		} else if sent {
+			fmt.Fprintln(env.stdout, "gossiped: the local node publishes the attestation")
+		}
 		if *attOut != "" {
 			if err := os.WriteFile(*attOut, raw, 0o644); err != nil {
 				return fmt.Errorf("verify: write attestation: %w", err)
