@@ -230,9 +230,10 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		}
 	}
 
-	n.wg.Add(2 + len(n.features))
+	n.wg.Add(3 + len(n.features))
 	go n.heartbeatLoop()
 	go n.syncLoop()
+	go n.maintenanceLoop()
 	for _, f := range n.features {
 		go func() {
 			defer n.wg.Done()
