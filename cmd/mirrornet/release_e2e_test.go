@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +69,7 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 		}
 	}
 	origin := startNode(t)
-	io := origin.info(t)
+	oi := origin.info(t)
 
 	site1 := writeSite(t, "v1")
 	out, errOut, code := mirrornet(t, "release", site1, "--data", origin.data, "--app", "demo", "--version", "1",
@@ -86,7 +88,7 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 		t.Fatalf(`release --json printed %s, want {"app": "APP-ID", "version": 1, "cid": "..."}`, out)
 	}
 
-	follower := startNode(t, "--bootstrap", io.Addrs[0], "--follow", app)
+	follower := startNode(t, "--bootstrap", oi.Addrs[0], "--follow", app)
 	waitFor(t, 30*time.Second, "follower holds v1", func() (bool, string) { return holdsOnly(t, follower.data, cid1) })
 
 	// v2, by app ID this time.
@@ -111,13 +113,13 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 	// APP-ID@1 resolves to v1, which no mirror keeps any more: both moved
 	// on to v2 once it was held.
 	dest1 := filepath.Join(t.TempDir(), "out1")
-	if _, errOut, code := mirrornet(t, "get", app+"@1", "-o", dest1, "--bootstrap", io.HTTP); code == 0 ||
+	if _, errOut, code := mirrornet(t, "get", app+"@1", "-o", dest1, "--bootstrap", oi.HTTP); code == 0 ||
 		!strings.Contains(errOut, "demo v1") || !strings.Contains(errOut, "no mirror delivered "+cid1) {
 		t.Fatalf("get APP-ID@1: exit %d: %s", code, errOut)
 	}
 
 	// status --app.
-	out, errOut, code = mirrornet(t, "status", "--http", io.HTTP, "--app", app, "--json")
+	out, errOut, code = mirrornet(t, "status", "--http", oi.HTTP, "--app", app, "--json")
 	if code != 0 {
 		t.Fatalf("status --app: exit %d: %s", code, errOut)
 	}
@@ -130,13 +132,43 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 		t.Fatalf("status --app: %+v", st)
 	}
 	waitFor(t, 20*time.Second, "both mirrors listed as holders", func() (bool, string) {
-		out, _, _ := mirrornet(t, "status", "--http", io.HTTP, "--app", app, "--json")
+		out, _, _ := mirrornet(t, "status", "--http", oi.HTTP, "--app", app, "--json")
 		var st node.AppStatus
 		json.Unmarshal([]byte(out), &st)
 		return len(st.Holders) == 2, out
 	})
-	if out, errOut, code := mirrornet(t, "status", "--http", io.HTTP, "--app", app); code != 0 || !strings.Contains(out, "v2 "+r2.CID) {
+	if out, errOut, code := mirrornet(t, "status", "--http", oi.HTTP, "--app", app); code != 0 || !strings.Contains(out, "v2 "+r2.CID) {
 		t.Fatalf("status --app: exit %d: %s%s", code, out, errOut)
+	}
+
+	// An independent builder rebuilds v2 and signs it; verify hands the
+	// attestation to the origin, which gossips it: verified · 1 builder.
+	builder := filepath.Join(keys, "builder.key")
+	if _, errOut, code := mirrornet(t, "keygen", builder); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
+	out, errOut, code = mirrornet(t, "verify", "--source", site2, "--build", "true", "--out", ".", "--app", app+"@2",
+		"--key", builder, "--data", origin.data)
+	if code != 0 || !strings.Contains(out, "result:   match") || !strings.Contains(out, "gossiped") {
+		t.Fatalf("verify --key: exit %d: %s%s", code, out, errOut)
+	}
+	for _, p := range []*proc{origin, follower} {
+		waitFor(t, 20*time.Second, "attestation reaches the mirror", func() (bool, string) {
+			out, _, _ := mirrornet(t, "status", "--http", p.info(t).HTTP, "--app", app, "--json")
+			var st node.AppStatus
+			json.Unmarshal([]byte(out), &st)
+			return st.Integrity == "verified" && len(st.Builders) == 1, out
+		})
+	}
+	resp, err := http.Get(oi.HTTP + "/badge/app/" + app + "/integrity.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	badgeJSON, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(badgeJSON), `"message":"verified · 1 builder"`) ||
+		!strings.Contains(resp.Header.Get("Cache-Control"), "max-age=") {
+		t.Fatalf("integrity badge: %s %s %v", resp.Status, badgeJSON, resp.Header)
 	}
 
 	// Bad input: one line, non-zero, nothing published.
@@ -178,11 +210,11 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 	if after, _ := lsJSON(t, origin.data); after != before {
 		t.Fatalf("a refused release changed the node's bundles:\nbefore %s\nafter  %s", before, after)
 	}
-	if out, _, _ := mirrornet(t, "status", "--http", io.HTTP, "--app", app, "--json"); !strings.Contains(out, `"version": 2`) {
+	if out, _, _ := mirrornet(t, "status", "--http", oi.HTTP, "--app", app, "--json"); !strings.Contains(out, `"version": 2`) {
 		t.Fatalf("a refused release changed the current release: %s", out)
 	}
 	// status --app of an unknown app: one line, non-zero.
-	if _, errOut, code := mirrornet(t, "status", "--http", io.HTTP, "--app", unknown); code == 0 || !strings.Contains(errOut, "unknown app") ||
+	if _, errOut, code := mirrornet(t, "status", "--http", oi.HTTP, "--app", unknown); code == 0 || !strings.Contains(errOut, "unknown app") ||
 		strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 		t.Fatalf("status --app unknown: exit %d, stderr %q", code, errOut)
 	}
