@@ -242,6 +242,26 @@ func TestProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 		t.Errorf("P5 of a verified mirror is %v, want positive", s)
 	}
 
+	// Sync carries the evidence: a mirror connected to nobody, handed
+	// what A serves to a sync request, verifies all three at once.
+	d := c.add()
+	sts := a.statements()
+	taken := 0
+	for _, raw := range sts {
+		if d.applySynced(raw) {
+			taken++
+		}
+	}
+	if len(a.probeFeatureOf().statements()) == 0 || taken == 0 {
+		t.Fatalf("sync: A offers %d statements, D took %d", len(sts), taken)
+	}
+	for _, n := range []*Node{a, b, liar} {
+		if st := d.probeFeatureOf().ev.Status(n.ID(), d.clock()); st.State != probe.StateVerified {
+			t.Errorf("after sync, D sees %s as %s", n.ID().ShortString(), st.State)
+		}
+	}
+	d.Close()
+
 	// A bad CID is a clear 400.
 	var e struct{ Error string }
 	resp, body := getT(t, a.HTTPURL()+BundlePathPrefix+"not-a-cid", &e)
