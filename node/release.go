@@ -95,6 +95,9 @@ type releaseFeature struct {
 	baseFeature
 	n    *Node
 	wake chan struct{}
+	// maxApps and maxVersions are MaxUnfollowedApps and
+	// MaxVersionsUnfollowed (tests lower them).
+	maxApps, maxVersions int
 	// beforeUnfollow, if set (tests), is called right before a previous
 	// release's CID is unfollowed, with that CID and the new one.
 	beforeUnfollow atomic.Pointer[func(old, cur cid.Cid)]
@@ -105,11 +108,14 @@ type releaseFeature struct {
 	buildRaw map[buildRawKey][]byte
 	// apps are the followed apps → CIDs this feature follows for them.
 	apps map[string][]string
+	// dirty: the book changed since it was last saved. The run loop saves
+	// it (a burst of records costs one write); adminRelease saves at once.
+	dirty bool
 }
 
 func newReleaseFeature(n *Node) (feature, error) {
 	f := &releaseFeature{
-		n: n, wake: make(chan struct{}, 1),
+		n: n, wake: make(chan struct{}, 1), maxApps: MaxUnfollowedApps, maxVersions: MaxVersionsUnfollowed,
 		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, apps: map[string][]string{},
 	}
 	book, skipped, err := release.LoadFile(filepath.Join(n.cfg.DataDir, releaseBookFile), n.clock())
@@ -177,11 +183,21 @@ func (f *releaseFeature) saveAppsLocked() error {
 	return nil
 }
 
-func (f *releaseFeature) saveBookLocked() {
-	if err := f.book.SaveFile(filepath.Join(f.n.cfg.DataDir, releaseBookFile)); err != nil {
-		f.n.log.Error("save release book", "err", err)
+// saveBook writes the book if it changed since the last save.
+func (f *releaseFeature) saveBook() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.dirty {
+		return nil
 	}
+	if err := f.book.SaveFile(filepath.Join(f.n.cfg.DataDir, releaseBookFile)); err != nil {
+		return err
+	}
+	f.dirty = false
+	return nil
 }
+
+func (f *releaseFeature) close() error { return f.saveBook() }
 
 func (f *releaseFeature) poke() {
 	select {
@@ -246,17 +262,17 @@ func (f *releaseFeature) addRelease(raw []byte, dryRun bool) (*attest.Release, e
 	}
 	if _, followed := f.apps[app]; !followed {
 		known := f.book.Raw(app)
-		if len(known) == 0 && len(f.book.Apps())-f.followedInBookLocked() >= MaxUnfollowedApps {
-			return rel, fmt.Errorf("%w: %d apps", ErrBookFull, MaxUnfollowedApps)
+		if len(known) == 0 && len(f.book.Apps())-f.followedInBookLocked() >= f.maxApps {
+			return rel, fmt.Errorf("%w: %d apps", ErrBookFull, f.maxApps)
 		}
-		if len(known) >= MaxVersionsUnfollowed {
-			return rel, fmt.Errorf("%w: %d records of %s", ErrBookFull, MaxVersionsUnfollowed, app)
+		if len(known) >= f.maxVersions {
+			return rel, fmt.Errorf("%w: %d records of %s", ErrBookFull, f.maxVersions, app)
 		}
 	}
 	if err := f.book.Apply(rel, now); err != nil {
 		return rel, err
 	}
-	f.saveBookLocked()
+	f.dirty = true
 	f.poke()
 	return rel, verr
 }
@@ -390,6 +406,9 @@ func (f *releaseFeature) run(ctx context.Context) {
 	t := time.NewTicker(f.n.prof.Heartbeat)
 	defer t.Stop()
 	for {
+		if err := f.saveBook(); err != nil {
+			f.n.log.Error("save release book", "err", err)
+		}
 		f.reconcile()
 		select {
 		case <-ctx.Done():
@@ -664,6 +683,10 @@ func (f *releaseFeature) adminRelease(w http.ResponseWriter, r *http.Request) {
 				perr = errors.New("not applied")
 			}
 			adminError(w, http.StatusConflict, fmt.Errorf("release %s@%d refused: %w", rec.App, rec.Version, perr))
+			return
+		}
+		if err := f.saveBook(); err != nil {
+			adminError(w, http.StatusInternalServerError, err)
 			return
 		}
 		f.own(rec.App, c.String())

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,9 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	mh "github.com/multiformats/go-multihash"
 
+	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/release"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -88,6 +91,7 @@ func currentOf(n *Node, f *releaseFeature, app string) (protocol.Release, releas
 
 func TestFollowerPicksUpNewReleases(t *testing.T) {
 	c := newCluster(t, 2)
+	defer closeAtEnd(c)()
 	c.connectRing(1)
 	a, b := c.nodes[0], c.nodes[1]
 	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
@@ -207,4 +211,185 @@ func p2rec(t testing.TB, p release.Params) protocol.Release {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// closeAtEnd closes the cluster's nodes when the test function returns,
+// before t.TempDir's cleanup removes their data directories.
+func closeAtEnd(c *cluster) func() {
+	return func() {
+		for _, n := range c.nodes {
+			n.Close()
+		}
+	}
+}
+
+func msgOf(raw []byte) *pubsub.Message { return &pubsub.Message{Message: &pb.Message{Data: raw}} }
+
+// TestLateJoinerSyncsReleasesAndBuilds: records and attestations reach a
+// mirror that joins after they were gossiped, through sync alone, and the
+// statements stream carries them for light clients.
+func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
+	c := newCluster(t, 1)
+	defer closeAtEnd(c)()
+	a := c.nodes[0]
+	keys, set := maintainers(t, 1, 1)
+	res := publish(t, a, writeTree(t))
+	p := release.Params{Name: "late", Version: 1, CID: res.CID, Maintainers: set, Time: time.Now()}
+	relRaw := signRelease(t, p, keys...)
+	if _, err := submitRelease(t, a, relRaw); err != nil {
+		t.Fatal(err)
+	}
+	app := protocol.DeriveAppID("late", set)
+	// A build attestation by an independent builder, through the admin route.
+	bk, _, _ := crypto.GenerateEd25519Key(nil)
+	bid, _ := release.PublicKey(bk)
+	now := time.Now()
+	buildRaw, err := attest.SignBuild(bk, protocol.BuildAttestation{Builder: bid, Seq: uint64(now.UnixMilli()), Time: now.UnixMilli(),
+		App: app, Version: 1, Build: "make", CID: res.CID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := DialAdmin(a.cfg.DataDir)
+	if err := ac.Post(context.Background(), "/admin/v1/build", map[string][]byte{"attestation": buildRaw}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An attestation of a release nobody knows is refused.
+	stray, _ := attest.SignBuild(bk, protocol.BuildAttestation{Builder: bid, Seq: uint64(now.UnixMilli()) + 1, Time: now.UnixMilli(),
+		App: protocol.DeriveAppID("ghost", set), Version: 1, Build: "make", CID: res.CID})
+	if err := ac.Post(context.Background(), "/admin/v1/build", map[string][]byte{"attestation": stray}, nil); err == nil {
+		t.Fatal("admin route took an attestation of an unknown release")
+	}
+	fa := releasesOf(t, a)
+	if got := fa.validateBuild(context.Background(), a.ID(), msgOf(stray)); got != pubsub.ValidationIgnore {
+		t.Fatalf("stray attestation: %v, want ignore", got)
+	}
+	if st, _ := fa.status(app, 0); st.Integrity != "verified" || len(st.Builders) != 1 {
+		t.Fatalf("origin status after attestation: %+v", st)
+	}
+	sts := a.statements()
+	var haveRel, haveBuild bool
+	for _, s := range sts {
+		haveRel = haveRel || string(s) == string(relRaw)
+		haveBuild = haveBuild || string(s) == string(buildRaw)
+	}
+	if !haveRel || !haveBuild {
+		t.Fatalf("statements carry release %v, build %v", haveRel, haveBuild)
+	}
+
+	late := c.add()
+	c.connect(late, a)
+	fl := releasesOf(t, late)
+	waitFor(t, 10*time.Second, "late joiner has the release and the attestation", func() (bool, string) {
+		st, err := fl.status(app, 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Integrity == "verified", st.Summary
+	})
+	// It does not follow the app, so it holds nothing.
+	if len(late.Bundles()) != 0 {
+		t.Fatalf("a mirror that does not follow the app keeps %v", late.Bundles())
+	}
+}
+
+// TestReleaseBookIsBounded: records of apps the mirror does not follow stop
+// being admitted at MaxUnfollowedApps; followed apps always are.
+func TestReleaseBookIsBounded(t *testing.T) {
+	c := newCluster(t, 1)
+	defer closeAtEnd(c)()
+	f := releasesOf(t, c.nodes[0])
+	f.mu.Lock()
+	f.maxApps, f.maxVersions = 16, 3
+	f.mu.Unlock()
+	keys, set := maintainers(t, 1, 1)
+	cidStr := testRootCID(t)
+	signV := func(name string, v uint64) []byte {
+		p := release.Params{Name: name, Version: v, CID: cidStr, Maintainers: set, Time: time.Now()}
+		if v > 1 {
+			p.App = protocol.DeriveAppID(name, set)
+		}
+		return signRelease(t, p, keys...)
+	}
+	sign := func(name string) []byte { return signV(name, 1) }
+	// Versions of one unfollowed app are bounded too.
+	for v := uint64(1); v <= 3; v++ {
+		if _, err := f.addRelease(signV("app0", v), false); err != nil {
+			t.Fatalf("app0 v%d: %v", v, err)
+		}
+	}
+	if _, err := f.addRelease(signV("app0", 4), false); !errors.Is(err, ErrBookFull) {
+		t.Fatalf("version over the limit: %v, want ErrBookFull", err)
+	}
+	for i := 1; i < 16; i++ {
+		if _, err := f.addRelease(sign("app"+strconv.Itoa(i)), false); err != nil {
+			t.Fatalf("app %d: %v", i, err)
+		}
+	}
+	over := sign("one-too-many")
+	if got := f.validateRelease(context.Background(), c.nodes[0].ID(), msgOf(over)); got != pubsub.ValidationIgnore {
+		t.Fatalf("app over the limit: %v, want ignore", got)
+	}
+	if _, err := f.addRelease(over, false); !errors.Is(err, ErrBookFull) {
+		t.Fatalf("app over the limit: %v, want ErrBookFull", err)
+	}
+	if err := f.followApp(protocol.DeriveAppID("followed", set)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.addRelease(sign("followed"), false); err != nil {
+		t.Fatalf("followed app refused: %v", err)
+	}
+}
+
+func testRootCID(t testing.TB) string {
+	t.Helper()
+	c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}.Sum([]byte("root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.String()
+}
+
+// TestReleasesSurviveRestart: the book and the followed apps come back from
+// the data directory; unfollow-app drops the app's bundle.
+func TestReleasesSurviveRestart(t *testing.T) {
+	c := newCluster(t, 1)
+	defer closeAtEnd(c)()
+	a := c.nodes[0]
+	keys, set := maintainers(t, 1, 1)
+	res := publish(t, a, writeTree(t))
+	root, _ := cid.Decode(res.CID)
+	if _, err := submitRelease(t, a, signRelease(t, release.Params{Name: "keep", Version: 1, CID: res.CID, Maintainers: set, Time: time.Now()}, keys...)); err != nil {
+		t.Fatal(err)
+	}
+	app := protocol.DeriveAppID("keep", set)
+	dataDir := a.cfg.DataDir
+	a.Close()
+
+	sk, _, _ := crypto.GenerateEd25519Key(nil)
+	h, err := c.mn.AddPeer(sk, a.host.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.DataDir = dataDir
+	b, err := New(cfg, WithHost(h, sk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	fb := releasesOf(t, b)
+	st, err := fb.status(app, 0)
+	if err != nil || st.Version != 1 || !st.Followed || !st.Held {
+		t.Fatalf("after restart: %+v %v", st, err)
+	}
+	ac, _ := DialAdmin(dataDir)
+	if err := ac.Unfollow(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if followed(b, root) {
+		t.Fatal("unfollow-app kept the app's bundle")
+	}
+	if st, _ := fb.status(app, 0); st.Followed {
+		t.Fatal("app still followed")
+	}
 }
