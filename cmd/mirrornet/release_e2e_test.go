@@ -213,6 +213,25 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 	if out, _, _ := mirrornet(t, "status", "--http", oi.HTTP, "--app", app, "--json"); !strings.Contains(out, `"version": 2`) {
 		t.Fatalf("a refused release changed the current release: %s", out)
 	}
+	// Rotation: carol alone (threshold 1) replaces alice and bob, signed by
+	// both thresholds; the follower moves to v3. Without the old set's
+	// signatures the same rotation is refused.
+	k3 := filepath.Join(keys, "carol.key")
+	if _, errOut, code := mirrornet(t, "keygen", k3); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := mirrornet(t, "release", site3, "--data", origin.data, "--app", app, "--version", "3",
+		"--key", k3, "--previous-key", k1, "--previous-threshold", "1"); code == 0 || !strings.Contains(errOut, "maintainer change") {
+		t.Fatalf("rotation with the wrong previous set: exit %d: %s", code, errOut)
+	}
+	out, errOut, code = mirrornet(t, "release", site3, "--data", origin.data, "--app", app, "--version", "3",
+		"--key", k3, "--previous-key", k1, "--previous-key", k2, "--previous-threshold", "2", "--json")
+	var r3 node.ReleaseResult
+	if code != 0 || json.Unmarshal([]byte(out), &r3) != nil || r3.App != app || r3.Version != 3 {
+		t.Fatalf("rotation release: exit %d: %s%s", code, out, errOut)
+	}
+	waitFor(t, 30*time.Second, "follower holds v3 only", func() (bool, string) { return holdsOnly(t, follower.data, r3.CID) })
+
 	// status --app of an unknown app: one line, non-zero.
 	if _, errOut, code := mirrornet(t, "status", "--http", oi.HTTP, "--app", unknown); code == 0 || !strings.Contains(errOut, "unknown app") ||
 		strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
