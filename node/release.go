@@ -458,14 +458,18 @@ func (f *releaseFeature) reconcile() {
 			}
 			f.n.log.Info("following new release", "app", p.app, "cid", p.target)
 		}
-		if !f.n.store.Held(p.target) {
-			continue
-		}
+		// Until the new release is held, keep every held previous one; a
+		// previous one still being fetched (superseded before it arrived)
+		// is dropped at once.
+		targetHeld := f.n.store.Held(p.target)
 		for _, s := range p.owned {
 			if targets[s] {
 				continue
 			}
 			old, err := cid.Decode(s)
+			if err == nil && !targetHeld && f.n.store.Held(old) {
+				continue
+			}
 			if err == nil {
 				if hook := f.beforeUnfollow.Load(); hook != nil {
 					(*hook)(old, p.target)

@@ -107,12 +107,13 @@ func TestFollowerPicksUpNewReleases(t *testing.T) {
 	if err := ac.Follow(context.Background(), app); err != nil {
 		t.Fatal(err)
 	}
-	// It must keep v1 until v2 is held: record what holds when it drops.
+	// It must keep a held v1 until v2 is held: record what holds when it
+	// drops it.
 	fb := releasesOf(t, b)
 	var droppedEarly, dropped atomic.Bool
 	hook := func(old, cur cid.Cid) {
 		dropped.Store(true)
-		if !b.store.Held(cur) {
+		if b.store.Held(old) && !b.store.Held(cur) {
 			droppedEarly.Store(true)
 		}
 	}
