@@ -46,8 +46,9 @@ type Report struct {
 	// Survivors are the HTTP URLs the light client was given.
 	Survivors []string `json:"survivors,omitempty"`
 	// Files are the verified files of the resolved app.
-	Files []string      `json:"files,omitempty"`
-	Steps []Step        `json:"steps"`
+	Files []string `json:"files,omitempty"`
+	Steps []Step   `json:"steps"`
+	// Total runs from the first step until every mirror has stopped.
 	Total time.Duration `json:"total_ns"`
 }
 
@@ -74,7 +75,7 @@ func Demo(ctx context.Context, cfg Config) (rep Report, err error) {
 	}
 	out := cfg.Out
 	if out == nil {
-		out = discard{}
+		out = io.Discard
 	}
 	begin := time.Now()
 	var tn *Testnet
@@ -130,7 +131,7 @@ func Demo(ctx context.Context, cfg Config) (rep Report, err error) {
 			return "", err
 		}
 		rep.CID = c
-		return "app CID " + c + "\n    open it at " + tn.AppURL(0, c), nil
+		return "app CID " + c + ", at " + tn.AppURL(0, c), nil
 	}); err != nil {
 		return rep, err
 	}
@@ -303,7 +304,3 @@ func summary(steps []Step) string {
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
