@@ -316,6 +316,12 @@ func (f *releaseFeature) addBuild(raw []byte, dryRun bool) error {
 	if err != nil {
 		return err
 	}
+	return f.keepBuild(st, raw, dryRun)
+}
+
+// keepBuild keeps a verified statement if it is a build attestation of a
+// known release, new for its builder.
+func (f *releaseFeature) keepBuild(st *attest.Statement, raw []byte, dryRun bool) error {
 	if st.Kind != attest.KindBuild || st.Build == nil {
 		return fmt.Errorf("%w: %s statement on the build topic", attest.ErrKind, st.Kind)
 	}
@@ -394,7 +400,7 @@ func (f *releaseFeature) applySynced(raw []byte) bool {
 	if err != nil || st.Kind != attest.KindBuild {
 		return false
 	}
-	_ = f.addBuild(raw, false)
+	_ = f.keepBuild(st, raw, false)
 	return true
 }
 
@@ -672,6 +678,11 @@ func (f *releaseFeature) adminRelease(w http.ResponseWriter, r *http.Request) {
 			adminError(w, http.StatusConflict, fmt.Errorf("%w: %s", ErrNotHeld, c))
 			return
 		}
+		// Follow the app first, so that the book's bound on apps this
+		// mirror does not follow cannot refuse its own release.
+		f.mu.Lock()
+		_, wasFollowed := f.apps[rec.App]
+		f.mu.Unlock()
 		if err := f.followApp(rec.App); err != nil {
 			adminError(w, http.StatusInternalServerError, err)
 			return
@@ -683,6 +694,9 @@ func (f *releaseFeature) adminRelease(w http.ResponseWriter, r *http.Request) {
 		applied := ok && got.CID == rec.CID && got.Time == rec.Time
 		f.mu.Unlock()
 		if !applied {
+			if !wasFollowed {
+				_ = f.unfollowApp(rec.App)
+			}
 			if perr == nil {
 				perr = errors.New("not applied")
 			}
