@@ -43,9 +43,9 @@ import (
 //
 // Memory: anyone can make a key and so an app, and a Book is unbounded, so
 // records of apps this mirror does not follow are admitted only while fewer
-// than MaxUnfollowedApps such apps are known, and at most
-// MaxVersionsUnfollowed records each; followed apps (the operator's choice)
-// are not limited. Build attestations are kept only for releases in the
+// than MaxUnfollowedApps such apps are known, at most MaxVersionsUnfollowed
+// records each and MaxUnfollowedBytes in all; followed apps (the operator's
+// choice) are not limited. Build attestations are kept only for releases in the
 // book, at most release.MaxBuildersPerRelease builders each.
 //
 // Persistence (data directory): releases.book (release.SaveFile, atomic) and
@@ -59,6 +59,10 @@ const (
 	MaxUnfollowedApps = 1024
 	// MaxVersionsUnfollowed bounds the records kept per unfollowed app.
 	MaxVersionsUnfollowed = 64
+	// MaxUnfollowedBytes bounds the bytes of all records of unfollowed
+	// apps: records are up to 64 KiB each, so the two bounds above alone
+	// would allow gigabytes; real records are about 1 KiB.
+	MaxUnfollowedBytes = 32 << 20
 
 	releaseBookFile = "releases.book"
 	appsFile        = "apps.json"
@@ -97,7 +101,7 @@ type releaseFeature struct {
 	wake chan struct{}
 	// maxApps and maxVersions are MaxUnfollowedApps and
 	// MaxVersionsUnfollowed (tests lower them).
-	maxApps, maxVersions int
+	maxApps, maxVersions, maxBytes int
 	// beforeUnfollow, if set (tests), is called right before a previous
 	// release's CID is unfollowed, with that CID and the new one.
 	beforeUnfollow atomic.Pointer[func(old, cur cid.Cid)]
@@ -108,6 +112,8 @@ type releaseFeature struct {
 	buildRaw map[buildRawKey][]byte
 	// apps are the followed apps → CIDs this feature follows for them.
 	apps map[string][]string
+	// unfollowedBytes is the size of every record of apps not followed.
+	unfollowedBytes int
 	// dirty: the book changed since it was last saved. The run loop saves
 	// it (a burst of records costs one write); adminRelease saves at once.
 	dirty bool
@@ -115,7 +121,7 @@ type releaseFeature struct {
 
 func newReleaseFeature(n *Node) (feature, error) {
 	f := &releaseFeature{
-		n: n, wake: make(chan struct{}, 1), maxApps: MaxUnfollowedApps, maxVersions: MaxVersionsUnfollowed,
+		n: n, wake: make(chan struct{}, 1), maxApps: MaxUnfollowedApps, maxVersions: MaxVersionsUnfollowed, maxBytes: MaxUnfollowedBytes,
 		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, apps: map[string][]string{},
 	}
 	book, skipped, err := release.LoadFile(filepath.Join(n.cfg.DataDir, releaseBookFile), n.clock())
@@ -143,6 +149,7 @@ func newReleaseFeature(n *Node) (feature, error) {
 			return nil, err
 		}
 	}
+	f.recountLocked()
 	return f, nil
 }
 
@@ -268,13 +275,31 @@ func (f *releaseFeature) addRelease(raw []byte, dryRun bool) (*attest.Release, e
 		if len(known) >= f.maxVersions {
 			return rel, fmt.Errorf("%w: %d records of %s", ErrBookFull, f.maxVersions, app)
 		}
+		if f.unfollowedBytes+len(raw) > f.maxBytes {
+			return rel, fmt.Errorf("%w: %d bytes", ErrBookFull, f.maxBytes)
+		}
 	}
 	if err := f.book.Apply(rel, now); err != nil {
 		return rel, err
 	}
+	if _, followed := f.apps[app]; !followed {
+		f.unfollowedBytes += len(raw)
+	}
 	f.dirty = true
 	f.poke()
 	return rel, verr
+}
+
+// recountLocked recomputes unfollowedBytes (after the followed set changes).
+func (f *releaseFeature) recountLocked() {
+	f.unfollowedBytes = 0
+	for _, app := range f.book.Apps() {
+		if _, ok := f.apps[app]; !ok {
+			for _, raw := range f.book.Raw(app) {
+				f.unfollowedBytes += len(raw)
+			}
+		}
+	}
 }
 
 func (f *releaseFeature) followedInBookLocked() int {
@@ -547,6 +572,7 @@ func (f *releaseFeature) followApp(app string) error {
 		delete(f.apps, app)
 		return err
 	}
+	f.recountLocked()
 	f.poke()
 	return nil
 }
@@ -566,6 +592,7 @@ func (f *releaseFeature) unfollowApp(app string) error {
 		f.mu.Unlock()
 		return err
 	}
+	f.recountLocked()
 	needed := map[string]bool{}
 	for other, cids := range f.apps {
 		if rec, ok := f.book.Get(other, 0); ok {

@@ -339,6 +339,13 @@ func TestReleaseBookIsBounded(t *testing.T) {
 	if _, err := f.addRelease(sign("followed"), false); err != nil {
 		t.Fatalf("followed app refused: %v", err)
 	}
+	// The byte bound: with no bytes to spare, a new version is refused.
+	f.mu.Lock()
+	f.maxApps, f.maxVersions, f.maxBytes = 100, 100, f.unfollowedBytes
+	f.mu.Unlock()
+	if _, err := f.addRelease(signV("app1", 2), false); !errors.Is(err, ErrBookFull) {
+		t.Fatalf("record over the byte limit: %v, want ErrBookFull", err)
+	}
 }
 
 func testRootCID(t testing.TB) string {
