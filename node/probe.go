@@ -542,6 +542,14 @@ func (f *probeFeature) round(ctx context.Context, i uint64) {
 // forget is set, drops what it knows of peers that are neither mirrors in
 // the view nor connected (DHT peers come and go).
 func (f *probeFeature) refreshPlacement(now time.Time, forget bool) {
+	// A public address of ours (listen or observed through identify) is
+	// where others see us: it outweighs the local addresses of our
+	// connections, which behind NAT are private.
+	for _, a := range f.n.host.Addrs() {
+		if ip, ok := ipOf(a); ok && ip.IsGlobalUnicast() && !ip.IsPrivate() {
+			f.placer.Observe(f.n.id, ip)
+		}
+	}
 	ms := f.view.all(now)
 	inView := make(map[peer.ID]bool, len(ms))
 	for _, m := range ms {
