@@ -112,9 +112,13 @@ func serveTestnet(ctx context.Context, env *cmdEnv, cfg testnet.Config) (err err
 	}
 	fmt.Fprintf(env.stdout, "\nsample dapp %s published on mirror-0, held by all %d mirrors\n\n", c, cfg.Nodes)
 	tw := tabwriter.NewWriter(env.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MIRROR\tPID\tPEER\tSTATUS\tAPP")
+	fmt.Fprintln(tw, "MIRROR\tPID\tPEER\tSEES ALIVE\tSTATUS\tAPP")
 	for i, m := range tn.Mirrors() {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/api/v1/status\t%s\n", m.Name, m.PID, m.PeerID, m.HTTP, tn.AppURL(i, c))
+		alive := "?"
+		if n, err := tn.AliveSeenBy(ctx, i); err == nil {
+			alive = fmt.Sprintf("%d/%d", n, cfg.Nodes)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/api/v1/status\t%s\n", m.Name, m.PID, m.PeerID, alive, m.HTTP, tn.AppURL(i, c))
 	}
 	tw.Flush()
 	fmt.Fprintf(env.stdout, "\nlogs in %s/mirror-*.log; try: mirrornet status --http %s\n", tn.Dir(), tn.Mirrors()[0].HTTP)

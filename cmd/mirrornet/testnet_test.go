@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func TestTestnetDemo(t *testing.T) {
 
 // startTestnet starts `mirrornet testnet ARGS` and returns once it prints
 // that it is ready, with its directory.
-func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, chan error, *bytes.Buffer) {
+func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, string, chan error, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"testnet"}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
@@ -143,7 +144,8 @@ func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, chan error, 
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	ready := make(chan string, 1)
+	type readyMsg struct{ dir, out string }
+	ready := make(chan readyMsg, 1)
 	var stdout bytes.Buffer
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -155,7 +157,7 @@ func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, chan error, 
 				dir, _, _ = strings.Cut(d, " (")
 			}
 			if strings.HasPrefix(line, "testnet: ready") {
-				ready <- dir
+				ready <- readyMsg{dir, stdout.String()}
 			}
 		}
 		io.Copy(io.Discard, out)
@@ -167,17 +169,18 @@ func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, chan error, 
 		}
 	})
 	select {
-	case dir := <-ready:
-		if dir == "" {
-			t.Fatalf("testnet did not print its directory:\n%s", stdout.String())
+	case r := <-ready:
+		if r.dir == "" {
+			t.Fatalf("testnet did not print its directory:\n%s", r.out)
 		}
-		return cmd, dir, done, &stderr
+		return cmd, r.dir, r.out, done, &stderr
 	case err := <-done:
 		t.Fatalf("testnet exited before ready: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("testnet not ready within 2m:\n%s", stdout.String())
+		cmd.Process.Kill()
+		t.Fatalf("testnet not ready within 2m")
 	}
-	return nil, "", nil, nil
+	return nil, "", "", nil, nil
 }
 
 func interruptAndWait(t *testing.T, cmd *exec.Cmd, done chan error, stderr *bytes.Buffer) {
@@ -200,7 +203,14 @@ func TestTestnetSIGINTStopsEveryMirrorAndCleansUp(t *testing.T) {
 		t.Skip("starts mirrors")
 	}
 	t.Run("temporary dir", func(t *testing.T) {
-		cmd, dir, done, stderr := startTestnet(t, "--nodes", "3")
+		cmd, dir, out, done, stderr := startTestnet(t, "--nodes", "3")
+		// It prints every mirror's view and the app's URL on it.
+		for i := 0; i < 3; i++ {
+			row := regexp.MustCompile(fmt.Sprintf(`(?m)^mirror-%d +\d+ +12D3KooW\w+ +3/3 +http://127\.0\.0\.1:\d+/api/v1/status +http://%s\.ipfs\.localhost:\d+/$`, i, sampleDappCID(t)))
+			if !row.MatchString(out) {
+				t.Errorf("no status row for mirror-%d with its view, status and app URLs:\n%s", i, out)
+			}
+		}
 		rec, err := testnet.ReadRecord(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +231,7 @@ func TestTestnetSIGINTStopsEveryMirrorAndCleansUp(t *testing.T) {
 	})
 	t.Run("given dir is kept", func(t *testing.T) {
 		given := filepath.Join(t.TempDir(), "net")
-		cmd, dir, done, stderr := startTestnet(t, "--nodes", "2", "--dir", given)
+		cmd, dir, _, done, stderr := startTestnet(t, "--nodes", "2", "--dir", given)
 		if dir != given {
 			t.Fatalf("testnet runs in %s, not --dir %s", dir, given)
 		}

@@ -603,6 +603,22 @@ func (t *Testnet) WaitAlive(ctx context.Context) error {
 	})
 }
 
+// AliveSeenBy asks mirror i's status how many mirrors it sees alive,
+// itself included.
+func (t *Testnet) AliveSeenBy(ctx context.Context, i int) (int, error) {
+	st, err := fetchStatus(ctx, t.proc(i).m.HTTP)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range st.Mirrors {
+		if m.State == "alive" {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Publish imports path into mirror i through its admin socket (what
 // `mirrornet publish` does) and returns the bundle's CID.
 func (t *Testnet) Publish(ctx context.Context, i int, path string) (string, error) {
