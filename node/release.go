@@ -242,10 +242,26 @@ func releaseVerdict(err error) attest.Verdict {
 func (f *releaseFeature) validateRelease(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	_, err := f.addRelease(msg.Data, false)
 	v := releaseVerdict(err)
+	f.count(string(attest.KindRelease), v, err)
 	if v != attest.Accept {
 		f.n.log.Debug("release record not accepted", "from", from, "verdict", v, "reason", release.Reason(err), "err", err)
 	}
 	return toResult(v)
+}
+
+// count adds a gossiped record or attestation to the node's
+// mirrornet_statements_total{kind, verdict, reason}.
+func (f *releaseFeature) count(kind string, v attest.Verdict, err error) {
+	reason := release.Reason(err)
+	switch {
+	case errors.Is(err, ErrBookFull):
+		reason = "book_full"
+	case errors.Is(err, ErrUnknownRelease):
+		reason = "unknown_release"
+	}
+	if f.n.metrics != nil {
+		f.n.metrics.statements.WithLabelValues(kind, v.String(), reason).Inc()
+	}
 }
 
 // addRelease verifies raw and applies it to the book (or, with dryRun, to
@@ -328,6 +344,7 @@ func readChain(raws [][]byte, now time.Time) *release.Book {
 func (f *releaseFeature) validateBuild(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	err := f.addBuild(msg.Data, false)
 	v := releaseVerdict(err)
+	f.count(string(attest.KindBuild), v, err)
 	if v != attest.Accept {
 		f.n.log.Debug("build attestation not accepted", "from", from, "verdict", v, "err", err)
 	}

@@ -17,6 +17,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	mh "github.com/multiformats/go-multihash"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/release"
@@ -160,6 +161,10 @@ func TestFollowerPicksUpNewReleases(t *testing.T) {
 	rbRaw := signRelease(t, rb, keys...)
 	if got := fb.validateRelease(context.Background(), a.ID(), &pubsub.Message{Message: &pb.Message{Data: rbRaw}}); got != pubsub.ValidationIgnore {
 		t.Fatalf("rollback record: validator says %v, want ignore", got)
+	}
+	var m dto.Metric
+	if err := b.metrics.statements.WithLabelValues("release", "ignore", "rollback").Write(&m); err != nil || m.GetCounter().GetValue() < 1 {
+		t.Fatalf("rollback not counted in mirrornet_statements_total (%v)", err)
 	}
 	if _, err := submitRelease(t, a, rbRaw); err == nil || !strings.Contains(err.Error(), "rollback") {
 		t.Fatalf("admin route on a rollback: %v, want a rollback error", err)
