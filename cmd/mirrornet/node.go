@@ -28,7 +28,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	fs.Var(&listen, "listen", "libp2p listen multiaddr (repeatable; default TCP and QUIC on port 4001)")
 	httpAddr := fs.String("http", def.HTTPAddr, "public read-only HTTP address (gateway, status, metrics); empty to disable")
 	fs.Var(&bootstrap, "bootstrap", "multiaddr of a mirror to join through, ending in /p2p/PEER-ID (repeatable)")
-	fs.Var(&follow, "follow", "bundle CID to keep (repeatable)")
+	fs.Var(&follow, "follow", "bundle CID or APP-ID to keep (repeatable)")
 	mdns := fs.Bool("mdns", def.MDNS, "find mirrors on the LAN with mDNS")
 	dht := fs.Bool("dht", def.DHT, "run the mirrornet Kademlia DHT")
 	profile := fs.String("profile", def.Profile, "timer profile: local (tests, testnets), lan, wan")

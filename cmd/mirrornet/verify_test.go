@@ -89,8 +89,9 @@ func TestVerifyAgreesWithRelease(t *testing.T) {
 	if err := book.Apply(rel, now); err != nil {
 		t.Fatal(err)
 	}
+	prev := newReleaseResolver
 	newReleaseResolver = func(context.Context, *cmdEnv, string) (releaseResolver, error) { return bookResolver{book}, nil }
-	t.Cleanup(func() { newReleaseResolver = nil })
+	t.Cleanup(func() { newReleaseResolver = prev })
 
 	// A builder rebuilds from the same source and attests.
 	builderKey := filepath.Join(t.TempDir(), "builder.key")
