@@ -49,7 +49,7 @@ func printBundle(w io.Writer, rep node.BundleReport) {
 		domains = append(domains, d)
 	}
 	sort.Strings(domains)
-	fmt.Fprintf(w, "\n%d holders in %d failure domains:\n\n", len(rep.Holders), len(domains))
+	fmt.Fprintf(w, "\n%s in %s:\n\n", count(len(rep.Holders), "holder"), count(len(domains), "failure domain"))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DOMAIN\tPEER\tSTATE")
 	for _, d := range domains {
@@ -64,4 +64,12 @@ func printBundle(w io.Writer, rep node.BundleReport) {
 		}
 	}
 	tw.Flush()
+}
+
+// count is "1 holder", "3 holders".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
