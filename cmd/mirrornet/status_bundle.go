@@ -49,7 +49,7 @@ func printBundle(w io.Writer, rep node.BundleReport) {
 		domains = append(domains, d)
 	}
 	sort.Strings(domains)
-	fmt.Fprintf(w, "\n%s in %s:\n\n", count(len(rep.Holders), "holder"), count(len(domains), "failure domain"))
+	fmt.Fprintf(w, "\n%s in %s:\n\n", statusBundleCount(len(rep.Holders), "holder"), statusBundleCount(len(domains), "failure domain"))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DOMAIN\tPEER\tSTATE")
 	for _, d := range domains {
@@ -66,8 +66,8 @@ func printBundle(w io.Writer, rep node.BundleReport) {
 	tw.Flush()
 }
 
-// count is "1 holder", "3 holders".
-func count(n int, noun string) string {
+// statusBundleCount is "1 holder", "3 holders".
+func statusBundleCount(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
