@@ -124,44 +124,85 @@ func (s *carStream) WriteTo(w io.Writer) (int64, error) {
 	return s.write(w)
 }
 
+// readAhead is how many blocks the walker reads ahead of the writer: the
+// store's Get (which may verify each block's hash) overlaps the socket
+// writes. 4 blocks is 4 MiB per response with 1 MiB chunks.
+const readAhead = 4
+
+// walked is one block of the walk, in CAR order, or the error that ended it.
+type walked struct {
+	c    cid.Cid
+	data []byte
+	err  error
+}
+
 func (s *carStream) write(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
 	car, err := storage.NewWritable(cw, []cid.Cid{s.root}, carv2.WriteAsCarV1(true), carv2.AllowDuplicatePuts(false))
 	if err != nil {
 		return cw.n, fmt.Errorf("gateway: car writer: %w", err)
 	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	blks := make(chan walked, readAhead)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(blks)
+		if err := s.walk(ctx, blks); err != nil {
+			select {
+			case blks <- walked{err: err}:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	for b := range blks {
+		if b.err != nil {
+			return cw.n, b.err
+		}
+		if err := car.Put(ctx, b.c.KeyString(), b.data); err != nil {
+			return cw.n, err
+		}
+	}
+	// The walker closes blks early only when ctx ends.
+	return cw.n, s.ctx.Err()
+}
+
+// walk sends the DAG's blocks depth first, links in serialised order, each
+// CID once, as boxo's traversal with LinkVisitOnlyOnce visits them.
+func (s *carStream) walk(ctx context.Context, out chan<- walked) error {
 	stack := []cid.Cid{s.root}
 	visited := map[cid.Cid]struct{}{}
 	for len(stack) > 0 {
-		if err := s.ctx.Err(); err != nil {
-			return cw.n, err
-		}
 		c := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if _, ok := visited[c]; ok {
 			continue
 		}
 		visited[c] = struct{}{}
-		blk, err := s.bs.Get(s.ctx, c)
+		blk, err := s.bs.Get(ctx, c)
 		if err != nil {
-			return cw.n, fmt.Errorf("gateway: block %s: %w", c, err)
+			return fmt.Errorf("gateway: block %s: %w", c, err)
 		}
-		if err := car.Put(s.ctx, c.KeyString(), blk.RawData()); err != nil {
-			return cw.n, err
+		select {
+		case out <- walked{c: c, data: blk.RawData()}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		if c.Type() != cid.DagProtobuf {
 			continue
 		}
 		nd, err := merkledag.DecodeProtobuf(blk.RawData())
 		if err != nil {
-			return cw.n, fmt.Errorf("gateway: block %s: %w", c, err)
+			return fmt.Errorf("gateway: block %s: %w", c, err)
 		}
 		links := nd.Links()
 		for i := len(links) - 1; i >= 0; i-- {
 			stack = append(stack, links[i].Cid)
 		}
 	}
-	return cw.n, nil
+	return nil
 }
 
 // Read streams the CAR through a pipe fed by a goroutine that Close stops.
