@@ -319,9 +319,9 @@ func (f *probeFeature) close() error {
 	return err
 }
 
-// ipOf extracts the IP of a connection address; relayed addresses say
+// connIP extracts the IP of a connection address; relayed addresses say
 // nothing about where the peer is.
-func ipOf(a ma.Multiaddr) (netip.Addr, bool) {
+func connIP(a ma.Multiaddr) (netip.Addr, bool) {
 	if a == nil {
 		return netip.Addr{}, false
 	}
@@ -338,13 +338,13 @@ func ipOf(a ma.Multiaddr) (netip.Addr, bool) {
 
 func (f *probeFeature) observeConn(c network.Conn) {
 	p := c.RemotePeer()
-	if ip, ok := ipOf(c.RemoteMultiaddr()); ok {
+	if ip, ok := connIP(c.RemoteMultiaddr()); ok {
 		f.placer.Observe(p, ip)
 		f.mu.Lock()
 		f.observed[p] = true
 		f.mu.Unlock()
 	}
-	if ip, ok := ipOf(c.LocalMultiaddr()); ok && !ip.IsUnspecified() {
+	if ip, ok := connIP(c.LocalMultiaddr()); ok && !ip.IsUnspecified() {
 		f.placer.Observe(f.n.id, ip)
 	}
 }
@@ -546,7 +546,7 @@ func (f *probeFeature) refreshPlacement(now time.Time, forget bool) {
 	// where others see us: it outweighs the local addresses of our
 	// connections, which behind NAT are private.
 	for _, a := range f.n.host.Addrs() {
-		if ip, ok := ipOf(a); ok && ip.IsGlobalUnicast() && !ip.IsPrivate() {
+		if ip, ok := connIP(a); ok && ip.IsGlobalUnicast() && !ip.IsPrivate() {
 			f.placer.Observe(f.n.id, ip)
 		}
 	}

@@ -74,9 +74,9 @@ func newProbeCluster(t testing.TB, n int, setup func(i int, ids []peer.ID, cfg *
 	return c
 }
 
-// getT fetches url and decodes JSON into v (when v is not nil); it returns
+// probeGet fetches url and decodes JSON into v (when v is not nil); it returns
 // the response and the body.
-func getT(t testing.TB, url string, v any) (*http.Response, []byte) {
+func probeGet(t testing.TB, url string, v any) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -98,7 +98,7 @@ func getT(t testing.TB, url string, v any) (*http.Response, []byte) {
 func evidenceOf(t testing.TB, n *Node) map[string]MirrorEvidence {
 	t.Helper()
 	var rep EvidenceReport
-	getT(t, n.HTTPURL()+EvidencePath, &rep)
+	probeGet(t, n.HTTPURL()+EvidencePath, &rep)
 	out := map[string]MirrorEvidence{}
 	for _, m := range rep.Mirrors {
 		out[m.PeerID] = m
@@ -123,7 +123,7 @@ func allVerified(t testing.TB, observers, targets []*Node) (bool, string) {
 func bundleOf(t testing.TB, n *Node, c cid.Cid) BundleReport {
 	t.Helper()
 	var rep BundleReport
-	resp, body := getT(t, n.HTTPURL()+BundlePathPrefix+c.String(), &rep)
+	resp, body := probeGet(t, n.HTTPURL()+BundlePathPrefix+c.String(), &rep)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("bundle report: %s: %s", resp.Status, body)
 	}
@@ -139,14 +139,14 @@ func badgeOf(t testing.TB, n *Node, path string) string {
 		Label         string `json:"label"`
 		Message       string `json:"message"`
 	}
-	resp, body := getT(t, n.HTTPURL()+path+".json", &js)
+	resp, body := probeGet(t, n.HTTPURL()+path+".json", &js)
 	if resp.StatusCode != http.StatusOK || js.SchemaVersion != 1 || js.Message == "" {
 		t.Fatalf("badge %s.json: %s %s", path, resp.Status, body)
 	}
 	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
 		t.Errorf("badge %s.json: Cache-Control %q, want a short max-age", path, cc)
 	}
-	resp, body = getT(t, n.HTTPURL()+path+".svg", nil)
+	resp, body = probeGet(t, n.HTTPURL()+path+".svg", nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "image/svg+xml") {
 		t.Fatalf("badge %s.svg: %s %s", path, resp.Status, resp.Header.Get("Content-Type"))
 	}
@@ -156,13 +156,13 @@ func badgeOf(t testing.TB, n *Node, path string) string {
 	if err := xml.Unmarshal(body, &svg); err != nil || svg.XMLName.Local != "svg" {
 		t.Fatalf("badge %s.svg is not SVG (%v): %.200s", path, err, body)
 	}
-	if !strings.Contains(string(body), xmlEscape(js.Message)) {
+	if !strings.Contains(string(body), probeXMLEscape(js.Message)) {
 		t.Errorf("badge %s.svg does not show %q", path, js.Message)
 	}
 	return js.Message
 }
 
-func xmlEscape(s string) string {
+func probeXMLEscape(s string) string {
 	var b strings.Builder
 	xml.EscapeText(&b, []byte(s))
 	return b.String()
@@ -264,7 +264,7 @@ func TestProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 
 	// A bad CID is a clear 400.
 	var e struct{ Error string }
-	resp, body := getT(t, a.HTTPURL()+BundlePathPrefix+"not-a-cid", &e)
+	resp, body := probeGet(t, a.HTTPURL()+BundlePathPrefix+"not-a-cid", &e)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e.Error, `"not-a-cid"`) || !strings.Contains(e.Error, "not a CID") {
 		t.Errorf("bad CID: %s %s", resp.Status, body)
 	}
@@ -430,7 +430,7 @@ func TestProbeValidator(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := func() float64 {
-		return counterValue(t, b, "mirrornet_probe_results_total", map[string]string{"verdict": "reject"})
+		return probeCounter(t, b, "mirrornet_probe_results_total", map[string]string{"verdict": "reject"})
 	}
 	before := rejected()
 	i := 0
@@ -443,14 +443,14 @@ func TestProbeValidator(t *testing.T) {
 		got := rejected()
 		return got > before, fmt.Sprintf("rejected %v", got)
 	})
-	if v := counterValue(t, b, "mirrornet_statements_total", map[string]string{"kind": "unknown", "verdict": "reject"}) +
-		counterValue(t, b, "mirrornet_statements_total", map[string]string{"kind": "probe", "verdict": "reject"}); v == 0 {
+	if v := probeCounter(t, b, "mirrornet_statements_total", map[string]string{"kind": "unknown", "verdict": "reject"}) +
+		probeCounter(t, b, "mirrornet_statements_total", map[string]string{"kind": "probe", "verdict": "reject"}); v == 0 {
 		t.Error("the forged result is not in mirrornet_statements_total")
 	}
 }
 
-// counterValue sums the samples of a counter whose labels include want.
-func counterValue(t testing.TB, n *Node, name string, want map[string]string) float64 {
+// probeCounter sums the samples of a counter whose labels include want.
+func probeCounter(t testing.TB, n *Node, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := n.registry.Gather()
 	if err != nil {
