@@ -530,3 +530,29 @@ func TestProbeConfigProfiles(t *testing.T) {
 		}
 	}
 }
+
+func TestProbeConnIP(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want string // "" = no IP
+	}{
+		{"/ip4/203.0.113.7/tcp/4001", "203.0.113.7"},
+		{"/ip4/127.0.0.1/udp/4001/quic-v1", "127.0.0.1"},
+		{"/ip6/2001:db8::1/tcp/4001", "2001:db8::1"},
+		{"/ip6/::ffff:198.51.100.1/tcp/4001", "198.51.100.1"},
+		{"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGEdfCPLjgH5T3L23FGQCKSexEbpLPJFJDSzPXTSJgHnb/p2p-circuit", ""},
+		{"/dns4/example.org/tcp/4001", ""},
+	} {
+		a, err := ma.NewMultiaddr(tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if ip, ok := connIP(a); ok {
+			got = ip.String()
+		}
+		if got != tc.want {
+			t.Errorf("%s: IP %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
