@@ -234,6 +234,12 @@ func (n *Node) publishLiveness(state string) {
 		bundles = bundles[:protocol.MaxBundles]
 	}
 	n.mu.Lock()
+	if state == protocol.StateUp && n.left {
+		// A heartbeat racing Leave must not follow the leaving statement
+		// with a newer "up".
+		n.mu.Unlock()
+		return
+	}
 	n.seq++
 	if ms := uint64(now.UnixMilli()); ms > n.seq {
 		n.seq = ms
