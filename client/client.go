@@ -156,9 +156,57 @@ type Drop struct {
 	Reason string `json:"reason"`
 }
 
+// DefaultOptions returns the value [Get] gives every zero field (Bootstrap,
+// HTTPClient, Logger, Progress and Seed stay zero: Get makes a client and a
+// discarding logger of its own).
+func DefaultOptions() Options {
+	return Options{
+		ProgressInterval: 250 * time.Millisecond,
+		MaxAge:           30 * time.Second,
+		Parallel:         12,
+		PerMirror:        3,
+		HedgeDelay:       time.Second,
+		HedgeFactor:      3,
+		StallTimeout:     10 * time.Second,
+		MinRate:          4 << 10,
+		ProbeTimeout:     5 * time.Second,
+		MaxSources:       8,
+		Now:              time.Now,
+	}
+}
+
+// Validate reports the first field out of range, by name. Zero fields are
+// valid (they take their default).
+func (o Options) Validate() error {
+	switch {
+	case o.Parallel < 0:
+		return fmt.Errorf("%w: Parallel %d is negative", ErrOptions, o.Parallel)
+	case o.PerMirror < 0:
+		return fmt.Errorf("%w: PerMirror %d is negative", ErrOptions, o.PerMirror)
+	case o.HedgeFactor != 0 && o.HedgeFactor < 1:
+		return fmt.Errorf("%w: HedgeFactor %g is below 1", ErrOptions, o.HedgeFactor)
+	case o.MinRate < 0:
+		return fmt.Errorf("%w: MinRate %d is negative", ErrOptions, o.MinRate)
+	case o.MaxSources < 0:
+		return fmt.Errorf("%w: MaxSources %d is negative", ErrOptions, o.MaxSources)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"MaxAge", o.MaxAge}, {"HedgeDelay", o.HedgeDelay}, {"StallTimeout", o.StallTimeout}, {"ProbeTimeout", o.ProbeTimeout}, {"ProgressInterval", o.ProgressInterval}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s %s is negative", ErrOptions, d.name, d.v)
+		}
+	}
+	return nil
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if len(o.Bootstrap) == 0 {
 		return o, ErrNoBootstrap
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
 	}
 	if o.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -170,45 +218,33 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Logger = o.Logger.With("component", "client")
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	d := DefaultOptions()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
 		}
 	}
-	def(&o.ProgressInterval, 250*time.Millisecond)
-	def(&o.MaxAge, 30*time.Second)
-	def(&o.HedgeDelay, time.Second)
-	def(&o.StallTimeout, 10*time.Second)
-	def(&o.ProbeTimeout, 5*time.Second)
-	if o.Parallel == 0 {
-		o.Parallel = 12
+	setDur(&o.ProgressInterval, d.ProgressInterval)
+	setDur(&o.MaxAge, d.MaxAge)
+	setDur(&o.HedgeDelay, d.HedgeDelay)
+	setDur(&o.StallTimeout, d.StallTimeout)
+	setDur(&o.ProbeTimeout, d.ProbeTimeout)
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
 	}
-	if o.PerMirror == 0 {
-		o.PerMirror = 3
-	}
+	setInt(&o.Parallel, d.Parallel)
+	setInt(&o.PerMirror, d.PerMirror)
+	setInt(&o.MaxSources, d.MaxSources)
 	if o.HedgeFactor == 0 {
-		o.HedgeFactor = 3
+		o.HedgeFactor = d.HedgeFactor
 	}
 	if o.MinRate == 0 {
-		o.MinRate = 4 << 10
-	}
-	if o.MaxSources == 0 {
-		o.MaxSources = 8
+		o.MinRate = d.MinRate
 	}
 	if o.Now == nil {
-		o.Now = time.Now
-	}
-	switch {
-	case o.Parallel < 0:
-		return o, fmt.Errorf("%w: Parallel %d", ErrOptions, o.Parallel)
-	case o.PerMirror < 0:
-		return o, fmt.Errorf("%w: PerMirror %d", ErrOptions, o.PerMirror)
-	case o.HedgeFactor < 1:
-		return o, fmt.Errorf("%w: HedgeFactor %g below 1", ErrOptions, o.HedgeFactor)
-	case o.MinRate < 0:
-		return o, fmt.Errorf("%w: MinRate %d", ErrOptions, o.MinRate)
-	case o.MaxAge < 0, o.HedgeDelay < 0, o.StallTimeout < 0, o.ProbeTimeout < 0, o.ProgressInterval < 0:
-		return o, fmt.Errorf("%w: negative duration", ErrOptions)
+		o.Now = d.Now
 	}
 	return o, nil
 }

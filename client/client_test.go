@@ -413,3 +413,21 @@ func TestParseBootstrap(t *testing.T) {
 		}
 	}
 }
+
+func TestOptions(t *testing.T) {
+	if err := DefaultOptions().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{Parallel: -1}, {HedgeFactor: 0.5}, {StallTimeout: -time.Second}} {
+		o.Bootstrap = []string{"http://127.0.0.1:1"}
+		if _, err := Get(context.Background(), cid.Undef, o); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+		if err := o.Validate(); !errors.Is(err, ErrOptions) {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+	if _, err := Get(context.Background(), smallBundle(t).root, Options{}); !errors.Is(err, ErrNoBootstrap) {
+		t.Errorf("no bootstrap: %v", err)
+	}
+}
