@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,5 +115,46 @@ func TestGetBadInput(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Fatalf("bad input left %v", ents)
+	}
+}
+
+func TestGetServe(t *testing.T) {
+	data := []byte("served, verified")
+	srv, c := rawMirror(t, data, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		var stdout bytes.Buffer
+		err := run(ctx, []string{"get", c.String(), "--bootstrap", srv.URL, "--serve", "127.0.0.1:0"},
+			func(string) string { return "" }, &stdout, pw)
+		pw.Close()
+		done <- err
+	}()
+	sc := bufio.NewScanner(pr)
+	var base string
+	for sc.Scan() {
+		if _, rest, ok := strings.Cut(sc.Text(), " on "); ok {
+			base, _, _ = strings.Cut(rest, " ")
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if base == "" {
+		t.Fatalf("no serving line; get returned %v", <-done)
+	}
+	resp, err := http.Get(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(body, data) {
+		t.Fatalf("served %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("get --serve after cancel: %v", err)
 	}
 }
