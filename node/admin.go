@@ -147,6 +147,15 @@ func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("published", "cid", root, "bytes", info.Bytes, "blocks", info.Blocks)
+	// Mirrors that followed this CID before it existed have asked for its
+	// root already: serve them now rather than at their next re-send.
+	if data, err := n.store.Get(root); err == nil {
+		if blk, err := blocks.NewBlockWithCid(data, root); err == nil {
+			if err := n.repl.Announce(r.Context(), blk); err != nil {
+				n.log.Debug("announce to bitswap", "cid", root, "err", err)
+			}
+		}
+	}
 	n.announceHeld(root)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(ImportResult{CID: root.String(), Size: info.Bytes, Blocks: info.Blocks})

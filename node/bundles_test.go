@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+
+	"github.com/mirrornet/mirrornet/internal/bundle"
 )
 
 // writeTree writes a small app: a page, a script, and a file of several
@@ -115,4 +118,38 @@ func TestPublishFollowReplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "D holds the bundle without A", func() (bool, string) { return holds(d, root) })
+}
+
+// A mirror that follows an app before it is published (as compose's
+// mirrors do) gets it as soon as it is published, not when bitswap next
+// re-sends its wantlist (tens of seconds later).
+func TestFollowBeforePublish(t *testing.T) {
+	c := newCluster(t, 2)
+	c.connectRing(1)
+	a, b := c.nodes[0], c.nodes[1]
+	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	dir := writeTree(t)
+	offline, err := bundle.Import(context.Background(), dir, func(blocks.Block) error { return nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Follow(offline.Root); err != nil {
+		t.Fatal(err)
+	}
+	// B's fetch asks its peers (A) before A has the bundle.
+	waitFor(t, 10*time.Second, "A has B's want for the root", func() (bool, string) {
+		for _, w := range a.repl.WantedBy(b.ID()) {
+			if w.Equals(offline.Root) {
+				return true, ""
+			}
+		}
+		return false, "no want yet"
+	})
+	publish(t, a, dir)
+	took := waitFor(t, 8*time.Second, "B holds the bundle", func() (bool, string) { return holds(b, offline.Root) })
+	// Without the announcement A answers B's old want only when B's
+	// bitswap re-sends its wantlist, tens of seconds later.
+	if took > 2*time.Second {
+		t.Errorf("B held the bundle %s after the publish; want it within 2 s", took)
+	}
 }

@@ -17,6 +17,10 @@ type fetchState struct {
 	cancel   context.CancelFunc
 	progress replicate.Progress
 	lastErr  string
+	attempts int
+	// kick wakes a fetch waiting to retry: a mirror has just announced
+	// holding the bundle.
+	kick chan struct{}
 }
 
 // Follow makes this mirror keep the bundle rooted at c: it is recorded in
@@ -73,7 +77,7 @@ func (n *Node) startFetch(c cid.Cid) {
 		return
 	}
 	ctx, cancel := context.WithCancel(n.ctx)
-	f := &fetchState{cancel: cancel}
+	f := &fetchState{cancel: cancel, kick: make(chan struct{}, 1)}
 	n.fetches[c] = f
 	n.wg.Add(1)
 	n.mu.Unlock()
@@ -95,6 +99,7 @@ func (n *Node) startFetch(c cid.Cid) {
 			}
 			n.mu.Lock()
 			f.lastErr = err.Error()
+			f.attempts++
 			n.mu.Unlock()
 			n.log.Info("fetch incomplete; will retry", "cid", c, "err", err, "in", retry)
 			t := time.NewTimer(retry)
@@ -103,6 +108,9 @@ func (n *Node) startFetch(c cid.Cid) {
 				t.Stop()
 				return
 			case <-t.C:
+			case <-f.kick:
+				t.Stop()
+				retry = 2 * n.prof.Heartbeat
 			}
 			if retry < 30*time.Second {
 				retry *= 2
@@ -114,6 +122,26 @@ func (n *Node) startFetch(c cid.Cid) {
 		n.log.Info("bundle held", "cid", c)
 		n.announceHeld(c)
 	}()
+}
+
+// kickFetches wakes the fetches of bundles a mirror has just announced
+// holding. Called with n.mu held.
+func (n *Node) kickFetches(bundles []string) {
+	if len(n.fetches) == 0 {
+		return
+	}
+	for _, b := range bundles {
+		c, err := cid.Decode(b)
+		if err != nil {
+			continue
+		}
+		if f, ok := n.fetches[c]; ok {
+			select {
+			case f.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // announceHeld tells the network at once that this mirror holds c: a fresh

@@ -157,6 +157,9 @@ func (n *Node) accept(st *attest.Statement) error {
 	switch st.Kind {
 	case attest.KindLiveness:
 		n.view.Apply(st, now)
+		if st.Signer != n.id && st.Liveness.State == protocol.StateUp {
+			n.kickFetches(st.Liveness.Bundles)
+		}
 	}
 	if n.onAccept != nil {
 		n.onAccept(st)
