@@ -81,6 +81,11 @@ type MirrorStatus struct {
 	Bundles  []string `json:"bundles"`
 	Version  string   `json:"version"`
 	Region   string   `json:"region,omitempty"`
+	// Evidence is what retrieval probes show: verified, degraded, failing
+	// or unverified (a mirror's own claims never make it verified).
+	Evidence string `json:"evidence,omitempty"`
+	// Domain is the failure domain others place the mirror in.
+	Domain string `json:"domain,omitempty"`
 }
 
 // Status is the JSON served at protocol.HTTPStatusPath and printed by
@@ -119,8 +124,18 @@ func (n *Node) Status() Status {
 			st.Self.Bundles = append(st.Self.Bundles, b.Root.String())
 		}
 	}
+	ev := map[string]MirrorEvidence{}
+	if pf := n.probeFeatureOf(); pf != nil {
+		for _, e := range pf.evidence().Mirrors {
+			ev[e.PeerID] = e
+		}
+	}
 	for _, m := range ms {
-		st.Mirrors = append(st.Mirrors, mirrorStatus(m))
+		s := mirrorStatus(m)
+		if e, ok := ev[s.PeerID]; ok {
+			s.Evidence, s.Domain = e.State, e.Domain
+		}
+		st.Mirrors = append(st.Mirrors, s)
 	}
 	return st
 }

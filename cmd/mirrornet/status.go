@@ -127,7 +127,7 @@ func fetchStatus(ctx context.Context, base string) (node.Status, []byte, error) 
 func printStatus(w io.Writer, st node.Status, now time.Time) {
 	fmt.Fprintf(w, "node %s (%s, profile %s), %d peers connected\n\n", st.Self.PeerID, st.Self.Version, st.Self.Profile, st.Self.Peers)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tSTATE\tLAST SEEN\tHTTP\tBUNDLES")
+	fmt.Fprintln(tw, "PEER\tSTATE\tEVIDENCE\tDOMAIN\tLAST SEEN\tHTTP\tBUNDLES")
 	for _, m := range st.Mirrors {
 		seen := "-"
 		if t, err := time.Parse(time.RFC3339Nano, m.LastSeen); err == nil {
@@ -137,7 +137,14 @@ func printStatus(w io.Writer, st node.Status, now time.Time) {
 		if id == st.Self.PeerID {
 			id += " (self)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", id, m.State, seen, m.HTTP, len(m.Bundles))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id, m.State, dash(m.Evidence), dash(m.Domain), seen, m.HTTP, len(m.Bundles))
 	}
 	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
