@@ -173,8 +173,17 @@ func TestComposeFileIsAcceptedByTheBinary(t *testing.T) {
 			if cfg.HTTPAddr != "0.0.0.0:8080" {
 				t.Errorf("http %q, want 0.0.0.0:8080 (reachable through the published port)", cfg.HTTPAddr)
 			}
-			if !cfg.MDNS || len(cfg.Bootstrap) != 0 {
-				t.Errorf("mdns %v bootstrap %v: want mDNS discovery and no hand-written bootstrap", cfg.MDNS, cfg.Bootstrap)
+			if !cfg.MDNS {
+				t.Errorf("mdns off: want mDNS discovery on the compose network")
+			}
+			// Bootstrap only by service URL: nobody pastes peer IDs.
+			for _, b := range cfg.Bootstrap {
+				if !strings.HasPrefix(b, "http://mirror-") {
+					t.Errorf("bootstrap %q: want only compose service URLs (http://mirror-N:8080), no peer IDs", b)
+				}
+			}
+			if name != "mirror-0" && len(cfg.Bootstrap) == 0 {
+				t.Errorf("%s has no bootstrap: it depends on multicast alone", name)
 			}
 			if cfg.AnnounceHTTP != "http://"+name+":8080" {
 				t.Errorf("announce-http %q, want http://%s:8080", cfg.AnnounceHTTP, name)
