@@ -3,14 +3,18 @@ package client
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	upb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -192,5 +196,51 @@ func TestNewestStatementWins(t *testing.T) {
 	}
 	if res.PerMirror[h.URL] != b.size {
 		t.Errorf("per mirror %v", res.PerMirror)
+	}
+}
+
+// TestHAMTDirectory: a directory big enough to be sharded (HAMT) is walked,
+// written and served.
+func TestHAMTDirectory(t *testing.T) {
+	files := map[string][]byte{}
+	for i := range 1000 {
+		name := fmt.Sprintf("%04d-%s", i, strings.Repeat("n", 240))
+		files[name] = []byte(name[:4])
+	}
+	b := buildBundle(t, files)
+	e, err := memDAG(b.blocks).entry(context.Background(), b.root)
+	if err != nil || e.kind != upb.Data_HAMTShard {
+		t.Fatalf("root is %v (%v), want a HAMT shard: make the test directory bigger", e.kind, err)
+	}
+	m := newFakeMirror(t, b, honest)
+	res, err := Get(context.Background(), b.root, testOptions(m.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	out := filepath.Join(t.TempDir(), "app")
+	if err := res.WriteDir(out); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(out)
+	if err != nil || len(ents) != len(files) {
+		t.Fatalf("%d entries (%v), want %d", len(ents), err, len(files))
+	}
+	for name, want := range files {
+		if got, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(got) != string(want) {
+			t.Fatalf("%s: %q %v", name, got, err)
+		}
+	}
+	srv := httptest.NewServer(res.Handler())
+	defer srv.Close()
+	name := fmt.Sprintf("%04d-%s", 987, strings.Repeat("n", 240))
+	resp, err := http.Get(srv.URL + "/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "0987" {
+		t.Fatalf("GET /%s: %d %q", name[:8], resp.StatusCode, body)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	mdag "github.com/ipfs/boxo/ipld/merkledag"
@@ -183,18 +184,21 @@ func (r *Result) WriteDir(dir string) error {
 		}
 	}()
 	src := tmp
+	t := &tree{dag: dag}
 	if e.isDir() {
 		if err := os.Chmod(tmp, 0o755); err != nil {
 			return fmt.Errorf("client: output %s: %w", dir, err)
 		}
-		if err := writeDir(ctx, dag, tmp, e); err != nil {
-			return fmt.Errorf("client: writing %s: %w", dir, err)
-		}
+		err = t.writeDir(ctx, tmp, e)
 	} else {
 		src = filepath.Join(tmp, base)
-		if err := writeEntry(ctx, dag, src, e); err != nil {
-			return fmt.Errorf("client: writing %s: %w", dir, err)
-		}
+		err = t.writeEntry(ctx, src, e)
+	}
+	if err == nil {
+		err = t.sync()
+	}
+	if err != nil {
+		return fmt.Errorf("client: writing %s: %w", dir, err)
 	}
 	if err := refuseExisting(dir); err != nil {
 		return err
@@ -209,8 +213,15 @@ func (r *Result) WriteDir(dir string) error {
 	return syncDir(parent)
 }
 
-func writeDir(ctx context.Context, dag memDAG, dst string, e entry) error {
-	d, err := uio.NewDirectoryFromNode(dag, e.node)
+// tree writes a UnixFS tree and remembers what it wrote, so that
+// everything can be fsynced at once before the rename.
+type tree struct {
+	dag   memDAG
+	paths []string // files and directories written
+}
+
+func (t *tree) writeDir(ctx context.Context, dst string, e entry) error {
+	d, err := uio.NewDirectoryFromNode(t.dag, e.node)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
@@ -222,28 +233,29 @@ func writeDir(ctx context.Context, dag memDAG, dst string, e entry) error {
 		if err := checkName(l.Name); err != nil {
 			return err
 		}
-		child, err := dag.entry(ctx, l.Cid)
+		child, err := t.dag.entry(ctx, l.Cid)
 		if err != nil {
 			return err
 		}
-		if err := writeEntry(ctx, dag, filepath.Join(dst, l.Name), child); err != nil {
+		if err := t.writeEntry(ctx, filepath.Join(dst, l.Name), child); err != nil {
 			return err
 		}
 	}
-	return syncDir(dst)
+	t.paths = append(t.paths, dst)
+	return nil
 }
 
-func writeEntry(ctx context.Context, dag memDAG, p string, e entry) error {
+func (t *tree) writeEntry(ctx context.Context, p string, e entry) error {
 	switch {
 	case e.isDir():
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
 		}
-		return writeDir(ctx, dag, p, e)
+		return t.writeDir(ctx, p, e)
 	case e.kind == upb.Data_Symlink:
 		return os.Symlink(e.target, p)
 	}
-	rd, err := uio.NewDagReader(ctx, e.node, dag)
+	rd, err := uio.NewDagReader(ctx, e.node, t.dag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
@@ -255,11 +267,48 @@ func writeEntry(ctx context.Context, dag memDAG, p string, e entry) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	t.paths = append(t.paths, p)
+	return f.Close()
+}
+
+// sync fsyncs every file and directory written, several at a time (the
+// file system batches concurrent fsyncs into one journal commit).
+func (t *tree) sync() error {
+	work := make(chan string)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(16, len(t.paths)) {
+		wg.Go(func() {
+			for p := range work {
+				if err := syncPath(p); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for _, p := range t.paths {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
 		return err
 	}
-	return f.Close()
+	defer f.Close()
+	return f.Sync()
 }
 
 func syncDir(p string) error {
