@@ -1,0 +1,54 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// FuzzReadOneBlockCAR: whatever a mirror sends, the CAR reader never
+// panics and returns bytes only when they are exactly the wanted block.
+func FuzzReadOneBlockCAR(f *testing.F) {
+	want := []byte("the one block")
+	c, err := cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}.Sum(want)
+	if err != nil {
+		f.Fatal(err)
+	}
+	other, _ := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}.Sum([]byte("other"))
+	m := &fakeMirror{b: &bundle{blocks: map[cid.Cid][]byte{c: want, other: []byte("other")}, cids: []cid.Cid{c, other}}}
+	f.Add(m.car([]cid.Cid{c}, []cid.Cid{c}))
+	f.Add(m.car([]cid.Cid{c}, []cid.Cid{c, other}))
+	f.Add(m.car([]cid.Cid{other}, []cid.Cid{c}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := readOneBlockCAR(context.Background(), bytes.NewReader(body), c)
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("accepted %q", got)
+		}
+	})
+}
+
+// FuzzReadStatements: the statement stream reader is bounded and never
+// panics.
+func FuzzReadStatements(f *testing.F) {
+	var buf bytes.Buffer
+	protocol.WriteFrame(&buf, []byte("a statement"))
+	protocol.WriteFrame(&buf, nil)
+	f.Add(buf.Bytes())
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, _ := readStatements(bytes.NewReader(body))
+		n := 0
+		for _, s := range out {
+			n += len(s)
+		}
+		if n > len(body) {
+			t.Fatalf("%d statement bytes from %d input bytes", n, len(body))
+		}
+	})
+}
