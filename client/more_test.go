@@ -244,3 +244,25 @@ func TestHAMTDirectory(t *testing.T) {
 		t.Fatalf("GET /%s: %d %q", name[:8], resp.StatusCode, body)
 	}
 }
+
+// TestDeadBootstrapDoesNotHoldUp: with one bootstrap blackholed, mirrors
+// named by the other are used after a grace period, long before the
+// blackholed bootstrap's statement request times out.
+func TestDeadBootstrapDoesNotHoldUp(t *testing.T) {
+	b := smallBundle(t)
+	dead := newFakeMirror(t, b, blackhole)
+	b1 := newFakeMirror(t, b, honest)
+	b1.holds = false
+	h := newFakeMirror(t, b, honest)
+	b1.statements = [][]byte{signed(t, newKey(t), 1, time.Now(), protocol.StateUp, h.URL, b.root.String())}
+	o := testOptions(dead.URL, b1.URL)
+	o.ProbeTimeout = 10 * time.Second // grace: 2 s
+	// Without the grace this Get waits 10 s for the dead bootstrap.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	res, err := Get(ctx, b.root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+}

@@ -103,17 +103,31 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		ai := *b.p2p
 		ask(b.raw, func(c context.Context) ([][]byte, error) { return p2p.statements(c, ai) })
 	}
+	// Mirrors are judged on the union of every bootstrap's statements,
+	// not on the first to answer; but a dead bootstrap holds that up for
+	// at most a fifth of the probe timeout after the first answer (a newer
+	// statement arriving later still retires a mirror).
 	bootsPending := outstanding
+	var grace <-chan time.Time
 	for outstanding > 0 {
 		var g gathered
 		select {
 		case g = <-results:
+		case <-grace:
+			grace, bootsPending = nil, 0
 		case <-ctx.Done():
 			return
 		}
-		outstanding--
-		if bootsPending > 0 {
-			bootsPending--
+		if g.src != "" {
+			outstanding--
+			if bootsPending > 0 {
+				bootsPending--
+			}
+			if grace == nil && bootsPending > 0 {
+				t := time.NewTimer(f.o.ProbeTimeout / 5)
+				defer t.Stop()
+				grace = t.C
+			}
 		}
 		kept := 0
 		now := f.o.Now()
@@ -122,14 +136,14 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 				kept++
 			}
 		}
-		f.o.Logger.Debug("statements", "source", g.src, "got", len(g.raws), "kept", kept, "rejected", view.rejected[g.src], "err", g.err)
+		if g.src != "" {
+			f.o.Logger.Debug("statements", "source", g.src, "got", len(g.raws), "kept", kept, "rejected", view.rejected[g.src], "err", g.err)
+		}
 		if g.err != nil {
 			note := g.src + ": " + g.err.Error()
 			f.send(ctx, func() { f.notes = append(f.notes, note) })
 		}
 		if bootsPending > 0 {
-			// Judge mirrors on the union of every bootstrap's
-			// statements, not on the first to answer.
 			continue
 		}
 		usable := view.usable(root, now, f.o.MaxAge)
