@@ -128,7 +128,7 @@ type fetcher struct {
 
 	bytes, received, dup, wasted int64
 	requests, failovers, hedges  int
-	tailHedges, resumeFailures   int
+	resumeFailures               int
 	ttfb                         time.Duration
 	drops                        []Drop
 }
@@ -325,15 +325,15 @@ func (f *fetcher) drop(m *mirror, err error) {
 // revive gives soft-dropped mirrors a second chance when nothing else is
 // left; it reports whether any came back.
 func (f *fetcher) revive() bool {
-	any := false
+	revived := false
 	for _, m := range f.mlist {
 		if m.state == mirrorSoftDropped {
 			m.state, m.revived, m.fails = mirrorAlive, true, 0
-			any = true
+			revived = true
 			f.o.Logger.Debug("mirror revived", "mirror", m.url)
 		}
 	}
-	return any
+	return revived
 }
 
 // failure builds the fail-closed error naming every mirror.
@@ -460,9 +460,6 @@ func (f *fetcher) hedge(now time.Time) {
 		}
 		f.o.Logger.Debug("hedge", "cid", j.c, "slow", a.m.url, "to", m.url, "after", elapsed, "tail", tail, "size", j.size)
 		f.hedges++
-		if tail {
-			f.tailHedges++
-		}
 		f.launch(j, m, now, true)
 	}
 }
@@ -588,7 +585,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			o.cancel(errLostRace)
 		}
 	case errors.Is(r.err, errLostRace), errors.Is(r.err, errDone), errors.Is(r.err, errDropped):
-		f.o.Logger.Debug("cancelled", "cid", j.c, "mirror", m.url, "why", r.err, "read", read)
+		f.o.Logger.Debug("cancelled", "cid", j.c, "mirror", m.url, "why", r.err, "read", read, "hedge", a.hedge)
 		if errors.Is(r.err, errDropped) && m.state == mirrorSoftDropped {
 			f.keepPartial(j, m, r, read) // the mirror died; its bytes may still be good
 		} else {
