@@ -3,21 +3,31 @@
 //
 // Blocks live one per file under DIR/blocks, named by the base32 of their
 // multihash (so a CIDv0 and a CIDv1 of the same bytes share one file) and
-// sharded by two characters of that name. A block is written to a temporary
-// file in its final directory, fsynced, renamed into place and the directory
-// fsynced: after a crash a block file is either absent or complete. Every
-// block is hashed against its CID on Put and again on Get; a block that no
-// longer matches is deleted and reported as ErrCorrupt.
+// sharded by two characters of that name. Every block is hashed against its
+// CID on Put and again on Get; a block that no longer matches is deleted and
+// reported as ErrCorrupt.
+//
+// Durability is group-committed. Put writes a block to a temporary file in
+// its final directory, starts its writeback (sync_file_range on Linux, which
+// does not wait) and renames it into place: no fsync per block. A block that
+// is not part of a held bundle may therefore be torn or empty after a power
+// loss; reads re-hash, so such a block is found, deleted and fetched again.
+// A block becomes durable when a bundle containing it is marked held:
+// MarkHeld walks the whole DAG re-hashing every block, then fsyncs every
+// block file not already durable and every block directory touched, and only
+// then records the bundle as held.
 //
 // A bundle is a DAG root the mirror follows. Its state is "fetching" until
-// MarkHeld has walked the whole DAG and found every block present and valid;
-// only then is it "held". The list is kept in DIR/bundles.json, written with
-// the same temp/fsync/rename steps, so a crash never leaves a bundle marked
-// held with blocks missing.
+// MarkHeld has walked the whole DAG and found every block present, valid and
+// durable; only then is it "held". The list is kept in DIR/bundles.json,
+// written to a temporary file, fsynced, renamed into place and its directory
+// fsynced, so a crash never leaves a bundle marked held with blocks missing,
+// torn or not yet on disk.
 //
-// The store is a pure core: file I/O only, no goroutines, no network, no
-// clock. All methods are safe for concurrent use. Use package
-// store/ipfsbs to hand it to boxo's bitswap or gateway.
+// The store is a pure core: file I/O only, no network, no clock, and no
+// goroutine outlives a call (MarkHeld fsyncs in parallel and waits). All
+// methods are safe for concurrent use. Use package store/ipfsbs to hand it
+// to boxo's bitswap or gateway.
 package store
 
 import (
@@ -108,7 +118,16 @@ type Store struct {
 	bundles  map[string]*BundleInfo   // by root KeyString
 	inflight map[string]chan struct{} // blocks being written, by key
 	// heldBlocks counts, per block key, the held bundles whose DAG holds it.
+	// Those blocks are durable: MarkHeld fsynced them.
 	heldBlocks map[string]int
+	// fresh holds the blocks this process wrote with Put (and has not
+	// removed since): their bytes were hashed on the way in, so MarkHeld
+	// need not read raw leaves among them again.
+	fresh map[string]struct{}
+
+	// fsync makes a file or directory durable; tests replace it to record
+	// what was synced and in which order.
+	fsync func(path string) error
 }
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -133,6 +152,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		bundles:    map[string]*BundleInfo{},
 		inflight:   map[string]chan struct{}{},
 		heldBlocks: map[string]int{},
+		fresh:      map[string]struct{}{},
+		fsync:      fsyncPath,
 	}
 	if err := os.MkdirAll(s.blocks, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotWritable, dir, unwrapPath(err))
@@ -204,7 +225,9 @@ func (s *Store) checkOpen() error {
 }
 
 // Put stores a block after checking that data hashes to c. Storing a block
-// that is already present does nothing.
+// that is already present does nothing. The block is readable at once but
+// not yet durable: MarkHeld makes the blocks of a bundle durable before it
+// records the bundle as held.
 func (s *Store) Put(c cid.Cid, data []byte) error {
 	if len(data) > verify.MaxBlockSize {
 		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, c, len(data), verify.MaxBlockSize)
@@ -248,6 +271,8 @@ func (s *Store) Put(c cid.Cid, data []byte) error {
 		delete(s.inflight, k)
 		if err != nil {
 			s.usage -= n
+		} else {
+			s.fresh[k] = struct{}{}
 		}
 		s.mu.Unlock()
 		close(ch)
@@ -279,23 +304,42 @@ func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// writeBlock writes data to p crash-safely: temp file in the same
-// directory, fsync, rename, fsync the directory.
+// writeBlock writes data to p so that p is either absent or complete while
+// the system runs (temp file in the same directory, renamed into place) and
+// starts its writeback without waiting. It does not fsync: after a power
+// loss the file may be torn, which reads detect. MarkHeld makes it durable.
 func (s *Store) writeBlock(p string, data []byte) error {
 	dir := filepath.Dir(p)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := syncDir(s.blocks); err != nil {
-			return err
-		}
 	}
-	return writeFileAtomic(p, data)
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	startWriteback(f)
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // writeFileAtomic leaves either the old file or the complete new one at p,
-// and no temporary file, whatever fails.
+// durably, and no temporary file, whatever fails: temp file, fsync, rename,
+// fsync the directory.
 func writeFileAtomic(p string, data []byte) error {
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
@@ -323,6 +367,19 @@ func writeFileAtomic(p string, data []byte) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// fsyncPath opens a file or directory read-only and fsyncs it.
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func syncDir(dir string) error {
@@ -382,6 +439,7 @@ func (s *Store) remove(p string) int64 {
 	}
 	s.mu.Lock()
 	s.usage -= fi.Size()
+	delete(s.fresh, filepath.Base(p))
 	s.mu.Unlock()
 	return fi.Size()
 }
@@ -532,9 +590,11 @@ func (s *Store) Unfollow(root cid.Cid) error {
 }
 
 // MarkHeld follows root if needed, walks its whole DAG re-hashing every
-// block, and only if every block is present and valid records the bundle as
-// held. Otherwise it returns an error wrapping ErrIncomplete and the bundle
-// stays (or goes back to) fetching.
+// block, fsyncs every block (and block directory) not yet durable, and only
+// if every block is present, valid and durable records the bundle as held.
+// Otherwise it returns an error wrapping ErrIncomplete (or ErrNoSpace) and
+// the bundle stays (or goes back to) fetching; a block found corrupt is
+// deleted, so fetching it again and calling MarkHeld again succeeds.
 func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	if err := s.Follow(root); err != nil {
 		return BundleInfo{}, err
@@ -555,6 +615,35 @@ func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	if b.State == StateHeld {
 		return *b, nil
 	}
+	// Make every block of the DAG durable before recording the bundle as
+	// held. Blocks of other held bundles already are. s.mu is released
+	// while syncing so reads and puts go on; the bundle is re-checked after.
+	var todo []string
+	for _, k := range keys {
+		if s.heldBlocks[k] == 0 {
+			todo = append(todo, k)
+		}
+	}
+	s.mu.Unlock()
+	err = s.syncKeys(todo)
+	s.mu.Lock()
+	b, ok = s.bundles[root.KeyString()]
+	if !ok {
+		return BundleInfo{}, fmt.Errorf("%w: %s was unfollowed", ErrIncomplete, root)
+	}
+	if err != nil {
+		return *b, err
+	}
+	if b.State == StateHeld {
+		return *b, nil
+	}
+	// A block deleted (Delete, Scrub) while s.mu was released is caught
+	// here; one deleted after is caught by Delete's recheck of held bundles.
+	for _, k := range keys {
+		if _, err := os.Stat(s.path(k)); err != nil {
+			return *b, fmt.Errorf("%w: %s: block %s went away", ErrIncomplete, root, k)
+		}
+	}
 	prev := *b
 	*b = info
 	if err := s.saveLocked(); err != nil {
@@ -567,26 +656,165 @@ func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	return info, nil
 }
 
-// walk verifies the DAG under root and returns its totals and block keys.
-func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
-	info := BundleInfo{Root: root, State: StateHeld}
-	var keys []string
-	err := verify.Walk(ctx, root, func(c cid.Cid) ([]byte, error) {
-		data, err := s.read(c)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
-		}
-		return data, nil
-	}, func(c cid.Cid, data []byte) error {
-		info.Bytes += int64(len(data))
-		info.Blocks++
-		keys = append(keys, key(c))
+// syncParallel is how many fsyncs MarkHeld runs at once: the file system
+// batches concurrent fsyncs into fewer journal commits.
+const syncParallel = 8
+
+// syncKeys fsyncs the block files named by keys and then, once each, the
+// directories that hold them and the blocks directory. A block that cannot
+// be made durable is deleted (its pages may be lost) and the error wraps
+// ErrIncomplete, or ErrNoSpace when the disk is full.
+func (s *Store) syncKeys(keys []string) error {
+	if len(keys) == 0 {
 		return nil
-	})
+	}
+	dirs := map[string]struct{}{}
+	var paths []string
+	for _, k := range keys {
+		p := s.path(k)
+		paths = append(paths, p)
+		dirs[filepath.Dir(p)] = struct{}{}
+	}
+	if err := s.syncAll(paths, true); err != nil {
+		return err
+	}
+	paths = paths[:0]
+	for d := range dirs {
+		paths = append(paths, d)
+	}
+	paths = append(paths, s.blocks)
+	return s.syncAll(paths, false)
+}
+
+// syncAll fsyncs paths with up to syncParallel goroutines and waits for
+// them. The first error is returned; with dropBad, a file whose fsync failed
+// (other than by being absent) is deleted.
+func (s *Store) syncAll(paths []string, dropBad bool) error {
+	work := make(chan string)
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for range min(syncParallel, len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				err := s.fsync(p)
+				if err == nil {
+					continue
+				}
+				if dropBad && !errors.Is(err, fs.ErrNotExist) {
+					s.remove(p)
+				}
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}()
+	}
+	for _, p := range paths {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	switch {
+	case firstErr == nil:
+		return nil
+	case isNoSpace(firstErr):
+		return errorf(ErrNoSpace, "store: no space left on device making blocks durable in %s: free disk space or lower the storage limit (reads keep working)", s.dir)
+	default:
+		return fmt.Errorf("%w: making blocks durable: %w", ErrIncomplete, firstErr)
+	}
+}
+
+// walk verifies the DAG under root and returns its totals and block keys.
+// A raw leaf this process wrote with Put (and has not removed since) is
+// not read again: Put hashed exactly the bytes it wrote. Every other block
+// (inner nodes, blocks found on disk at Open, possibly torn by a crash) is
+// read and re-hashed; a corrupt one is deleted.
+func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
+	info, keys, err := s.walkDAG(ctx, root, func(k string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, ok := s.fresh[k]
+		return ok
+	}, func(p string, n int64) { s.remove(p) })
 	if err != nil && !errors.Is(err, ErrIncomplete) {
 		err = fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
 	}
 	return info, keys, err
+}
+
+// walkDAG visits the DAG under root depth-first, each block once, and
+// returns the first missing or corrupt block's error after visiting all it
+// can reach. fresh says whether a block's file was written by this
+// process; drop deletes a corrupt block file of n bytes.
+func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string) bool, drop func(path string, n int64)) (BundleInfo, []string, error) {
+	info := BundleInfo{Root: root, State: StateHeld}
+	var keys []string
+	// A missing or corrupt block does not stop the walk: the rest of the
+	// DAG is still checked, so every torn block is deleted in one pass and
+	// one more fetch completes the bundle.
+	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	seen := map[string]struct{}{}
+	stack := []cid.Cid{root}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return info, keys, err
+		}
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		k := key(c)
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		seen[k] = struct{}{}
+		p := s.path(k)
+		if c.Type() == cid.Raw && fresh(k) {
+			fi, err := os.Stat(p)
+			if err != nil {
+				fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
+				continue
+			}
+			info.Bytes += fi.Size()
+			info.Blocks++
+			keys = append(keys, k)
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
+			continue
+		}
+		if err != nil {
+			return info, keys, fmt.Errorf("%w: %s: reading block %s: %w", ErrIncomplete, root, c, err)
+		}
+		if verify.Check(c, data) != nil {
+			drop(p, int64(len(data)))
+			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrCorrupt, c))
+			continue
+		}
+		links, err := verify.Links(c, data)
+		if err != nil {
+			return info, keys, fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
+		}
+		info.Bytes += int64(len(data))
+		info.Blocks++
+		keys = append(keys, k)
+		for i := len(links) - 1; i >= 0; i-- {
+			stack = append(stack, links[i])
+		}
+	}
+	return info, keys, firstErr
 }
 
 // recheckHeldLocked walks every held bundle again, demotes those no longer
@@ -622,28 +850,15 @@ func (s *Store) recheckHeldLocked(ctx context.Context) error {
 // walkLocked is walk while s.mu is held: corrupt blocks are removed
 // without touching s.mu again.
 func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
-	info := BundleInfo{Root: root, State: StateHeld}
-	var keys []string
-	err := verify.Walk(ctx, root, func(c cid.Cid) ([]byte, error) {
-		p := s.path(key(c))
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
+	return s.walkDAG(ctx, root, func(k string) bool {
+		_, ok := s.fresh[k]
+		return ok
+	}, func(p string, n int64) {
+		if os.Remove(p) == nil {
+			s.usage -= n
+			delete(s.fresh, filepath.Base(p))
 		}
-		if verify.Check(c, data) != nil {
-			if os.Remove(p) == nil {
-				s.usage -= int64(len(data))
-			}
-			return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
-		}
-		return data, nil
-	}, func(c cid.Cid, data []byte) error {
-		info.Bytes += int64(len(data))
-		info.Blocks++
-		keys = append(keys, key(c))
-		return nil
 	})
-	return info, keys, err
 }
 
 // Held reports whether root is followed and complete.
