@@ -124,6 +124,7 @@ type fetcher struct {
 	mlist    []*mirror
 	notes    []string // source errors, for the failure message
 	inflight int
+	live     map[*attempt]struct{} // attempts in flight
 	fatal    error
 
 	bytes, received, dup, wasted int64
@@ -144,6 +145,7 @@ func newFetcher(root cid.Cid, o Options) *fetcher {
 		blocks:  map[cid.Cid][]byte{},
 		jobs:    map[cid.Cid]*job{},
 		mirrors: map[string]*mirror{},
+		live:    map[*attempt]struct{}{},
 	}
 }
 
@@ -204,9 +206,17 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 	if f.fatal != nil {
 		return nil, f.fatal
 	}
-	for _, j := range f.jobs {
-		for _, a := range j.attempts {
-			a.cancel(errDone)
+	// Cancel the losers still running and count what they read, so
+	// Received and Duplicate are complete.
+	for a := range f.live {
+		a.cancel(errDone)
+	}
+	for f.inflight > 0 {
+		select {
+		case ev := <-f.events:
+			ev()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: fetching %s: %w", f.root, context.Cause(ctx))
 		}
 	}
 	if f.o.Progress != nil {
@@ -521,6 +531,7 @@ func (f *fetcher) launch(j *job, m *mirror, now time.Time, hedge bool) {
 	ctx, cancel := context.WithCancelCause(f.ctx)
 	a := &attempt{j: j, m: m, start: now, hedge: hedge, cancel: cancel, winStart: now, share: m.active + 1}
 	j.attempts = append(j.attempts, a)
+	f.live[a] = struct{}{}
 	m.active++
 	m.requests++
 	f.inflight++
@@ -559,6 +570,7 @@ func (f *fetcher) watch(now time.Time) {
 func (f *fetcher) finish(a *attempt, r reply) {
 	j, m := a.j, a.m
 	j.attempts = slices.DeleteFunc(j.attempts, func(x *attempt) bool { return x == a })
+	delete(f.live, a)
 	m.active--
 	f.inflight--
 	read := a.read.Load()
