@@ -49,8 +49,15 @@ func soft(format string, a ...any) error {
 
 // link is a child of a verified block.
 type link struct {
+	c     cid.Cid
+	size  int64  // block size hint for raw leaves (their Tsize), else 0
+	tsize uint64 // the link's Tsize: the bytes of the whole subtree
+}
+
+// block is a verified block.
+type block struct {
 	c    cid.Cid
-	size int64 // block size hint for raw leaves (their Tsize), else 0
+	data []byte
 }
 
 // verifyBlock checks that data hashes to c.
@@ -81,7 +88,7 @@ func linksOf(c cid.Cid, data []byte) ([]link, error) {
 			if l.Cid.Type() == cid.Raw && l.Size <= MaxBlockSize {
 				size = int64(l.Size)
 			}
-			out = append(out, link{c: l.Cid, size: size})
+			out = append(out, link{c: l.Cid, size: size, tsize: l.Size})
 		}
 		return out, nil
 	default:
@@ -119,17 +126,23 @@ type reply struct {
 	partial []byte        // raw: unverified bytes received before a soft failure (whole block so far, prefix included)
 	ttfb    time.Duration // response headers after request start
 	usedPre int           // prefix bytes of the job this reply builds on (a 206 answer)
+	more    []block       // subtree CARs: verified blocks after the first, in traversal order (also on error)
 	err     error
 }
 
 // fetchBlock asks one mirror for one block: a one-block CARv1 for dag-pb
-// nodes, the raw bytes (resuming after prefix with Range) otherwise.
-func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, prefix []byte, read *atomic.Int64) reply {
+// nodes, the raw bytes (resuming after prefix with Range) otherwise. With
+// subtree > 0 a dag-pb node comes with its whole subtree (dag-scope=all),
+// at most subtree bytes of CAR.
+func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, prefix []byte, subtree int64, read *atomic.Int64) reply {
 	isCAR := c.Type() != cid.Raw
 	u := base + "/ipfs/" + c.String()
-	if isCAR {
+	switch {
+	case isCAR && subtree > 0:
+		u += "?format=car&dag-scope=all"
+	case isCAR:
 		u += "?format=car&dag-scope=block"
-	} else {
+	default:
 		u += "?format=raw"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -172,6 +185,14 @@ func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, pr
 		return r
 	}
 	body := countingReader{r: resp.Body, n: read}
+	if isCAR && subtree > 0 {
+		var blks []block
+		blks, r.err = readSubtreeCAR(ctx, body, c, subtree)
+		if len(blks) > 0 {
+			r.data, r.more = blks[0].data, blks[1:]
+		}
+		return r
+	}
 	if isCAR {
 		r.data, r.err = readOneBlockCAR(ctx, body, c)
 		return r
@@ -219,10 +240,9 @@ func checkContentRange(v string, from int) error {
 	return nil
 }
 
-// readOneBlockCAR reads a CARv1 that must hold exactly root c with exactly
-// the block c, verified.
-func readOneBlockCAR(ctx context.Context, body io.Reader, c cid.Cid) ([]byte, error) {
-	lr := &io.LimitedReader{R: body, N: MaxBlockSize + maxCARHeader + 256}
+// readCARHeader reads a CARv1 header that must name exactly root c and
+// returns a block reader positioned at the first block.
+func readCARHeader(ctx context.Context, lr *io.LimitedReader, c cid.Cid) (*car.BlockReader, error) {
 	// Read the header frame first, so a CARv2 is refused before the block
 	// reader tries to seek inside it.
 	in := bufio.NewReader(lr)
@@ -258,27 +278,93 @@ func readOneBlockCAR(ctx context.Context, body io.Reader, c cid.Cid) ([]byte, er
 	if !br.Roots[0].Equals(c) {
 		return nil, hard("wrong CAR root %s, want %s", br.Roots[0], c)
 	}
+	return br, nil
+}
+
+// nextBlock reads the next block of a CAR, which must be want, verified.
+func nextBlock(ctx context.Context, lr *io.LimitedReader, br *car.BlockReader, want cid.Cid) ([]byte, error) {
 	blk, err := br.Next()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, hard("incomplete CAR: missing block %s", c)
+			return nil, hard("incomplete CAR: missing block %s", want)
 		}
 		return nil, carErr(ctx, lr, "CAR block", err)
 	}
-	if !blk.Cid().Equals(c) {
-		return nil, hard("out-of-order or unexpected block %s in CAR, want %s", blk.Cid(), c)
+	if !blk.Cid().Equals(want) {
+		return nil, hard("out-of-order or unexpected block %s in CAR, want %s", blk.Cid(), want)
 	}
 	data := blk.RawData()
-	if err := verifyBlock(c, data); err != nil {
-		return nil, hard("hash mismatch for %s", c)
-	}
-	if _, err := br.Next(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			return nil, hard("extraneous block after %s in CAR", c)
-		}
-		return nil, carErr(ctx, lr, "CAR trailer", err)
+	if err := verifyBlock(want, data); err != nil {
+		return nil, hard("hash mismatch for %s", want)
 	}
 	return data, nil
+}
+
+// endOfCAR checks that nothing follows the last wanted block.
+func endOfCAR(ctx context.Context, lr *io.LimitedReader, br *car.BlockReader, last cid.Cid) error {
+	if _, err := br.Next(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return hard("extraneous block after %s in CAR", last)
+		}
+		return carErr(ctx, lr, "CAR trailer", err)
+	}
+	return nil
+}
+
+// readOneBlockCAR reads a CARv1 that must hold exactly root c with exactly
+// the block c, verified.
+func readOneBlockCAR(ctx context.Context, body io.Reader, c cid.Cid) ([]byte, error) {
+	lr := &io.LimitedReader{R: body, N: MaxBlockSize + maxCARHeader + 256}
+	br, err := readCARHeader(ctx, lr, c)
+	if err != nil {
+		return nil, err
+	}
+	data, err := nextBlock(ctx, lr, br, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := endOfCAR(ctx, lr, br, c); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// readSubtreeCAR reads a CARv1 of the whole DAG under c (dag-scope=all,
+// dups=n), at most limit bytes, verifying every block in depth-first
+// traversal order (links in order, a block seen before is not sent again,
+// identity CIDs never are). It returns the blocks verified before any
+// error: they are good whatever came after them.
+func readSubtreeCAR(ctx context.Context, body io.Reader, c cid.Cid, limit int64) ([]block, error) {
+	lr := &io.LimitedReader{R: body, N: limit}
+	br, err := readCARHeader(ctx, lr, c)
+	if err != nil {
+		return nil, err
+	}
+	var out []block
+	seen := map[cid.Cid]bool{}
+	stack := []cid.Cid{c}
+	last := c
+	for len(stack) > 0 {
+		next := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, isID := identityData(next); isID || seen[next] {
+			continue
+		}
+		data, err := nextBlock(ctx, lr, br, next)
+		if err != nil {
+			return out, err
+		}
+		seen[next], last = true, next
+		out = append(out, block{c: next, data: data})
+		links, err := linksOf(next, data)
+		if err != nil {
+			return out, err
+		}
+		for i := len(links) - 1; i >= 0; i-- {
+			stack = append(stack, links[i].c)
+		}
+	}
+	return out, endOfCAR(ctx, lr, br, last)
 }
 
 // carErr classifies an error reading a CAR: cancellation and transport
@@ -288,7 +374,7 @@ func carErr(ctx context.Context, lr *io.LimitedReader, what string, err error) e
 		return transportErr(ctx, err)
 	}
 	if lr.N <= 0 {
-		return hard("CAR larger than one block")
+		return hard("CAR larger than the blocks asked for")
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
 		return soft("truncated %s: %v", what, err)

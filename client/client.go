@@ -129,6 +129,13 @@ type Options struct {
 	// ProbeTimeout bounds each HEAD probe and each statement download.
 	// Default 5 s.
 	ProbeTimeout time.Duration
+	// SubtreeBytes: a dag-pb node whose parent link says its whole
+	// subtree is at most this many bytes (a small file or directory, a
+	// HAMT shard) is fetched with its subtree in one CAR (dag-scope=all),
+	// verified block by block in traversal order, instead of a request
+	// per block. Default 1 MiB (the size of one leaf: larger subtrees
+	// are better spread over mirrors block by block); negative: never.
+	SubtreeBytes int64
 	// MaxSources bounds how many mirrors are asked for statements
 	// (bootstraps first, then mirrors they name). Default 8.
 	MaxSources int
@@ -171,6 +178,7 @@ func DefaultOptions() Options {
 		MinRate:          4 << 10,
 		ProbeTimeout:     5 * time.Second,
 		MaxSources:       8,
+		SubtreeBytes:     1 << 20,
 		Now:              time.Now,
 	}
 }
@@ -242,6 +250,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MinRate == 0 {
 		o.MinRate = d.MinRate
+	}
+	if o.SubtreeBytes == 0 {
+		o.SubtreeBytes = d.SubtreeBytes
 	}
 	if o.Now == nil {
 		o.Now = d.Now

@@ -74,7 +74,8 @@ func (m *mirror) usable(per int) bool { return m.state == mirrorAlive && m.activ
 // job is one wanted block.
 type job struct {
 	c        cid.Cid
-	size     int64 // size hint (raw leaves), 0 unknown
+	size     int64  // size hint (raw leaves), 0 unknown
+	tsize    uint64 // the parent link's Tsize (bytes of the whole subtree), 0 unknown
 	order    int
 	queued   bool
 	attempts []*attempt // live attempts
@@ -85,6 +86,9 @@ type job struct {
 func (j *job) sizeHint() int64 {
 	if j.size > 0 {
 		return j.size
+	}
+	if j.tsize > 0 && j.tsize <= MaxBlockSize {
+		return int64(j.tsize)
 	}
 	return 4 << 10
 }
@@ -170,7 +174,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 		cancel(errDone)
 		f.wg.Wait()
 	}()
-	f.want(f.root, 0)
+	f.want(link{c: f.root})
 	if len(f.jobs) > 0 {
 		f.discovering = true
 		f.wg.Go(func() { f.discover(ctx, boots) })
@@ -250,7 +254,8 @@ func (f *fetcher) progress(now time.Time) Progress {
 }
 
 // want queues c unless it is held or already wanted.
-func (f *fetcher) want(c cid.Cid, size int64) {
+func (f *fetcher) want(l link) {
+	c := l.c
 	if _, ok := f.blocks[c]; ok {
 		return
 	}
@@ -261,7 +266,7 @@ func (f *fetcher) want(c cid.Cid, size int64) {
 		f.accept(c, data)
 		return
 	}
-	j := &job{c: c, size: size, order: f.nextJob, queued: true}
+	j := &job{c: c, size: l.size, tsize: l.tsize, order: f.nextJob, queued: true}
 	f.nextJob++
 	f.jobs[c] = j
 	f.queue = append(f.queue, j)
@@ -276,10 +281,27 @@ func (f *fetcher) accept(c cid.Cid, data []byte) {
 	}
 	f.blocks[c] = data
 	f.bytes += int64(len(data))
-	delete(f.jobs, c)
-	for _, l := range links {
-		f.want(l.c, l.size)
+	if j, ok := f.jobs[c]; ok {
+		// Wanted on its own too (a block the subtree shares with
+		// another part of the DAG): stop fetching it.
+		for _, a := range j.attempts {
+			a.cancel(errLostRace)
+		}
+		delete(f.jobs, c)
 	}
+	for _, l := range links {
+		f.want(l)
+	}
+}
+
+// subtreeBudget is the CAR byte budget for fetching j with its whole
+// subtree, or 0 to fetch the block alone.
+func (f *fetcher) subtreeBudget(j *job) int64 {
+	if j.c.Type() != cid.DagProtobuf || j.tsize == 0 || f.o.SubtreeBytes <= 0 || j.tsize > uint64(f.o.SubtreeBytes) {
+		return 0
+	}
+	// Blocks total at most Tsize; each adds a CID and a length.
+	return 2*int64(j.tsize) + 64<<10
 }
 
 // addMirror registers a mirror found by discovery (probe answered 200 in
@@ -367,6 +389,11 @@ func (f *fetcher) failure() error {
 func (f *fetcher) schedule(now time.Time) {
 	for len(f.queue) > 0 && f.inflight < f.o.Parallel {
 		j := f.queue[0]
+		if f.jobs[j.c] != j {
+			// Arrived in another block's subtree meanwhile.
+			f.queue = f.queue[1:]
+			continue
+		}
 		m := f.pick(j, false, false)
 		if m == nil {
 			break
@@ -536,10 +563,10 @@ func (f *fetcher) launch(j *job, m *mirror, now time.Time, hedge bool) {
 	m.requests++
 	f.inflight++
 	f.requests++
-	prefix := j.prefix
+	prefix, subtree := j.prefix, f.subtreeBudget(j)
 	f.wg.Go(func() {
 		defer cancel(nil)
-		r := fetchBlock(ctx, f.o.HTTPClient, m.url, j.c, prefix, &a.read)
+		r := fetchBlock(ctx, f.o.HTTPClient, m.url, j.c, prefix, subtree, &a.read)
 		// The loop may have ended: deliver on a context it cancels.
 		select {
 		case f.events <- func() { f.finish(a, r) }:
@@ -581,6 +608,12 @@ func (f *fetcher) finish(a *attempt, r reply) {
 		}
 	}
 	_, held := f.blocks[j.c]
+	if r.err != nil && r.data != nil && !held {
+		// A subtree CAR failed midway: what verified before the
+		// failure is good.
+		m.bytes += f.acceptAll(j.c, r.data, r.more)
+		held = true
+	}
 	switch {
 	case r.err == nil && held:
 		f.dup += read
@@ -592,7 +625,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			f.creditPrefix(j, r.usedPre)
 		}
 		j.prefix = nil
-		f.accept(j.c, r.data)
+		m.bytes += f.acceptAll(j.c, r.data, r.more) - int64(len(r.data))
 		for _, o := range j.attempts {
 			o.cancel(errLostRace)
 		}
@@ -670,4 +703,19 @@ func (f *fetcher) keepPartial(j *job, m *mirror, r reply, read int64) {
 		return
 	}
 	f.dup += read
+}
+
+// acceptAll accepts a verified block and the verified blocks of its subtree
+// that came with it, and returns their bytes.
+func (f *fetcher) acceptAll(c cid.Cid, data []byte, more []block) int64 {
+	n := int64(len(data))
+	f.accept(c, data)
+	for _, b := range more {
+		if _, ok := f.blocks[b.c]; ok {
+			continue
+		}
+		f.accept(b.c, b.data)
+		n += int64(len(b.data))
+	}
+	return n
 }

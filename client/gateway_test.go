@@ -52,6 +52,9 @@ func TestAgainstGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, b, res)
+	if res.Requests >= res.Blocks {
+		t.Errorf("%d requests for %d blocks: the lib/ subtree did not come in one CAR", res.Requests, res.Blocks)
+	}
 
 	var leaf cid.Cid
 	for c, d := range b.blocks {
@@ -60,7 +63,7 @@ func TestAgainstGateway(t *testing.T) {
 		}
 	}
 	var n atomic.Int64
-	r := fetchBlock(context.Background(), http.DefaultClient, u, leaf, b.blocks[leaf][:1000], &n)
+	r := fetchBlock(context.Background(), http.DefaultClient, u, leaf, b.blocks[leaf][:1000], 0, &n)
 	if r.err != nil || r.usedPre != 1000 || !bytes.Equal(r.data, b.blocks[leaf]) {
 		t.Fatalf("resume with Range: err %v, usedPre %d", r.err, r.usedPre)
 	}

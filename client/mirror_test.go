@@ -142,6 +142,27 @@ func buildBundle(t testing.TB, files map[string][]byte) *bundle {
 	return b
 }
 
+// dfs lists the blocks under c in depth-first order without duplicates,
+// as a gateway sends dag-scope=all.
+func (b *bundle) dfs(c cid.Cid) []cid.Cid {
+	var out []cid.Cid
+	seen := map[cid.Cid]bool{}
+	var walk func(c cid.Cid)
+	walk = func(c cid.Cid) {
+		if seen[c] {
+			return
+		}
+		seen[c] = true
+		out = append(out, c)
+		ls, _ := linksOf(c, b.blocks[c])
+		for _, l := range ls {
+			walk(l.c)
+		}
+	}
+	walk(c)
+	return out
+}
+
 func randomBytes(seed uint64, n int) []byte {
 	r := mrand.New(mrand.NewPCG(seed, 1))
 	b := make([]byte, n)
@@ -151,12 +172,15 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
-// smallBundle: a few files and a multi-chunk file (2.5 MiB, 3 leaves).
+// smallBundle: a few files, a small directory (fetched as one subtree CAR)
+// and a multi-chunk file (2.5 MiB, 3 leaves).
 func smallBundle(t testing.TB) *bundle {
 	return buildBundle(t, map[string][]byte{
 		"index.html":   []byte("<h1>app</h1>"),
 		"app.js":       []byte("console.log('hi')"),
 		"assets/a.css": []byte("body{}"),
+		"lib/a.js":     []byte("export const a = 1"),
+		"lib/b.js":     randomBytes(8, 40<<10),
 		"assets/big":   randomBytes(7, 2<<20+1<<19),
 	})
 }
@@ -318,13 +342,20 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body := data
 	if isCAR {
 		roots, blks := []cid.Cid{c}, []cid.Cid{c}
+		if r.URL.Query().Get("dag-scope") == "all" {
+			blks = m.b.dfs(c)
+		}
 		switch m.how {
 		case extraBlock:
 			blks = append(blks, other)
 		case outOfOrder:
-			blks = []cid.Cid{other, c}
+			if len(blks) > 2 {
+				blks[1], blks[2] = blks[2], blks[1]
+			} else {
+				blks = append([]cid.Cid{other}, blks...)
+			}
 		case otherBlock:
-			blks = []cid.Cid{other}
+			blks[len(blks)-1] = other
 		case wrongRoot:
 			roots = []cid.Cid{other}
 		}

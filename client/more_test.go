@@ -218,6 +218,12 @@ func TestHAMTDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, b, res)
+	// Shards below the root are small subtrees: each comes in one CAR.
+	// (Files linked straight from the root shard are a request each.)
+	if res.Requests*3 > res.Blocks {
+		t.Errorf("%d requests for %d blocks: subtrees were not fetched whole", res.Requests, res.Blocks)
+	}
+	t.Logf("%d requests for %d blocks", res.Requests, res.Blocks)
 	out := filepath.Join(t.TempDir(), "app")
 	if err := res.WriteDir(out); err != nil {
 		t.Fatal(err)
