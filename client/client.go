@@ -18,10 +18,14 @@
 // The DAG is walked from the root in discovery (DAG) order. Wanted blocks sit
 // in one queue; each is fetched from the best-ranked mirror with a free slot
 // (ranked by EWMAs of time to first byte, throughput and failures, with
-// untried mirrors tried first). dag-pb nodes come as one-block CARv1
-// responses (format=car, dag-scope=block), checked for version, root,
-// order and extraneous blocks; raw leaves come as format=raw and resume with
-// an HTTP Range request when a mirror dies midway. A request that runs late
+// untried mirrors tried first). A dag-pb node whose subtree is small (its
+// parent link's Tsize at most Options.SubtreeBytes: a small file or
+// directory, a HAMT shard) comes with that subtree in one CARv1
+// (format=car, dag-scope=all), verified block by block in depth-first
+// order; other dag-pb nodes come as one-block CARs (dag-scope=block). Every
+// CAR is checked for version, single root, order, missing and extraneous
+// blocks and a byte budget. Raw leaves come as format=raw and resume with an
+// HTTP Range request when a mirror dies midway. A request that runs late
 // (a multiple of its mirror's observed latency) or holds up the tail of the
 // download is hedged on another mirror; the first verified answer wins and
 // the loser is cancelled. A mirror that stalls, errors or sends bytes that do
