@@ -169,11 +169,29 @@ func BenchmarkReplicate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				before := make([]uint64, n)
+				for j, hr := range holders[:n] {
+					st, _ := hr.bs.Stat()
+					before[j] = st.BlocksSent
+				}
 				b.StartTimer()
 				if err := r.Fetch(b.Context(), root.Root, nil); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
+				// How the holders shared the work, and what came twice.
+				var sent, most uint64
+				for j, hr := range holders[:n] {
+					st, _ := hr.bs.Stat()
+					d := st.BlocksSent - before[j]
+					sent += d
+					most = max(most, d)
+				}
+				fs, _ := r.bs.Stat()
+				if sent > 0 {
+					b.ReportMetric(float64(most)/float64(sent), "top-holder-share")
+				}
+				b.ReportMetric(float64(fs.DupBlksReceived), "dup-blocks")
 				r.Close()
 				h.Close()
 				st.Close()

@@ -7,13 +7,16 @@
 // bundles the store holds (store.HeldBlock): a half-fetched bundle is never
 // offered. Its client side is used by Fetch, which connects to the holders a
 // HolderFinder names, walks the bundle's DAG, fetches only the blocks that
-// are missing (so a restarted fetch resumes), verifies every block against
-// its CID before it is stored, and finally asks the store to mark the bundle
-// held (which re-verifies the whole DAG).
+// are missing (so a restarted fetch resumes), has the store verify every
+// block against its CID as it is stored, and finally asks the store to mark
+// the bundle held (which makes its blocks durable and re-verifies every
+// block this process did not write). If that finds a block torn by an
+// earlier crash (the store fsyncs only when a bundle becomes held), the
+// block is deleted and Fetch fetches what is missing once more.
 //
 // Bitswap derives a received block's CID from its bytes, so a peer that
 // sends bytes not matching the wanted CID simply never satisfies the want;
-// Fetch checks each block again with verify.Check before store.Put.
+// store.Put checks each block again (ErrBadBlock if it does not match).
 //
 // Limitations: peers that asked this mirror for a block before its bundle
 // became held are not notified when it does; they get it when bitswap
@@ -147,6 +150,9 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 		// rebroadcast. Current peers send real DONT_HAVEs, so rely on those.
 		bitswap.WithClientOption(client.SetSimulateDontHavesOnTimeout(false)),
 	}
+	// Counting duplicate blocks costs a goroutine and a store lookup per
+	// received block; the fetcher already skips blocks it has.
+	bsOpts = append(bsOpts, bitswap.WithClientOption(client.WithoutDuplicatedBlockStats()))
 	if cfg.ServeOutstandingBytes > 0 {
 		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
 	}
@@ -210,7 +216,33 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 		return nil
 	}
 	sess := r.bs.NewSession(ctx)
+	p, err := r.fetchDAG(ctx, sess, root, Progress{}, progress)
+	if err != nil {
+		return err
+	}
+	_, err = r.st.MarkHeld(root)
+	if errors.Is(err, store.ErrIncomplete) && ctx.Err() == nil {
+		// The walk found a block torn by an earlier crash (present, never
+		// made durable) and deleted it: fetch what is missing once more.
+		r.log.Info("bundle incomplete after fetch; fetching again", "root", root, "err", err)
+		if p, err = r.fetchDAG(ctx, sess, root, p, progress); err != nil {
+			return err
+		}
+		_, err = r.st.MarkHeld(root)
+	}
+	if err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	r.log.Info("bundle held", "root", root, "blocks", p.Blocks, "fetched", p.Fetched, "bytes", p.Bytes)
+	return nil
+}
 
+// fetchDAG walks root's DAG with cfg.Parallel workers, making every block
+// present and verified, and returns the progress counters. A second pass
+// counts the DAG's blocks again and adds to p.Fetched.
+func (r *Replicator) fetchDAG(ctx context.Context, sess exchange.Fetcher, root cid.Cid, p Progress, progress func(Progress)) (Progress, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	type result struct {
 		links   []cid.Cid
 		size    int
@@ -241,7 +273,7 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 	queue := []cid.Cid{root}
 	seen := map[string]struct{}{root.KeyString(): {}}
 	inflight := 0
-	var p Progress
+	p.Blocks, p.Bytes = 0, 0 // a second pass counts the DAG again
 	for len(queue) > 0 || inflight > 0 {
 		var send chan cid.Cid
 		var next cid.Cid
@@ -255,7 +287,7 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 		case res := <-results:
 			inflight--
 			if res.err != nil {
-				return res.err
+				return p, res.err
 			}
 			p.Blocks++
 			p.Bytes += int64(res.size)
@@ -275,16 +307,12 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 			}
 		case <-ctx.Done():
 			if r.ctx.Err() != nil {
-				return ErrClosed
+				return p, ErrClosed
 			}
-			return fmt.Errorf("replicate: fetching %s: %d blocks done: %w", root, p.Blocks, ctx.Err())
+			return p, fmt.Errorf("replicate: fetching %s: %d blocks done: %w", root, p.Blocks, ctx.Err())
 		}
 	}
-	if _, err := r.st.MarkHeld(root); err != nil {
-		return fmt.Errorf("replicate: %w", err)
-	}
-	r.log.Info("bundle held", "root", root, "blocks", p.Blocks, "fetched", p.Fetched, "bytes", p.Bytes)
-	return nil
+	return p, nil
 }
 
 // one makes block c present and verified and returns its links and size.
@@ -308,15 +336,17 @@ func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) 
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("replicate: fetching block %s: %w", c, err)
 	}
+	// Put hashes the block against c (bitswap derived blk's CID from its
+	// bytes too); hashing it here as well would be a third pass.
 	data := blk.RawData()
-	if err := verify.Check(c, data); err != nil {
-		return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
+	if err := r.st.Put(c, data); err != nil {
+		if errors.Is(err, store.ErrHashMismatch) {
+			return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
+		}
+		return nil, 0, false, fmt.Errorf("replicate: %w", err)
 	}
 	links, err := verify.Links(c, data)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("replicate: %w", err)
-	}
-	if err := r.st.Put(c, data); err != nil {
 		return nil, 0, false, fmt.Errorf("replicate: %w", err)
 	}
 	return links, len(data), true, nil
