@@ -32,6 +32,7 @@ var (
 	errDropped      = errors.New("mirror dropped")
 	errDone         = errors.New("download finished")
 	errResume       = errors.New("resumed block did not verify")
+	errOverBudget   = errors.New("subtree CAR larger than its Tsize")
 )
 
 // failure is a classified request error.
@@ -352,6 +353,11 @@ func readSubtreeCAR(ctx context.Context, body io.Reader, c cid.Cid, limit int64)
 		}
 		data, err := nextBlock(ctx, lr, br, next)
 		if err != nil {
+			if lr.N <= 0 {
+				// The DAG's Tsize may understate it: not
+				// necessarily the mirror's fault.
+				return out, errOverBudget
+			}
 			return out, err
 		}
 		seen[next], last = true, next
@@ -364,7 +370,13 @@ func readSubtreeCAR(ctx context.Context, body io.Reader, c cid.Cid, limit int64)
 			stack = append(stack, links[i].c)
 		}
 	}
-	return out, endOfCAR(ctx, lr, br, last)
+	if err := endOfCAR(ctx, lr, br, last); err != nil {
+		if lr.N <= 0 {
+			return out, errOverBudget
+		}
+		return out, err
+	}
+	return out, nil
 }
 
 // carErr classifies an error reading a CAR: cancellation and transport

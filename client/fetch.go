@@ -80,6 +80,7 @@ type job struct {
 	queued   bool
 	attempts []*attempt // live attempts
 	prefix   []byte     // unverified leading bytes from a mirror that died midway
+	single   bool       // fetch this block alone, never with its subtree
 	from     *mirror    // who sent prefix
 }
 
@@ -297,7 +298,7 @@ func (f *fetcher) accept(c cid.Cid, data []byte) {
 // subtreeBudget is the CAR byte budget for fetching j with its whole
 // subtree, or 0 to fetch the block alone.
 func (f *fetcher) subtreeBudget(j *job) int64 {
-	if j.c.Type() != cid.DagProtobuf || j.tsize == 0 || f.o.SubtreeBytes <= 0 || j.tsize > uint64(f.o.SubtreeBytes) {
+	if j.single || j.c.Type() != cid.DagProtobuf || j.tsize == 0 || f.o.SubtreeBytes <= 0 || j.tsize > uint64(f.o.SubtreeBytes) {
 		return 0
 	}
 	// Blocks total at most Tsize; each adds a CID and a length.
@@ -641,6 +642,12 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			f.sample(m, time.Since(a.start), 0, time.Since(a.start), 1)
 			m.fails++
 		}
+	case errors.Is(r.err, errOverBudget):
+		// The subtree is bigger than its parent's link said: fetch
+		// block by block, blaming nobody.
+		f.o.Logger.Debug("subtree over budget", "cid", j.c, "mirror", m.url, "tsize", j.tsize)
+		j.single = true
+		f.dup += read
 	case errors.Is(r.err, errResume):
 		// A resumed block failed: the prefix (from a mirror that died)
 		// or this mirror lied. Start over from scratch, blaming neither.

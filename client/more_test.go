@@ -14,9 +14,15 @@ import (
 	"testing"
 	"time"
 
+	mdag "github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	upb "github.com/ipfs/boxo/ipld/unixfs/pb"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -271,4 +277,59 @@ func TestDeadBootstrapDoesNotHoldUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, b, res)
+}
+
+// TestUnderstatedTsize: a DAG whose links understate their subtrees' size
+// (another tool's bug, not a mirror's lie) still downloads: the subtree CAR
+// runs over its budget, and the blocks are fetched one by one without
+// blaming the mirror.
+func TestUnderstatedTsize(t *testing.T) {
+	ctx := context.Background()
+	ds := &storeDAG{memDAG: memDAG{}}
+	lib := unixfs.EmptyDirNode()
+	lib.SetCidBuilder(uio.UnixFS_v1_2025.CidBuilder())
+	files := map[string][]byte{}
+	for i := range 3 {
+		data := randomBytes(uint64(20+i), 100<<10)
+		leaf, err := mdag.NewRawNodeWPrefix(data, cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds.Add(ctx, leaf)
+		name := fmt.Sprintf("f%d.js", i)
+		files["lib/"+name] = data
+		if err := lib.AddRawLink(name, &ipld.Link{Cid: leaf.Cid(), Size: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds.Add(ctx, lib)
+	root, err := uio.NewDirectory(ds, uio.WithCidBuilder(uio.UnixFS_v1_2025.CidBuilder()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.AddChild(ctx, "lib", lib); err != nil {
+		t.Fatal(err)
+	}
+	rn, _ := root.GetNode()
+	ds.Add(ctx, rn)
+	b := &bundle{root: rn.Cid(), blocks: map[cid.Cid][]byte{}, files: files}
+	for _, c := range []cid.Cid{rn.Cid(), lib.Cid()} {
+		b.blocks[c] = ds.memDAG[c]
+	}
+	for _, l := range lib.Links() {
+		b.blocks[l.Cid] = ds.memDAG[l.Cid]
+	}
+	for c, d := range b.blocks {
+		b.cids = append(b.cids, c)
+		b.size += int64(len(d))
+	}
+	m := newFakeMirror(t, b, honest)
+	res, err := Get(ctx, b.root, testOptions(m.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, b, res)
+	if len(res.Dropped) != 0 {
+		t.Fatalf("dropped %+v", res.Dropped)
+	}
 }
