@@ -56,7 +56,8 @@ func (s staticFinder) Holders(_ cid.Cid) []peer.AddrInfo { return s }
 // real loopback libp2p (TCP+Noise+yamux): "raw-stream" is a plain libp2p
 // stream copy of the same number of bytes (the ceiling), "bitswap-1" and
 // "bitswap-3" fetch with bitswap from one and from three holders, verifying
-// and fsyncing every block into a new store.
+// every block into a new store and marking the bundle held (which fsyncs
+// it). bitswap-3 reports the share of blocks the busiest holder sent.
 func BenchmarkReplicate(b *testing.B) {
 	size := benchSize()
 	dir := b.TempDir()
@@ -115,9 +116,9 @@ func BenchmarkReplicate(b *testing.B) {
 			s.Close()
 		}
 	})
-	// The same stream copy, but every 1 MiB chunk is hashed and stored
-	// durably like a replicated block: the ceiling for replication into
-	// this disk.
+	// The same stream copy, but every 1 MiB chunk is hashed and Put like a
+	// replicated block (no fsync: Put leaves that to MarkHeld, which needs
+	// a DAG): near the ceiling for replication onto this disk.
 	b.Run("raw-stream+store", func(b *testing.B) {
 		const proto = "/mirrornet-bench/raw/1"
 		dst := tcpHost(b)
