@@ -19,14 +19,12 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// TODO(discovery): mDNS and DHT bootstrap. When Options.Bootstrap is empty,
-// Get fails with ErrNoBootstrap. The discovery/ package is to offer a
-// function that, given a context and a deadline, returns mirror addresses
-// (HTTP base URLs or /p2p/ multiaddrs) found on the LAN (mDNS,
-// protocol.MDNSServiceName) or through the DHT (protocol.DHTPrefix); discover
-// below would call it when no bootstrap is given and treat its answers like
-// bootstrap addresses (they are no more trusted: statements are verified and
-// bytes checked).
+// Bootstrap addresses come from the caller. `mirrornet get` with no
+// --bootstrap fills them from mirrors announcing themselves on the LAN
+// (discovery.BrowseMirrors, mDNS); they are no more trusted than any
+// bootstrap: statements are verified and bytes checked. The mirrornet DHT
+// needs an entry point, and any mirror given as one already names every
+// mirror it knows in its signed statements.
 
 // gathered is one source's statements.
 type gathered struct {

@@ -15,12 +15,14 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/client"
+	"github.com/mirrornet/mirrornet/discovery"
 )
 
-// runGet implements `mirrornet get CID [-o DIR | --car FILE | --serve ADDR]
-// [--bootstrap ADDR...] [--json]`.
+// runGet implements `mirrornet get CID|APP-ID[@VERSION] [-o DIR | --car FILE
+// | --serve ADDR] [--bootstrap ADDR...] [--json]`. Without --bootstrap it
+// looks for mirrors on the LAN by mDNS.
 func runGet(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlagSet(env, "get", "CID [-o DIR | --car FILE | --serve ADDR] [--bootstrap ADDR...] [--json]")
+	fs := newFlagSet(env, "get", "CID|APP-ID[@VERSION] [-o DIR | --car FILE | --serve ADDR] [--bootstrap ADDR...] [--json]")
 	out := fs.String("o", "", "write the app to this directory (default: ./CID)")
 	carPath := fs.String("car", "", "write the bundle as a CARv1 file instead")
 	serve := fs.String("serve", "", "serve the verified app on this address (host:port) instead")
@@ -56,9 +58,14 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 		*out = root.String()
 	}
 	if len(boots) == 0 {
-		// TODO(discovery): find mirrors by mDNS / DHT when no bootstrap
-		// is given (see client/sources.go).
-		return usageErrorf("get: no mirror to start from: give --bootstrap ADDR or set MIRRORNET_BOOTSTRAP")
+		// No bootstrap given: listen for mirrors announcing themselves on
+		// the LAN. They are no more trusted than a bootstrap address:
+		// statements are verified and bytes checked.
+		found, err := discovery.BrowseMirrors(ctx, mdnsWindow)
+		if err != nil || len(found) == 0 {
+			return usageErrorf("get: no --bootstrap given and no mirror found on the LAN by mDNS within %s: give --bootstrap ADDR or set MIRRORNET_BOOTSTRAP", mdnsWindow)
+		}
+		boots = found
 	}
 	for _, b := range boots {
 		if err := client.ParseBootstrap(b); err != nil {
@@ -191,3 +198,7 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// mdnsWindow is how long get listens for mirrors on the LAN when no
+// bootstrap address is given.
+const mdnsWindow = 3 * time.Second

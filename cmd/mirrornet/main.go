@@ -39,7 +39,7 @@ var commands = []command{
 	{"release", "publish a bundle as a signed release of an app (see docs/RELEASES.md)", runRelease},
 	{"keygen", "make a publisher or builder key file", runKeygen},
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
-	{"get", "download an app by CID from mirrors, verified (light client)", runGet},
+	{"get", "download an app by CID or app ID from mirrors, verified (light client)", runGet},
 	{"testnet", "run a local mirror network; --demo: publish, take the origin down, resolve from the survivors", runTestnet},
 	{"version", "print the version", runVersion},
 }

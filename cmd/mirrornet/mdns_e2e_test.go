@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +85,21 @@ func TestE2EMDNSFindsMirrorsOnALAN(t *testing.T) {
 		}
 		return false, string(out)
 	})
+
+	// A light client on the same LAN, given no bootstrap address at all,
+	// finds the mirrors by mDNS and gets the app.
+	site := sampleDir(t)
+	pubOut, errOut, code := mirrornet(t, "publish", "--data", datas[0], site)
+	if code != 0 {
+		t.Fatalf("publish: %s", errOut)
+	}
+	dest := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	get := exec.CommandContext(ctx, "ip", "netns", "exec", ns, binPath, "get", strings.TrimSpace(pubOut), "-o", dest)
+	get.Env = append(os.Environ(), "MIRRORNET_BOOTSTRAP=")
+	if out, err := get.CombinedOutput(); err != nil {
+		t.Fatalf("get with no bootstrap: %v: %s", err, out)
+	}
+	sameTree(t, site, dest)
 }
