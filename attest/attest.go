@@ -143,17 +143,23 @@ func sign(key crypto.PrivKey, k Kind, payload []byte) ([]byte, error) {
 // SignLiveness signs a liveness statement. l.Peer must be key's peer ID;
 // slices are normalised (nil becomes empty) before signing.
 func SignLiveness(key crypto.PrivKey, l protocol.Liveness) ([]byte, error) {
-	if err := checkSubject(key, l.Peer); err != nil {
+	return signValidated(key, KindLiveness, l.Peer, &l)
+}
+
+// signValidated checks that subject is key's peer ID and that the payload
+// is valid, encodes it canonically and seals it as kind k.
+func signValidated(key crypto.PrivKey, k Kind, subject string, payload interface{ Validate() error }) ([]byte, error) {
+	if err := checkSubject(key, subject); err != nil {
 		return nil, err
 	}
-	if err := l.Validate(); err != nil {
+	if err := payload.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
 	}
-	payload, err := protocol.Encode(&l)
+	raw, err := protocol.Encode(payload)
 	if err != nil {
 		return nil, err
 	}
-	return sign(key, KindLiveness, payload)
+	return sign(key, k, raw)
 }
 
 func checkSubject(key crypto.PrivKey, subject string) error {

@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -28,15 +27,5 @@ func init() {
 // SignBuild signs a build attestation. b.Builder must be key's peer ID.
 // Verify it back with [Verify] (Kind KindBuild, field Build).
 func SignBuild(key crypto.PrivKey, b protocol.BuildAttestation) ([]byte, error) {
-	if err := checkSubject(key, b.Builder); err != nil {
-		return nil, err
-	}
-	if err := b.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
-	}
-	payload, err := protocol.Encode(&b)
-	if err != nil {
-		return nil, err
-	}
-	return sign(key, KindBuild, payload)
+	return signValidated(key, KindBuild, b.Builder, &b)
 }

@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -27,15 +26,5 @@ func init() {
 // SignProbe signs a probe result. p.Observer must be key's peer ID and p
 // must pass [protocol.ProbeResult.Validate].
 func SignProbe(key crypto.PrivKey, p protocol.ProbeResult) ([]byte, error) {
-	if err := checkSubject(key, p.Observer); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
-	}
-	payload, err := protocol.Encode(&p)
-	if err != nil {
-		return nil, err
-	}
-	return sign(key, KindProbe, payload)
+	return signValidated(key, KindProbe, p.Observer, &p)
 }
