@@ -54,7 +54,19 @@
 // # Topics
 //
 // [TopicLiveness] carries liveness statements, [TopicProbe] probe results,
-// [TopicRelease] release records and [TopicBuild] build attestations.
+// [TopicRelease] release records and [TopicBuild] build attestations. The
+// gossipsub message ID is the SHA-256 of the message data, so one signed
+// statement forwarded by many peers is one message; messages are at most
+// [MaxStatementSize] plus 4 KiB of gossipsub framing. Mirrors publish to all
+// their peers (flood publish) and forward along the mesh (gossipsub v1.1
+// defaults: D=6, Dlo=5, Dhi=12, 1 s heartbeat).
+//
+// # HTTP bootstrap
+//
+// A mirror can be joined through its HTTP URL alone: GET [HTTPStatusPath]
+// answers JSON whose "self" object holds "peer_id" and "addrs" (multiaddrs
+// ending in /p2p/PEER-ID). The answer is a hint for dialling, never trusted:
+// the libp2p handshake proves the peer ID.
 //
 // # Liveness
 //
