@@ -13,9 +13,10 @@
 // is not part of a held bundle may therefore be torn or empty after a power
 // loss; reads re-hash, so such a block is found, deleted and fetched again.
 // A block becomes durable when a bundle containing it is marked held:
-// MarkHeld walks the whole DAG re-hashing every block, then fsyncs every
-// block file not already durable and every block directory touched, and only
-// then records the bundle as held.
+// MarkHeld walks the whole DAG, re-hashing every block except raw leaves
+// this process itself wrote with Put (their bytes were hashed on the way
+// in), then fsyncs every block file not already durable and every block
+// directory touched, and only then records the bundle as held.
 //
 // A bundle is a DAG root the mirror follows. Its state is "fetching" until
 // MarkHeld has walked the whole DAG and found every block present, valid and
@@ -590,8 +591,10 @@ func (s *Store) Unfollow(root cid.Cid) error {
 }
 
 // MarkHeld follows root if needed, walks its whole DAG re-hashing every
-// block, fsyncs every block (and block directory) not yet durable, and only
-// if every block is present, valid and durable records the bundle as held.
+// block (except raw leaves this process put), fsyncs every block (and block
+// directory) not yet durable, and only if every block is present, valid and
+// durable records the bundle as held. It blocks while it reads and syncs;
+// other methods go on meanwhile.
 // Otherwise it returns an error wrapping ErrIncomplete (or ErrNoSpace) and
 // the bundle stays (or goes back to) fetching; a block found corrupt is
 // deleted, so fetching it again and calling MarkHeld again succeeds.
