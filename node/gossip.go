@@ -29,6 +29,11 @@ func (n *Node) startGossip() error {
 			h := sha256.Sum256(m.Data)
 			return string(h[:])
 		}),
+		// Every statement is signed by its author already (attest), so
+		// gossipsub's own per-message signature would only cost a second
+		// Ed25519 check and ~100 bytes per message: carry none (as
+		// Ethereum's consensus gossip does), with content-addressed IDs.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
 		pubsub.WithMaxMessageSize(protocol.MaxStatementSize+4096),
 		pubsub.WithRawTracer(&n.gossipBytes),

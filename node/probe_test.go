@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -418,7 +419,14 @@ func TestProbeValidator(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ps, err := pubsub.NewGossipSub(ctx, ah, pubsub.WithFloodPublish(true))
+	// It speaks mirrornet's gossip dialect: unsigned gossipsub messages
+	// with content-addressed IDs (see protocol's package doc).
+	ps, err := pubsub.NewGossipSub(ctx, ah, pubsub.WithFloodPublish(true),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string {
+			h := sha256.Sum256(m.Data)
+			return string(h[:])
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}

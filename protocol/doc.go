@@ -54,9 +54,12 @@
 // # Topics
 //
 // [TopicLiveness] carries liveness statements, [TopicProbe] probe results,
-// [TopicRelease] release records and [TopicBuild] build attestations. The
-// gossipsub message ID is the SHA-256 of the message data, so one signed
-// statement forwarded by many peers is one message; messages are at most
+// [TopicRelease] release records and [TopicBuild] build attestations.
+// Gossipsub messages carry no gossipsub-level signature, author or sequence
+// number (signature policy StrictNoSign; a signed message is dropped): the
+// statement inside is signed already. The gossipsub message ID is the
+// SHA-256 of the message data, so one signed statement forwarded by many
+// peers is one message; messages are at most
 // [MaxStatementSize] plus 4 KiB of gossipsub framing. Mirrors publish to all
 // their peers (flood publish) and forward along the mesh (gossipsub v1.1
 // defaults: D=6, Dlo=5, Dhi=12, 1 s heartbeat).
