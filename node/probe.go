@@ -477,6 +477,13 @@ func (f *probeFeature) classify(st *attest.Statement, verr error, now time.Time)
 		return attest.Ignore, "other"
 	}
 	target, _ := peer.Decode(st.Probe.Target) // Add checked it
+	if st.Probe.Outcome == protocol.OutcomePass {
+		// A passing probe's latency, signed by its observer, is that
+		// vantage point's round-trip estimate to the target: mirrors with
+		// near-identical estimates from many vantage points are flagged as
+		// likely co-located.
+		f.placer.ObserveRTT(st.Signer, target, time.Duration(st.Probe.LatencyMS)*time.Millisecond)
+	}
 	k := probeKey{st.Signer, target}
 	f.mu.Lock()
 	if cur, ok := f.held[k]; !ok || st.Seq > cur.seq {

@@ -460,6 +460,15 @@ func (pl *Placer) computeGroupsLocked() {
 }
 
 func (pl *Placer) alikeLocked(a, b peer.ID) bool {
+	// An operator's labels are the truth about its mirrors: never merge a
+	// labelled mirror by timing (a labelled testnet on one machine has
+	// identical RTTs everywhere).
+	if _, ok := pl.labels[a]; ok {
+		return false
+	}
+	if _, ok := pl.labels[b]; ok {
+		return false
+	}
 	va, vb := pl.rtt[a], pl.rtt[b]
 	common, agree := 0, 0
 	for v, ra := range va {

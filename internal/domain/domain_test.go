@@ -240,6 +240,27 @@ func TestColocation(t *testing.T) {
 	}
 }
 
+// An operator's labels win over timing: mirrors labelled into distinct
+// domains stay distinct even with identical RTTs (a labelled testnet on one
+// machine).
+func TestLabelsAreNotMergedByTiming(t *testing.T) {
+	ps := peers(t, 10)
+	targets, vantages := ps[:3], ps[3:]
+	labels := map[peer.ID]string{targets[0]: "dc1", targets[1]: "dc2", targets[2]: "dc3"}
+	pl := newPlacer(t, nil, labels)
+	for _, v := range vantages {
+		for _, tg := range targets {
+			pl.ObserveRTT(v, tg, time.Millisecond)
+		}
+	}
+	if g := pl.Colocated(); len(g) != 0 {
+		t.Errorf("labelled mirrors flagged co-located: %v", g)
+	}
+	if got := pl.EffectiveRedundancy(targets); got != 3 {
+		t.Errorf("redundancy %d, want 3", got)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	c := DefaultConfig()
 	c.ColocAgreement = 0
