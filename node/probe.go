@@ -27,10 +27,9 @@ package node
 // epoch length) must agree across a network, so it follows the profile
 // and --probe-k only.
 //
-// RTT co-location (domain.Placer.ObserveRTT) is not fed: it needs RTTs to
-// both mirrors of a pair from at least five vantage points, and a mirror
-// only knows its own (the peerstore's latency EWMA). It becomes meaningful
-// once liveness statements carry RTTs measured by their signers.
+// RTT co-location (domain.Placer.ObserveRTT) is fed from the latencies in
+// passing probe results: each is signed by its observer, so a mirror hears
+// many vantage points' estimates of every target.
 
 import (
 	"context"
