@@ -212,14 +212,27 @@ func TestClusterPartitionHeals(t *testing.T) {
 	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
 
 	left, right := c.nodes[:10], c.nodes[10:]
+	// Cut every link first, so nothing can dial across, then close every
+	// connection, again until none is left (a dial in flight while the
+	// links were cut may complete after the first pass).
 	for _, a := range left {
 		for _, b := range right {
 			if err := c.mn.UnlinkPeers(a.ID(), b.ID()); err != nil {
 				t.Fatal(err)
 			}
-			_ = c.mn.DisconnectPeers(a.ID(), b.ID())
 		}
 	}
+	waitFor(t, 10*time.Second, "no connection across the partition", func() (bool, string) {
+		for _, a := range left {
+			for _, b := range right {
+				if len(a.host.Network().ConnsToPeer(b.ID())) > 0 {
+					_ = c.mn.DisconnectPeers(a.ID(), b.ID())
+					return false, "still connected"
+				}
+			}
+		}
+		return true, ""
+	})
 	// Each half keeps a connected topology of its own.
 	for _, half := range [][]*Node{left, right} {
 		for i := range half {
@@ -227,11 +240,8 @@ func TestClusterPartitionHeals(t *testing.T) {
 			c.connect(half[i], half[(i+2)%len(half)])
 		}
 	}
-	for _, half := range [][]*Node{left, right} {
-		other := right
-		if &half[0] == &right[0] {
-			other = left
-		}
+	for i, half := range [][]*Node{left, right} {
+		other := [][]*Node{right, left}[i]
 		want := alive(half)
 		for _, o := range other {
 			want[o.ID()] = health.StateDead
