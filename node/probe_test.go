@@ -24,7 +24,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mirrornet/mirrornet/attest"
-	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/probe"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -35,7 +34,8 @@ import (
 func newProbeCluster(t testing.TB, n int, setup func(i int, ids []peer.ID, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, mn: mocknet.New()}
-	c.prof, _ = health.ProfileByName("local")
+	tc := testConfig(t)
+	c.prof = tc.profile()
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
 			nd.Close()

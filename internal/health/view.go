@@ -270,3 +270,10 @@ func (v *View) SetLocalLag(lag time.Duration) {
 	v.lag = max(lag, 0)
 	v.mu.Unlock()
 }
+
+// LocalLag returns the lag last set with SetLocalLag.
+func (v *View) LocalLag() time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lag
+}
