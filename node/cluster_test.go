@@ -2,10 +2,10 @@ package node
 
 import (
 	"context"
-	"slices"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
