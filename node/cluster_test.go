@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,37 @@ type cluster struct {
 	mn    mocknet.Mocknet
 	nodes []*Node
 	prof  health.Profile
+
+	// side maps a peer to its side of a partition; while it is set,
+	// gossip between sides is dropped (see Node.blackhole).
+	mu   sync.Mutex
+	side map[peer.ID]int
+}
+
+// cut reports whether a partition separates a and b.
+func (c *cluster) cut(a, b peer.ID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.side == nil {
+		return false
+	}
+	return c.side[a] != c.side[b]
+}
+
+// setPartition puts each group on its own side; nil heals.
+func (c *cluster) setPartition(groups ...[]*Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if groups == nil {
+		c.side = nil
+		return
+	}
+	c.side = map[peer.ID]int{}
+	for i, g := range groups {
+		for _, n := range g {
+			c.side[n.ID()] = i
+		}
+	}
 }
 
 func testConfig(t testing.TB) Config {
@@ -82,7 +114,10 @@ func (c *cluster) add() *Node {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	nd, err := New(testConfig(c.t), WithHost(h, sk), WithLogger(log))
+	self := h.ID()
+	nd, err := New(testConfig(c.t), WithHost(h, sk), WithLogger(log), func(o *options) {
+		o.blackhole = func(from peer.ID) bool { return c.cut(self, from) }
+	})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -229,6 +264,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 	waitFor(t, 20*time.Second, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
 
 	left, right := c.nodes[:10], c.nodes[10:]
+	c.setPartition(left, right)
 	// Cut every link first, so nothing can dial across, then close every
 	// connection, again until none is left (a dial in flight while the
 	// links were cut may complete after the first pass).
@@ -282,6 +318,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 	}
 
 	// Heal.
+	c.setPartition()
 	if err := c.mn.LinkAll(); err != nil {
 		t.Fatal(err)
 	}

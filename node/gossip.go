@@ -133,6 +133,9 @@ func scoreThresholds() *pubsub.PeerScoreThresholds {
 // result to Accept/Reject/Ignore in one place, and applies accepted
 // statements to the node's state atomically with the sequence check.
 func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if n.blackhole != nil && from != n.id && n.blackhole(from) {
+		return pubsub.ValidationIgnore
+	}
 	st, err := attest.Verify(msg.Data, n.clock())
 	if err == nil {
 		err = n.accept(st)

@@ -46,6 +46,11 @@ type options struct {
 	// benchmarks measure propagation with it). Called with the node's lock
 	// held: it must not block.
 	onAccept func(*attest.Statement)
+	// blackhole, if set, makes the node drop gossip forwarded by peers
+	// for which it returns true, like a blackhole route (tests partition
+	// mocknet networks with it: mocknet can leave a stream alive on a
+	// connection it has already closed).
+	blackhole func(from peer.ID) bool
 }
 
 // WithLogger sets the logger (default: discard).
@@ -83,8 +88,9 @@ type Node struct {
 	repl     *replicate.Replicator
 	metrics  *metrics
 	registry *prometheus.Registry
-	onAccept func(*attest.Statement)
-	features []feature
+	onAccept  func(*attest.Statement)
+	blackhole func(from peer.ID) bool
+	features  []feature
 	// gossipBytes counts gossipsub traffic.
 	gossipBytes gossipMeter
 	// appScore, if set by a feature's constructor, is gossipsub's
@@ -136,7 +142,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n = &Node{
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
-		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept,
+		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole,
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256),
 		ctx:       ctx, cancel: cancel,
