@@ -76,18 +76,18 @@ type Node struct {
 	log   *slog.Logger
 	clock func() time.Time
 
-	key      crypto.PrivKey
-	id       peer.ID
-	host     host.Host
-	ownsHost bool
-	ps       *pubsub.PubSub
-	topics   map[string]*pubsub.Topic
-	subs     []*pubsub.Subscription
-	disc     *discovery.Discovery
-	store    *store.Store
-	repl     *replicate.Replicator
-	metrics  *metrics
-	registry *prometheus.Registry
+	key       crypto.PrivKey
+	id        peer.ID
+	host      host.Host
+	ownsHost  bool
+	ps        *pubsub.PubSub
+	topics    map[string]*pubsub.Topic
+	subs      []*pubsub.Subscription
+	disc      *discovery.Discovery
+	store     *store.Store
+	repl      *replicate.Replicator
+	metrics   *metrics
+	registry  *prometheus.Registry
 	onAccept  func(*attest.Statement)
 	blackhole func(from peer.ID) bool
 	features  []feature
