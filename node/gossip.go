@@ -136,9 +136,18 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	if n.blackhole != nil && from != n.id && n.blackhole(from) {
 		return pubsub.ValidationIgnore
 	}
-	st, err := attest.Verify(msg.Data, n.clock())
+	now := n.clock()
+	st, err := attest.Verify(msg.Data, now)
 	if err == nil {
 		err = n.accept(st)
+	}
+	if err == nil && st.Kind == attest.KindLiveness && st.Signer != n.id {
+		// Gossip only: sync hands over old statements on purpose.
+		n.mu.Lock()
+		if d := now.Sub(st.Time); d < n.bestDelay {
+			n.bestDelay = max(d, 0)
+		}
+		n.mu.Unlock()
 	}
 	n.metrics.statement(st, err)
 	switch attest.Classify(err) {
@@ -206,13 +215,23 @@ func (n *Node) heartbeatLoop() {
 		if late < 0 {
 			late = 0
 		}
+		n.mu.Lock()
+		// The freshest statement of the last heartbeat was already this old
+		// when we got to it: if even the best-case delivery is slow, this
+		// node is behind on its own processing (a starved observer, whose
+		// timers may still fire on time), not everyone else dead.
+		// Bounded, so that a node cannot be talked into never declaring
+		// anyone dead.
+		if n.bestDelay > late && n.bestDelay < 4*n.prof.Health.DeadAfter {
+			late = n.bestDelay
+		}
+		n.bestDelay = maxDelay
 		// Rise at once, decay slowly.
 		if late > lag {
 			lag = late
 		} else {
 			lag = lag * 7 / 8
 		}
-		n.mu.Lock()
 		n.view.SetLocalLag(lag)
 		left := n.left
 		n.mu.Unlock()
@@ -275,3 +294,6 @@ func (n *Node) publishLiveness(state string) {
 		n.log.Warn("publish liveness", "err", err)
 	}
 }
+
+// maxDelay marks "no statement from another mirror seen this heartbeat".
+const maxDelay = time.Duration(1<<63 - 1)

@@ -104,12 +104,15 @@ type Node struct {
 	adminLn   net.Listener
 	syncQueue chan peer.ID
 
-	mu        sync.Mutex // guards the fields below
-	view      *health.View
-	guard     *attest.SeqGuard
-	seq       uint64
-	fetches   map[cid.Cid]*fetchState
-	synced    map[peer.ID]time.Time
+	mu      sync.Mutex // guards the fields below
+	view    *health.View
+	guard   *attest.SeqGuard
+	seq     uint64
+	fetches map[cid.Cid]*fetchState
+	synced  map[peer.ID]time.Time
+	// bestDelay is the smallest delivery delay (receive time minus signed
+	// time) of another mirror's liveness statement this heartbeat.
+	bestDelay time.Duration
 	importing int
 
 	ctx       context.Context
@@ -144,8 +147,8 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
 		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole,
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, synced: map[peer.ID]time.Time{},
-		syncQueue: make(chan peer.ID, 256),
-		ctx:       ctx, cancel: cancel,
+		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,
+		ctx: ctx, cancel: cancel,
 	}
 	n.view = health.New(n.prof.Health)
 	started := n

@@ -26,7 +26,7 @@ import (
 // startNodeAt starts `mirrornet node` on loopback (local profile) with the
 // given data directory, which may hold the state of an earlier run. The
 // node.json of a killed run is removed first so the new one is waited for.
-func startNodeAt(t *testing.T, data string, extra ...string) *proc {
+func startNodeAt(t testing.TB, data string, extra ...string) *proc {
 	t.Helper()
 	if err := os.Remove(filepath.Join(data, "node.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)

@@ -47,39 +47,11 @@ type proc struct {
 	done   chan error
 }
 
-// startNode starts `mirrornet node` on loopback with the local profile.
+// startNode starts `mirrornet node` on loopback with the local profile and
+// a fresh data directory. Later flags win, so extra may override any.
 func startNode(t testing.TB, extra ...string) *proc {
 	t.Helper()
-	data := t.TempDir()
-	// Later flags win, so extra may override the profile.
-	args := append([]string{"node", "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
-		"--profile", "local", "--mdns=false", "--dht=false", "--log-level", "debug"}, extra...)
-	cmd := exec.Command(binPath, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(), "HOME="+data)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, data: data, stderr: &stderr, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("node %s stderr:\n%s", data, lastLines(stderr.String(), 30))
-		}
-	})
-	waitFor(t, 20*time.Second, "node.json of "+data, func() (bool, string) {
-		_, err := node.ReadInfo(data)
-		select {
-		case err := <-p.done:
-			t.Fatalf("node exited early: %v\n%s", err, stderr.String())
-		default:
-		}
-		return err == nil, fmt.Sprint(err)
-	})
-	return p
+	return startNodeAt(t, t.TempDir(), extra...)
 }
 
 func (p *proc) info(t testing.TB) node.Info {
