@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/mirrornet/mirrornet/internal/atomicfile"
 )
 
 // Files in the data directory.
@@ -49,46 +51,10 @@ func loadOrCreateIdentity(dataDir string) (crypto.PrivKey, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: marshal: %v", ErrIdentity, err)
 	}
-	if err := writeFileAtomic(path, raw, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, raw, 0o600); err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrIdentity, err)
 	}
 	return key, true, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory: write, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // checkDataDir creates the data directory if needed and proves it is

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/replicate"
 	"github.com/mirrornet/mirrornet/internal/store"
@@ -284,7 +285,7 @@ func (n *Node) writeInfo() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, nodeInfoFile), raw, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(n.cfg.DataDir, nodeInfoFile), raw, 0o644); err != nil {
 		return fmt.Errorf("node: write %s: %w", nodeInfoFile, err)
 	}
 	return nil

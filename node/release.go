@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/badge"
 	"github.com/mirrornet/mirrornet/internal/release"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -184,7 +185,7 @@ func (f *releaseFeature) saveAppsLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(f.n.cfg.DataDir, appsFile), raw, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(f.n.cfg.DataDir, appsFile), raw, 0o600); err != nil {
 		return fmt.Errorf("node: write %s: %w", appsFile, err)
 	}
 	return nil

@@ -100,23 +100,9 @@ func getJSON(ctx context.Context, base, path string) ([]byte, error) {
 
 func fetchStatus(ctx context.Context, base string) (node.Status, []byte, error) {
 	var st node.Status
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+protocol.HTTPStatusPath, nil)
+	raw, err := getJSON(ctx, base, protocol.HTTPStatusPath)
 	if err != nil {
-		return st, nil, usageErrorf("status: bad URL %q: %v", base, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, nil, fmt.Errorf("status: no node answers at %s (is 'mirrornet node' running? pass --http or --data): %v", base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return st, nil, fmt.Errorf("status: read from %s: %w", base, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, nil, fmt.Errorf("status: %s answered %s", base, resp.Status)
+		return st, nil, err
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, nil, fmt.Errorf("status: %s did not answer with mirrornet status JSON: %v", base, err)

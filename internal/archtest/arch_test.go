@@ -33,6 +33,7 @@ var pure = []struct {
 	{"internal/domain", false},
 	{"internal/release", false},
 	{"internal/badge", false},
+	{"internal/atomicfile", false},
 	{"internal/bundle/verify", false},
 }
 

@@ -48,6 +48,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 )
 
@@ -60,7 +61,7 @@ const (
 const (
 	blocksDir   = "blocks"
 	bundlesFile = "bundles.json"
-	tmpPrefix   = ".tmp-"
+	tmpPrefix   = atomicfile.TempPrefix
 )
 
 var (
@@ -338,38 +339,6 @@ func (s *Store) writeBlock(p string, data []byte) error {
 	return nil
 }
 
-// writeFileAtomic leaves either the old file or the complete new one at p,
-// durably, and no temporary file, whatever fails: temp file, fsync, rename,
-// fsync the directory.
-func writeFileAtomic(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
 // fsyncPath opens a file or directory read-only and fsyncs it.
 func fsyncPath(p string) error {
 	f, err := os.Open(p)
@@ -383,14 +352,7 @@ func fsyncPath(p string) error {
 	return err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // Get returns a block's bytes after checking them against c. A block that
 // fails the check is deleted and ErrCorrupt returned; a held bundle that
@@ -1014,7 +976,7 @@ func (s *Store) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("store: encoding bundle list: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, bundlesFile), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, bundlesFile), append(data, '\n'), 0o600); err != nil {
 		if isNoSpace(err) {
 			return errorf(ErrNoSpace, "store: no space left on device saving the bundle list in %s: free disk space", s.dir)
 		}
