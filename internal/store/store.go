@@ -4,8 +4,19 @@
 // Blocks live one per file under DIR/blocks, named by the base32 of their
 // multihash (so a CIDv0 and a CIDv1 of the same bytes share one file) and
 // sharded by two characters of that name. Every block is hashed against its
-// CID on Put and again on Get; a block that no longer matches is deleted and
+// CID on Put (PutVerified is for callers that hashed the bytes themselves)
+// and again when read back; a block that no longer matches is deleted and
 // reported as ErrCorrupt.
+//
+// Reads do not hash a block again while its file is the very version this
+// process last verified or wrote: a bounded in-memory cache maps each such
+// block to its file's identity (size, mtime and, on Linux, device, inode and
+// ctime, taken from the open file before and after reading it). Replacing,
+// truncating or rewriting the file, or touching it with os.Chtimes (which
+// moves the ctime), changes the identity, so the next read hashes it. The
+// cache starts empty at Open, so after a crash every block is hashed on its
+// first read. Scrub never consults it: it re-hashes every block from disk,
+// which is what finds bit rot under an unchanged file.
 //
 // Durability is group-committed. Put writes a block to a temporary file in
 // its final directory, starts its writeback (sync_file_range on Linux, which
@@ -37,6 +48,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -94,6 +106,11 @@ type Options struct {
 	// MaxBytes caps the bytes of block data kept; 0 means unlimited. Put
 	// fails with ErrStorageLimit rather than exceed it.
 	MaxBytes int64
+
+	// VerifiedCache is how many blocks' verified file identities the store
+	// remembers so reads need not hash them again; 0 means
+	// DefaultVerifiedCache, -1 turns the cache off (every read hashes).
+	VerifiedCache int
 }
 
 // BundleInfo describes a followed bundle.
@@ -126,10 +143,15 @@ type Store struct {
 	// removed since): their bytes were hashed on the way in, so MarkHeld
 	// need not read raw leaves among them again.
 	fresh map[string]struct{}
+	// verified remembers the file versions this process hashed or wrote.
+	verified *verifiedCache
 
 	// fsync makes a file or directory durable; tests replace it to record
 	// what was synced and in which order.
 	fsync func(path string) error
+	// check hashes a block read back against its CID (verify.Check); tests
+	// replace it to count hashes.
+	check func(c cid.Cid, data []byte) error
 }
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -147,6 +169,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("store: Options.MaxBytes must be >= 0, got %d", opts.MaxBytes)
 	}
+	if opts.VerifiedCache < -1 {
+		return nil, fmt.Errorf("store: Options.VerifiedCache must be >= -1, got %d", opts.VerifiedCache)
+	}
+	cacheSize := opts.VerifiedCache
+	if cacheSize == 0 {
+		cacheSize = DefaultVerifiedCache
+	}
 	s := &Store{
 		dir:        dir,
 		blocks:     filepath.Join(dir, blocksDir),
@@ -155,7 +184,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		inflight:   map[string]chan struct{}{},
 		heldBlocks: map[string]int{},
 		fresh:      map[string]struct{}{},
+		verified:   newVerifiedCache(cacheSize),
 		fsync:      fsyncPath,
+		check:      verify.Check,
 	}
 	if err := os.MkdirAll(s.blocks, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotWritable, dir, unwrapPath(err))
@@ -237,6 +268,24 @@ func (s *Store) Put(c cid.Cid, data []byte) error {
 	if err := verify.Check(c, data); err != nil {
 		return fmt.Errorf("%w: %s", ErrHashMismatch, c)
 	}
+	return s.put(c, data)
+}
+
+// PutVerified is Put for a caller that has itself derived c from exactly
+// these bytes (hashed them with c's prefix), so the store does not hash them
+// again. It is not for bytes merely claimed to match c: a wrong CID would
+// be stored as if valid until a read after a restart, or Scrub, caught it.
+// Such a block counts as written and verified by this process (MarkHeld
+// does not re-read it if it is a raw leaf). Use Put when in doubt.
+func (s *Store) PutVerified(c cid.Cid, data []byte) error {
+	if len(data) > verify.MaxBlockSize {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, c, len(data), verify.MaxBlockSize)
+	}
+	return s.put(c, data)
+}
+
+// put stores data, already known to hash to c.
+func (s *Store) put(c cid.Cid, data []byte) error {
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 	k := key(c)
@@ -269,6 +318,12 @@ func (s *Store) Put(c cid.Cid, data []byte) error {
 		s.mu.Unlock()
 
 		err := s.writeBlock(p, data)
+		if err == nil {
+			// the file version just written holds the verified bytes
+			if fi, serr := os.Stat(p); serr == nil {
+				s.verified.add(k, idOf(fi))
+			}
+		}
 		s.mu.Lock()
 		delete(s.inflight, k)
 		if err != nil {
@@ -376,17 +431,64 @@ func (s *Store) Get(c cid.Cid) ([]byte, error) {
 // read reads and verifies a block, deleting it if it is corrupt. It does not
 // touch bundle state.
 func (s *Store) read(c cid.Cid) ([]byte, error) {
-	p := s.path(key(c))
-	data, err := os.ReadFile(p)
+	k := key(c)
+	p := s.path(k)
+	data, err := s.readChecked(c, k, p, true)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
+	}
+	if errors.Is(err, errBadHash) {
+		s.remove(p)
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: reading block %s: %w", c, err)
 	}
-	if err := verify.Check(c, data); err != nil {
-		s.remove(p)
-		return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
+	return data, nil
+}
+
+// errBadHash is readChecked's report of a block file that does not hash to
+// its CID.
+var errBadHash = errors.New("store: block file does not match its CID")
+
+// readChecked reads block file p (key k) and checks it against c. With
+// useCache, a file whose identity before and after the read is the version
+// this process last verified is not hashed again. A file found valid has its
+// identity recorded. An absent file gives an error wrapping fs.ErrNotExist;
+// one that does not match c gives errBadHash along with the bytes read.
+func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	id := idOf(fi)
+	data := make([]byte, fi.Size())
+	n, err := io.ReadFull(f, data)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// shrank while being read: not the version measured; hash what is there
+		data, useCache, err = data[:n], false, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	same := func() bool {
+		after, err := f.Stat()
+		return err == nil && idOf(after) == id
+	}
+	if useCache && s.verified.has(k, id) && same() {
+		return data, nil
+	}
+	if s.check(c, data) != nil {
+		s.verified.forget(k)
+		return data, errBadHash
+	}
+	if same() {
+		s.verified.add(k, id)
 	}
 	return data, nil
 }
@@ -400,6 +502,7 @@ func (s *Store) remove(p string) int64 {
 	if err := os.Remove(p); err != nil {
 		return 0
 	}
+	s.verified.forget(filepath.Base(p))
 	s.mu.Lock()
 	s.usage -= fi.Size()
 	delete(s.fresh, filepath.Base(p))
@@ -698,9 +801,11 @@ func (s *Store) syncAll(paths []string, dropBad bool) error {
 
 // walk verifies the DAG under root and returns its totals and block keys.
 // A raw leaf this process wrote with Put (and has not removed since) is
-// not read again: Put hashed exactly the bytes it wrote. Every other block
-// (inner nodes, blocks found on disk at Open, possibly torn by a crash) is
-// read and re-hashed; a corrupt one is deleted.
+// not read again: Put hashed exactly the bytes it wrote; nor is one whose
+// file is the version this process last verified (the verified cache).
+// Every other block (inner nodes, blocks found on disk at Open, possibly
+// torn by a crash) is read and re-hashed unless the verified cache vouches
+// for its file; a corrupt one is deleted.
 func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
 	info, keys, err := s.walkDAG(ctx, root, func(k string) bool {
 		s.mu.Lock()
@@ -744,29 +849,32 @@ func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string
 		}
 		seen[k] = struct{}{}
 		p := s.path(k)
-		if c.Type() == cid.Raw && fresh(k) {
+		if c.Type() == cid.Raw {
+			// a leaf has no links: its size is all the walk needs
 			fi, err := os.Stat(p)
-			if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
 				fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
 				continue
 			}
-			info.Bytes += fi.Size()
-			info.Blocks++
-			keys = append(keys, k)
-			continue
+			if err == nil && (fresh(k) || s.verified.has(k, idOf(fi))) {
+				info.Bytes += fi.Size()
+				info.Blocks++
+				keys = append(keys, k)
+				continue
+			}
 		}
-		data, err := os.ReadFile(p)
+		data, err := s.readChecked(c, k, p, true)
 		if errors.Is(err, fs.ErrNotExist) {
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
 			continue
 		}
-		if err != nil {
-			return info, keys, fmt.Errorf("%w: %s: reading block %s: %w", ErrIncomplete, root, c, err)
-		}
-		if verify.Check(c, data) != nil {
+		if errors.Is(err, errBadHash) {
 			drop(p, int64(len(data)))
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrCorrupt, c))
 			continue
+		}
+		if err != nil {
+			return info, keys, fmt.Errorf("%w: %s: reading block %s: %w", ErrIncomplete, root, c, err)
 		}
 		links, err := verify.Links(c, data)
 		if err != nil {
@@ -820,6 +928,7 @@ func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []str
 		return ok
 	}, func(p string, n int64) {
 		if os.Remove(p) == nil {
+			s.verified.forget(filepath.Base(p))
 			s.usage -= n
 			delete(s.fresh, filepath.Base(p))
 		}
@@ -893,9 +1002,11 @@ func (s *Store) GC() (int64, error) {
 	return freed, nil
 }
 
-// Scrub re-hashes every stored block, deletes the ones that no longer match
-// their name and returns them (as raw-codec CIDv1s). A held bundle that lost
-// a block goes back to fetching.
+// Scrub re-hashes every stored block from its file, deletes the ones that no
+// longer match their name and returns them (as raw-codec CIDv1s). It never
+// trusts the verified cache, so it finds a block changed under an unchanged
+// file identity (bit rot, or a rewrite that restored the timestamps). A held
+// bundle that lost a block goes back to fetching.
 func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -906,18 +1017,16 @@ func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
 		if err != nil {
 			return nil // not ours
 		}
-		data, err := os.ReadFile(p)
+		_, err = s.readChecked(c, k, p, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		if verify.Check(c, data) != nil {
+		if errors.Is(err, errBadHash) {
 			s.remove(p)
 			bad = append(bad, c)
+			return nil
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return bad, fmt.Errorf("store: scrub: %w", err)
