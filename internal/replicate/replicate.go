@@ -15,8 +15,11 @@
 // block is deleted and Fetch fetches what is missing once more.
 //
 // Bitswap derives a received block's CID from its bytes, so a peer that
-// sends bytes not matching the wanted CID simply never satisfies the want;
-// store.Put checks each block again (ErrBadBlock if it does not match).
+// sends bytes not matching the wanted CID simply never satisfies the want.
+// Fetch therefore stores each block bitswap returns through the blockstore
+// adapter handed to bitswap, opened with ipfsbs.WithBitswapDecodedPuts: the
+// fetcher hashes each block once (in bitswap's decoder), not twice. It checks
+// that the block's multihash is the wanted one (ErrBadBlock otherwise).
 //
 // Limitations: peers that asked this mirror for a block before its bundle
 // became held are not notified when it does; they get it when bitswap
@@ -24,6 +27,7 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +119,10 @@ type Replicator struct {
 	cfg  Config
 	log  *slog.Logger
 
-	bs     *bitswap.Bitswap
+	bs *bitswap.Bitswap
+	// bstore is the adapter handed to bitswap: reads show held bundles
+	// only; Puts trust the CIDs bitswap derived from the bytes.
+	bstore *ipfsbs.Blockstore
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -142,7 +149,7 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 		ctx:    ctx,
 		cancel: cancel,
 	}
-	bstore := ipfsbs.New(st, ipfsbs.WithFilter(st.HeldBlock))
+	r.bstore = ipfsbs.New(st, ipfsbs.WithFilter(st.HeldBlock), ipfsbs.WithBitswapDecodedPuts())
 	bsOpts := []bitswap.Option{
 		// With many 1 MiB blocks queued, a healthy holder answers later than
 		// bitswap's latency-based timeout (50 ms minimum on a LAN); the
@@ -156,7 +163,7 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	if cfg.ServeOutstandingBytes > 0 {
 		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
 	}
-	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bstore, bsOpts...)
+	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, r.bstore, bsOpts...)
 	return r, nil
 }
 
@@ -336,13 +343,14 @@ func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) 
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("replicate: fetching block %s: %w", c, err)
 	}
-	// Put hashes the block against c (bitswap derived blk's CID from its
-	// bytes too); hashing it here as well would be a third pass.
+	// bitswap's decoder derived blk's CID from its bytes (see
+	// ipfsbs.WithBitswapDecodedPuts): comparing multihashes is enough, and
+	// the store does not hash the block again.
+	if !bytes.Equal(blk.Cid().Hash(), c.Hash()) {
+		return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
+	}
 	data := blk.RawData()
-	if err := r.st.Put(c, data); err != nil {
-		if errors.Is(err, store.ErrHashMismatch) {
-			return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
-		}
+	if err := r.bstore.Put(ctx, blk); err != nil {
 		return nil, 0, false, fmt.Errorf("replicate: %w", err)
 	}
 	links, err := verify.Links(c, data)

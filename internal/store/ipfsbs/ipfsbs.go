@@ -17,12 +17,15 @@ import (
 )
 
 // Blockstore is a boxo blockstore backed by a *store.Store. Every block is
-// verified against its CID on Put and Get by the store. Missing blocks are
-// reported as ipld.ErrNotFound, as boxo expects.
+// verified against its CID on Put (unless WithBitswapDecodedPuts) and on
+// Get by the store. Missing blocks are reported as ipld.ErrNotFound, as boxo
+// expects.
 type Blockstore struct {
 	s *store.Store
 	// filter, if set, hides blocks it rejects from Has, Get and GetSize.
 	filter func(cid.Cid) bool
+	// decoded: Put trusts blk.Cid() (see WithBitswapDecodedPuts).
+	decoded bool
 }
 
 var _ blockstore.Blockstore = (*Blockstore)(nil)
@@ -34,6 +37,24 @@ type Option func(*Blockstore)
 // true, e.g. store.HeldBlock to serve only blocks of held bundles. Puts are
 // not filtered.
 func WithFilter(keep func(cid.Cid) bool) Option { return func(b *Blockstore) { b.filter = keep } }
+
+// WithBitswapDecodedPuts makes Put and PutMany store each block under
+// blk.Cid() without hashing its bytes again (store.PutVerified). Use it
+// only on the instance whose Puts receive blocks exactly as boxo's bitswap
+// decoded them from the network, and never for blocks from anywhere else.
+//
+// Why that is safe, in boxo v0.43.0: bitswap/message/message.go,
+// newMessageFromProto, builds every received block from its bytes: a
+// Bitswap 1.0 message's Blocks with blocks.NewBlock(d) (the CIDv0 is the
+// sha2-256 of d), and a 1.1+ message's Payload with NewWantlistBlock(data,
+// cid.Undef, prefix), which computes prefix.Sum(data). bsnet (network/bsnet,
+// ipfs_impl.go) decodes every incoming stream with bsmsg.FromMsgReader, and
+// client.ReceiveMessage hands those block objects unchanged to the sessions,
+// so a block returned by a session's GetBlock carries the CID its own bytes
+// hash to. (Blocks this process passes to Bitswap.NotifyNewBlocks reach
+// sessions too; they come from the local store, verified already.) Every
+// other Put path (imports, the gateway, a plain New) keeps hashing.
+func WithBitswapDecodedPuts() Option { return func(b *Blockstore) { b.decoded = true } }
 
 // New wraps s.
 func New(s *store.Store, opts ...Option) *Blockstore {
@@ -88,8 +109,12 @@ func (b *Blockstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	return n, nil
 }
 
-// Put stores a block after verifying it.
+// Put stores a block after verifying it (with WithBitswapDecodedPuts, a
+// block whose CID bitswap derived from its bytes, without hashing again).
 func (b *Blockstore) Put(_ context.Context, blk blocks.Block) error {
+	if b.decoded {
+		return b.s.PutVerified(blk.Cid(), blk.RawData())
+	}
 	return b.s.Put(blk.Cid(), blk.RawData())
 }
 
