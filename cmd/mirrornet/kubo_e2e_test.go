@@ -159,6 +159,68 @@ func TestE2EKuboInterop(t *testing.T) {
 			t.Errorf("the mirror's trustless CAR (%d bytes) differs from kubo's dag export (%d bytes)", len(gwCAR), len(exported))
 		}
 	})
+
+	t.Run("empty file", func(t *testing.T) {
+		t.Skip(emptyBlockSkip)
+		kuboEmptyFile(t, k, m, mirrorAddr)
+	})
+}
+
+// emptyBlockSkip says why the empty-file subtest is skipped and what makes
+// it pass. Delete the t.Skip once internal/replicate has the change.
+const emptyBlockSkip = "needs a change in internal/replicate: boxo v0.43.0's bitswap server " +
+	"never sends a zero-length block (bitswap/server/internal/decision/engine.go: " +
+	"isWantBlock := blockSize != 0 && ...; it answers want-block with HAVE forever), so kubo " +
+	"cannot fetch an empty file from a mirror, nor a mirror from kubo or another mirror; fix: " +
+	"hand bitswap a blockstore whose GetSize reports 1 for a 0-byte block, and in Replicator.one " +
+	"make a block whose CID is the hash of zero bytes locally instead of GetBlock"
+
+// kuboEmptyFile moves bundles holding an empty file (a common .nojekyll or
+// placeholder) both ways between kubo and the mirror.
+func kuboEmptyFile(t *testing.T, k *kubo, m *proc, mirrorAddr string) {
+	dir := filepath.Join(t.TempDir(), "empty")
+	for rel, b := range map[string]string{"index.html": "<!doctype html>\n", ".nojekyll": "", "sub/placeholder": ""} {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.ipfs(t, "swarm", "connect", mirrorAddr)
+
+	// mirror -> kubo
+	out, errOut, code := mirrornet(t, "publish", "--data", m.data, dir)
+	if code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, errOut)
+	}
+	root := strings.TrimSpace(out)
+	checkCAR(t, []byte(k.ipfs(t, "dag", "export", root)), root)
+
+	// kubo -> mirror: the same files in another directory, so the root
+	// differs and the mirror does not hold it yet.
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><p>2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root2 := strings.TrimSpace(k.ipfs(t, "add", "-r", "-Q", dir))
+	if _, errOut, code := mirrornet(t, "follow", "--data", m.data, root2); code != 0 {
+		t.Fatalf("follow: exit %d: %s", code, errOut)
+	}
+	waitFor(t, 15*time.Second, "mirror holds kubo's bundle with empty files", func() (bool, string) {
+		out, errOut, _ := mirrornet(t, "ls", "--data", m.data, "--json")
+		var list []struct {
+			CID   string `json:"cid"`
+			State string `json:"state"`
+		}
+		_ = json.Unmarshal([]byte(out), &list)
+		for _, b := range list {
+			if b.CID == root2 {
+				return b.State == "held", out
+			}
+		}
+		return false, out + errOut
+	})
 }
 
 // interopTree writes a small app: an index, a nested directory of small
@@ -393,7 +455,7 @@ func (k *kubo) try(t *testing.T, args ...string) (string, string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		err = fmt.Errorf("ipfs %s: no answer within 20s: %w", strings.Join(args, " "), ctx.Err())
+		err = fmt.Errorf("no answer within 20s: %w", ctx.Err())
 	}
 	return out.String(), errb.String(), err
 }
