@@ -16,25 +16,38 @@ import (
 // gossip-bandwidth benchmark.
 type gossipMeter struct {
 	sent, recv atomic.Int64
+	// dropped counts RPCs gossipsub dropped before sending (a peer's
+	// outbound queue was full); queueFull and throttled count messages
+	// dropped before validation because the validation queue was full or
+	// too many validations were in flight. Each is a message this node
+	// did not pass on or did not see (until gossip repairs it).
+	dropped, queueFull, throttled atomic.Int64
 }
 
 var _ pubsub.RawTracer = (*gossipMeter)(nil)
 
-func (g *gossipMeter) RecvRPC(rpc *pubsub.RPC)                              { g.recv.Add(int64(proto.Size(&rpc.RPC))) }
-func (g *gossipMeter) SendRPC(rpc *pubsub.RPC, _ peer.ID)                   { g.sent.Add(int64(proto.Size(&rpc.RPC))) }
-func (g *gossipMeter) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (g *gossipMeter) OnClosedOutboundStream(peer.ID)                       {}
-func (g *gossipMeter) Join(string)                                          {}
-func (g *gossipMeter) Leave(string)                                         {}
-func (g *gossipMeter) Graft(peer.ID, string)                                {}
-func (g *gossipMeter) Prune(peer.ID, string)                                {}
-func (g *gossipMeter) ValidateMessage(*pubsub.Message)                      {}
-func (g *gossipMeter) DeliverMessage(*pubsub.Message)                       {}
-func (g *gossipMeter) RejectMessage(*pubsub.Message, string)                {}
+func (g *gossipMeter) RecvRPC(rpc *pubsub.RPC)                  { g.recv.Add(int64(proto.Size(&rpc.RPC))) }
+func (g *gossipMeter) SendRPC(rpc *pubsub.RPC, _ peer.ID)       { g.sent.Add(int64(proto.Size(&rpc.RPC))) }
+func (g *gossipMeter) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (g *gossipMeter) OnClosedOutboundStream(peer.ID)           {}
+func (g *gossipMeter) Join(string)                              {}
+func (g *gossipMeter) Leave(string)                             {}
+func (g *gossipMeter) Graft(peer.ID, string)                    {}
+func (g *gossipMeter) Prune(peer.ID, string)                    {}
+func (g *gossipMeter) ValidateMessage(*pubsub.Message)          {}
+func (g *gossipMeter) DeliverMessage(*pubsub.Message)           {}
+func (g *gossipMeter) RejectMessage(_ *pubsub.Message, reason string) {
+	switch reason {
+	case pubsub.RejectValidationQueueFull:
+		g.queueFull.Add(1)
+	case pubsub.RejectValidationThrottled:
+		g.throttled.Add(1)
+	}
+}
 func (g *gossipMeter) DuplicateMessage(*pubsub.Message)                     {}
 func (g *gossipMeter) ThrottlePeer(peer.ID)                                 {}
 func (g *gossipMeter) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (g *gossipMeter) DropRPC(*pubsub.RPC, peer.ID)                         {}
+func (g *gossipMeter) DropRPC(*pubsub.RPC, peer.ID)                         { g.dropped.Add(1) }
 func (g *gossipMeter) UndeliverableMessage(*pubsub.Message)                 {}
 func (g *gossipMeter) AddPeer(peer.ID, protocol.ID)                         {}
 func (g *gossipMeter) RemovePeer(peer.ID)                                   {}
@@ -49,4 +62,15 @@ func (g *gossipMeter) register(r *prometheus.Registry) {
 		Name: "mirrornet_gossip_received_bytes_total",
 		Help: "Gossipsub RPC bytes received (messages and control).",
 	}, func() float64 { return float64(g.recv.Load()) }))
+	for reason, c := range map[string]*atomic.Int64{
+		"outbound_queue_full":   &g.dropped,
+		"validation_queue_full": &g.queueFull,
+		"validation_throttled":  &g.throttled,
+	} {
+		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "mirrornet_gossip_dropped_total",
+			Help:        "Gossipsub RPCs or messages dropped for want of queue space, by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(c.Load()) }))
+	}
 }
