@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 	"github.com/mirrornet/mirrornet/internal/store"
 )
 
@@ -55,7 +57,8 @@ func simLink() mocknet.LinkOptions {
 }
 
 // benchConfig is the fetcher's configuration: DefaultConfig, with
-// MIRRORNET_BENCH_PARALLEL overriding Parallel.
+// MIRRORNET_BENCH_PARALLEL overriding Parallel (and the holders'
+// ServeOutstandingBytes from MIRRORNET_BENCH_SERVE_MIB).
 func benchConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Parallel = envInt("MIRRORNET_BENCH_PARALLEL", cfg.Parallel)
@@ -114,7 +117,9 @@ func benchHolders(b *testing.B, size int, newHost func() host.Host) ([]*Replicat
 		if _, err := st.MarkHeld(root.Root); err != nil {
 			b.Fatal(err)
 		}
-		r, err := New(h, st, staticFinder{}, DefaultConfig())
+		cfg := DefaultConfig()
+		cfg.ServeOutstandingBytes = envInt("MIRRORNET_BENCH_SERVE_MIB", cfg.ServeOutstandingBytes>>20) << 20
+		r, err := New(h, st, staticFinder{}, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -331,6 +336,89 @@ func BenchmarkReplicate(b *testing.B) {
 			}
 		})
 	}
+	// Where bitswap-1's time goes: the leaves fetched by Parallel workers
+	// of one session and dropped (the transfer alone), or stored as Fetch
+	// stores them (no DAG walk, no MarkHeld).
+	for _, put := range []bool{false, true} {
+		name := "bitswap-1-leaves"
+		if put {
+			name += "+put"
+		}
+		b.Run(name, func(b *testing.B) {
+			leaves := leavesOf(b, holders[0].st, root)
+			st := fetcherStore(b)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				b.StopTimer()
+				h := newHost()
+				r, err := New(h, st, staticFinder(infos[:1]), benchConfig())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := h.Connect(b.Context(), infos[0]); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				getAll(b, r, leaves, put)
+				b.StopTimer()
+				r.Close()
+				h.Close()
+				emptyStore(b, st, cid.Undef)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// leavesOf lists the links of root (a single-level file node).
+func leavesOf(b *testing.B, st *store.Store, root cid.Cid) []cid.Cid {
+	b.Helper()
+	data, err := st.Get(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	links, err := verify.Links(root, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range links {
+		if l.Type() != cid.Raw {
+			b.Fatalf("bundle is not one level deep: %s", l)
+		}
+	}
+	return links
+}
+
+// getAll fetches cids with r's bitswap, cfg.Parallel at a time in one
+// session, and stores them as Fetch does if put.
+func getAll(b *testing.B, r *Replicator, cids []cid.Cid, put bool) {
+	sess := r.bs.NewSession(b.Context())
+	work := make(chan cid.Cid)
+	var wg sync.WaitGroup
+	for range r.cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				blk, err := sess.GetBlock(b.Context(), c)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if put {
+					if err := r.bstore.Put(b.Context(), blk); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for _, c := range cids {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
 }
 
 // BenchmarkReplicateSimLink is replication as deployed, where holders are
