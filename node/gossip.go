@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -38,12 +37,6 @@ func (n *Node) startGossip() error {
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
 		pubsub.WithMaxMessageSize(protocol.MaxStatementSize+4096),
 		pubsub.WithRawTracer(&n.gossipBytes),
-		// gossipsub's default queues (32 RPCs per peer outbound, 32
-		// messages awaiting validation) overflow when a heartbeat's worth
-		// of statements from every mirror arrives while the CPU is busy:
-		// a dropped statement is a missed heartbeat, and three in a row
-		// look like a dead mirror. A statement is at most
-		// MaxStatementSize, so these bound memory at a few MiB per peer.
 	)
 	if err != nil {
 		return err
@@ -143,29 +136,11 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	if n.blackhole != nil && from != n.id && n.blackhole(from) {
 		return pubsub.ValidationIgnore
 	}
-	// gossipsub marks a message seen only once it is validated, so every
-	// copy that arrives meanwhile (one per mesh peer, ~6) would be
-	// verified again: under load that multiplies the Ed25519 work by six
-	// exactly when the CPU is short. Identical bytes get the first copy's
-	// verdict without a second check.
-	id := msg.ID
-	if id == "" {
-		h := sha256.Sum256(msg.Data)
-		id = string(h[:])
-	}
-	if rejected, dup := n.verdicts.begin(id); dup {
-		n.metrics.duplicates.Inc()
-		if rejected {
-			return pubsub.ValidationReject
-		}
-		return pubsub.ValidationIgnore
-	}
 	now := n.clock()
 	st, err := attest.Verify(msg.Data, now)
 	if err == nil {
 		err = n.accept(st)
 	}
-	n.verdicts.finish(id, attest.Classify(err) == attest.Reject)
 	if err == nil && st.Kind == attest.KindLiveness && st.Signer != n.id {
 		// Gossip only: sync hands over old statements on purpose.
 		n.mu.Lock()
@@ -251,7 +226,6 @@ func (n *Node) heartbeatLoop() {
 			late = n.bestDelay
 		}
 		n.bestDelay = maxDelay
-		n.verdicts.rotate()
 		// Rise at once, decay slowly.
 		if late > lag {
 			lag = late
@@ -320,67 +294,6 @@ func (n *Node) publishLiveness(state string) {
 		n.log.Warn("publish liveness", "err", err)
 	}
 }
-
-// verdicts remembers, by gossipsub message ID, which statements were
-// validated in the current and the previous heartbeat and whether they were
-// rejected, so that copies of one statement are verified once. Copies that
-// arrive later than that are dropped by gossipsub's own seen-cache (120 s)
-// or, if it forgot them, caught by the sequence guard.
-type verdicts struct {
-	mu        sync.Mutex
-	cur, prev map[string]bool // ID -> rejected
-}
-
-// begin reports whether id was seen before, and if so whether it was
-// rejected. A copy of a statement still being validated counts as seen and
-// not rejected (it is ignored: the first copy decides). Otherwise begin
-// records id as being validated.
-func (v *verdicts) begin(id string) (rejected, dup bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if r, ok := v.cur[id]; ok {
-		return r, true
-	}
-	if r, ok := v.prev[id]; ok {
-		return r, true
-	}
-	if v.cur == nil {
-		v.cur = map[string]bool{}
-	}
-	v.cur[id] = false
-	return false, false
-}
-
-// finish records the verdict on id.
-func (v *verdicts) finish(id string, rejected bool) {
-	if !rejected {
-		return // begin recorded it as not rejected
-	}
-	v.mu.Lock()
-	if _, ok := v.prev[id]; ok {
-		v.prev[id] = true
-	} else {
-		if v.cur == nil {
-			v.cur = map[string]bool{}
-		}
-		v.cur[id] = true
-	}
-	v.mu.Unlock()
-}
-
-// rotate forgets the verdicts older than one heartbeat: memory stays at
-// about two heartbeats' worth of statement IDs.
-func (v *verdicts) rotate() {
-	v.mu.Lock()
-	v.prev, v.cur = v.cur, nil
-	v.mu.Unlock()
-}
-
-// Gossip queue sizes; see startGossip.
-const (
-	outboundQueue = 256
-	validateQueue = 256
-)
 
 // maxDelay marks "no statement from another mirror seen this heartbeat".
 const maxDelay = time.Duration(1<<63 - 1)

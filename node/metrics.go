@@ -14,7 +14,6 @@ type metrics struct {
 	statements   *prometheus.CounterVec
 	mirrors      *prometheus.GaugeVec
 	heartbeatLag prometheus.Gauge
-	duplicates   prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,10 +30,6 @@ func newMetrics(n *Node) *metrics {
 		heartbeatLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mirrornet_heartbeat_lag_seconds",
 			Help: "How late this node's own heartbeat timer fires (smoothed); a starved node stretches its failure detection by this much.",
-		}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrornet_statement_duplicates_total",
-			Help: "Copies of a liveness statement that arrived while or just after the first copy was validated, given its verdict without a second signature check.",
 		}),
 	}
 	peers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -56,7 +51,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.duplicates, peers, held)
+	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, peers, held)
 	n.gossipBytes.register(n.registry)
 	return m
 }

@@ -94,8 +94,6 @@ type Node struct {
 	features  []feature
 	// gossipBytes counts gossipsub traffic.
 	gossipBytes gossipMeter
-	// verdicts lets copies of one statement share one signature check.
-	verdicts verdicts
 	// appScore, if set by a feature's constructor, is gossipsub's
 	// application-specific score (P5) for a peer.
 	appScore func(peer.ID) float64
