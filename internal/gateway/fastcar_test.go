@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,7 +80,37 @@ func TestDirectCARMatchesBoxo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := newCarBackend(t, bs)
+	// Through a plain blockstore, and through one that reads raw leaves
+	// into the stream's recycled buffers (as internal/store does): a
+	// buffer reused before its block was written would corrupt the CAR.
+	into := &intoStore{Blockstore: bs}
+	for _, bsv := range []blockstore.Blockstore{bs, into} {
+		b := newCarBackend(t, bsv)
+		t.Run(fmt.Sprintf("%T", bsv), func(t *testing.T) { directMatchesBoxo(t, b, topNd, zeros, deep, bs) })
+	}
+	if into.calls.Load() == 0 {
+		t.Fatal("GetInto never used")
+	}
+}
+
+// intoStore adds GetInto to a blockstore, copying into the caller's
+// buffer, and counts the calls.
+type intoStore struct {
+	blockstore.Blockstore
+	calls atomic.Int64
+}
+
+func (s *intoStore) GetInto(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error) {
+	s.calls.Add(1)
+	blk, err := s.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return append(buf[:0], blk.RawData()...), nil
+}
+
+func directMatchesBoxo(t *testing.T, b *carBackend, topNd, zeros, deep ipld.Node, bs blockstore.Blockstore) {
+	ctx := context.Background()
 	params := boxogw.CarParams{Scope: boxogw.DagScopeAll}
 	for _, tc := range []struct {
 		name string

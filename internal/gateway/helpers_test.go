@@ -10,7 +10,10 @@ import (
 	"hash"
 	"io"
 	"maps"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -156,35 +159,51 @@ func (s *hasher) verify(c cid.Cid, data []byte) error {
 //
 // As an efficient client would, it reads raw leaves in place into the
 // output (pass a reused buffer to keep page faults out of benchmarks) and
-// hashes them on a second goroutine while the next block downloads.
+// hashes them on other goroutines (one per core, see verifyWorkers) while
+// the next block downloads.
 // dag-pb blocks are verified inline, since their links drive the order
 // check.
 func readVerifiedFile(r io.Reader, root cid.Cid, dst []byte) ([]byte, error) {
+	hashWorkers := verifyWorkers()
 	type job struct {
 		c    cid.Cid
 		data []byte
 	}
 	jobs := make(chan job, 16)
-	hashErr := make(chan error, 1)
-	go func() {
-		var first error
-		var s hasher
-		for j := range jobs {
-			if first == nil {
-				first = s.verify(j.c, j.data)
+	hashErr := make(chan error, hashWorkers)
+	for range hashWorkers {
+		go func() {
+			var first error
+			var s hasher
+			for j := range jobs {
+				if first == nil {
+					first = s.verify(j.c, j.data)
+				}
 			}
-		}
-		hashErr <- first
-	}()
+			hashErr <- first
+		}()
+	}
 	out, err := readCAROrdered(r, root, dst, func(c cid.Cid, data []byte) { jobs <- job{c, data} })
 	close(jobs)
-	if herr := <-hashErr; err == nil {
-		err = herr
+	for range hashWorkers {
+		if herr := <-hashErr; err == nil {
+			err = herr
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// verifyWorkers is how many goroutines hash leaves: one per core, at most
+// 4; MIRRORNET_BENCH_HASHERS overrides it (1 reproduces the single-hasher
+// client).
+func verifyWorkers() int {
+	if n, err := strconv.Atoi(os.Getenv("MIRRORNET_BENCH_HASHERS")); err == nil && n > 0 {
+		return n
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), 4))
 }
 
 // readCAROrdered does readVerifiedFile's structural checks and hands every

@@ -413,10 +413,18 @@ func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 // fails the check is deleted and ErrCorrupt returned; a held bundle that
 // contained it goes back to fetching.
 func (s *Store) Get(c cid.Cid) ([]byte, error) {
+	return s.GetInto(c, nil)
+}
+
+// GetInto is Get reading into buf when the block fits in cap(buf) (into a
+// new slice otherwise), so that a caller streaming many blocks can reuse
+// its buffers: reading into fresh memory costs a page fault per 4 KiB, as
+// much as the copy itself. The result aliases buf when it fits.
+func (s *Store) GetInto(c cid.Cid, buf []byte) ([]byte, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	data, err := s.read(c)
+	data, err := s.read(c, buf)
 	if errors.Is(err, ErrCorrupt) {
 		s.mu.Lock()
 		held := s.heldBlocks[key(c)] > 0
@@ -430,10 +438,10 @@ func (s *Store) Get(c cid.Cid) ([]byte, error) {
 
 // read reads and verifies a block, deleting it if it is corrupt. It does not
 // touch bundle state.
-func (s *Store) read(c cid.Cid) ([]byte, error) {
+func (s *Store) read(c cid.Cid, buf []byte) ([]byte, error) {
 	k := key(c)
 	p := s.path(k)
-	data, err := s.readChecked(c, k, p, true)
+	data, err := s.readChecked(c, k, p, true, buf)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
 	}
@@ -456,7 +464,7 @@ var errBadHash = errors.New("store: block file does not match its CID")
 // this process last verified is not hashed again. A file found valid has its
 // identity recorded. An absent file gives an error wrapping fs.ErrNotExist;
 // one that does not match c gives errBadHash along with the bytes read.
-func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool) ([]byte, error) {
+func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool, buf []byte) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -467,7 +475,12 @@ func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool) ([]byte, erro
 		return nil, err
 	}
 	id := idOf(fi)
-	data := make([]byte, fi.Size())
+	var data []byte
+	if size := fi.Size(); buf != nil && size <= int64(cap(buf)) {
+		data = buf[:size]
+	} else {
+		data = make([]byte, size)
+	}
 	n, err := io.ReadFull(f, data)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		// shrank while being read: not the version measured; hash what is there
@@ -863,7 +876,7 @@ func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string
 				continue
 			}
 		}
-		data, err := s.readChecked(c, k, p, true)
+		data, err := s.readChecked(c, k, p, true, nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
 			continue
@@ -1017,7 +1030,7 @@ func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
 		if err != nil {
 			return nil // not ours
 		}
-		_, err = s.readChecked(c, k, p, false)
+		_, err = s.readChecked(c, k, p, false, nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}

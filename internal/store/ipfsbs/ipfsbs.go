@@ -97,6 +97,20 @@ func (b *Blockstore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	return blocks.NewBlockWithCid(data, c)
 }
 
+// GetInto returns a verified block's bytes, read into buf when they fit
+// in cap(buf) (see store.Store.GetInto). The gateway streams blocks through
+// a few reused buffers this way.
+func (b *Blockstore) GetInto(_ context.Context, c cid.Cid, buf []byte) ([]byte, error) {
+	if b.hidden(c) {
+		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	data, err := b.s.GetInto(c, buf)
+	if err != nil {
+		return nil, notFound(c, err)
+	}
+	return data, nil
+}
+
 // GetSize returns a block's size.
 func (b *Blockstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	if b.hidden(c) {
