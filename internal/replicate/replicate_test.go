@@ -58,10 +58,11 @@ func (f *finder) set(hs ...host.Host) {
 }
 
 type node struct {
-	h  host.Host
-	st *store.Store
-	r  *Replicator
-	f  *finder
+	h   host.Host
+	st  *store.Store
+	r   *Replicator
+	f   *finder
+	dir string // the store's directory
 }
 
 func newNode(t testing.TB, mn mocknet.Mocknet) *node {
@@ -70,7 +71,8 @@ func newNode(t testing.TB, mn mocknet.Mocknet) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir(), store.Options{})
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +86,7 @@ func newNode(t testing.TB, mn mocknet.Mocknet) *node {
 		h.Close()
 		st.Close()
 	})
-	return &node{h: h, st: st, r: r, f: f}
+	return &node{h: h, st: st, r: r, f: f, dir: dir}
 }
 
 // makeTree writes a seeded app bundle: a few small files and one file of
