@@ -161,19 +161,9 @@ func TestE2EKuboInterop(t *testing.T) {
 	})
 
 	t.Run("empty file", func(t *testing.T) {
-		t.Skip(emptyBlockSkip)
 		kuboEmptyFile(t, k, m, mirrorAddr)
 	})
 }
-
-// emptyBlockSkip says why the empty-file subtest is skipped and what makes
-// it pass. Delete the t.Skip once internal/replicate has the change.
-const emptyBlockSkip = "needs a change in internal/replicate: boxo v0.43.0's bitswap server " +
-	"never sends a zero-length block (bitswap/server/internal/decision/engine.go: " +
-	"isWantBlock := blockSize != 0 && ...; it answers want-block with HAVE forever), so kubo " +
-	"cannot fetch an empty file from a mirror, nor a mirror from kubo or another mirror; fix: " +
-	"hand bitswap a blockstore whose GetSize reports 1 for a 0-byte block, and in Replicator.one " +
-	"make a block whose CID is the hash of zero bytes locally instead of GetBlock"
 
 // kuboEmptyFile moves bundles holding an empty file (a common .nojekyll or
 // placeholder) both ways between kubo and the mirror.

@@ -117,3 +117,75 @@ func TestMirrorFetchesFromStockBitswap(t *testing.T) {
 		t.Fatalf("fetched %d of %d", p.Fetched, res.Blocks)
 	}
 }
+
+// emptyFileTree is a bundle holding an empty file (a .nojekyll, say) next
+// to a small one.
+func emptyFileTree(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "site")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".nojekyll"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>hi</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestEmptyFileReplicates: boxo's bitswap server (v0.43.0) never sends a
+// zero-length block: it takes size 0 for "presence only" and answers every
+// want-block with HAVE. A bundle with an empty file must still replicate
+// between mirrors, to a stock bitswap node and from one.
+func TestEmptyFileReplicates(t *testing.T) {
+	t.Run("mirror to mirror", func(t *testing.T) {
+		mn := mocknet.New()
+		defer mn.Close()
+		a, b := newNode(t, mn), newNode(t, mn)
+		if err := mn.LinkAll(); err != nil {
+			t.Fatal(err)
+		}
+		res := publish(t, a, emptyFileTree(t))
+		b.f.set(a.h)
+		if p := fetch(t, b, res.Root); p.Blocks != res.Blocks {
+			t.Fatalf("progress %+v, bundle %+v", p, res)
+		}
+	})
+	t.Run("stock node from mirror", func(t *testing.T) {
+		mn := mocknet.New()
+		defer mn.Close()
+		m := newNode(t, mn)
+		s := newStock(t, mn)
+		if err := mn.LinkAll(); err != nil {
+			t.Fatal(err)
+		}
+		res := publish(t, m, emptyFileTree(t))
+		if err := s.h.Connect(t.Context(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), long)
+		defer cancel()
+		if err := merkledag.FetchGraph(ctx, res.Root, merkledag.NewDAGService(blockservice.New(s.bb, s.bs))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("mirror from stock node", func(t *testing.T) {
+		mn := mocknet.New()
+		defer mn.Close()
+		m := newNode(t, mn)
+		s := newStock(t, mn)
+		if err := mn.LinkAll(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := bundle.Import(t.Context(), emptyFileTree(t), func(b blocks.Block) error { return s.bb.Put(context.Background(), b) }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.f.set(s.h)
+		if p := fetch(t, m, res.Root); p.Blocks != res.Blocks {
+			t.Fatalf("progress %+v, bundle %+v", p, res)
+		}
+	})
+}

@@ -39,7 +39,9 @@ import (
 	"github.com/ipfs/boxo/bitswap/client"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/bitswap/server"
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/exchange"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -163,7 +165,7 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	if cfg.ServeOutstandingBytes > 0 {
 		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
 	}
-	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, r.bstore, bsOpts...)
+	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, nonZeroSizes{r.bstore}, bsOpts...)
 	return r, nil
 }
 
@@ -339,8 +341,12 @@ func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) 
 		}
 		// missing or corrupt after all: fetch it
 	}
-	blk, err := sess.GetBlock(ctx, c)
-	if err != nil {
+	var blk blocks.Block
+	if empty, err := c.Prefix().Sum(nil); err == nil && empty.Equals(c) {
+		// The block of zero bytes (an empty file) is known from its CID;
+		// boxo's bitswap server never sends it (see nonZeroSizes).
+		blk, _ = blocks.NewBlockWithCid(nil, c)
+	} else if blk, err = sess.GetBlock(ctx, c); err != nil {
 		return nil, 0, false, fmt.Errorf("replicate: fetching block %s: %w", c, err)
 	}
 	// bitswap's decoder derived blk's CID from its bytes (see
@@ -358,4 +364,18 @@ func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) 
 		return nil, 0, false, fmt.Errorf("replicate: %w", err)
 	}
 	return links, len(data), true, nil
+}
+
+// nonZeroSizes reports a zero-length block's size as 1 to bitswap's server:
+// boxo v0.43.0's decision engine (engine.go, "isWantBlock := blockSize != 0
+// && ...") takes size 0 to mean "presence known, size not read" and answers
+// every want-block for an empty block with HAVE, forever.
+type nonZeroSizes struct{ blockstore.Blockstore }
+
+func (b nonZeroSizes) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+	n, err := b.Blockstore.GetSize(ctx, c)
+	if err == nil && n == 0 {
+		n = 1
+	}
+	return n, err
 }
