@@ -294,18 +294,7 @@ func TestE2EPublishFollowGet(t *testing.T) {
 	c := startNode(t, "--bootstrap", ia.Addrs[0])
 	site := sampleDir(t)
 
-	out, errOut, code := mirrornet(t, "publish", "--data", a.data, "--json", site)
-	if code != 0 {
-		t.Fatalf("publish: exit %d: %s", code, errOut)
-	}
-	var pub struct {
-		CID    string `json:"cid"`
-		Size   int64  `json:"size"`
-		Blocks int    `json:"blocks"`
-	}
-	if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" || pub.Blocks == 0 || pub.Size == 0 {
-		t.Fatalf("publish --json printed %q (%v)", out, err)
-	}
+	pub := publishJSON(t, a.data, site)
 	offline, _, _ := mirrornet(t, "publish", "--offline", site)
 	if strings.TrimSpace(offline) != pub.CID {
 		t.Fatalf("publish --offline gives %q, the node %q", offline, pub.CID)
@@ -335,7 +324,7 @@ func TestE2EPublishFollowGet(t *testing.T) {
 
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "out")
-	out, errOut, code = mirrornet(t, "get", pub.CID, "-o", dest, "--bootstrap", b.info(t).HTTP, "--bootstrap", ia.HTTP, "--json")
+	out, errOut, code := mirrornet(t, "get", pub.CID, "-o", dest, "--bootstrap", b.info(t).HTTP, "--bootstrap", ia.HTTP, "--json")
 	if code != 0 {
 		t.Fatalf("get: exit %d: %s", code, errOut)
 	}
@@ -354,4 +343,27 @@ func TestE2EPublishFollowGet(t *testing.T) {
 		t.Errorf("get into an existing path: exit %d, stderr %q", code, errOut)
 	}
 	sameTree(t, site, dest)
+}
+
+// published is what `mirrornet publish --json` prints.
+type published struct {
+	CID    string `json:"cid"`
+	Size   int64  `json:"size"`
+	Blocks int    `json:"blocks"`
+}
+
+// publishJSON publishes dir into the node with data directory data and
+// returns what `publish --json` printed, failing the test unless it names
+// a CID, a size and a block count.
+func publishJSON(t *testing.T, data, dir string) published {
+	t.Helper()
+	out, errOut, code := mirrornet(t, "publish", "--data", data, "--json", dir)
+	if code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, errOut)
+	}
+	var pub published
+	if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" || pub.Blocks == 0 || pub.Size == 0 {
+		t.Fatalf("publish --json printed %q (%v)", out, err)
+	}
+	return pub
 }

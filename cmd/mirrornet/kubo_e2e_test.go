@@ -48,18 +48,7 @@ func TestE2EKuboInterop(t *testing.T) {
 
 	t.Run("mirror to kubo", func(t *testing.T) {
 		tree := interopTree(t, "site", 10)
-		out, errOut, code := mirrornet(t, "publish", "--data", m.data, "--json", tree)
-		if code != 0 {
-			t.Fatalf("publish: exit %d: %s", code, errOut)
-		}
-		var pub struct {
-			CID    string `json:"cid"`
-			Size   int64  `json:"size"`
-			Blocks int    `json:"blocks"`
-		}
-		if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" {
-			t.Fatalf("publish --json printed %q (%v)", out, err)
-		}
+		pub := publishJSON(t, m.data, tree)
 
 		// kubo computes the same CID (without storing anything).
 		if got := strings.TrimSpace(k.ipfs(t, "add", "-r", "-Q", "--only-hash", tree)); got != pub.CID {

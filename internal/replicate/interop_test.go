@@ -44,6 +44,20 @@ func newStock(t *testing.T, mn mocknet.Mocknet) *stockNode {
 	return &stockNode{h: h, bs: bs, bb: bb}
 }
 
+// mirrorAndStock starts a mirror and a stock bitswap node on one mocknet,
+// linked but not connected.
+func mirrorAndStock(t *testing.T) (*node, *stockNode) {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	m := newNode(t, mn)
+	s := newStock(t, mn)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
 // manyFiles is a bundle of many small blocks.
 func manyFiles(t *testing.T, n int) string {
 	t.Helper()
@@ -63,13 +77,7 @@ func manyFiles(t *testing.T, n int) string {
 // TestStockBitswapFetchesFromMirror: a stock bitswap node walks and fetches
 // a whole bundle from a mirror.
 func TestStockBitswapFetchesFromMirror(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	m := newNode(t, mn)
-	s := newStock(t, mn)
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	m, s := mirrorAndStock(t)
 	res := publish(t, m, manyFiles(t, 150))
 	if err := s.h.Connect(t.Context(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()}); err != nil {
 		t.Fatal(err)
@@ -100,13 +108,7 @@ func TestStockBitswapFetchesFromMirror(t *testing.T) {
 // TestMirrorFetchesFromStockBitswap: a mirror replicates a bundle that only
 // a stock bitswap node holds.
 func TestMirrorFetchesFromStockBitswap(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	m := newNode(t, mn)
-	s := newStock(t, mn)
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	m, s := mirrorAndStock(t)
 	res, err := bundle.Import(t.Context(), manyFiles(t, 150), func(b blocks.Block) error { return s.bb.Put(context.Background(), b) }, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -154,13 +156,7 @@ func TestEmptyFileReplicates(t *testing.T) {
 		}
 	})
 	t.Run("stock node from mirror", func(t *testing.T) {
-		mn := mocknet.New()
-		defer mn.Close()
-		m := newNode(t, mn)
-		s := newStock(t, mn)
-		if err := mn.LinkAll(); err != nil {
-			t.Fatal(err)
-		}
+		m, s := mirrorAndStock(t)
 		res := publish(t, m, emptyFileTree(t))
 		if err := s.h.Connect(t.Context(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()}); err != nil {
 			t.Fatal(err)
@@ -172,13 +168,7 @@ func TestEmptyFileReplicates(t *testing.T) {
 		}
 	})
 	t.Run("mirror from stock node", func(t *testing.T) {
-		mn := mocknet.New()
-		defer mn.Close()
-		m := newNode(t, mn)
-		s := newStock(t, mn)
-		if err := mn.LinkAll(); err != nil {
-			t.Fatal(err)
-		}
+		m, s := mirrorAndStock(t)
 		res, err := bundle.Import(t.Context(), emptyFileTree(t), func(b blocks.Block) error { return s.bb.Put(context.Background(), b) }, nil)
 		if err != nil {
 			t.Fatal(err)
