@@ -56,9 +56,23 @@ type benchNet struct {
 // time per simulated second that n real machines would have: every node
 // verifies every other node's signature each heartbeat, n² verifications
 // in one process. Durations measured in a dilated net are divided by
-// dilate before they are reported. Links have 10 ms latency.
+// dilate before they are reported. Links have 10 ms latency unless
+// MIRRORNET_BENCH_LINK_MS says otherwise.
 func newBenchNet(b *testing.B, n int, profile string, dilate int) *benchNet {
-	return newBenchNetLinks(b, n, profile, dilate, 10*time.Millisecond)
+	return newBenchNetLinks(b, n, profile, dilate, benchLinkLatency(b, 10*time.Millisecond))
+}
+
+// benchLinkLatency is MIRRORNET_BENCH_LINK_MS, or def when it is unset.
+func benchLinkLatency(b *testing.B, def time.Duration) time.Duration {
+	v := os.Getenv("MIRRORNET_BENCH_LINK_MS")
+	if v == "" {
+		return def
+	}
+	ms, err := strconv.Atoi(v)
+	if err != nil || ms < 0 {
+		b.Fatalf("MIRRORNET_BENCH_LINK_MS=%q: want a whole number of milliseconds", v)
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // newBenchNetLinks is newBenchNet with the given link latency (before
@@ -454,14 +468,7 @@ func BenchmarkGossip(b *testing.B) {
 // about live mirrors (goal: zero).
 func BenchmarkFalseDeadUnderLoad(b *testing.B) {
 	const n = 100
-	linkLatency := time.Millisecond
-	if v := os.Getenv("MIRRORNET_BENCH_LINK_MS"); v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil {
-			b.Fatalf("MIRRORNET_BENCH_LINK_MS=%q: %v", v, err)
-		}
-		linkLatency = time.Duration(ms) * time.Millisecond
-	}
+	linkLatency := benchLinkLatency(b, time.Millisecond)
 	for range b.N {
 		// 1 ms links: on 10 ms mocknet links N=100 saturates the links
 		// themselves (see newBenchNetLinks) and what is measured is
