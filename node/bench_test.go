@@ -241,10 +241,14 @@ func (bn *benchNet) detect(b *testing.B, victim int) (time.Duration, int) {
 	}
 }
 
-// countFalseDead counts (observer, live node) pairs where the observer's
-// view says dead or suspect-dead although the node runs.
+// diagFalseDead (DIAG=1) prints, for every false verdict, the observer's
+// lag, the subject's statement age at the observer and at the subject
+// itself, and the observer's freshest statement from anyone: what told lost
+// statements from late ones (docs/BENCHMARKS.md).
 var diagFalseDead = os.Getenv("DIAG") != ""
 
+// countFalseDead counts (observer, live node) pairs where the observer's
+// view says dead although the node runs.
 func (bn *benchNet) countFalseDead(skip ...int) int {
 	skipped := map[int]bool{}
 	for _, s := range skip {

@@ -69,7 +69,7 @@ func (g *gossipMeter) register(r *prometheus.Registry) {
 	} {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "mirrornet_gossip_dropped_total",
-			Help:        "Gossipsub RPCs or messages dropped for want of queue space, by reason.",
+			Help:        "Gossipsub RPCs dropped before sending (outbound_queue_full) and messages dropped before validation (validation_queue_full, validation_throttled).",
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(c.Load()) }))
 	}

@@ -355,7 +355,8 @@ func startKubo(t *testing.T, bin string) *kubo {
 			}
 			apiURL = "http://" + na.String()
 		}
-		resp, err := http.Post(apiURL+"/api/v0/id", "", nil)
+		// A kubo that accepts but never answers must not outlast waitFor.
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Post(apiURL+"/api/v0/id", "", nil)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -5,6 +5,10 @@ import (
 	"syscall"
 )
 
+// strongFileID: the identity includes inode and ctime, which every write,
+// rename over and os.Chtimes changes.
+const strongFileID = true
+
 // idOf identifies one version of a block file: its size and mtime, and on
 // Linux its device, inode and ctime. Replacing the file (a new inode),
 // truncating or writing it changes the identity; so does os.Chtimes, which

@@ -10,10 +10,14 @@
 //
 // Reads do not hash a block again while its file is the very version this
 // process last verified or wrote: a bounded in-memory cache maps each such
-// block to its file's identity (size, mtime and, on Linux, device, inode and
-// ctime, taken from the open file before and after reading it). Replacing,
-// truncating or rewriting the file, or touching it with os.Chtimes (which
-// moves the ctime), changes the identity, so the next read hashes it. The
+// block to its file's identity (device, inode, size, mtime and ctime, taken
+// from the open file before and after reading it). Replacing, truncating or
+// rewriting the file, or touching it with os.Chtimes (which moves the
+// ctime), changes the identity, so the next read hashes it. A file changed
+// within [racyWindow] of being verified is not cached (Git's "racy clean"
+// rule: kernels and file systems with coarse timestamps may give two
+// writes within one clock tick the same times), and where the identity
+// lacks inode and ctime (systems other than Linux) the cache is off. The
 // cache starts empty at Open, so after a crash every block is hashed on its
 // first read. Scrub never consults it: it re-hashes every block from disk,
 // which is what finds bit rot under an unchanged file.
@@ -56,6 +60,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -145,6 +150,9 @@ type Store struct {
 	fresh map[string]struct{}
 	// verified remembers the file versions this process hashed or wrote.
 	verified *verifiedCache
+	// now is the clock the verified cache's racy window is measured by;
+	// tests move it forward.
+	now func() time.Time
 
 	// fsync makes a file or directory durable; tests replace it to record
 	// what was synced and in which order.
@@ -176,6 +184,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if cacheSize == 0 {
 		cacheSize = DefaultVerifiedCache
 	}
+	if !strongFileID {
+		cacheSize = -1 // size and mtime alone miss a same-size copy with its mtime kept
+	}
 	s := &Store{
 		dir:        dir,
 		blocks:     filepath.Join(dir, blocksDir),
@@ -185,6 +196,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		heldBlocks: map[string]int{},
 		fresh:      map[string]struct{}{},
 		verified:   newVerifiedCache(cacheSize),
+		now:        time.Now,
 		fsync:      fsyncPath,
 		check:      verify.Check,
 	}
@@ -321,7 +333,7 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 		if err == nil {
 			// the file version just written holds the verified bytes
 			if fi, serr := os.Stat(p); serr == nil {
-				s.verified.add(k, idOf(fi))
+				s.verified.add(k, idOf(fi), s.now())
 			}
 		}
 		s.mu.Lock()
@@ -482,7 +494,7 @@ func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool, buf []byte) (
 		data = make([]byte, size)
 	}
 	n, err := io.ReadFull(f, data)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		// shrank while being read: not the version measured; hash what is there
 		data, useCache, err = data[:n], false, nil
 	}
@@ -501,7 +513,7 @@ func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool, buf []byte) (
 		return data, errBadHash
 	}
 	if same() {
-		s.verified.add(k, id)
+		s.verified.add(k, id, s.now())
 	}
 	return data, nil
 }

@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // DefaultVerifiedCache is the default Options.VerifiedCache: 65536 block
 // files (64 GiB of 1 MiB leaves) for about 10 MiB of memory.
@@ -40,9 +43,18 @@ func (v *verifiedCache) has(key string, id fileID) bool {
 	return ok && got == id
 }
 
-// add records that key's file version id hashes to key.
-func (v *verifiedCache) add(key string, id fileID) {
+// racyWindow: a file whose mtime or ctime is this close to the moment it
+// was verified is not cached, since a second write within the same
+// timestamp tick could leave its identity unchanged (Git's "racy clean"
+// problem). Its next read hashes it again and caches it then.
+const racyWindow = 100 * time.Millisecond
+
+// add records that key's file version id hashes to key, as verified at now.
+func (v *verifiedCache) add(key string, id fileID, now time.Time) {
 	if v.max <= 0 {
+		return
+	}
+	if changed := max(id.mtime, id.ctime); now.UnixNano()-changed < int64(racyWindow) {
 		return
 	}
 	v.mu.Lock()

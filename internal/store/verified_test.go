@@ -8,14 +8,18 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 )
 
-// countHashes makes s count the hashes of blocks read back.
+// countHashes makes s count the hashes of blocks read back. It also moves
+// s's clock an hour ahead, past the racy window in which a file just
+// written is not cached yet.
 func countHashes(s *Store) *atomic.Int64 {
+	s.now = func() time.Time { return time.Now().Add(time.Hour) }
 	var n atomic.Int64
 	s.check = func(c cid.Cid, data []byte) error {
 		n.Add(1)
@@ -143,7 +147,7 @@ func TestScrubIgnoresVerifiedCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.verified.add(key(leaf), idOf(fi))
+	s.verified.add(key(leaf), idOf(fi), time.Now().Add(time.Hour))
 	bad, err := s.Scrub(t.Context())
 	if err != nil || len(bad) != 1 || !bytes.Equal(bad[0].Hash(), leaf.Hash()) {
 		t.Fatalf("scrub found %v, %v; want the block rewritten in place", bad, err)
@@ -255,5 +259,37 @@ func TestPutVerified(t *testing.T) {
 	}
 	if err := s.PutVerified(c, make([]byte, verify.MaxBlockSize+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversize: %v", err)
+	}
+}
+
+// A file modified within the racy window of its verification is not
+// cached: a second same-size write within one timestamp tick could leave
+// its identity unchanged. It is hashed again on its next read, and cached
+// once it is older than the window.
+func TestRacyWindowDefersCaching(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	hashes := countHashes(s)
+	c, data := rawBlock(seeded(9, 4096))
+	written := time.Now()
+	s.now = func() time.Time { return written } // the write and the reads within one tick
+	if err := s.Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := s.Get(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := hashes.Load(); n != 2 {
+		t.Fatalf("reads within the racy window hashed %d times, want 2 (no caching)", n)
+	}
+	s.now = func() time.Time { return written.Add(time.Hour) }
+	for range 2 {
+		if _, err := s.Get(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := hashes.Load(); n != 3 {
+		t.Fatalf("after the window: %d hashes in all, want 3 (one more, then cached)", n)
 	}
 }
