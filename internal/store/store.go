@@ -274,8 +274,8 @@ func (s *Store) checkOpen() error {
 // not yet durable: MarkHeld makes the blocks of a bundle durable before it
 // records the bundle as held.
 func (s *Store) Put(c cid.Cid, data []byte) error {
-	if len(data) > verify.MaxBlockSize {
-		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, c, len(data), verify.MaxBlockSize)
+	if err := checkSize(c, data); err != nil {
+		return err
 	}
 	if err := verify.Check(c, data); err != nil {
 		return fmt.Errorf("%w: %s", ErrHashMismatch, c)
@@ -290,10 +290,18 @@ func (s *Store) Put(c cid.Cid, data []byte) error {
 // Such a block counts as written and verified by this process (MarkHeld
 // does not re-read it if it is a raw leaf). Use Put when in doubt.
 func (s *Store) PutVerified(c cid.Cid, data []byte) error {
+	if err := checkSize(c, data); err != nil {
+		return err
+	}
+	return s.put(c, data)
+}
+
+// checkSize refuses a block over verify.MaxBlockSize.
+func checkSize(c cid.Cid, data []byte) error {
 	if len(data) > verify.MaxBlockSize {
 		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, c, len(data), verify.MaxBlockSize)
 	}
-	return s.put(c, data)
+	return nil
 }
 
 // put stores data, already known to hash to c.
@@ -527,12 +535,18 @@ func (s *Store) remove(p string) int64 {
 	if err := os.Remove(p); err != nil {
 		return 0
 	}
-	s.verified.forget(filepath.Base(p))
 	s.mu.Lock()
-	s.usage -= fi.Size()
-	delete(s.fresh, filepath.Base(p))
+	s.removedLocked(p, fi.Size())
 	s.mu.Unlock()
 	return fi.Size()
+}
+
+// removedLocked accounts for block file p (n bytes) having been deleted.
+func (s *Store) removedLocked(p string, n int64) {
+	k := filepath.Base(p)
+	s.verified.forget(k)
+	s.usage -= n
+	delete(s.fresh, k)
 }
 
 // Has reports whether the block is present (without re-hashing it).
@@ -953,9 +967,7 @@ func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []str
 		return ok
 	}, func(p string, n int64) {
 		if os.Remove(p) == nil {
-			s.verified.forget(filepath.Base(p))
-			s.usage -= n
-			delete(s.fresh, filepath.Base(p))
+			s.removedLocked(p, n)
 		}
 	})
 }
