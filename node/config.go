@@ -13,7 +13,9 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -57,9 +59,25 @@ type Config struct {
 	// penalty (P6): loopback and private ranges by default, so testnets
 	// and compose networks are not punished.
 	ColocationWhitelist []string
-	// AnnounceHTTP is the HTTP URL announced to others; default derived
-	// from HTTPAddr.
+	// AnnounceHTTP is the older name of PublicURL (--announce-http); used
+	// when PublicURL is empty.
 	AnnounceHTTP string
+	// PublicURL is the URL browsers, light clients and probes use to reach
+	// this mirror (https://mirror.example.org), announced in its signed
+	// statements. Its host also serves {cid}.ipfs.HOST subdomains. When
+	// empty, a concrete HTTPAddr is announced; a wildcard one (0.0.0.0,
+	// [::]) never is: the node announces the address peers observed, and
+	// refuses to start when it could meet no peer (no bootstrap, mDNS or
+	// DHT).
+	PublicURL string
+	// TrustedProxies are CIDRs (or single addresses) of reverse proxies
+	// whose X-Forwarded-Host and X-Forwarded-Proto are believed. Default
+	// none: the headers are dropped.
+	TrustedProxies []string
+	// HTTPLimits overrides the HTTP server's timeouts and concurrency caps
+	// (httpedge.DefaultConfig when nil). TrustedProxies above is applied
+	// on top.
+	HTTPLimits *httpedge.Config
 
 	// ASNDB is an IP-to-ASN database (iptoasn TSV) used to place mirrors
 	// in failure domains by autonomous system. Optional.
@@ -112,8 +130,30 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.HTTPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		host, _, err := net.SplitHostPort(c.HTTPAddr)
+		if err != nil {
 			return fmt.Errorf("%w: http: %q is not HOST:PORT: %v", ErrConfig, c.HTTPAddr, err)
+		}
+		if host == "" || net.ParseIP(host).IsUnspecified() {
+			if err := announce.NeedsObservation(netip.AddrPort{}, c.publicURL(), len(c.Bootstrap) > 0 || c.MDNS || c.DHT, "--public-url"); err != nil {
+				return fmt.Errorf("%w: http %s: %w", ErrConfig, c.HTTPAddr, err)
+			}
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"public-url", c.PublicURL}, {"announce-http", c.AnnounceHTTP}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := announce.ParsePublicURL(f.v); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrConfig, f.name, err)
+		}
+	}
+	if _, err := httpedge.ParseCIDRs(c.TrustedProxies); err != nil {
+		return fmt.Errorf("%w: trusted-proxy: %w", ErrConfig, err)
+	}
+	if c.HTTPLimits != nil {
+		if err := c.HTTPLimits.Validate(); err != nil {
+			return fmt.Errorf("%w: http limits: %w", ErrConfig, err)
 		}
 	}
 	if _, _, err := discovery.ParseBootstrap(c.Bootstrap); err != nil {
@@ -161,6 +201,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// publicURL is PublicURL, or the older AnnounceHTTP.
+func (c *Config) publicURL() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	return c.AnnounceHTTP
 }
 
 // profile resolves the timer profile with overrides applied.

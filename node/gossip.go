@@ -276,7 +276,7 @@ func (n *Node) publishLiveness(state string) {
 	}
 	l := protocol.Liveness{
 		Peer: n.id.String(), State: state, Seq: n.seq, Time: now.UnixMilli(),
-		Addrs: addrs, HTTP: n.httpURL, Bundles: bundles, Version: Version, Region: n.cfg.Region,
+		Addrs: addrs, HTTP: n.HTTPURL(), Bundles: bundles, Version: Version, Region: n.cfg.Region,
 	}
 	n.mu.Unlock()
 	raw, err := attest.SignLiveness(n.key, l)

@@ -6,14 +6,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -22,7 +29,8 @@ import (
 var ErrPortInUse = errors.New("node: address already in use")
 
 // startHTTP serves the public, read-only HTTP side: the gateway (only for
-// bundles this mirror holds), status, statements and metrics.
+// bundles this mirror holds), status, statements and metrics, behind the
+// hardened edge (timeouts, concurrency caps, trusted proxies).
 func (n *Node) startHTTP() error {
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
@@ -32,9 +40,11 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("node: listen on http %s: %w", n.cfg.HTTPAddr, err)
 	}
 	n.httpLn = ln
-	n.httpURL = n.cfg.AnnounceHTTP
-	if n.httpURL == "" {
-		n.httpURL = "http://" + ln.Addr().String()
+	bound, _ := netip.ParseAddrPort(ln.Addr().String())
+	n.announcer, err = announce.New(n.cfg.publicURL(), bound)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: %w", err)
 	}
 
 	mux := http.NewServeMux()
@@ -55,11 +65,17 @@ func (n *Node) startHTTP() error {
 		ln.Close()
 		return fmt.Errorf("node: gateway: %w", err)
 	}
-	n.httpSrv = &http.Server{
-		Handler:           gw.Handler(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	limits := httpedge.DefaultConfig()
+	if n.cfg.HTTPLimits != nil {
+		limits = *n.cfg.HTTPLimits
 	}
+	limits.TrustedProxies, _ = httpedge.ParseCIDRs(n.cfg.TrustedProxies) // checked by Validate
+	edge, err := httpedge.New(limits, httpedge.WithMetricsRegisterer(n.registry))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	n.httpSrv = edge.Server(gw.Handler(mux))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -67,7 +83,70 @@ func (n *Node) startHTTP() error {
 			n.log.Error("http server stopped", "err", err)
 		}
 	}()
+	if !n.announcer.Fixed() {
+		if err := n.observeHTTPAddr(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// observeHTTPAddr feeds the announcer the addresses peers observed this
+// node at (identify's observed address), for a wildcard listen address
+// with no public URL: the announced URL follows what most peers saw.
+func (n *Node) observeHTTPAddr() error {
+	sub, err := n.host.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtPeerConnectednessChanged)})
+	if err != nil {
+		return fmt.Errorf("node: subscribe to identify events: %w", err)
+	}
+	n.log.Info("http listens on a wildcard address and no --public-url is set: announcing the address peers observe")
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case ev := <-sub.Out():
+				changed := false
+				switch e := ev.(type) {
+				case event.EvtPeerIdentificationCompleted:
+					if ip, ok := observedIP(e.ObservedAddr); ok {
+						changed = n.announcer.Observe(e.Peer.String(), ip)
+					}
+				case event.EvtPeerConnectednessChanged:
+					if e.Connectedness != network.Connected {
+						changed = n.announcer.Forget(e.Peer.String())
+					}
+				}
+				if changed {
+					n.log.Info("announced http URL changed", "http", n.HTTPURL())
+					if err := n.writeInfo(); err != nil {
+						n.log.Warn("update node info", "err", err)
+					}
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// observedIP is the IP of an observed address; relayed addresses say
+// nothing about where this node is reachable.
+func observedIP(a ma.Multiaddr) (netip.Addr, bool) {
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		return netip.Addr{}, false
+	}
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	return addr.Unmap(), ok
 }
 
 // MirrorStatus is one mirror in the status JSON.
@@ -114,7 +193,7 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	st := Status{
 		Self: SelfStatus{
-			PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.httpURL, Version: Version,
+			PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL(), Version: Version,
 			Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
 		},
 		Mirrors: []MirrorStatus{},
@@ -174,7 +253,7 @@ func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "mirrornet mirror %s (%s)\n\n", st.Self.PeerID, Version)
 	fmt.Fprintf(&b, "bundles held: %d\n", len(st.Self.Bundles))
 	for _, c := range st.Self.Bundles {
-		fmt.Fprintf(&b, "  %s  %s\n", c, subdomainURL(n.httpURL, c))
+		fmt.Fprintf(&b, "  %s  %s\n", c, subdomainURL(n.HTTPURL(), c))
 	}
 	fmt.Fprintf(&b, "\nstatus: %s\nstatements: %s\nmetrics: /metrics\n", protocol.HTTPStatusPath, protocol.HTTPStatementsPath)
 	_, _ = w.Write([]byte(b.String()))

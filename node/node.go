@@ -27,6 +27,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/replicate"
@@ -100,7 +101,7 @@ type Node struct {
 
 	httpSrv   *http.Server
 	httpLn    net.Listener
-	httpURL   string
+	announcer *announce.Announcer // the HTTP URL to announce; nil: no HTTP side
 	adminSrv  *http.Server
 	adminLn   net.Listener
 	syncQueue chan peer.ID
@@ -251,7 +252,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		}()
 	}
 	n.publishLiveness(protocol.StateUp)
-	n.log.Info("mirror started", "peer", n.id, "addrs", n.Addrs(), "http", n.httpURL, "profile", n.prof.Name)
+	n.log.Info("mirror started", "peer", n.id, "addrs", n.Addrs(), "http", n.HTTPURL(), "profile", n.prof.Name)
 	return n, nil
 }
 
@@ -261,8 +262,14 @@ func (n *Node) ID() peer.ID { return n.id }
 // Host is the libp2p host.
 func (n *Node) Host() host.Host { return n.host }
 
-// HTTPURL is the base URL of the public HTTP side, or "".
-func (n *Node) HTTPURL() string { return n.httpURL }
+// HTTPURL is the announced base URL of the public HTTP side, or "" (no HTTP
+// side, or a wildcard listen address no peer has observed yet).
+func (n *Node) HTTPURL() string {
+	if n.announcer == nil {
+		return ""
+	}
+	return n.announcer.URL()
+}
 
 // Addrs are the node's full multiaddrs, /p2p/ID included.
 func (n *Node) Addrs() []string {
@@ -277,7 +284,7 @@ func (n *Node) Addrs() []string {
 func (n *Node) Store() *store.Store { return n.store }
 
 func (n *Node) writeInfo() error {
-	info := Info{PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.httpURL}
+	info := Info{PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL()}
 	if info.Addrs == nil {
 		info.Addrs = []string{}
 	}

@@ -185,8 +185,8 @@ func TestComposeFileIsAcceptedByTheBinary(t *testing.T) {
 			if name != "mirror-0" && len(cfg.Bootstrap) == 0 {
 				t.Errorf("%s has no bootstrap: it depends on multicast alone", name)
 			}
-			if cfg.AnnounceHTTP != "http://"+name+":8080" {
-				t.Errorf("announce-http %q, want http://%s:8080", cfg.AnnounceHTTP, name)
+			if cfg.PublicURL != "http://"+name+":8080" {
+				t.Errorf("public-url %q, want http://%s:8080", cfg.PublicURL, name)
 			}
 			for _, subnet := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} {
 				if !slices.Contains(cfg.ColocationWhitelist, subnet) {

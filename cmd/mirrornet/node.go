@@ -34,7 +34,10 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	profile := fs.String("profile", def.Profile, "timer profile: local (tests, testnets), lan, wan")
 	maxStorage := fs.String("max-storage", "0", "storage limit for bundles, e.g. 10GiB, 500MB (0 = unlimited)")
 	region := fs.String("region", "", "self-declared region label announced to others")
-	announceHTTP := fs.String("announce-http", "", "HTTP URL others should use to reach this mirror (default: from --http)")
+	publicURL := fs.String("public-url", "", "URL browsers, clients and probes use to reach this mirror, e.g. https://mirror.example.org (default: a concrete --http address, or the address peers observe)")
+	announceHTTP := fs.String("announce-http", "", "older name of --public-url")
+	var trustedProxy listFlag
+	fs.Var(&trustedProxy, "trusted-proxy", "CIDR or address of a reverse proxy whose X-Forwarded-Host is believed (repeatable)")
 	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
 	labels := fs.String("labels", "", `file of "PEER-ID LABEL" lines naming failure domains by hand`)
 	probeK := fs.Int("probe-k", 0, "independent observers (distinct failure domains) needed for verified; 0 = the profile's")
@@ -71,6 +74,8 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.MaxStorage = limit
 	cfg.Region = *region
 	cfg.AnnounceHTTP = *announceHTTP
+	cfg.PublicURL = *publicURL
+	cfg.TrustedProxies = trustedProxy
 	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, node.ErrConfig) {

@@ -34,6 +34,7 @@ var pure = []struct {
 	{"internal/release", false},
 	{"internal/badge", false},
 	{"internal/atomicfile", false},
+	{"internal/announce", false},
 	{"internal/bundle/verify", false},
 }
 
