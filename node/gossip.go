@@ -34,8 +34,12 @@ func (n *Node) startGossip() error {
 		// Ed25519 check and ~100 bytes per message: carry none (as
 		// Ethereum's consensus gossip does), with content-addressed IDs.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		// ...and no author or sequence number either: a StrictNoSign peer
+		// built from the spec (js-libp2p, rust-libp2p) drops any message
+		// that carries from or seqno.
+		pubsub.WithNoAuthor(),
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
-		pubsub.WithMaxMessageSize(protocol.MaxStatementSize+4096),
+		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCSize),
 		pubsub.WithRawTracer(&n.gossipBytes),
 	)
 	if err != nil {

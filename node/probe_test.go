@@ -422,7 +422,7 @@ func TestProbeValidator(t *testing.T) {
 	// It speaks mirrornet's gossip dialect: unsigned gossipsub messages
 	// with content-addressed IDs (see protocol's package doc).
 	ps, err := pubsub.NewGossipSub(ctx, ah, pubsub.WithFloodPublish(true),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string {
 			h := sha256.Sum256(m.Data)
 			return string(h[:])

@@ -15,10 +15,48 @@
 // # Signed statements
 //
 // Everything a mirror asserts travels as a libp2p signed envelope
-// (go-libp2p core/record, RFC 0002): a protobuf holding the signer's public
-// key, a payload type, the payload and a signature over
+// (go-libp2p core/record, RFC 0002): a protobuf (proto3) message
 //
-//	varint(len(domain)) || domain || varint(len(type)) || type || varint(len(payload)) || payload
+//	message Envelope {
+//	  PublicKey public_key   = 1; // the signer's key, see below
+//	  bytes     payload_type = 2; // e.g. "/mirrornet/liveness/1"
+//	  bytes     payload      = 3; // canonical JSON, see below
+//	  bytes     signature    = 5; // 64-byte Ed25519 signature
+//	}
+//	message PublicKey {            // libp2p's crypto.pb.PublicKey (proto2)
+//	  required KeyType type = 1;   // Ed25519 = 1; nothing else is accepted
+//	  required bytes   data = 2;   // the 32-byte raw Ed25519 public key
+//	}
+//
+// The signature field is number 5, as go-libp2p encodes it (RFC 0002's
+// text says 4; go-libp2p, and so the wire, uses 5). The signature is
+// Ed25519 (RFC 8032, pure) over the signing buffer
+//
+//	uvarint(len(domain)) || domain || uvarint(len(type)) || type || uvarint(len(payload)) || payload
+//
+// where uvarint is the unsigned LEB128 varint of protobuf and
+// multiformats (Go's binary.AppendUvarint): 7 bits per byte, low bits
+// first, high bit set on all but the last byte. It is not a signed
+// (zigzag) varint. The domain is not on the wire: the receiver knows it
+// from the payload type.
+//
+// Only Ed25519 keys are accepted (key type 1); a statement signed with any
+// other libp2p key type (RSA, secp256k1, ECDSA) is rejected even when its
+// signature verifies. The signer's peer ID is the libp2p peer ID of the
+// key: the identity multihash (0x00, length) of the encoded PublicKey
+// message (36 bytes: 08 01 12 20 followed by the key), in base58btc; such
+// IDs begin "12D3KooW".
+//
+// The envelope must be canonically encoded: exactly the bytes of
+//
+//	0a len(pk) pk  12 len(type) type  1a len(payload) payload  2a 40 signature
+//
+// with pk = 08 01 12 20 key, lengths as uvarints, each field present once
+// and in field-number order, no other fields. A receiver re-encodes what it
+// decoded and rejects the statement if the bytes differ, so one statement
+// has exactly one byte form (and one gossip message ID): an envelope whose
+// fields are reordered, repeated or padded is rejected (and its sender
+// penalised) even though its signature verifies.
 //
 // The domain separates statement kinds, so a signature made for one kind can
 // never be replayed as another:
@@ -34,7 +72,25 @@
 // A receiver decodes strictly (unknown fields are an error) and re-encodes; if
 // the bytes differ the payload is non-canonical and the statement is rejected.
 // Each payload names its subject (the peer it speaks for); the subject must be
-// the peer ID of the envelope's key.
+// the peer ID of the envelope's key. HTML-safe escaping means <, > and & in
+// strings are written \u003c, \u003e and \u0026; a peer in another
+// language must escape them likewise (JavaScript's JSON.stringify does not).
+//
+// # Test vectors
+//
+// protocol/testdata/statements.json holds signed statements with the
+// expected verdict of a receiver whose clock reads "now". Each vector gives
+// the signer's key ("seed": the 32-byte RFC 8032 private key seed, hex;
+// "public_key": the raw public key, hex; "peer_id"), the "domain",
+// "payload_type" and "payload" (the JSON text), the "signing_buffer" and
+// "signature" (hex), the whole "statement" as it travels (hex), "now" (Unix
+// milliseconds), and "verdict" ("accept", "reject" or "ignore", as in
+// Validation below) with go-libp2p mirrornet's "reason". They cover a valid
+// statement, a flipped signature bit, reordered envelope fields, the
+// signature in field 4, a zigzag-varint signing buffer, a wrong domain, an
+// unknown payload type, a non-canonical payload, a subject that is not the
+// signer, a secp256k1 key, and statements from the future and too old. A
+// compatible peer gives the same verdict on every vector.
 //
 // Release records (see [Release]) have several signers, so they are not
 // envelopes: see [SignedRelease].
@@ -55,14 +111,30 @@
 //
 // [TopicLiveness] carries liveness statements, [TopicProbe] probe results,
 // [TopicRelease] release records and [TopicBuild] build attestations.
-// Gossipsub messages carry no gossipsub-level signature, author or sequence
-// number (signature policy StrictNoSign; a signed message is dropped): the
-// statement inside is signed already. The gossipsub message ID is the
-// SHA-256 of the message data, so one signed statement forwarded by many
-// peers is one message; messages are at most
-// [MaxStatementSize] plus 4 KiB of gossipsub framing. Mirrors publish to all
-// their peers (flood publish) and forward along the mesh (gossipsub v1.1
-// defaults: D=6, Dlo=5, Dhi=12, 1 s heartbeat).
+// The data of a gossipsub message is one signed statement (an envelope, or a
+// [SignedRelease] on [TopicRelease]), nothing else.
+//
+// Gossipsub messages carry no gossipsub-level signature, key, author (from)
+// or sequence number (seqno): signature policy StrictNoSign with no author
+// (go-libp2p-pubsub: WithMessageSignaturePolicy(StrictNoSign) and
+// WithNoAuthor(); js-libp2p: globalSignaturePolicy "StrictNoSign"). The
+// statement inside is signed already. A message that carries any of these
+// fields is rejected. The gossipsub message ID is the SHA-256 of the message
+// data (the raw 32 bytes), so one signed statement forwarded by many peers
+// is one message.
+//
+// Size limit: every gossipsub RPC a peer sends (one length-prefixed protobuf
+// frame on the /meshsub stream), including RPCs that carry only control
+// messages (IHAVE, IWANT, GRAFT, PRUNE, IDONTWANT) or subscriptions, must be
+// at most [MaxGossipRPCSize] bytes ([MaxStatementSize] plus 4 KiB of
+// framing). A receiver treats a longer frame as a broken stream: it resets
+// the stream and drops the whole RPC, so a peer that sends, say, an IHAVE
+// list over the limit is silently cut off from gossip. Split long control
+// lists across RPCs (gossipsub's own limits, 5000 message IDs per IHAVE, are
+// far below this).
+//
+// Mirrors publish to all their peers (flood publish) and forward along the
+// mesh (gossipsub v1.1 defaults: D=6, Dlo=5, Dhi=12, 1 s heartbeat).
 //
 // # HTTP bootstrap
 //

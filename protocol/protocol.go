@@ -40,6 +40,10 @@ const (
 	// MaxStatementSize bounds one signed statement (envelope or signed
 	// release) in bytes, on gossip, sync and HTTP alike.
 	MaxStatementSize = 64 << 10
+	// MaxGossipRPCSize bounds one gossipsub RPC frame, whatever it carries
+	// (messages, control messages, subscriptions): a statement plus 4 KiB
+	// of gossipsub framing.
+	MaxGossipRPCSize = MaxStatementSize + 4<<10
 	// MaxBundles bounds the bundles listed in one liveness statement.
 	MaxBundles = 512
 	// MaxAddrs bounds the addresses listed in one liveness statement.
