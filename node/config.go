@@ -14,6 +14,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/discovery"
 	"github.com/mirrornet/mirrornet/internal/announce"
+	"github.com/mirrornet/mirrornet/internal/apphost"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -74,6 +75,9 @@ type Config struct {
 	// whose X-Forwarded-Host and X-Forwarded-Proto are believed. Default
 	// none: the headers are dropped.
 	TrustedProxies []string
+	// Apps are --app HOST=APP-ID bindings: the mirror follows each app and
+	// serves its current verified release at HOST, on its own origin.
+	Apps []string
 	// HTTPLimits overrides the HTTP server's timeouts and concurrency caps
 	// (httpedge.DefaultConfig when nil). TrustedProxies above is applied
 	// on top.
@@ -148,6 +152,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s: %w", ErrConfig, f.name, err)
 		}
 	}
+	if _, err := c.appBindings(); err != nil {
+		return err
+	}
 	if _, err := httpedge.ParseCIDRs(c.TrustedProxies); err != nil {
 		return fmt.Errorf("%w: trusted-proxy: %w", ErrConfig, err)
 	}
@@ -201,6 +208,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// appBindings parses Apps.
+func (c *Config) appBindings() ([]apphost.Binding, error) {
+	var out []apphost.Binding
+	for _, s := range c.Apps {
+		b, err := apphost.ParseBinding(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: app: %w", ErrConfig, err)
+		}
+		out = append(out, b)
+	}
+	if err := (apphost.Config{Apps: out}).Validate(); err != nil {
+		return nil, fmt.Errorf("%w: app: %w", ErrConfig, err)
+	}
+	return out, nil
 }
 
 // publicURL is PublicURL, or the older AnnounceHTTP.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mirrornet/mirrornet/internal/announce"
+	"github.com/mirrornet/mirrornet/internal/apphost"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
@@ -59,7 +60,8 @@ func (n *Node) startHTTP() error {
 	// The gateway reads through the store (offline: a missing block is
 	// an error, never a network fetch) and serves only held bundles and
 	// the blocks inside them.
-	gw, err := gateway.New(gateway.Config{SubdomainHosts: n.cfg.SubdomainHosts}, ipfsbs.New(n.store), n.store.Held,
+	hosts, subHosts := n.ownHosts()
+	gw, err := gateway.New(gateway.Config{SubdomainHosts: subHosts}, ipfsbs.New(n.store), n.store.Held,
 		gateway.WithHeldBlock(n.store.HeldBlock), gateway.WithLogger(n.log), gateway.WithMetricsRegisterer(n.registry))
 	if err != nil {
 		ln.Close()
@@ -75,7 +77,22 @@ func (n *Node) startHTTP() error {
 		ln.Close()
 		return fmt.Errorf("node: %w", err)
 	}
-	n.httpSrv = edge.Server(gw.Handler(mux))
+	// Requests are routed by host name: the mirror's own hosts get the
+	// mux and the gateway, app hosts and {cid}.ipfs subdomains their app.
+	router, err := apphost.New(apphost.Config{
+		Hosts: hosts, Apps: mustAppBindings(&n.cfg), Strict: n.cfg.publicURL() != "" || len(n.cfg.Apps) > 0,
+	}, gw, appReleases{n}, mux, n.log)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	for _, f := range n.features {
+		if of, ok := f.(originFeature); ok {
+			of.originRoutes(router.HandleOrigin)
+		}
+	}
+	n.router = router
+	n.httpSrv = edge.Server(router)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

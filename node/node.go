@@ -28,6 +28,7 @@ import (
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/discovery"
 	"github.com/mirrornet/mirrornet/internal/announce"
+	"github.com/mirrornet/mirrornet/internal/apphost"
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/replicate"
@@ -102,6 +103,7 @@ type Node struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	announcer *announce.Announcer // the HTTP URL to announce; nil: no HTTP side
+	router    *apphost.Router     // routes HTTP requests by host name
 	adminSrv  *http.Server
 	adminLn   net.Listener
 	syncQueue chan peer.ID
@@ -140,6 +142,10 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	}
 	if o.registry == nil {
 		o.registry = prometheus.NewRegistry()
+	}
+	// An --app host follows its app.
+	for _, b := range mustAppBindings(&cfg) {
+		cfg.Follow = append(cfg.Follow, b.App)
 	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err

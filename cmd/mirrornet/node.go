@@ -36,7 +36,8 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	region := fs.String("region", "", "self-declared region label announced to others")
 	publicURL := fs.String("public-url", "", "URL browsers, clients and probes use to reach this mirror, e.g. https://mirror.example.org (default: a concrete --http address, or the address peers observe)")
 	announceHTTP := fs.String("announce-http", "", "older name of --public-url")
-	var trustedProxy listFlag
+	var trustedProxy, apps listFlag
+	fs.Var(&apps, "app", "HOST=APP-ID: follow the app and serve its current verified release at HOST (repeatable)")
 	fs.Var(&trustedProxy, "trusted-proxy", "CIDR or address of a reverse proxy whose X-Forwarded-Host is believed (repeatable)")
 	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
 	labels := fs.String("labels", "", `file of "PEER-ID LABEL" lines naming failure domains by hand`)
@@ -76,6 +77,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.AnnounceHTTP = *announceHTTP
 	cfg.PublicURL = *publicURL
 	cfg.TrustedProxies = trustedProxy
+	cfg.Apps = apps
 	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, node.ErrConfig) {

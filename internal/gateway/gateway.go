@@ -43,6 +43,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,7 +146,9 @@ type Gateway struct {
 
 	backend   *carBackend
 	subdomain http.Handler // boxo hostname handler + deserialising handler
+	origin    http.Handler // the deserialising handler alone (ServeRoot)
 	path      http.Handler // boxo handler for plain path-gateway hosts
+	cors      *boxogw.Headers
 }
 
 // New builds a gateway that serves blocks from bs (read only, never
@@ -209,7 +212,9 @@ func New(cfg Config, bs blockstore.Blockstore, held HeldFunc, opts ...Option) (*
 	// on globally: it only ever sees subdomain-host requests.
 	subCfg := base
 	subCfg.DeserializedResponses = true
-	g.subdomain = boxogw.NewHostnameHandler(subCfg, backend, g.checkHeld(boxogw.NewHandler(subCfg, backend)))
+	g.origin = g.checkHeld(boxogw.NewHandler(subCfg, backend))
+	g.subdomain = boxogw.NewHostnameHandler(subCfg, backend, g.origin)
+	g.cors = boxogw.NewHeaders(nil).ApplyCors()
 
 	pathCfg := base
 	pathCfg.DeserializedResponses = cfg.DeserializedPaths
@@ -219,35 +224,89 @@ func New(cfg Config, bs blockstore.Blockstore, held HeldFunc, opts ...Option) (*
 }
 
 // Handler serves /ipfs/... paths and {cid}.ipfs.<subdomain host> hosts, and
-// passes every other request to next (which may be nil: 404).
+// passes every other request to next (which may be nil: 404). Trustless
+// requests (raw blocks and CARs) carry CORS headers on every host, so pages
+// and service workers on other origins can fetch and verify them.
 func (g *Gateway) Handler(next http.Handler) http.Handler {
 	if next == nil {
 		next = http.NotFoundHandler()
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, sd := classify(g.hosts, r)
-		switch rt {
-		case routeSubdomain:
-			// Check before boxo, which may redirect to a canonical origin.
-			if g.allowed(w, r, "/ipfs/"+sd.rootID+r.URL.Path) {
-				g.subdomain.ServeHTTP(w, r)
-			}
-		case routeGatewayHost:
-			if g.allowed(w, r, r.URL.Path) {
-				g.subdomain.ServeHTTP(w, r)
-			}
-		case routePath:
-			g.path.ServeHTTP(w, r)
-		case routeNamespace:
-			what := r.URL.Path
-			if sd.ns != "" {
-				what = sd.ns + " subdomain"
-			}
-			g.refuse(w, r, http.StatusNotFound, fmt.Errorf("%w: %s", ErrNamespace, abbrev(what)))
-		default:
-			next.ServeHTTP(w, r)
+		if rt != routeNext && rt != routeNamespace && (Trustless(r) || r.Method == http.MethodOptions) {
+			g.cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, rt, sd, next) })).ServeHTTP(w, r)
+			return
 		}
+		g.serve(w, r, rt, sd, next)
 	})
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route, sd subdomain, next http.Handler) {
+	switch rt {
+	case routeSubdomain:
+		// Check before boxo, which may redirect to a canonical origin.
+		if g.allowed(w, r, "/ipfs/"+sd.rootID+r.URL.Path) {
+			g.subdomain.ServeHTTP(w, r)
+		}
+	case routeGatewayHost:
+		// Trustless clients get the data where they asked for it: only a
+		// browser is sent to the bundle's own origin.
+		if Trustless(r) {
+			g.path.ServeHTTP(w, r)
+		} else if g.allowed(w, r, r.URL.Path) {
+			g.subdomain.ServeHTTP(w, r)
+		}
+	case routePath:
+		g.path.ServeHTTP(w, r)
+	case routeNamespace:
+		what := r.URL.Path
+		if sd.ns != "" {
+			what = sd.ns + " subdomain"
+		}
+		g.refuse(w, r, http.StatusNotFound, fmt.Errorf("%w: %s", ErrNamespace, abbrev(what)))
+	default:
+		next.ServeHTTP(w, r)
+	}
+}
+
+// ServePath serves r as a path-gateway request (/ipfs/{cid}...), whatever
+// its Host: app origins use it for trustless requests, with CORS headers.
+func (g *Gateway) ServePath(w http.ResponseWriter, r *http.Request) {
+	g.cors.Wrap(g.path).ServeHTTP(w, r)
+}
+
+// ServeRoot serves r on its own origin as the bundle rooted at root, the way
+// a {root}.ipfs.HOST subdomain is served: r's path is a path inside the
+// bundle (index.html, _redirects and directory redirects apply), and the
+// root must be held. App hosts use it: which root a host serves is the
+// caller's decision, made once per request.
+func (g *Gateway) ServeRoot(w http.ResponseWriter, r *http.Request, root cid.Cid) {
+	host := stripPort(r.Host)
+	ctx := context.WithValue(r.Context(), boxogw.OriginalPathKey, r.URL.Path)
+	ctx = context.WithValue(ctx, boxogw.SubdomainHostnameKey, host)
+	ctx = context.WithValue(ctx, boxogw.GatewayHostnameKey, host)
+	r2 := r.WithContext(ctx)
+	u := *r.URL
+	u.Path = "/ipfs/" + root.String() + r.URL.Path
+	u.RawPath = ""
+	r2.URL = &u
+	g.origin.ServeHTTP(w, r2)
+}
+
+// Trustless reports whether r asks for verifiable data (a raw block or a
+// CAR) rather than a deserialised file: ?format=raw|car, or an Accept
+// header naming application/vnd.ipld.raw or application/vnd.ipld.car.
+func Trustless(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "raw", "car":
+		return true
+	}
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(v, "application/vnd.ipld.raw") || strings.Contains(v, "application/vnd.ipld.car") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkHeld guards a boxo handler: it sees the content path after boxo's
