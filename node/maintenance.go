@@ -3,6 +3,7 @@ package node
 import (
 	"time"
 
+	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -42,6 +43,8 @@ func (n *Node) maintenanceLoop() {
 			n.mu.Unlock()
 		case <-scrub.C:
 			n.scrub()
+		case <-n.repair:
+			n.refetchDamaged()
 		}
 	}
 }
@@ -59,8 +62,30 @@ func (n *Node) scrub() {
 		return
 	}
 	n.log.Warn("scrub removed corrupt blocks; re-fetching affected bundles", "blocks", len(bad))
+	n.refetchDamaged()
+}
+
+// corruptBlock is the store's report of a block found corrupt and deleted
+// (store.Options.OnCorrupt): it is logged, counted, and the bundles that
+// lost it are re-fetched from other holders at once, so the mirror serves
+// them again as soon as the block is back instead of at the next scrub.
+// It may run on any goroutine (a gateway or bitswap read), even before the
+// node has finished starting, so it only signals the maintenance loop.
+func (n *Node) corruptBlock(c store.Corruption) {
+	n.log.Warn("corrupt block deleted; re-fetching it from other holders", "cid", c.Cid, "file", c.File, "found_by", c.FoundBy)
+	n.metrics.corrupt.WithLabelValues(c.FoundBy).Inc()
+	select {
+	case n.repair <- struct{}{}:
+	default: // a repair is already pending; it covers this block too
+	}
+}
+
+// refetchDamaged restarts the fetch of every followed bundle that is not
+// held (a held bundle that lost a block went back to fetching) and tells
+// peers at once that this mirror no longer offers it.
+func (n *Node) refetchDamaged() {
 	for _, b := range n.store.Bundles() {
-		if b.State != "held" {
+		if b.State != store.StateHeld {
 			n.startFetch(b.Root)
 		}
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	statements   *prometheus.CounterVec
 	mirrors      *prometheus.GaugeVec
 	heartbeatLag prometheus.Gauge
+	corrupt      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,6 +32,10 @@ func newMetrics(n *Node) *metrics {
 			Name: "mirrornet_heartbeat_lag_seconds",
 			Help: "How late this node's own heartbeat timer fires (smoothed); a starved node stretches its failure detection by this much.",
 		}),
+		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrornet_store_corrupt_blocks_total",
+			Help: "Stored blocks found corrupt on disk and deleted (then re-fetched), by what found them: read (serving or fetching), walk (marking a bundle held, startup check) or scrub.",
+		}, []string{"found_by"}),
 	}
 	peers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mirrornet_peers_connected",
@@ -51,7 +56,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, peers, held)
+	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.corrupt, peers, held)
 	n.gossipBytes.register(n.registry)
 	return m
 }

@@ -113,7 +113,10 @@ type Node struct {
 	guard   *attest.SeqGuard
 	seq     uint64
 	fetches map[cid.Cid]*fetchState
-	synced  map[peer.ID]time.Time
+	// repair wakes the maintenance loop to re-fetch bundles that lost a
+	// block found corrupt (store.Options.OnCorrupt).
+	repair chan struct{}
+	synced map[peer.ID]time.Time
 	// bestDelay is the smallest delivery delay (receive time minus signed
 	// time) of another mirror's liveness statement this heartbeat.
 	bestDelay time.Duration
@@ -154,7 +157,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	n = &Node{
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
 		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole,
-		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, synced: map[peer.ID]time.Time{},
+		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,
 		ctx: ctx, cancel: cancel,
 	}
@@ -190,7 +193,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	n.seq = uint64(n.clock().UnixMilli())
 	n.metrics = newMetrics(n)
 
-	st, err := store.Open(filepath.Join(cfg.DataDir, blocksDir), store.Options{MaxBytes: cfg.MaxStorage})
+	st, err := store.Open(filepath.Join(cfg.DataDir, blocksDir), store.Options{MaxBytes: cfg.MaxStorage, OnCorrupt: n.corruptBlock})
 	if err != nil {
 		return nil, fmt.Errorf("node: open block store: %w", err)
 	}

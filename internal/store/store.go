@@ -116,6 +116,23 @@ type Options struct {
 	// remembers so reads need not hash them again; 0 means
 	// DefaultVerifiedCache, -1 turns the cache off (every read hashes).
 	VerifiedCache int
+
+	// OnCorrupt, if set, is told of every block found corrupt and deleted
+	// (by a read, MarkHeld's walk, Scrub or Open's check of held bundles),
+	// once per block, after any held bundle that contained it has gone
+	// back to fetching. It is called on the goroutine that found the
+	// block, with no lock of the store held (it may call the store), and
+	// should return quickly: a mirror logs, counts and starts re-fetching.
+	OnCorrupt func(Corruption)
+}
+
+// Corruption describes a block found corrupt on disk and deleted.
+type Corruption struct {
+	Cid  cid.Cid // the CID it was read as (a raw-codec CIDv1 when found by Scrub)
+	File string  // the block file that was deleted
+	// FoundBy names what found it: "read", "walk" (MarkHeld, Open) or
+	// "scrub".
+	FoundBy string
 }
 
 // BundleInfo describes a followed bundle.
@@ -150,6 +167,9 @@ type Store struct {
 	fresh map[string]struct{}
 	// verified remembers the file versions this process hashed or wrote.
 	verified *verifiedCache
+	// corrupt queues blocks found corrupt for Options.OnCorrupt until the
+	// finding method has released s.mu and updated bundle states.
+	corrupt []Corruption
 	// now is the clock the verified cache's racy window is measured by;
 	// tests move it forward.
 	now func() time.Time
@@ -236,11 +256,33 @@ func Open(dir string, opts Options) (*Store, error) {
 	// A held bundle must still be complete and valid: recheck and rebuild
 	// the index of blocks that belong to held bundles.
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.recheckHeldLocked(context.Background()); err != nil {
+	err = s.recheckHeldLocked(context.Background())
+	s.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
+	s.reportCorrupt()
 	return s, nil
+}
+
+// corruptLocked queues a report of block c, found corrupt by foundBy, whose
+// file p was deleted. s.mu must be held.
+func (s *Store) corruptLocked(c cid.Cid, p, foundBy string) {
+	if s.opts.OnCorrupt != nil {
+		s.corrupt = append(s.corrupt, Corruption{Cid: c, File: p, FoundBy: foundBy})
+	}
+}
+
+// reportCorrupt hands queued corruption reports to Options.OnCorrupt.
+// Call it without s.mu held, after bundle states are up to date.
+func (s *Store) reportCorrupt() {
+	s.mu.Lock()
+	pending := s.corrupt
+	s.corrupt = nil
+	s.mu.Unlock()
+	for _, c := range pending {
+		s.opts.OnCorrupt(c)
+	}
 }
 
 func unwrapPath(err error) error {
@@ -452,6 +494,7 @@ func (s *Store) GetInto(c cid.Cid, buf []byte) ([]byte, error) {
 			_ = s.recheckHeldLocked(context.Background())
 		}
 		s.mu.Unlock()
+		s.reportCorrupt()
 	}
 	return data, err
 }
@@ -466,7 +509,7 @@ func (s *Store) read(c cid.Cid, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
 	}
 	if errors.Is(err, errBadHash) {
-		s.remove(p)
+		s.dropCorrupt(c, p, "read")
 		return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
 	}
 	if err != nil {
@@ -539,6 +582,14 @@ func (s *Store) remove(p string) int64 {
 	s.removedLocked(p, fi.Size())
 	s.mu.Unlock()
 	return fi.Size()
+}
+
+// dropCorrupt deletes the corrupt block file p of c and queues its report.
+func (s *Store) dropCorrupt(c cid.Cid, p, foundBy string) {
+	s.remove(p)
+	s.mu.Lock()
+	s.corruptLocked(c, p, foundBy)
+	s.mu.Unlock()
 }
 
 // removedLocked accounts for block file p (n bytes) having been deleted.
@@ -703,6 +754,7 @@ func (s *Store) Unfollow(root cid.Cid) error {
 // the bundle stays (or goes back to) fetching; a block found corrupt is
 // deleted, so fetching it again and calling MarkHeld again succeeds.
 func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
+	defer s.reportCorrupt() // runs after s.mu is released
 	if err := s.Follow(root); err != nil {
 		return BundleInfo{}, err
 	}
@@ -851,7 +903,7 @@ func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, e
 		defer s.mu.Unlock()
 		_, ok := s.fresh[k]
 		return ok
-	}, func(p string, n int64) { s.remove(p) })
+	}, func(c cid.Cid, p string, n int64) { s.dropCorrupt(c, p, "walk") })
 	if err != nil && !errors.Is(err, ErrIncomplete) {
 		err = fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
 	}
@@ -861,8 +913,8 @@ func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, e
 // walkDAG visits the DAG under root depth-first, each block once, and
 // returns the first missing or corrupt block's error after visiting all it
 // can reach. fresh says whether a block's file was written by this
-// process; drop deletes a corrupt block file of n bytes.
-func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string) bool, drop func(path string, n int64)) (BundleInfo, []string, error) {
+// process; drop deletes the corrupt block file of c, n bytes.
+func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string) bool, drop func(c cid.Cid, path string, n int64)) (BundleInfo, []string, error) {
 	info := BundleInfo{Root: root, State: StateHeld}
 	var keys []string
 	// A missing or corrupt block does not stop the walk: the rest of the
@@ -908,7 +960,7 @@ func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string
 			continue
 		}
 		if errors.Is(err, errBadHash) {
-			drop(p, int64(len(data)))
+			drop(c, p, int64(len(data)))
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrCorrupt, c))
 			continue
 		}
@@ -965,9 +1017,10 @@ func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []str
 	return s.walkDAG(ctx, root, func(k string) bool {
 		_, ok := s.fresh[k]
 		return ok
-	}, func(p string, n int64) {
+	}, func(c cid.Cid, p string, n int64) {
 		if os.Remove(p) == nil {
 			s.removedLocked(p, n)
+			s.corruptLocked(c, p, "walk")
 		}
 	})
 }
@@ -1059,21 +1112,24 @@ func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
 			return nil
 		}
 		if errors.Is(err, errBadHash) {
-			s.remove(p)
+			s.dropCorrupt(c, p, "scrub")
 			bad = append(bad, c)
 			return nil
 		}
 		return err
 	})
+	if len(bad) > 0 {
+		// even if the scrub stopped early, what it deleted is accounted for
+		s.mu.Lock()
+		rerr := s.recheckHeldLocked(context.WithoutCancel(ctx))
+		s.mu.Unlock()
+		s.reportCorrupt()
+		if err == nil {
+			err = rerr
+		}
+	}
 	if err != nil {
 		return bad, fmt.Errorf("store: scrub: %w", err)
-	}
-	if len(bad) > 0 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := s.recheckHeldLocked(ctx); err != nil {
-			return bad, fmt.Errorf("store: scrub: %w", err)
-		}
 	}
 	return bad, nil
 }
