@@ -23,6 +23,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
+	"github.com/mirrornet/mirrornet/internal/swbundle"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -92,7 +93,15 @@ func (n *Node) startHTTP() error {
 		}
 	}
 	n.router = router
-	n.httpSrv = edge.Server(router)
+	// App origins get the verifying service worker and, on a browser's
+	// first visit, its bootstrap page (internal/swbundle).
+	sw, err := swbundle.New(swbundle.Config{SubdomainHosts: subHosts},
+		swbundle.WithOrigins(n.workerOrigin), swbundle.WithSeeds(n.workerSeeds), swbundle.WithLogger(n.log))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node: service worker: %w", err)
+	}
+	n.httpSrv = edge.Server(sw.Handler(router))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -1,0 +1,437 @@
+package swbundle_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	sampledapp "github.com/mirrornet/mirrornet/examples/sample-dapp"
+	"github.com/mirrornet/mirrornet/internal/browsertest"
+	"github.com/mirrornet/mirrornet/node"
+)
+
+// mirror is one in-process mirror behind a fault-injecting proxy: the
+// proxy's URL is what the mirror announces and what the browser uses, so
+// the test can make the mirror vanish (connection refused), lie (flip a
+// byte of one file in every block or CAR it serves) or go slow.
+type mirror struct {
+	name    string
+	dataDir string
+	node    *node.Node
+	url     string
+	port    string
+	delay   atomic.Int64 // ns added before every gateway response
+	lie     atomic.Bool  // flip a byte of tamperMarker in gateway responses
+
+	handler  http.Handler
+	mu       sync.Mutex
+	srv      *http.Server
+	wg       sync.WaitGroup
+	killOnce sync.Once
+}
+
+// tamperMarker is a piece of style.css: a lying mirror flips a byte in it
+// wherever it sends it (the raw leaf or the CAR that holds it).
+var tamperMarker = func() []byte {
+	b, err := fs.ReadFile(sampledapp.FS, "style.css")
+	if err != nil || len(b) < 40 {
+		panic("sample dapp has no style.css")
+	}
+	return b[10:40]
+}()
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startMirror(t testing.TB, name string, bootstrap []string) *mirror {
+	t.Helper()
+	m := &mirror{name: name}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.url = "http://" + ln.Addr().String()
+	_, m.port, _ = net.SplitHostPort(ln.Addr().String())
+
+	cfg := node.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	m.dataDir = cfg.DataDir
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.HTTPAddr = freePort(t)
+	cfg.AnnounceHTTP = m.url
+	cfg.MDNS = false
+	cfg.DHT = false
+	cfg.Profile = "local"
+	cfg.Bootstrap = bootstrap
+	var log *slog.Logger
+	if os.Getenv("MIRRORNET_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("mirror", name)
+	}
+	n, err := node.New(cfg, node.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.node = n
+	target, _ := url.Parse("http://" + cfg.HTTPAddr)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = m.modify
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := time.Duration(m.delay.Load()); d > 0 && strings.HasPrefix(r.URL.Path, "/ipfs/") {
+			select {
+			case <-time.After(d): // a slow mirror, not synchronisation
+			case <-r.Context().Done():
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})
+	m.serve(ln)
+	t.Cleanup(m.kill)
+	return m
+}
+
+func (m *mirror) serve(ln net.Listener) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.srv = &http.Server{Handler: m.handler}
+	srv := m.srv
+	m.wg.Go(func() { srv.Serve(ln) })
+}
+
+// down makes the mirror unreachable (connection refused) while its node
+// keeps running; up brings it back on the same address.
+func (m *mirror) down() {
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
+	srv.Close()
+	m.wg.Wait()
+}
+
+func (m *mirror) up(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(m.url, "http://"))
+	if err != nil {
+		t.Fatalf("mirror %s back up: %v", m.name, err)
+	}
+	m.serve(ln)
+}
+
+// modify makes a lying mirror's gateway answers carry one wrong byte.
+func (m *mirror) modify(resp *http.Response) error {
+	if !m.lie.Load() || !strings.HasPrefix(resp.Request.URL.Path, "/ipfs/") || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if i := bytes.Index(body, tamperMarker); i >= 0 {
+		body[i+5] ^= 0x01
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", fmt.Sprint(len(body)))
+	return nil
+}
+
+// kill stops the mirror and its proxy: its port refuses connections.
+func (m *mirror) kill() {
+	m.killOnce.Do(func() {
+		m.down()
+		m.node.Close()
+	})
+}
+
+func publishSample(t testing.TB, dataDir, dir string) string {
+	t.Helper()
+	ac, err := node.DialAdmin(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ac.Import(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.CID
+}
+
+// waitUntil polls cond until it holds; within is only a failure guard.
+func waitUntil(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", within, what, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// threeMirrors starts A, B and C, each holding the sample dapp, and waits
+// until every one's statements name all three holding it.
+func threeMirrors(t testing.TB) (a, b, c *mirror, root string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := sampledapp.WriteTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	a = startMirror(t, "A", nil)
+	b = startMirror(t, "B", a.node.Addrs())
+	c = startMirror(t, "C", a.node.Addrs())
+	for _, m := range []*mirror{a, b, c} {
+		root = publishSample(t, m.dataDir, dir)
+	}
+	ms := []*mirror{a, b, c}
+	waitUntil(t, 60*time.Second, "every mirror sees all three holding the app", func() (bool, string) {
+		for _, m := range ms {
+			holders := 0
+			for _, s := range m.node.Status().Mirrors {
+				if s.State == "alive" && slices.Contains(s.Bundles, root) {
+					holders++
+				}
+			}
+			if holders < 3 {
+				return false, fmt.Sprintf("%s sees %d holders", m.name, holders)
+			}
+		}
+		return true, ""
+	})
+	return a, b, c, root
+}
+
+func appURL(root string, m *mirror) string {
+	return fmt.Sprintf("http://%s.ipfs.localhost:%s/", root, m.port)
+}
+
+// eval runs expr in the tab (awaiting a promise) and decodes its result.
+func eval[T any](ctx context.Context, expr string) (T, error) {
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return chromedp.Run(ectx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+}
+
+// pageState is what the sample dapp shows, or the worker's error page.
+type pageState struct {
+	Visits     string `json:"visits"`
+	Heading    string `json:"heading"`
+	Error      string `json:"error"`
+	Controlled bool   `json:"controlled"`
+	Body       string `json:"body"`
+	CSS        string `json:"css"`
+}
+
+const pageStateJS = `(() => {
+  const t = id => { const e = document.getElementById(id); return e ? e.textContent : "" };
+  const main = document.querySelector("main");
+  return {
+    visits: t("visits"),
+    heading: document.querySelector("h1") ? document.querySelector("h1").textContent : "",
+    error: t("mirrornet-error"),
+    controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+    body: document.body ? document.body.innerText.slice(0, 2000) : "",
+    css: main ? getComputedStyle(main).maxWidth : ""
+  };
+})()`
+
+func readPage(ctx context.Context) (pageState, error) {
+	return eval[pageState](ctx, pageStateJS)
+}
+
+// waitPage waits until the tab shows the app (visits set) or the error
+// page, and returns what it shows.
+func waitPage(t testing.TB, ctx context.Context) pageState {
+	t.Helper()
+	var s pageState
+	waitUntil(t, 30*time.Second, "the page to load", func() (bool, string) {
+		var err error
+		s, err = readPage(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return (s.Visits != "" && s.Visits != "-" && s.Controlled) || s.Error != "", fmt.Sprintf("%+v", s)
+	})
+	return s
+}
+
+// workerStatus is the worker's status JSON (/.mirrornet/?format=json).
+type workerStatus struct {
+	Root     string `json:"root"`
+	Verified bool   `json:"verified"`
+	Mirrors  []struct {
+		URL          string `json:"url"`
+		Usable       bool   `json:"usable"`
+		ServedBlocks int    `json:"served_blocks"`
+		Dropped      string `json:"dropped"`
+	} `json:"mirrors"`
+	Sources []struct {
+		URL      string `json:"url"`
+		Rejected int    `json:"rejected"`
+		Error    string `json:"error"`
+	} `json:"sources"`
+	Events []struct {
+		What string `json:"what"`
+	} `json:"events"`
+}
+
+func readStatus(t testing.TB, ctx context.Context) workerStatus {
+	t.Helper()
+	raw, err := eval[string](ctx, `fetch("/.mirrornet/?format=json").then(r => r.text())`)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var st workerStatus
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatalf("status JSON %q: %v", raw, err)
+	}
+	return st
+}
+
+func (s workerStatus) mirror(u string) (served int, dropped string, found bool) {
+	for _, m := range s.Mirrors {
+		if m.URL == u {
+			return m.ServedBlocks, m.Dropped, true
+		}
+	}
+	return 0, "", false
+}
+
+func reload(t testing.TB, ctx context.Context) time.Duration {
+	t.Helper()
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(rctx, chromedp.Reload()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Logf("reload: %v", err)
+	}
+	return time.Since(start)
+}
+
+// The app survives its mirror: opened through A, it keeps working (same
+// origin, same localStorage) through B or C when A dies, rejects a block
+// B tampers with, and shows the error page, never stale or partial
+// content, when every mirror is gone.
+func TestBrowserFailover(t *testing.T) {
+	br := browsertest.New(t, browsertest.Options{HostRules: []string{"MAP *.localhost 127.0.0.1"}})
+	a, b, c, root := threeMirrors(t)
+	ctx := br.Tab(t)
+
+	// 1. First visit through A: the bootstrap page installs the worker,
+	// which then serves the app; the app writes localStorage.
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := chromedp.Do(nctx, chromedp.Navigate(appURL(root, a))); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	cancel()
+	s := waitPage(t, ctx)
+	br.Screenshot(t, ctx, "01-opened-through-A")
+	if s.Error != "" || s.Visits != "1" || !s.Controlled || !strings.Contains(s.Heading, "Still here") {
+		t.Fatalf("first visit: %+v; want the app, served by the worker, visits 1", s)
+	}
+	st := readStatus(t, ctx)
+	if st.Root != root || !st.Verified {
+		t.Fatalf("status after first visit: %+v", st)
+	}
+
+	// 2. A dies. The reload is answered by the worker from B or C; the
+	// origin (and so localStorage) is A's, unchanged.
+	a.kill()
+	took := reload(t, ctx)
+	s = waitPage(t, ctx)
+	br.Screenshot(t, ctx, "02-reloaded-after-A-died")
+	if s.Error != "" || s.Visits != "2" {
+		t.Fatalf("after A died: %+v; want the app with visits 2 (localStorage kept)", s)
+	}
+	st = readStatus(t, ctx)
+	servedB, _, _ := st.mirror(b.url)
+	servedC, _, _ := st.mirror(c.url)
+	if servedB+servedC == 0 {
+		t.Fatalf("after A died nothing was served by B or C: %+v", st)
+	}
+	t.Logf("reload after A died took %s (B served %d blocks, C %d)", took, servedB, servedC)
+
+	// 3. B lies about style.css and C is slow, so B is asked: its
+	// blocks are rejected, C's verified ones make the page.
+	b.lie.Store(true)
+	c.delay.Store(int64(300 * time.Millisecond))
+	reload(t, ctx)
+	s = waitPage(t, ctx)
+	br.Screenshot(t, ctx, "03-B-tampered-C-served")
+	if s.Error != "" || s.Visits != "3" || s.CSS != "576px" {
+		t.Fatalf("with B lying: %+v; want the app with its stylesheet (main max-width 36rem = 576px), visits 3", s)
+	}
+	st = readStatus(t, ctx)
+	if _, dropped, _ := st.mirror(b.url); !strings.Contains(dropped, "does not match its CID") {
+		t.Fatalf("B served a tampered block but was not dropped for it: %+v", st)
+	}
+	c.delay.Store(0)
+
+	// The status page names what happened.
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err := chromedp.Do(sctx, chromedp.Navigate(strings.TrimSuffix(appURL(root, a), "/")+"/.mirrornet/"))
+	var statusText string
+	if err == nil {
+		statusText, err = chromedp.Run(sctx, chromedp.Text(chromedp.CSS("body")))
+	}
+	cancel()
+	if err != nil {
+		t.Fatalf("status page: %v", err)
+	}
+	br.Screenshot(t, ctx, "04-status-page")
+	for _, want := range []string{root, b.url, "does not match its CID", c.url} {
+		if !strings.Contains(statusText, want) {
+			t.Errorf("status page does not show %q:\n%s", want, statusText)
+		}
+	}
+
+	// 4. Every mirror gone: the error page, naming the mirrors tried.
+	b.kill()
+	c.kill()
+	nctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	if err := chromedp.Do(nctx, chromedp.Navigate(appURL(root, a))); err != nil {
+		t.Logf("navigate: %v", err)
+	}
+	cancel()
+	s = waitPage(t, ctx)
+	br.Screenshot(t, ctx, "05-all-mirrors-down")
+	if s.Error == "" || strings.Contains(s.Body, "Still here") || s.Visits != "" {
+		t.Fatalf("all mirrors down: %+v; want the error page and nothing of the app", s)
+	}
+	for _, m := range []*mirror{b, c} {
+		if !strings.Contains(s.Body, m.url) {
+			t.Errorf("error page does not name %s:\n%s", m.url, s.Body)
+		}
+	}
+}

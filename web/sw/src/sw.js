@@ -1,0 +1,285 @@
+// mirrornet's verifying service worker. Every mirror serves it on every app
+// origin ({cid}.ipfs.<host> and --app hosts) at /.mirrornet/sw.js; the
+// mirror's bootstrap page registers it on the first visit. From then on it
+// answers every same-origin request of the app itself: it learns which
+// mirrors hold the app from signed statements (statements.js), fetches
+// blocks and CARs from them over the trustless gateway, verifies every
+// byte against the CID (Helia, through @helia/verified-fetch), races and
+// hedges, and moves to another mirror on error, stall or a wrong byte
+// (mirrors.js). The origin never changes, so the app's storage survives
+// any failover. Nothing unverified reaches the page: a response is built
+// only from verified blocks and is given to the page whole, or not at all.
+
+import { createHeliaLight } from 'helia'
+// VerifiedFetch is imported from its module rather than the package
+// index, whose createVerifiedFetch would also bundle libp2p, bitswap and
+// WebRTC, none of which the worker uses.
+import { VerifiedFetch } from '../node_modules/@helia/verified-fetch/dist/src/verified-fetch.js'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { CID } from 'multiformats/cid'
+import { base36 } from 'multiformats/bases/base36'
+import { sha256 } from 'multiformats/hashes/sha2'
+import * as dagPB from '@ipld/dag-pb'
+import { Pool, NoMirrorError } from './mirrors.js'
+import { statusPage, errorPage } from './pages.js'
+
+// MaxResponseBytes: a response is assembled in full before the page sees
+// any of it (fail closed: never partial content), so it is bounded.
+const MaxResponseBytes = 256 << 20
+// MaxCARBudget: a navigation prefetches the whole app as one CAR when the
+// root's links declare at most this many bytes; larger apps go block by
+// block.
+const MaxCARBudget = 16 << 20
+const CacheName = 'mirrornet-v1'
+const ConfigURL = '/.mirrornet/config.json'
+const KnownURL = '/.mirrornet/known.json'
+
+const log = console
+
+// The root comes from the origin: {cid}.ipfs.<host> names it (the user
+// opened that CID); on an app host it is the release the installing
+// mirror verified, kept in the worker's config.
+function rootFromHost (hostname) {
+  const labels = hostname.split('.')
+  if (labels.length >= 3 && labels[1] === 'ipfs') {
+    try {
+      return labels[0].startsWith('k') ? CID.parse(labels[0], base36) : CID.parse(labels[0])
+    } catch (e) {
+      log.warn(`mirrornet: origin label ${labels[0]} is not a CID: ${e.message}`)
+    }
+  }
+  return null
+}
+
+async function readCached (url) {
+  try {
+    const c = await caches.open(CacheName)
+    const r = await c.match(url)
+    return r ? await r.json() : null
+  } catch {
+    return null
+  }
+}
+
+async function writeCached (url, value) {
+  try {
+    const c = await caches.open(CacheName)
+    await c.put(url, new Response(JSON.stringify(value), { headers: { 'Content-Type': 'application/json' } }))
+  } catch (e) {
+    log.warn(`mirrornet: could not persist ${url}: ${e.message}`)
+  }
+}
+
+async function fetchConfig () {
+  const r = await fetch(ConfigURL, { cache: 'no-store' })
+  if (!r.ok) throw new Error(`config: HTTP ${r.status}`)
+  const cfg = await r.json()
+  await writeCached(ConfigURL, cfg)
+  return cfg
+}
+
+let statePromise = null
+
+// state builds the worker's pool and Helia once per worker start, from the
+// persisted config (fetched from the origin on install).
+function state () {
+  if (statePromise == null) {
+    statePromise = init().catch(e => { statePromise = null; throw e })
+  }
+  return statePromise
+}
+
+async function init () {
+  let cfg = await readCached(ConfigURL)
+  if (cfg == null) cfg = await fetchConfig()
+  let root = rootFromHost(self.location.hostname)
+  if (root == null && cfg.root) root = CID.parse(cfg.root)
+  if (root == null) throw new Error('this origin names no app (no {cid}.ipfs. label and no configured root)')
+  const known = (await readCached(KnownURL)) ?? []
+  const seeds = [...(Array.isArray(cfg.seeds) ? cfg.seeds : []), ...(Array.isArray(known) ? known : [])]
+  const pool = new Pool({ root: root.toString(), seeds, log, secureOnly: self.location.protocol === 'https:' })
+  pool.note(`worker started; seeds: ${pool.seeds.join(', ') || 'none'}`)
+
+  const blockstore = new MemoryBlockstore()
+  const broker = {
+    name: 'mirrornet',
+    retrieve: (cid, options = {}) => pool.retrieve(cid, {
+      signal: options.signal,
+      validate: options.validateFn ?? (async block => verifyBlock(cid, block))
+    })
+  }
+  const helia = createHeliaLight({ blockstore, blockBrokers: [broker], routers: [] })
+  await helia.start()
+  const vf = new VerifiedFetch(helia)
+  const verifiedFetch = (resource, options) => vf.fetch(resource, options)
+  const st = { cfg, root, pool, blockstore, verifiedFetch, served: null, lastError: null, started: Date.now() }
+  return st
+}
+
+async function verifyBlock (cid, bytes) {
+  if (cid.multihash.code !== sha256.code) throw new Error(`unsupported hash 0x${cid.multihash.code.toString(16)}`)
+  const d = await sha256.digest(bytes)
+  const want = cid.multihash.digest
+  if (d.digest.length !== want.length || d.digest.some((b, i) => b !== want[i])) throw new Error('hash mismatch')
+}
+
+// freshLoad starts a navigation from nothing: blocks held from earlier
+// loads are forgotten, so every page load proves that a mirror can still
+// deliver (all mirrors gone means the error page, never stale content).
+// When the root's links declare a small enough DAG it is fetched as one
+// CAR, verified block by block; otherwise, or if that fails, Helia asks
+// for blocks one at a time.
+async function freshLoad (st) {
+  st.blockstore.data.clear()
+  const pool = st.pool
+  await pool.ready()
+  const rootBytes = await pool.retrieve(st.root, { validate: b => verifyBlock(st.root, b) })
+  await st.blockstore.put(st.root, rootBytes)
+  if (st.root.code !== dagPB.code) return
+  let budget = rootBytes.length + 1024
+  for (const l of dagPB.decode(rootBytes).Links) {
+    budget += (l.Tsize ?? MaxCARBudget) + 128
+  }
+  if (budget > MaxCARBudget) return
+  try {
+    const m = await pool.fetchCAR(st.root, budget, verifyBlock, (c, b) => st.blockstore.put(c, b))
+    pool.note(`CAR of ${st.root} from ${m.url}`)
+  } catch (e) {
+    log.warn(`mirrornet: whole-app CAR failed, going block by block: ${e.message}`)
+  }
+}
+
+function html (body, status) {
+  return new Response(body, { status, headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' } })
+}
+
+function statusJSON (st) {
+  const mirrors = [...st.pool.mirrors.values()].map(m => ({
+    url: m.url,
+    peer: m.peer,
+    version: m.version,
+    usable: m.usable,
+    served_blocks: m.served,
+    served_bytes: m.bytes,
+    avg_ms: Math.round(m.ewmaMs * 10) / 10,
+    dropped: m.dropped ? m.dropped.reason : ''
+  }))
+  const sources = [...st.pool.sources.entries()].map(([url, s]) => ({ url, statements: s.got, rejected: s.rejected, error: s.err }))
+  return {
+    root: st.root.toString(),
+    verified: st.served != null,
+    app: st.cfg.app ?? '',
+    release_version: st.cfg.version ?? 0,
+    origin: self.location.origin,
+    worker_started: new Date(st.started).toISOString(),
+    last_error: st.lastError ?? '',
+    mirrors,
+    sources,
+    events: st.pool.events.slice(-50).map(e => ({ at: new Date(e.at).toISOString(), what: e.what }))
+  }
+}
+
+async function handle (event) {
+  const req = event.request
+  const url = new URL(req.url)
+  let st
+  try {
+    st = await state()
+  } catch (e) {
+    return html(errorPage({ origin: self.location.origin, root: '', error: `the worker could not start: ${e.message}`, tried: [] }), 502)
+  }
+  if (url.pathname === '/.mirrornet/' || url.pathname === '/.mirrornet') {
+    if (url.searchParams.get('format') === 'json') {
+      return new Response(JSON.stringify(statusJSON(st), null, 1), { headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } })
+    }
+    return html(statusPage(statusJSON(st)), 200)
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return new Response('mirrornet: apps are read-only\n', { status: 405 })
+  }
+  const navigate = req.mode === 'navigate'
+  try {
+    if (navigate) await freshLoad(st)
+    const headers = {}
+    const accept = req.headers.get('accept')
+    if (accept && !navigate) headers.accept = accept
+    const range = req.headers.get('range')
+    if (range) headers.range = range
+    const resp = await st.verifiedFetch(`ipfs://${st.root}${url.pathname}${url.search}`, { headers, session: false, redirect: 'manual', method: req.method })
+    if (resp.status >= 300 && resp.status < 400) {
+      // verified-fetch redirects directory paths to their slash form
+      // with an ipfs:// or gateway URL; keep the app's own origin.
+      const loc = resp.headers.get('location')
+      if (loc != null) {
+        const target = new URL(loc, url)
+        const path = target.protocol === 'ipfs:' ? target.pathname.replace(/^\/\/[^/]+/, '') : target.pathname
+        return Response.redirect(new URL(path + target.search, self.location.origin).href, resp.status === 308 ? 308 : 301)
+      }
+    }
+    if (resp.status >= 500) {
+      const text = await resp.text().catch(() => '')
+      throw new NoMirrorError(text.slice(0, 500) || `HTTP ${resp.status}`, st.pool.tried())
+    }
+    // Assemble the whole body before answering: a block that fails
+    // halfway makes this throw, and the page gets the error page instead
+    // of a truncated file.
+    const body = req.method === 'HEAD' ? null : await readAll(resp)
+    const out = new Headers(resp.headers)
+    out.set('Cache-Control', 'no-store')
+    out.delete('content-length')
+    if (resp.ok) st.served = Date.now()
+    return new Response(body, { status: resp.status, statusText: resp.statusText, headers: out })
+  } catch (e) {
+    st.lastError = e.message
+    log.warn(`mirrornet: ${url.pathname}: ${e.message}`)
+    const tried = e.tried ?? st.pool.tried()
+    if (navigate || (req.headers.get('accept') ?? '').includes('text/html')) {
+      return html(errorPage({ origin: self.location.origin, root: st.root.toString(), error: e.message, tried }), 502)
+    }
+    return new Response(`mirrornet: no mirror delivered verified bytes for ${url.pathname}: ${e.message}\n`, { status: 502, headers: { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' } })
+  } finally {
+    persistKnown(st)
+  }
+}
+
+async function readAll (resp) {
+  if (resp.body == null) return null
+  const reader = resp.body.getReader()
+  const chunks = []
+  let n = 0
+  for (;;) {
+    const r = await reader.read()
+    if (r.done) break
+    n += r.value.length
+    if (n > MaxResponseBytes) {
+      reader.cancel().catch(() => {})
+      throw new Error(`response over ${MaxResponseBytes} bytes`)
+    }
+    chunks.push(r.value)
+  }
+  return new Blob(chunks)
+}
+
+let persisted = ''
+function persistKnown (st) {
+  const urls = [...st.pool.mirrors.values()].filter(m => m.usable && !m.dropped?.hard).map(m => m.url).sort()
+  const s = JSON.stringify(urls)
+  if (urls.length === 0 || s === persisted) return
+  persisted = s
+  writeCached(KnownURL, urls)
+}
+
+self.addEventListener('install', event => {
+  event.waitUntil(fetchConfig().then(() => self.skipWaiting()))
+})
+
+self.addEventListener('activate', event => {
+  event.waitUntil(self.clients.claim())
+})
+
+self.addEventListener('fetch', event => {
+  const url = new URL(event.request.url)
+  if (url.origin !== self.location.origin) return // the app's own calls elsewhere
+  if (url.pathname === '/.mirrornet/sw.js' || url.pathname === ConfigURL) return // from the mirror
+  event.respondWith(handle(event))
+})
