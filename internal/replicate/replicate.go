@@ -37,7 +37,6 @@ import (
 
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/client"
-	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/bitswap/server"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/exchange"
@@ -46,6 +45,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/mirrornet/mirrornet/internal/bitswapserve"
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
@@ -73,10 +73,15 @@ type Config struct {
 	// peer at a time (0: boxo's default of 1 MiB, i.e. one 1 MiB chunk, which
 	// stalls on every round trip). 16 MiB keeps a loopback or LAN link busy.
 	ServeOutstandingBytes int
+
+	// Serve guards the serving side (see package bitswapserve and serve.go).
+	Serve bitswapserve.Config
 }
 
 // DefaultConfig returns the default configuration.
-func DefaultConfig() Config { return Config{Parallel: 32, ServeOutstandingBytes: 16 << 20} }
+func DefaultConfig() Config {
+	return Config{Parallel: 32, ServeOutstandingBytes: 16 << 20, Serve: bitswapserve.DefaultConfig()}
+}
 
 // Validate reports a configuration error naming the field.
 func (c Config) Validate() error {
@@ -85,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.ServeOutstandingBytes < 0 {
 		return fmt.Errorf("replicate: Config.ServeOutstandingBytes must be >= 0, got %d", c.ServeOutstandingBytes)
+	}
+	if err := c.Serve.Validate(); err != nil {
+		return fmt.Errorf("replicate: Config.Serve: %w", err)
 	}
 	return nil
 }
@@ -122,6 +130,8 @@ type Replicator struct {
 	log  *slog.Logger
 
 	bs *bitswap.Bitswap
+	// serve is the bitswap network, wrapped to guard the serving side.
+	serve *bitswapserve.Network
 	// bstore is the adapter handed to bitswap: reads show held bundles
 	// only; Puts trust the CIDs bitswap derived from the bytes.
 	bstore *ipfsbs.Blockstore
@@ -165,7 +175,14 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	if cfg.ServeOutstandingBytes > 0 {
 		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
 	}
-	r.bs = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, nonZeroSizes{r.bstore}, bsOpts...)
+	serve, err := newServe(h, r.bstore, st.HeldBlock, cfg.Serve, o.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.serve = serve
+	bsOpts = append(bsOpts, serve.ServerOptions()...)
+	r.bs = bitswap.New(ctx, serve, nil, nonZeroSizes{r.bstore}, bsOpts...)
 	return r, nil
 }
 
@@ -174,6 +191,7 @@ func (r *Replicator) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		_ = r.bs.Close()
+		_ = r.serve.Close()
 	})
 	return nil
 }
