@@ -20,6 +20,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/debugprof"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -30,6 +31,7 @@ import (
 //	POST /admin/v1/follow    {"cid": "..."}
 //	POST /admin/v1/unfollow  {"cid": "..."}
 //	GET  /admin/v1/ls        → []BundleStatus
+//	GET  /debug/pprof/...    Go runtime profiles (package debugprof)
 const maxBlockSize = 2 << 20
 
 // ImportResult is what publish prints with --json.
@@ -69,6 +71,7 @@ func (n *Node) startAdmin() error {
 	mux.HandleFunc("POST /admin/v1/follow", n.adminFollow(true))
 	mux.HandleFunc("POST /admin/v1/unfollow", n.adminFollow(false))
 	mux.HandleFunc("GET /admin/v1/ls", n.adminList)
+	debugprof.Register(mux) // profiles: admin socket only, never the public port
 	for _, f := range n.features {
 		f.adminRoutes(mux)
 	}

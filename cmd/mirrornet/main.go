@@ -41,6 +41,7 @@ var commands = []command{
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
 	{"get", "download an app by CID or app ID from mirrors, verified (light client)", runGet},
 	{"testnet", "run a local mirror network; --demo: publish, take the origin down, resolve from the survivors", runTestnet},
+	{"debug", "diagnose a running node: 'debug pprof' writes a profile for go tool pprof", runDebug},
 	{"version", "print the version", runVersion},
 }
 
