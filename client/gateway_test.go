@@ -47,7 +47,7 @@ func gatewayMirror(t *testing.T, b *bundle) string {
 func TestAgainstGateway(t *testing.T) {
 	b := smallBundle(t)
 	u := gatewayMirror(t, b)
-	res, err := Get(context.Background(), b.root, testOptions(u))
+	res, err := Get(context.Background(), b.root, testOptions(t, u))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestAgainstGateway(t *testing.T) {
 
 	// A root the gateway does not hold: the probe's 412 drops it.
 	other := buildBundle(t, map[string][]byte{"x": []byte("not held")})
-	_, err = Get(context.Background(), other.root, testOptions(u))
+	_, err = Get(context.Background(), other.root, testOptions(t, u))
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("HTTP 412")) {
 		t.Fatalf("unheld root: %v", err)
 	}

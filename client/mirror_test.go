@@ -228,10 +228,16 @@ type fakeMirror struct {
 
 func newFakeMirror(t testing.TB, b *bundle, how behaviour) *fakeMirror {
 	m := &fakeMirror{b: b, how: how, holds: true, stop: make(chan struct{})}
+	var ln net.Listener
+	if n := netOf(t); n != nil {
+		ln = n.listen()
+	}
 	if how == blackhole {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		m.ln = ln
 		go func() {
@@ -247,7 +253,12 @@ func newFakeMirror(t testing.TB, b *bundle, how behaviour) *fakeMirror {
 		}()
 		m.URL = "http://" + ln.Addr().String()
 	} else {
-		m.srv = httptest.NewServer(m)
+		m.srv = httptest.NewUnstartedServer(m)
+		if ln != nil {
+			m.srv.Listener.Close()
+			m.srv.Listener = ln
+		}
+		m.srv.Start()
 		m.URL = m.srv.URL
 	}
 	t.Cleanup(m.close)
@@ -470,9 +481,15 @@ func (m *fakeMirror) kill() {
 	go m.srv.CloseClientConnections()
 }
 
-// testOptions are short timeouts for in-process mirrors.
-func testOptions(boot ...string) Options {
+// testOptions are short timeouts for in-process mirrors (in a bubble: an
+// HTTP client on the bubble's in-memory network).
+func testOptions(t testing.TB, boot ...string) Options {
+	var hc *http.Client
+	if n := netOf(t); n != nil {
+		hc = n.client(t)
+	}
 	return Options{
+		HTTPClient: hc,
 		Bootstrap:  boot,
 		HedgeDelay: 100 * time.Millisecond,
 		// Generous for a loaded 2-core machine under -race: stalls and

@@ -62,7 +62,7 @@ func TestP2PBootstrap(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := Get(ctx, b.root, testOptions(addr))
+	res, err := Get(ctx, b.root, testOptions(t, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +82,14 @@ func TestP2PBootstrap(t *testing.T) {
 // The trickling mirror is the only bootstrap (its statements name the
 // honest one), so it gets the first requests. Without hedging this Get
 // would wait for the one-minute stall timeout and miss the deadline.
-func TestHedgingBeatsStall(t *testing.T) {
+func TestHedgingBeatsStall(t *testing.T) { inBubble(t, testHedgingBeatsStall) }
+
+func testHedgingBeatsStall(t *testing.T) {
 	b := smallBundle(t)
 	slow := newFakeMirror(t, b, trickle)
 	good := newFakeMirror(t, b, honest)
 	slow.statements = [][]byte{signed(t, newKey(t), 1, time.Now(), protocol.StateUp, good.URL, b.root.String())}
-	o := testOptions(slow.URL)
+	o := testOptions(t, slow.URL)
 	o.StallTimeout = time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -117,7 +119,7 @@ func TestHedgingBeatsStall(t *testing.T) {
 func TestHandler(t *testing.T) {
 	b := smallBundle(t)
 	m := newFakeMirror(t, b, honest)
-	res, err := Get(context.Background(), b.root, testOptions(m.URL))
+	res, err := Get(context.Background(), b.root, testOptions(t, m.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +155,13 @@ func TestHandler(t *testing.T) {
 // cuts the connection. The block resumes from that prefix on the honest
 // mirror, fails to verify, and is fetched again whole without blaming the
 // honest mirror.
-func TestResumeFromLyingPrefix(t *testing.T) {
+func TestResumeFromLyingPrefix(t *testing.T) { inBubble(t, testResumeFromLyingPrefix) }
+
+func testResumeFromLyingPrefix(t *testing.T) {
 	b := smallBundle(t)
 	liar := newFakeMirror(t, b, garbageCut)
 	good := newFakeMirror(t, b, honest)
-	o := testOptions(liar.URL, good.URL)
+	o := testOptions(t, liar.URL, good.URL)
 	o.PerMirror = 1
 	res, err := Get(context.Background(), b.root, o)
 	if err != nil {
@@ -177,7 +181,9 @@ func TestResumeFromLyingPrefix(t *testing.T) {
 // TestNewestStatementWins: one bootstrap still says mirror M is up, another
 // has M's newer "leaving" statement. The client judges the union, so M is
 // never asked for anything, and mirror H (named by the first) serves.
-func TestNewestStatementWins(t *testing.T) {
+func TestNewestStatementWins(t *testing.T) { inBubble(t, testNewestStatementWins) }
+
+func testNewestStatementWins(t *testing.T) {
 	b := smallBundle(t)
 	now := time.Now()
 	root := b.root.String()
@@ -192,7 +198,7 @@ func TestNewestStatementWins(t *testing.T) {
 		signed(t, kh, 1, now, protocol.StateUp, h.URL, root),
 	}
 	b2.statements = [][]byte{signed(t, km, 2, now, protocol.StateLeaving, m.URL, root)}
-	res, err := Get(context.Background(), b.root, testOptions(b1.URL, b2.URL))
+	res, err := Get(context.Background(), b.root, testOptions(t, b1.URL, b2.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +225,7 @@ func TestHAMTDirectory(t *testing.T) {
 		t.Fatalf("root is %v (%v), want a HAMT shard: make the test directory bigger", e.kind, err)
 	}
 	m := newFakeMirror(t, b, honest)
-	res, err := Get(context.Background(), b.root, testOptions(m.URL))
+	res, err := Get(context.Background(), b.root, testOptions(t, m.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,14 +266,16 @@ func TestHAMTDirectory(t *testing.T) {
 // TestDeadBootstrapDoesNotHoldUp: with one bootstrap blackholed, mirrors
 // named by the other are used after a grace period, long before the
 // blackholed bootstrap's statement request times out.
-func TestDeadBootstrapDoesNotHoldUp(t *testing.T) {
+func TestDeadBootstrapDoesNotHoldUp(t *testing.T) { inBubble(t, testDeadBootstrapDoesNotHoldUp) }
+
+func testDeadBootstrapDoesNotHoldUp(t *testing.T) {
 	b := smallBundle(t)
 	dead := newFakeMirror(t, b, blackhole)
 	b1 := newFakeMirror(t, b, honest)
 	b1.holds = false
 	h := newFakeMirror(t, b, honest)
 	b1.statements = [][]byte{signed(t, newKey(t), 1, time.Now(), protocol.StateUp, h.URL, b.root.String())}
-	o := testOptions(dead.URL, b1.URL)
+	o := testOptions(t, dead.URL, b1.URL)
 	o.ProbeTimeout = 10 * time.Second // grace: 2 s
 	// Without the grace this Get waits 10 s for the dead bootstrap.
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
@@ -283,7 +291,9 @@ func TestDeadBootstrapDoesNotHoldUp(t *testing.T) {
 // (another tool's bug, not a mirror's lie) still downloads: the subtree CAR
 // runs over its budget, and the blocks are fetched one by one without
 // blaming the mirror.
-func TestUnderstatedTsize(t *testing.T) {
+func TestUnderstatedTsize(t *testing.T) { inBubble(t, testUnderstatedTsize) }
+
+func testUnderstatedTsize(t *testing.T) {
 	ctx := context.Background()
 	ds := &storeDAG{memDAG: memDAG{}}
 	lib := unixfs.EmptyDirNode()
@@ -324,7 +334,7 @@ func TestUnderstatedTsize(t *testing.T) {
 		b.size += int64(len(d))
 	}
 	m := newFakeMirror(t, b, honest)
-	res, err := Get(ctx, b.root, testOptions(m.URL))
+	res, err := Get(ctx, b.root, testOptions(t, m.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
