@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -75,6 +76,21 @@ type Config struct {
 	// whose X-Forwarded-Host and X-Forwarded-Proto are believed. Default
 	// none: the headers are dropped.
 	TrustedProxies []string
+	// HTTPSAddr is the HTTPS listen address (":443"), with certificates
+	// from ACME for the public URL's host and every --app host. "" (the
+	// default) turns HTTPS off.
+	HTTPSAddr string
+	// ACMECA is the ACME directory URL (default Let's Encrypt).
+	ACMECA string
+	// ACMEEmail is the ACME account's contact address (optional).
+	ACMEEmail string
+	// ACMECARoot is a PEM file of the roots trusted for the ACME server's
+	// own TLS (a private CA such as Pebble or step-ca). Default: system.
+	ACMECARoot string
+	// TLSCert and TLSKey are PEM files of an operator-provided certificate,
+	// typically *.ipfs.PUBLIC-HOST (which ACME issues only over DNS-01);
+	// served for the names it covers.
+	TLSCert, TLSKey string
 	// Apps are --app HOST=APP-ID bindings: the mirror follows each app and
 	// serves its current verified release at HOST, on its own origin.
 	Apps []string
@@ -152,8 +168,31 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s: %w", ErrConfig, f.name, err)
 		}
 	}
-	if _, err := c.appBindings(); err != nil {
+	apps, err := c.appBindings()
+	if err != nil {
 		return err
+	}
+	if c.HTTPSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPSAddr); err != nil {
+			return fmt.Errorf("%w: https: %q is not HOST:PORT: %v", ErrConfig, c.HTTPSAddr, err)
+		}
+		if c.HTTPAddr == "" {
+			return fmt.Errorf("%w: https: needs --http as well (ACME HTTP-01 challenges arrive there)", ErrConfig)
+		}
+		if len(c.tlsNames(apps)) == 0 && c.TLSCert == "" {
+			return fmt.Errorf("%w: https: no host name to get a certificate for (set --public-url https://HOST or --app HOST=APP-ID)", ErrConfig)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%w: tls-cert and tls-key go together", ErrConfig)
+	}
+	for _, f := range []struct{ name, path string }{{"acme-ca-root", c.ACMECARoot}, {"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrConfig, f.name, err)
+		}
 	}
 	if _, err := httpedge.ParseCIDRs(c.TrustedProxies); err != nil {
 		return fmt.Errorf("%w: trusted-proxy: %w", ErrConfig, err)
@@ -224,6 +263,19 @@ func (c *Config) appBindings() ([]apphost.Binding, error) {
 		return nil, fmt.Errorf("%w: app: %w", ErrConfig, err)
 	}
 	return out, nil
+}
+
+// tlsNames are the names HTTPS gets certificates for: the public URL's
+// host (when it is a DNS name other than localhost) and every app host.
+func (c *Config) tlsNames(apps []apphost.Binding) []string {
+	var out []string
+	if p, err := announce.ParsePublicURL(c.publicURL()); err == nil && p.IsName() && strings.Contains(p.Host, ".") {
+		out = append(out, p.Host)
+	}
+	for _, b := range apps {
+		out = append(out, b.Host)
+	}
+	return out
 }
 
 // publicURL is PublicURL, or the older AnnounceHTTP.

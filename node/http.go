@@ -1,12 +1,15 @@
 package node
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,8 +27,13 @@ import (
 	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
 	"github.com/mirrornet/mirrornet/internal/swbundle"
+	"github.com/mirrornet/mirrornet/internal/tlsacme"
 	"github.com/mirrornet/mirrornet/protocol"
 )
+
+// acmeDir holds certificates, keys and the ACME account in the data
+// directory.
+const acmeDir = "acme"
 
 // ErrPortInUse reports a listen address that another process holds.
 var ErrPortInUse = errors.New("node: address already in use")
@@ -101,7 +109,16 @@ func (n *Node) startHTTP() error {
 		ln.Close()
 		return fmt.Errorf("node: service worker: %w", err)
 	}
-	n.httpSrv = edge.Server(sw.Handler(router))
+	handler := sw.Handler(router)
+	if n.cfg.HTTPSAddr != "" {
+		if n.https, err = n.startHTTPS(edge, handler, ln); err != nil {
+			ln.Close()
+			return err
+		}
+		// ACME HTTP-01 challenges arrive on the HTTP side.
+		handler = n.https.acme.HTTPHandler(handler)
+	}
+	n.httpSrv = edge.Server(handler)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -115,6 +132,94 @@ func (n *Node) startHTTP() error {
 		}
 	}
 	return nil
+}
+
+// httpsSide is the HTTPS listener and its certificate manager.
+type httpsSide struct {
+	ln   net.Listener
+	srv  *http.Server
+	acme *tlsacme.Manager
+}
+
+// startHTTPS listens on HTTPSAddr and serves the router there, with
+// certificates from ACME (internal/tlsacme) for the configured names only.
+func (n *Node) startHTTPS(edge *httpedge.Edge, router http.Handler, httpLn net.Listener) (*httpsSide, error) {
+	var roots *x509.CertPool
+	if n.cfg.ACMECARoot != "" {
+		pem, err := os.ReadFile(n.cfg.ACMECARoot)
+		if err != nil {
+			return nil, fmt.Errorf("node: acme-ca-root: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("node: acme-ca-root: %s holds no PEM certificate", n.cfg.ACMECARoot)
+		}
+	}
+	ln, err := net.Listen("tcp", n.cfg.HTTPSAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w: https %s: pick another --https address", ErrPortInUse, n.cfg.HTTPSAddr)
+		}
+		return nil, fmt.Errorf("node: listen on https %s: %w", n.cfg.HTTPSAddr, err)
+	}
+	m, err := tlsacme.New(tlsacme.Config{
+		Names: n.cfg.tlsNames(mustAppBindings(&n.cfg)), CA: n.cfg.ACMECA, Email: n.cfg.ACMEEmail, CARoots: roots,
+		Storage: filepath.Join(n.cfg.DataDir, acmeDir), WildcardCert: n.cfg.TLSCert, WildcardKey: n.cfg.TLSKey,
+		HTTPPort: httpLn.Addr().(*net.TCPAddr).Port, TLSPort: ln.Addr().(*net.TCPAddr).Port,
+	}, tlsacme.WithEvents(n.tlsEvent))
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	side := &httpsSide{ln: ln, srv: edge.Server(router), acme: m}
+	side.srv.TLSConfig = m.TLSConfig()
+	if err := m.Start(n.ctx); err != nil {
+		ln.Close()
+		m.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := side.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("https server stopped", "err", err)
+		}
+	}()
+	n.log.Info("https listening", "addr", ln.Addr().String(), "names", n.cfg.tlsNames(mustAppBindings(&n.cfg)))
+	return side, nil
+}
+
+// tlsEvent logs certificate events and wakes waiters (tests).
+func (n *Node) tlsEvent(event string, data map[string]any) {
+	switch event {
+	case "cert_obtained":
+		n.log.Info("certificate obtained", "name", data["identifier"])
+	case "cert_failed":
+		n.log.Warn("certificate not obtained", "name", data["identifier"], "err", data["error"])
+	}
+	if f := n.onTLSEvent.Load(); f != nil {
+		(*f)(event)
+	}
+}
+
+// HTTPSAddr is the HTTPS listener's address, or "".
+func (n *Node) HTTPSAddr() string {
+	if n.https == nil {
+		return ""
+	}
+	return n.https.ln.Addr().String()
+}
+
+// closeHTTP stops the HTTP and HTTPS servers and the certificate manager.
+func (n *Node) closeHTTP() []error {
+	var errs []error
+	if n.httpSrv != nil {
+		errs = append(errs, n.httpSrv.Close())
+	}
+	if n.https != nil {
+		errs = append(errs, n.https.srv.Close(), n.https.acme.Close())
+	}
+	return errs
 }
 
 // observeHTTPAddr feeds the announcer the addresses peers observed this

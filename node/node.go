@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -100,13 +101,16 @@ type Node struct {
 	// application-specific score (P5) for a peer.
 	appScore func(peer.ID) float64
 
-	httpSrv   *http.Server
-	httpLn    net.Listener
-	announcer *announce.Announcer // the HTTP URL to announce; nil: no HTTP side
-	router    *apphost.Router     // routes HTTP requests by host name
-	adminSrv  *http.Server
-	adminLn   net.Listener
-	syncQueue chan peer.ID
+	httpSrv *http.Server
+	httpLn  net.Listener
+	https   *httpsSide // nil: no HTTPS listener
+	// onTLSEvent, if set (tests), sees every certificate event.
+	onTLSEvent atomic.Pointer[func(event string)]
+	announcer  *announce.Announcer // the HTTP URL to announce; nil: no HTTP side
+	router     *apphost.Router     // routes HTTP requests by host name
+	adminSrv   *http.Server
+	adminLn    net.Listener
+	syncQueue  chan peer.ID
 
 	mu      sync.Mutex // guards the fields below
 	view    *health.View
@@ -339,9 +343,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.adminSrv.Close())
 			os.Remove(filepath.Join(n.cfg.DataDir, adminSocket))
 		}
-		if n.httpSrv != nil {
-			errs = append(errs, n.httpSrv.Close())
-		}
+		errs = append(errs, n.closeHTTP()...)
 		n.wg.Wait()
 		for i := len(n.features) - 1; i >= 0; i-- {
 			if err := n.features[i].close(); err != nil {

@@ -37,6 +37,12 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	publicURL := fs.String("public-url", "", "URL browsers, clients and probes use to reach this mirror, e.g. https://mirror.example.org (default: a concrete --http address, or the address peers observe)")
 	announceHTTP := fs.String("announce-http", "", "older name of --public-url")
 	var trustedProxy, apps listFlag
+	httpsAddr := fs.String("https", "", "HTTPS listen address (e.g. :443), with ACME certificates for the --public-url host and every --app host; empty: no HTTPS")
+	acmeCA := fs.String("acme-ca", "", "ACME directory URL (default Let's Encrypt)")
+	acmeEmail := fs.String("acme-email", "", "contact address for the ACME account")
+	acmeCARoot := fs.String("acme-ca-root", "", "PEM file of the roots trusted for a private ACME server's TLS (Pebble, step-ca)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate served for the names it covers, e.g. a wildcard *.ipfs.PUBLIC-HOST")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(&apps, "app", "HOST=APP-ID: follow the app and serve its current verified release at HOST (repeatable)")
 	fs.Var(&trustedProxy, "trusted-proxy", "CIDR or address of a reverse proxy whose X-Forwarded-Host is believed (repeatable)")
 	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
@@ -78,6 +84,8 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.PublicURL = *publicURL
 	cfg.TrustedProxies = trustedProxy
 	cfg.Apps = apps
+	cfg.HTTPSAddr, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot = *httpsAddr, *acmeCA, *acmeEmail, *acmeCARoot
+	cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
 	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, node.ErrConfig) {
@@ -104,6 +112,9 @@ func runNode(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	if u := n.HTTPURL(); u != "" {
 		fmt.Fprintf(env.stdout, "http: %s\n", u)
+	}
+	if a := n.HTTPSAddr(); a != "" {
+		fmt.Fprintf(env.stdout, "https: %s\n", a)
 	}
 	fmt.Fprintf(env.stdout, "node info: %s/node.json\n", cfg.DataDir)
 

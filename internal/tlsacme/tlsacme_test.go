@@ -1,0 +1,176 @@
+package tlsacme_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mirrornet/mirrornet/internal/tlsacme"
+	"github.com/mirrornet/mirrornet/internal/tlsacme/pebbletest"
+)
+
+// guard is a failure guard for waiting on the CA, not a timing assertion.
+const guard = 2 * time.Minute
+
+// events wakes a waiter on every certmagic event.
+type events struct{ ch chan struct{} }
+
+func newEvents() *events { return &events{ch: make(chan struct{}, 64)} }
+
+func (e *events) on(string, map[string]any) {
+	select {
+	case e.ch <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns once m serves certificates for every name.
+func (e *events) wait(t *testing.T, m *tlsacme.Manager, names ...string) {
+	t.Helper()
+	deadline := time.After(guard)
+	for {
+		all := true
+		for _, n := range names {
+			all = all && m.Has(n)
+		}
+		if all {
+			return
+		}
+		select {
+		case <-e.ch:
+		case <-deadline:
+			t.Fatalf("certificates for %v not served within %v", names, guard)
+		}
+	}
+}
+
+// serve runs an HTTPS and an HTTP listener for m on loopback.
+func listeners(t *testing.T) (httpsLn, httpLn net.Listener) {
+	t.Helper()
+	var err error
+	if httpsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if httpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	return httpsLn, httpLn
+}
+
+func serve(t *testing.T, m *tlsacme.Manager, httpsLn, httpLn net.Listener) {
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.Host) })
+	s1 := &http.Server{Handler: hello}
+	go s1.Serve(tls.NewListener(httpsLn, m.TLSConfig()))
+	s2 := &http.Server{Handler: m.HTTPHandler(hello)}
+	go s2.Serve(httpLn)
+	t.Cleanup(func() { s1.Close(); s2.Close() })
+}
+
+func port(l net.Listener) int { return l.Addr().(*net.TCPAddr).Port }
+
+// client trusts only Pebble's issuing root and dials addr whatever the name.
+func client(roots *tls.Config, addr string) *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig: roots,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func TestCertificatesFromPebble(t *testing.T) {
+	pb := pebbletest.Start(t)
+	dir := t.TempDir()
+	names := []string{"mirror.example.test", "app.example.test"}
+	httpsLn, httpLn := listeners(t)
+	ev := newEvents()
+	m, err := tlsacme.New(tlsacme.Config{
+		Names: names, CA: pb.DirectoryURL, CARoots: pb.ACMERoots, Email: "ops@example.test", Storage: dir,
+		HTTPPort: port(httpLn), TLSPort: port(httpsLn),
+	}, tlsacme.WithEvents(ev.on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	serve(t, m, httpsLn, httpLn)
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t, m, names...)
+
+	c := client(&tls.Config{RootCAs: pb.Roots}, httpsLn.Addr().String())
+	for _, n := range names {
+		resp, err := c.Get("https://" + n + ":" + strconv.Itoa(port(httpsLn)) + "/")
+		if err != nil {
+			t.Fatalf("%s over HTTPS with only Pebble's root trusted: %v", n, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "hello "+n+":"+strconv.Itoa(port(httpsLn)) {
+			t.Fatalf("%s: %q", n, body)
+		}
+	}
+
+	// A name that is not configured gets no certificate and no order.
+	conn, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: "evil.example.test", RootCAs: pb.Roots})
+	if err == nil {
+		conn.Close()
+		t.Fatal("handshake for an unconfigured name succeeded")
+	}
+	if o := pb.Ordered(); slices.Contains(o, "evil.example.test") || len(o) != len(names) && len(o) != 1 {
+		t.Fatalf("orders %v: want only the configured names", o)
+	}
+	if _, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: "mirror.example.test"}); err == nil {
+		t.Fatal("a client trusting only the system roots accepted Pebble's certificate")
+	}
+	m.Close()
+
+	// A restart on the same storage serves the stored certificates with no
+	// new order to the CA.
+	before := len(pb.Ordered())
+	httpsLn2, httpLn2 := listeners(t)
+	ev2 := newEvents()
+	m2, err := tlsacme.New(tlsacme.Config{
+		Names: names, CA: pb.DirectoryURL, CARoots: pb.ACMERoots, Storage: dir, HTTPPort: port(httpLn2), TLSPort: port(httpsLn2),
+	}, tlsacme.WithEvents(ev2.on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	serve(t, m2, httpsLn2, httpLn2)
+	if err := m2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ev2.wait(t, m2, names...)
+	conn, err = tls.Dial("tcp", httpsLn2.Addr().String(), &tls.Config{ServerName: "app.example.test", RootCAs: pb.Roots})
+	if err != nil {
+		t.Fatalf("restarted manager does not serve the stored certificate: %v", err)
+	}
+	conn.Close()
+	if after := len(pb.Ordered()); after != before {
+		t.Fatalf("restart ordered %d new certificates", after-before)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []tlsacme.Config{
+		{Names: []string{"a.example.test"}},
+		{Names: []string{"*.example.test"}, Storage: "x"},
+		{Names: []string{"A.example.test"}, Storage: "x"},
+		{Names: []string{"localhost"}, Storage: "x"},
+		{Storage: "x"},
+		{Storage: "x", WildcardCert: "c.pem"},
+	} {
+		if _, err := tlsacme.New(c); !errors.Is(err, tlsacme.ErrConfig) {
+			t.Errorf("%+v: %v, want ErrConfig", c, err)
+		}
+	}
+}
