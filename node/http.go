@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -173,6 +174,8 @@ func (n *Node) startHTTPS(edge *httpedge.Edge, router http.Handler, httpLn net.L
 	}
 	side := &httpsSide{ln: ln, srv: edge.Server(router), acme: m}
 	side.srv.TLSConfig = m.TLSConfig()
+	// Handshakes for unconfigured names fail by design: debug, not noise.
+	side.srv.ErrorLog = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
 	if err := m.Start(n.ctx); err != nil {
 		ln.Close()
 		m.Close()

@@ -17,6 +17,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,8 @@ func (s *Server) Ordered() []string {
 	return append([]string(nil), s.ordered...)
 }
 
-// Start runs Pebble until the test ends. It sets Pebble's environment for
+// Start runs Pebble until the test ends (MIRRORNET_PEBBLE_LOG=1 logs its
+// requests to the test log). It sets Pebble's environment for
 // the test (so the test must not be parallel).
 func Start(t testing.TB) *Server {
 	t.Helper()
@@ -61,7 +63,7 @@ func Start(t testing.TB) *Server {
 		st.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	}
 	logger := log.New(io.Discard, "pebble ", 0)
-	if testing.Verbose() {
+	if os.Getenv("MIRRORNET_PEBBLE_LOG") != "" {
 		logger = log.New(testWriter{t}, "pebble ", 0)
 	}
 	store := db.NewMemoryStore()
