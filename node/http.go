@@ -23,6 +23,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/apphost"
+	"github.com/mirrornet/mirrornet/internal/dashboard"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
@@ -62,7 +63,7 @@ func (n *Node) startHTTP() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+protocol.HTTPStatusPath, n.serveStatus)
 	mux.HandleFunc("GET "+protocol.HTTPStatementsPath, n.serveStatements)
-	mux.HandleFunc("GET /{$}", n.serveIndex)
+	mux.Handle("GET /{$}", dashboard.Index(http.HandlerFunc(n.serveIndex))) // browsers get the dashboard
 	for _, f := range n.features {
 		f.routes(mux)
 	}

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"net/http"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/dashboard"
+)
+
+// Dashboard limits: the page is for people, and a network of strangers can
+// make any list long.
+const (
+	dashboardMaxApps    = 200
+	dashboardMaxBundles = 300
+	dashboardMaxProbes  = 50
+)
+
+func init() {
+	registerFeature(func(n *Node) (feature, error) { return &dashboardFeature{n: n}, nil })
+}
+
+// dashboardFeature serves the JSON the dashboard page (internal/dashboard)
+// renders; the page itself is wired on "/" in startHTTP.
+type dashboardFeature struct {
+	baseFeature
+	n *Node
+}
+
+func (f *dashboardFeature) name() string { return "dashboard" }
+
+func (f *dashboardFeature) routes(mux *http.ServeMux) {
+	mux.Handle("GET "+dashboard.APIPath, dashboard.API(f.n.dashboardSnapshot))
+}
+
+// dashboardSnapshot gathers what the dashboard shows from the view, the
+// probe evidence and the release book.
+func (n *Node) dashboardSnapshot() dashboard.Snapshot {
+	st := n.Status()
+	s := dashboard.Snapshot{
+		Self: dashboard.Self{
+			PeerID: st.Self.PeerID, Version: st.Self.Version, Profile: st.Self.Profile,
+			HTTP: st.Self.HTTP, Peers: st.Self.Peers,
+		},
+		Generated: n.clock().UTC().Format(time.RFC3339),
+	}
+	held := map[string]bool{}
+	for _, c := range st.Self.Bundles {
+		held[c] = true
+	}
+	bundleApps := map[string][]string{}
+	var order []string
+	seen := map[string]bool{}
+	addBundle := func(c string) {
+		if !seen[c] && len(order) < dashboardMaxBundles {
+			seen[c] = true
+			order = append(order, c)
+		}
+	}
+	for _, m := range st.Mirrors {
+		s.Mirrors = append(s.Mirrors, dashboard.Mirror{
+			PeerID: m.PeerID, State: m.State, Evidence: m.Evidence, Domain: m.Domain, Region: m.Region,
+			HTTP: m.HTTP, Version: m.Version, Bundles: len(m.Bundles), LastSeen: m.LastSeen,
+		})
+	}
+	pf := n.probeFeatureOf()
+	if rf := n.releaseFeatureOf(); rf != nil {
+		rf.mu.Lock()
+		apps := rf.book.Apps()
+		followed := map[string]bool{}
+		for a := range rf.apps {
+			followed[a] = true
+		}
+		rf.mu.Unlock()
+		// Followed apps first, then the others, up to the cap.
+		sort.SliceStable(apps, func(i, j int) bool { return followed[apps[i]] && !followed[apps[j]] })
+		for _, a := range apps {
+			if len(s.Apps) >= dashboardMaxApps {
+				break
+			}
+			as, err := rf.status(a, 0)
+			if err != nil {
+				continue
+			}
+			app := dashboard.App{
+				App: as.App, Name: as.Name, Version: as.Version, CID: as.CID, Status: as.Status,
+				Integrity: as.Integrity, Holders: len(as.Holders), Followed: as.Followed,
+			}
+			if c, err := cid.Decode(as.CID); err == nil && pf != nil {
+				app.EffectiveRedundancy = pf.bundle(c).EffectiveRedundancy
+			}
+			s.Apps = append(s.Apps, app)
+			bundleApps[as.CID] = append(bundleApps[as.CID], as.Name)
+			addBundle(as.CID)
+		}
+	}
+	for _, c := range st.Self.Bundles {
+		addBundle(c)
+	}
+	for _, m := range st.Mirrors {
+		for _, c := range m.Bundles {
+			addBundle(c)
+		}
+	}
+	for _, key := range order {
+		b := dashboard.Bundle{CID: key, HeldHere: held[key], Apps: bundleApps[key]}
+		if c, err := cid.Decode(key); err == nil && pf != nil {
+			rep := pf.bundle(c)
+			b.EffectiveRedundancy, b.Holders = rep.EffectiveRedundancy, len(rep.Holders)
+		}
+		s.Bundles = append(s.Bundles, b)
+	}
+	if pf != nil {
+		s.Probes = pf.recent(dashboardMaxProbes)
+	}
+	return s
+}
+
+// recent returns the latest probe results held, newest first, at most max.
+func (f *probeFeature) recent(max int) []dashboard.Probe {
+	f.mu.Lock()
+	held := make([]heldProbe, 0, len(f.held))
+	for _, h := range f.held {
+		held = append(held, h)
+	}
+	f.mu.Unlock()
+	slices.SortFunc(held, func(a, b heldProbe) int { return b.at.Compare(a.at) })
+	if len(held) > max {
+		held = held[:max]
+	}
+	now := f.n.clock()
+	var out []dashboard.Probe
+	for _, h := range held {
+		// Held results were verified on arrival; age alone may fail now.
+		st, _ := attest.Verify(h.raw, now)
+		if st == nil || st.Probe == nil {
+			continue
+		}
+		p := st.Probe
+		out = append(out, dashboard.Probe{
+			Observer: p.Observer, Target: p.Target, Outcome: p.Outcome, Bundle: p.Bundle,
+			LatencyMS: p.LatencyMS, Time: time.UnixMilli(p.Time).UTC().Format(time.RFC3339),
+		})
+	}
+	return out
+}
+
+// releaseFeatureOf returns the node's release feature, if any.
+func (n *Node) releaseFeatureOf() *releaseFeature {
+	for _, f := range n.features {
+		if rf, ok := f.(*releaseFeature); ok {
+			return rf
+		}
+	}
+	return nil
+}
