@@ -68,6 +68,10 @@ type Statement struct {
 	Liveness *protocol.Liveness
 	Probe    *protocol.ProbeResult
 	Build    *protocol.BuildAttestation
+	// Payout statements (see fund.go).
+	Payout     *protocol.PayoutAddress
+	Receipt    *protocol.Receipt
+	LedgerRoot *protocol.LedgerRoot
 }
 
 // kindSpec describes how one statement kind is framed and checked.

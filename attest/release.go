@@ -53,8 +53,14 @@ func (r *Release) SignedBy(set protocol.MaintainerSet) int {
 // releaseSigningBytes is what each maintainer signs: the envelope layout
 // with the release domain and payload type.
 func releaseSigningBytes(record []byte) []byte {
+	return signingBytes(protocol.DomainRelease, protocol.PayloadRelease, record)
+}
+
+// signingBytes is the signed-envelope layout: uvarint-length-prefixed
+// domain, payload type and record.
+func signingBytes(domain, payloadType string, record []byte) []byte {
 	var b []byte
-	for _, f := range [][]byte{[]byte(protocol.DomainRelease), []byte(protocol.PayloadRelease), record} {
+	for _, f := range [][]byte{[]byte(domain), []byte(payloadType), record} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
