@@ -72,6 +72,7 @@ type Statement struct {
 	Payout     *protocol.PayoutAddress
 	Receipt    *protocol.Receipt
 	LedgerRoot *protocol.LedgerRoot
+	Witness    *protocol.ReceiptWitness
 }
 
 // kindSpec describes how one statement kind is framed and checked.

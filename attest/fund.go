@@ -16,6 +16,7 @@ const (
 	KindPayout     Kind = "payout"
 	KindReceipt    Kind = "receipt"
 	KindLedgerRoot Kind = "ledger-root"
+	KindWitness    Kind = "witness"
 	KindFund       Kind = "fund"     // a SignedRecord, not an envelope
 	KindApproval   Kind = "approval" // a SignedRecord, not an envelope
 )
@@ -47,6 +48,17 @@ func init() {
 		},
 	})
 	register(kindSpec{
+		kind: KindWitness, domain: protocol.DomainWitness, payloadType: protocol.PayloadWitness,
+		decode: func(payload []byte, st *Statement) (string, error) {
+			w, err := protocol.DecodeReceiptWitness(payload)
+			if err != nil {
+				return "", err
+			}
+			st.Witness, st.Seq, st.Time = w, w.Seq, time.UnixMilli(w.Time)
+			return w.Witness, nil
+		},
+	})
+	register(kindSpec{
 		kind: KindLedgerRoot, domain: protocol.DomainLedgerRoot, payloadType: protocol.PayloadLedgerRoot,
 		decode: func(payload []byte, st *Statement) (string, error) {
 			l, err := protocol.DecodeLedgerRoot(payload)
@@ -67,6 +79,11 @@ func SignPayout(key crypto.PrivKey, p protocol.PayoutAddress) ([]byte, error) {
 // SignReceipt signs a delivery receipt; r.Client must be key's peer ID.
 func SignReceipt(key crypto.PrivKey, r protocol.Receipt) ([]byte, error) {
 	return signValidated(key, KindReceipt, r.Client, &r)
+}
+
+// SignWitness signs a receipt witness; w.Witness must be key's peer ID.
+func SignWitness(key crypto.PrivKey, w protocol.ReceiptWitness) ([]byte, error) {
+	return signValidated(key, KindWitness, w.Witness, &w)
 }
 
 // SignLedgerRoot signs a ledger root; l.Peer must be key's peer ID.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 )
@@ -19,12 +20,14 @@ const (
 	DomainReceipt    = "mirrornet-receipt"
 	DomainLedgerRoot = "mirrornet-ledger-root"
 	DomainApproval   = "mirrornet-ledger-approval"
+	DomainWitness    = "mirrornet-receipt-witness"
 
 	PayloadFund       = "/mirrornet/fund/1"
 	PayloadPayout     = "/mirrornet/payout/1"
 	PayloadReceipt    = "/mirrornet/receipt/1"
 	PayloadLedgerRoot = "/mirrornet/ledger-root/1"
 	PayloadApproval   = "/mirrornet/ledger-approval/1"
+	PayloadWitness    = "/mirrornet/receipt-witness/1"
 
 	// MaxPayoutAddresses bounds the units one payout statement names.
 	MaxPayoutAddresses = 16
@@ -261,6 +264,65 @@ func DecodeReceipt(data []byte) (*Receipt, error) {
 		return nil, err
 	}
 	return &r, r.Validate()
+}
+
+// MaxReceiptSize bounds one signed receipt inside a [ReceiptWitness].
+const MaxReceiptSize = 1024
+
+// ReceiptWitness is a mirror's signed statement "a client whose address is
+// in Network posted me these receipts" (envelope kind witness). The client's
+// network is what the witness saw on the connection, never what the client
+// or the credited mirror claims; the ledger counts a receipt only through a
+// witness in a failure domain other than the credited mirror's, so a mirror
+// cannot vouch for its own traffic.
+type ReceiptWitness struct {
+	Witness string `json:"witness"`
+	Seq     uint64 `json:"seq"`
+	Time    int64  `json:"time"`
+	// Network is the client's IPv4 /24 or IPv6 /48 ("198.51.100.0/24").
+	Network  string   `json:"network"`
+	Receipts [][]byte `json:"receipts"`
+}
+
+// ClientNetwork is the network a client address counts in: its IPv4 /24 or
+// IPv6 /48.
+func ClientNetwork(a netip.Addr) string {
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
+
+// Validate checks the statement's shape (not the receipts' signatures).
+func (w *ReceiptWitness) Validate() error {
+	if w.Witness == "" || w.Seq == 0 || w.Time <= 0 {
+		return fmt.Errorf("%w: witness needs witness, seq and time", ErrInvalid)
+	}
+	p, err := netip.ParsePrefix(w.Network)
+	if err != nil || p.String() != w.Network || ClientNetwork(p.Addr()) != w.Network {
+		return fmt.Errorf("%w: network %q is not an IPv4 /24 or IPv6 /48", ErrInvalid, w.Network)
+	}
+	if len(w.Receipts) == 0 || len(w.Receipts) > MaxReceiptsPerPost {
+		return fmt.Errorf("%w: %d receipts (1..%d)", ErrInvalid, len(w.Receipts), MaxReceiptsPerPost)
+	}
+	for i, r := range w.Receipts {
+		if len(r) == 0 || len(r) > MaxReceiptSize {
+			return fmt.Errorf("%w: receipt %d is %d bytes (1..%d)", ErrInvalid, i, len(r), MaxReceiptSize)
+		}
+	}
+	return checkString("witness", w.Witness)
+}
+
+// DecodeReceiptWitness decodes and validates a canonical witness payload.
+func DecodeReceiptWitness(data []byte) (*ReceiptWitness, error) {
+	var w ReceiptWitness
+	if err := DecodeCanonical(data, &w); err != nil {
+		return nil, err
+	}
+	return &w, w.Validate()
 }
 
 // LedgerRoot is a mirror's signed statement "for Fund's Epoch, from the

@@ -1,0 +1,408 @@
+package evidence
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/ledger"
+	"github.com/mirrornet/mirrornet/internal/release"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Reasons an item of a set does not count, as Report keys.
+const (
+	DropInvalid      = "invalid signature or encoding"
+	DropOutside      = "outside the epoch"
+	DropOtherApp     = "for another app or fund"
+	DropWitnessSelf  = "receipt witnessed by the credited mirror's own domain"
+	DropReceiptBad   = "receipt inside a witness does not verify"
+	DropUnusedKind   = "kind not used by the ledger"
+	DropFundMismatch = "fund record does not verify against the app's maintainers"
+)
+
+// Report says how many items of each kind were used, and why the others
+// were not.
+type Report struct {
+	Used    map[string]int `json:"used"`
+	Dropped map[string]int `json:"dropped"`
+}
+
+func (r *Report) drop(reason string) { r.Dropped[reason]++ }
+func (r *Report) use(kind string)    { r.Used[kind]++ }
+
+// RoundJudge decides which targets a committee majority verified in one
+// probe round, from that round's probe results (already signature-checked,
+// every receipt on a pass included), the mirrors alive in it and their
+// failure domains. It must be pure.
+type RoundJudge func(round uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool
+
+// Params are what Derive needs besides the set.
+type Params struct {
+	Manifest Manifest
+	// Domains places each mirror in its observed failure domain; a mirror
+	// it does not name is in ledger.UnknownDomain.
+	Domains map[string]string
+	// Judge decides each round (see RoundJudge).
+	Judge RoundJudge
+}
+
+// ErrNoFund is returned when the set holds no valid fund record for the
+// manifest's fund.
+var ErrNoFund = errors.New("evidence: no valid fund record for this fund in the evidence")
+
+// ErrNotClosed is returned for an epoch that has not ended at now.
+var ErrNotClosed = errors.New("evidence: epoch has not closed yet")
+
+// Derive verifies every item of s and turns the epoch's evidence into the
+// ledger's input. It is pure: the result depends only on s and p.
+//
+// The fund record with the highest version that verifies against the
+// app's maintainers (from the releases in the set, applied by TUF's rules)
+// sets the policy. The epoch's probe rounds are the probe epochs inside
+// it; each round is judged by p.Judge over the liveness samples (alive:
+// an "up" statement signed in the round) and probe results of that round.
+// A mirror's payout address is its latest payout statement signed before
+// the epoch closed. A receipt counts when a witness signed it, the witness
+// is outside the credited mirror's domain, and the receipt is for the app's
+// released CIDs.
+func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
+	m := p.Manifest
+	rep := &Report{Used: map[string]int{}, Dropped: map[string]int{}}
+	domainOf := func(peer string) string {
+		if d, ok := p.Domains[peer]; ok && d != "" {
+			return d
+		}
+		return ledger.UnknownDomain
+	}
+
+	// Releases and funds first: they fix the epoch's window.
+	book := release.NewBook()
+	var rels []*attest.Release
+	var fundRaws [][]byte
+	var envs []*attest.Statement
+	for _, raw := range s.Items() {
+		switch {
+		case protocol.IsSignedRelease(raw):
+			rel, err := attest.VerifyRelease(raw, farFuture)
+			if rel == nil || (err != nil && !errors.Is(err, attest.ErrTooOld)) {
+				rep.drop(DropInvalid)
+				continue
+			}
+			if rel.Record.App != m.App {
+				rep.drop(DropOtherApp)
+				continue
+			}
+			rels = append(rels, rel)
+		case protocol.IsSignedRecord(raw):
+			fundRaws = append(fundRaws, raw)
+		default:
+			st, err := verifyAny(raw)
+			if err != nil {
+				rep.drop(DropInvalid)
+				continue
+			}
+			envs = append(envs, st)
+		}
+	}
+	slices.SortFunc(rels, func(a, b *attest.Release) int { return cmpU(a.Record.Version, b.Record.Version) })
+
+	// The fund: the highest version, verified against the maintainer set
+	// of the releases applied so far (funds name no version of the set).
+	var fund *attest.Fund
+	for _, rel := range rels {
+		book.Apply(rel, time.UnixMilli(rel.Record.Time))
+	}
+	maint, _ := book.Maintainers(m.App)
+	for _, raw := range fundRaws {
+		f, err := attest.VerifyFund(raw, maint, farFuture)
+		if err != nil {
+			rep.drop(DropFundMismatch)
+			continue
+		}
+		if f.Record.App != m.App || f.Record.ID() != m.Fund {
+			rep.drop(DropOtherApp)
+			continue
+		}
+		if fund == nil || f.Record.Version > fund.Record.Version {
+			fund = f
+		}
+	}
+	if fund == nil {
+		return ledger.Input{}, rep, ErrNoFund
+	}
+	rep.use("fund")
+	fr := fund.Record
+	start, end := fr.EpochStart(m.Epoch), fr.EpochStart(m.Epoch+1)
+	if m.ProbeEpochMS <= 0 {
+		return ledger.Input{}, rep, fmt.Errorf("%w: probe epoch length %d ms", ErrManifest, m.ProbeEpochMS)
+	}
+	firstRound := uint64((start + m.ProbeEpochMS - 1) / m.ProbeEpochMS)
+	lastRound := uint64(end/m.ProbeEpochMS) - 1 // rounds wholly inside the epoch
+	if lastRound < firstRound || end/m.ProbeEpochMS == 0 {
+		return ledger.Input{}, rep, fmt.Errorf("%w: the epoch holds no whole probe round", ErrManifest)
+	}
+	nRounds := int(lastRound - firstRound + 1)
+
+	// The app's released CIDs up to the end of the epoch; the current one
+	// is the highest version signed before the epoch closed.
+	var current string
+	var released []string
+	for _, rel := range rels {
+		if rel.Record.Time < end {
+			released = append(released, rel.Record.CID)
+			current = rel.Record.CID
+		}
+	}
+	released = protocol.SortUnique(released)
+
+	inWindow := func(st *attest.Statement) bool {
+		t := st.Time.UnixMilli()
+		return t >= start && t < end
+	}
+	roundOf := func(t int64) (int, bool) {
+		r := uint64(t / m.ProbeEpochMS)
+		if r < firstRound || r > lastRound {
+			return 0, false
+		}
+		return int(r - firstRound), true
+	}
+
+	alive := make([]map[string]bool, nRounds)
+	probes := make([][]*attest.Statement, nRounds)
+	held := map[string]map[string]bool{}
+	hold := func(peer, c string) {
+		if held[peer] == nil {
+			held[peer] = map[string]bool{}
+		}
+		held[peer][c] = true
+	}
+	payout := map[string]*attest.Statement{}
+	var witnesses []*attest.Statement
+	for _, st := range envs {
+		switch st.Kind {
+		case attest.KindLiveness:
+			r, ok := roundOf(st.Time.UnixMilli())
+			if !ok {
+				rep.drop(DropOutside)
+				continue
+			}
+			if st.Liveness.State == protocol.StateUp {
+				if alive[r] == nil {
+					alive[r] = map[string]bool{}
+				}
+				alive[r][st.Liveness.Peer] = true
+				for _, b := range st.Liveness.Bundles {
+					hold(st.Liveness.Peer, b)
+				}
+			}
+			rep.use("liveness")
+		case attest.KindProbe:
+			r, ok := roundOf(st.Time.UnixMilli())
+			if !ok {
+				rep.drop(DropOutside)
+				continue
+			}
+			probes[r] = append(probes[r], st)
+			rep.use("probe")
+		case attest.KindPayout:
+			if st.Time.UnixMilli() >= end {
+				rep.drop(DropOutside)
+				continue
+			}
+			if old := payout[st.Payout.Peer]; old == nil || st.Seq > old.Seq {
+				payout[st.Payout.Peer] = st
+			}
+			rep.use("payout")
+		case attest.KindWitness:
+			if !inWindow(st) {
+				rep.drop(DropOutside)
+				continue
+			}
+			witnesses = append(witnesses, st)
+		default:
+			rep.drop(DropUnusedKind)
+		}
+	}
+
+	// Rounds.
+	verified := map[string][]bool{}
+	for r := range nRounds {
+		var al []string
+		for peer := range alive[r] {
+			al = append(al, peer)
+		}
+		sort.Strings(al)
+		for peer, ok := range p.Judge(firstRound+uint64(r), probes[r], al, domainOf) {
+			if !ok {
+				continue
+			}
+			if verified[peer] == nil {
+				verified[peer] = make([]bool, nRounds)
+			}
+			verified[peer][r] = true
+		}
+	}
+
+	// Mirrors: everyone with a liveness sample, a probe verdict or a
+	// payout address in the epoch.
+	peers := map[string]bool{}
+	for r := range alive {
+		for peer := range alive[r] {
+			peers[peer] = true
+		}
+	}
+	for peer := range verified {
+		peers[peer] = true
+	}
+	in := ledger.Input{
+		Policy: ledger.Policy{
+			App: m.App, Epoch: m.Epoch, Unit: fr.Unit, Budget: fr.Budget,
+			MinVerifiedPermille: fr.MinVerified, RedundancyTarget: fr.RedundancyTarget,
+			Weights: ledger.Weights{Uptime: fr.Weights.Uptime, Diversity: fr.Weights.Diversity, Traffic: fr.Weights.Traffic},
+			KeyCap:  fr.KeyCap, NetworkCap: fr.NetworkCap,
+		},
+		Root:   s.Root(),
+		Rounds: nRounds,
+	}
+	for peer := range peers {
+		v := verified[peer]
+		if v == nil {
+			v = make([]bool, nRounds)
+		}
+		mi := ledger.Mirror{Peer: peer, Domain: domainOf(peer), Verified: v, HeldRelease: current != "" && held[peer][current]}
+		if st := payout[peer]; st != nil {
+			mi.Address = st.Payout.Addresses[fr.Unit]
+		}
+		for _, c := range released {
+			if held[peer][c] {
+				mi.Held = append(mi.Held, c)
+			}
+		}
+		in.Mirrors = append(in.Mirrors, mi)
+	}
+	slices.SortFunc(in.Mirrors, func(a, b ledger.Mirror) int { return cmpS(a.Peer, b.Peer) })
+
+	// Receipts, through witnesses outside the credited mirror's domain;
+	// one receipt counts once however many witnessed it.
+	counted := map[[32]byte]bool{}
+	for _, w := range witnesses {
+		wd := domainOf(w.Witness.Witness)
+		for _, raw := range w.Witness.Receipts {
+			st, err := verifyAny(raw)
+			if err != nil || st.Kind != attest.KindReceipt {
+				rep.drop(DropReceiptBad)
+				continue
+			}
+			rc := st.Receipt
+			if t := st.Time.UnixMilli(); t < start || t >= end {
+				rep.drop(DropOutside)
+				continue
+			}
+			if _, ok := slices.BinarySearch(released, rc.CID); !ok {
+				rep.drop(DropOtherApp)
+				continue
+			}
+			if domainOf(rc.Mirror) == wd {
+				rep.drop(DropWitnessSelf)
+				continue
+			}
+			h := digest(raw)
+			if counted[h] {
+				continue
+			}
+			counted[h] = true
+			in.Receipts = append(in.Receipts, ledger.Receipt{Client: rc.Client, Network: w.Witness.Network, Mirror: rc.Mirror, CID: rc.CID, Bytes: rc.Bytes})
+			rep.use("receipt")
+		}
+	}
+	return in, rep, nil
+}
+
+// farFuture is the "now" items are verified at: an item's time is judged
+// against the epoch's window, never against its age.
+var farFuture = time.UnixMilli(1 << 50)
+
+// verifyAny verifies an envelope's signature and payload, whatever its age.
+func verifyAny(raw []byte) (*attest.Statement, error) {
+	st, err := attest.Verify(raw, farFuture)
+	if st != nil && errors.Is(err, attest.ErrTooOld) {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func digest(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// MajorityJudge is the RoundJudge of the current probe rules: a target is
+// verified in a round when observers in at least k distinct failure
+// domains passed it and the domains that passed it outnumber those that
+// failed it (each domain votes once, by its own majority; ties fail).
+func MajorityJudge(k int) RoundJudge {
+	return func(_ uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool {
+		isAlive := map[string]bool{}
+		for _, a := range alive {
+			isAlive[a] = true
+		}
+		// votes[target][domain] = passes - failures
+		votes := map[string]map[string]int{}
+		for _, st := range results {
+			pr := st.Probe
+			if pr == nil || !isAlive[pr.Target] {
+				continue
+			}
+			d := domainOf(pr.Observer)
+			if d == domainOf(pr.Target) {
+				continue // a domain does not vouch for itself
+			}
+			if votes[pr.Target] == nil {
+				votes[pr.Target] = map[string]int{}
+			}
+			if pr.Outcome == protocol.OutcomePass {
+				votes[pr.Target][d]++
+			} else {
+				votes[pr.Target][d]--
+			}
+		}
+		out := map[string]bool{}
+		for target, byDomain := range votes {
+			pass, fail := 0, 0
+			for _, v := range byDomain {
+				if v > 0 {
+					pass++
+				} else {
+					fail++
+				}
+			}
+			out[target] = pass >= k && pass > fail
+		}
+		return out
+	}
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpS(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,233 @@
+// Package evidence holds one fund epoch's evidence, the signed statements a
+// payout ledger is computed from, and turns it into the ledger's input.
+//
+// A [Set] is a set of signed statements in their exact bytes: fund records,
+// the app's releases, payout addresses, probe results, liveness samples,
+// receipt witnesses and ledger roots. Its identity is [Set.Root]: the hex
+// SHA-256 of the sorted SHA-256 digests of its items, so two mirrors that
+// hold the same items have the same root whatever order they received them
+// in, and a mirror that misses an item sees a different root (and pulls the
+// difference from a peer).
+//
+// [WriteCAR] exports a set as a CARv1 whose root block is a manifest (the
+// app, fund, epoch and item CIDs) and whose other blocks are the items as
+// raw blocks; [ReadCAR] reads one back, checking every block against its
+// CID, so one altered byte fails the import.
+//
+// [Derive] is a pure function from (set, epoch parameters) to
+// ledger.Input: it verifies every item itself, as an outsider would, and
+// says why each unusable item was left out.
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	car "github.com/ipld/go-car/v2"
+	"github.com/ipld/go-car/v2/storage"
+	"github.com/multiformats/go-multihash"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Errors.
+var (
+	ErrCAR      = errors.New("evidence: malformed evidence CAR")
+	ErrManifest = errors.New("evidence: manifest does not match the items")
+	ErrTooMany  = errors.New("evidence: too many items")
+)
+
+// MaxItems bounds the items of one epoch's evidence set (a day of lan
+// probes for a few thousand mirrors).
+const MaxItems = 4 << 20
+
+// Set is a set of signed statements, keyed by SHA-256. It is not safe for
+// concurrent use.
+type Set struct {
+	items map[[32]byte][]byte
+}
+
+// NewSet returns an empty set.
+func NewSet() *Set { return &Set{items: map[[32]byte][]byte{}} }
+
+// Add adds raw (kept as is; the caller must not modify it afterwards) and
+// reports whether it was new.
+func (s *Set) Add(raw []byte) bool {
+	h := sha256.Sum256(raw)
+	if _, ok := s.items[h]; ok {
+		return false
+	}
+	s.items[h] = raw
+	return true
+}
+
+// Len is the number of items.
+func (s *Set) Len() int { return len(s.items) }
+
+// Has reports whether the set holds the item with digest h.
+func (s *Set) Has(h [32]byte) bool { _, ok := s.items[h]; return ok }
+
+// Digests returns the items' digests, sorted.
+func (s *Set) Digests() [][32]byte {
+	out := make([][32]byte, 0, len(s.items))
+	for h := range s.items {
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// Items returns the items sorted by digest. The slices are the set's own.
+func (s *Set) Items() [][]byte {
+	ds := s.Digests()
+	out := make([][]byte, len(ds))
+	for i, h := range ds {
+		out[i] = s.items[h]
+	}
+	return out
+}
+
+// Get returns the item with digest h.
+func (s *Set) Get(h [32]byte) ([]byte, bool) { b, ok := s.items[h]; return b, ok }
+
+// Root is the set's identity: hex SHA-256 over the concatenated sorted item
+// digests.
+func (s *Set) Root() string {
+	h := sha256.New()
+	for _, d := range s.Digests() {
+		h.Write(d[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Manifest is the root block of an exported evidence CAR.
+type Manifest struct {
+	App   string `json:"app"`
+	Fund  string `json:"fund"`
+	Epoch uint64 `json:"epoch"`
+	// Root is the set's root (see Set.Root).
+	Root string `json:"root"`
+	// ProbeEpochMS and K are the network's probe parameters the epoch was
+	// judged with (see package protocol, "Probes").
+	ProbeEpochMS int64 `json:"probe_epoch_ms"`
+	K            int   `json:"k"`
+	// Items are the items' CIDs (CIDv1, raw, sha2-256), sorted by digest.
+	Items []string `json:"items"`
+}
+
+func itemCID(digest [32]byte) cid.Cid {
+	mh, err := multihash.Encode(digest[:], multihash.SHA2_256)
+	if err != nil {
+		panic("evidence: encode multihash: " + err.Error()) // a 32-byte sha2-256 digest always encodes
+	}
+	return cid.NewCidV1(cid.Raw, mh)
+}
+
+// WriteCAR writes the set as a CARv1: the manifest first (the CAR's root),
+// then every item as a raw block in digest order. m's Root and Items are
+// filled in from s.
+func WriteCAR(w io.Writer, m Manifest, s *Set) error {
+	ds := s.Digests()
+	m.Root = s.Root()
+	m.Items = make([]string, len(ds))
+	for i, d := range ds {
+		m.Items[i] = itemCID(d).String()
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("evidence: encode manifest: %w", err)
+	}
+	mc := itemCID(sha256.Sum256(mb))
+	cw, err := storage.NewWritable(w, []cid.Cid{mc}, car.WriteAsCarV1(true))
+	if err != nil {
+		return fmt.Errorf("evidence: write CAR: %w", err)
+	}
+	ctx := context.Background()
+	if err := cw.Put(ctx, mc.KeyString(), mb); err != nil {
+		return fmt.Errorf("evidence: write CAR: %w", err)
+	}
+	for _, d := range ds {
+		if err := cw.Put(ctx, itemCID(d).KeyString(), s.items[d]); err != nil {
+			return fmt.Errorf("evidence: write CAR: %w", err)
+		}
+	}
+	return cw.Finalize()
+}
+
+// ReadCAR reads an evidence CAR written by WriteCAR. Every block must hash
+// to its CID, the manifest must list exactly the items present, and the
+// root recomputed from the items must equal the manifest's.
+func ReadCAR(r io.Reader) (*Manifest, *Set, error) {
+	br, err := car.NewBlockReader(r, car.MaxAllowedSectionSize(protocol.MaxStatementSize+256))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
+	}
+	if len(br.Roots) != 1 {
+		return nil, nil, fmt.Errorf("%w: %d roots, want 1", ErrCAR, len(br.Roots))
+	}
+	var m *Manifest
+	s := NewSet()
+	for {
+		b, err := br.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
+		}
+		if err := checkBlock(b); err != nil {
+			return nil, nil, err
+		}
+		if b.Cid().Equals(br.Roots[0]) {
+			if m != nil {
+				return nil, nil, fmt.Errorf("%w: manifest twice", ErrCAR)
+			}
+			m = new(Manifest)
+			if err := json.Unmarshal(b.RawData(), m); err != nil {
+				return nil, nil, fmt.Errorf("%w: manifest: %v", ErrCAR, err)
+			}
+			continue
+		}
+		if s.Len() >= MaxItems {
+			return nil, nil, ErrTooMany
+		}
+		s.Add(bytes.Clone(b.RawData()))
+	}
+	if m == nil {
+		return nil, nil, fmt.Errorf("%w: no manifest block", ErrCAR)
+	}
+	ds := s.Digests()
+	if len(ds) != len(m.Items) {
+		return nil, nil, fmt.Errorf("%w: manifest lists %d items, CAR holds %d", ErrManifest, len(m.Items), len(ds))
+	}
+	for i, d := range ds {
+		if itemCID(d).String() != m.Items[i] {
+			return nil, nil, fmt.Errorf("%w: item %d is %s, manifest says %s", ErrManifest, i, itemCID(d), m.Items[i])
+		}
+	}
+	if got := s.Root(); got != m.Root {
+		return nil, nil, fmt.Errorf("%w: items give root %s, manifest says %s", ErrManifest, got, m.Root)
+	}
+	return m, s, nil
+}
+
+func checkBlock(b blocks.Block) error {
+	c := b.Cid()
+	if c.Prefix().Codec != cid.Raw || c.Prefix().MhType != multihash.SHA2_256 {
+		return fmt.Errorf("%w: block %s is not a raw sha2-256 block", ErrCAR, c)
+	}
+	want, err := c.Prefix().Sum(b.RawData())
+	if err != nil || !want.Equals(c) {
+		return fmt.Errorf("%w: block %s does not match its CID", ErrCAR, c)
+	}
+	return nil
+}
