@@ -44,7 +44,6 @@ func key(t testing.TB, r *rand.Rand) (crypto.PrivKey, peer.ID) {
 	return k, id
 }
 
-
 // build makes one hour-long epoch (12 probe rounds) with n mirrors, each in
 // its own /24 except those listed in shared, all up and probed every round
 // by three observers of other domains; mirror 0 gets receipts.
