@@ -122,6 +122,10 @@ type Manifest struct {
 	K            int   `json:"k"`
 	// Items are the items' CIDs (CIDv1, raw, sha2-256), sorted by digest.
 	Items []string `json:"items"`
+	// LedgerRoots are the CIDs of signed ledger-root statements carried
+	// beside the evidence (they sign its root, so they are not part of
+	// it), sorted.
+	LedgerRoots []string `json:"ledger_roots,omitempty"`
 }
 
 func itemCID(digest [32]byte) cid.Cid {
@@ -133,14 +137,22 @@ func itemCID(digest [32]byte) cid.Cid {
 }
 
 // WriteCAR writes the set as a CARv1: the manifest first (the CAR's root),
-// then every item as a raw block in digest order. m's Root and Items are
-// filled in from s.
-func WriteCAR(w io.Writer, m Manifest, s *Set) error {
+// then every item as a raw block in digest order, then the signed ledger
+// roots. m's Root, Items and LedgerRoots are filled in.
+func WriteCAR(w io.Writer, m Manifest, s *Set, ledgerRoots [][]byte) error {
 	ds := s.Digests()
 	m.Root = s.Root()
 	m.Items = make([]string, len(ds))
 	for i, d := range ds {
 		m.Items[i] = itemCID(d).String()
+	}
+	lr := NewSet()
+	for _, r := range ledgerRoots {
+		lr.Add(r)
+	}
+	m.LedgerRoots = nil
+	for _, d := range lr.Digests() {
+		m.LedgerRoots = append(m.LedgerRoots, itemCID(d).String())
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
@@ -155,69 +167,89 @@ func WriteCAR(w io.Writer, m Manifest, s *Set) error {
 	if err := cw.Put(ctx, mc.KeyString(), mb); err != nil {
 		return fmt.Errorf("evidence: write CAR: %w", err)
 	}
-	for _, d := range ds {
-		if err := cw.Put(ctx, itemCID(d).KeyString(), s.items[d]); err != nil {
-			return fmt.Errorf("evidence: write CAR: %w", err)
+	for _, set := range []*Set{s, lr} {
+		for _, d := range set.Digests() {
+			if err := cw.Put(ctx, itemCID(d).KeyString(), set.items[d]); err != nil {
+				return fmt.Errorf("evidence: write CAR: %w", err)
+			}
 		}
 	}
 	return cw.Finalize()
 }
 
-// ReadCAR reads an evidence CAR written by WriteCAR. Every block must hash
-// to its CID, the manifest must list exactly the items present, and the
-// root recomputed from the items must equal the manifest's.
-func ReadCAR(r io.Reader) (*Manifest, *Set, error) {
+// ReadCAR reads an evidence CAR written by WriteCAR and returns its
+// manifest, its evidence and the signed ledger roots beside it. Every block
+// must hash to its CID, the manifest must list exactly the items present,
+// and the root recomputed from the items must equal the manifest's.
+func ReadCAR(r io.Reader) (*Manifest, *Set, [][]byte, error) {
 	br, err := car.NewBlockReader(r, car.MaxAllowedSectionSize(protocol.MaxStatementSize+256))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
 	}
 	if len(br.Roots) != 1 {
-		return nil, nil, fmt.Errorf("%w: %d roots, want 1", ErrCAR, len(br.Roots))
+		return nil, nil, nil, fmt.Errorf("%w: %d roots, want 1", ErrCAR, len(br.Roots))
 	}
 	var m *Manifest
 	s := NewSet()
+	var blocksSeen []blocks.Block
 	for {
 		b, err := br.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
+			return nil, nil, nil, fmt.Errorf("%w: %v", ErrCAR, err)
 		}
 		if err := checkBlock(b); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if b.Cid().Equals(br.Roots[0]) {
 			if m != nil {
-				return nil, nil, fmt.Errorf("%w: manifest twice", ErrCAR)
+				return nil, nil, nil, fmt.Errorf("%w: manifest twice", ErrCAR)
 			}
 			m = new(Manifest)
 			if err := json.Unmarshal(b.RawData(), m); err != nil {
-				return nil, nil, fmt.Errorf("%w: manifest: %v", ErrCAR, err)
+				return nil, nil, nil, fmt.Errorf("%w: manifest: %v", ErrCAR, err)
 			}
 			continue
 		}
-		if s.Len() >= MaxItems {
-			return nil, nil, ErrTooMany
+		if len(blocksSeen) >= MaxItems {
+			return nil, nil, nil, ErrTooMany
+		}
+		blocksSeen = append(blocksSeen, b)
+	}
+	if m == nil {
+		return nil, nil, nil, fmt.Errorf("%w: no manifest block", ErrCAR)
+	}
+	isRoot := map[string]bool{}
+	for _, c := range m.LedgerRoots {
+		isRoot[c] = true
+	}
+	var ledgerRoots [][]byte
+	for _, b := range blocksSeen {
+		if isRoot[b.Cid().String()] {
+			ledgerRoots = append(ledgerRoots, bytes.Clone(b.RawData()))
+			delete(isRoot, b.Cid().String())
+			continue
 		}
 		s.Add(bytes.Clone(b.RawData()))
 	}
-	if m == nil {
-		return nil, nil, fmt.Errorf("%w: no manifest block", ErrCAR)
+	if len(isRoot) != 0 {
+		return nil, nil, nil, fmt.Errorf("%w: %d ledger roots listed but missing", ErrManifest, len(isRoot))
 	}
 	ds := s.Digests()
 	if len(ds) != len(m.Items) {
-		return nil, nil, fmt.Errorf("%w: manifest lists %d items, CAR holds %d", ErrManifest, len(m.Items), len(ds))
+		return nil, nil, nil, fmt.Errorf("%w: manifest lists %d items, CAR holds %d", ErrManifest, len(m.Items), len(ds))
 	}
 	for i, d := range ds {
 		if itemCID(d).String() != m.Items[i] {
-			return nil, nil, fmt.Errorf("%w: item %d is %s, manifest says %s", ErrManifest, i, itemCID(d), m.Items[i])
+			return nil, nil, nil, fmt.Errorf("%w: item %d is %s, manifest says %s", ErrManifest, i, itemCID(d), m.Items[i])
 		}
 	}
 	if got := s.Root(); got != m.Root {
-		return nil, nil, fmt.Errorf("%w: items give root %s, manifest says %s", ErrManifest, got, m.Root)
+		return nil, nil, nil, fmt.Errorf("%w: items give root %s, manifest says %s", ErrManifest, got, m.Root)
 	}
-	return m, s, nil
+	return m, s, ledgerRoots, nil
 }
 
 func checkBlock(b blocks.Block) error {

@@ -182,10 +182,10 @@ func TestCARRoundTripAndTamper(t *testing.T) {
 	}
 	s := sc.set(all)
 	var buf bytes.Buffer
-	if err := WriteCAR(&buf, sc.params.Manifest, s); err != nil {
+	if err := WriteCAR(&buf, sc.params.Manifest, s, nil); err != nil {
 		t.Fatal(err)
 	}
-	m, back, err := ReadCAR(bytes.NewReader(buf.Bytes()))
+	m, back, _, err := ReadCAR(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestCARRoundTripAndTamper(t *testing.T) {
 	}
 	bad := bytes.Clone(raw)
 	bad[at+len(item)/2] ^= 1
-	if _, _, err := ReadCAR(bytes.NewReader(bad)); !errors.Is(err, ErrCAR) {
+	if _, _, _, err := ReadCAR(bytes.NewReader(bad)); !errors.Is(err, ErrCAR) {
 		t.Fatalf("tampered CAR: %v, want ErrCAR", err)
 	}
 	// A set missing one item has another root.
