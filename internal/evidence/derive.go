@@ -341,6 +341,54 @@ func verifyAny(raw []byte) (*attest.Statement, error) {
 
 func digest(b []byte) [32]byte { return sha256.Sum256(b) }
 
+// Verifies reports whether raw is a statement of a kind evidence holds
+// whose signature and payload verify (at any age).
+func Verifies(raw []byte) bool {
+	switch {
+	case protocol.IsSignedRelease(raw):
+		rel, err := attest.VerifyRelease(raw, farFuture)
+		return rel != nil && (err == nil || errors.Is(err, attest.ErrTooOld))
+	case protocol.IsSignedRecord(raw):
+		s, err := protocol.DecodeSignedRecord(raw)
+		if err != nil {
+			return false
+		}
+		_, err = protocol.DecodeFund(s.Record)
+		return err == nil // signatures need the app's set: Derive checks them
+	}
+	_, err := verifyAny(raw)
+	return err == nil
+}
+
+// Peers returns every peer ID named as a subject, target or credited
+// mirror in s, sorted.
+func Peers(s *Set) []string {
+	seen := map[string]bool{}
+	for _, raw := range s.Items() {
+		st, err := verifyAny(raw)
+		if err != nil {
+			continue
+		}
+		seen[st.Signer.String()] = true
+		switch {
+		case st.Probe != nil:
+			seen[st.Probe.Target] = true
+		case st.Witness != nil:
+			for _, r := range st.Witness.Receipts {
+				if rs, err := verifyAny(r); err == nil && rs.Receipt != nil {
+					seen[rs.Receipt.Mirror] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // MajorityJudge is the RoundJudge of the current probe rules: a target is
 // verified in a round when observers in at least k distinct failure
 // domains passed it and the domains that passed it outnumber those that

@@ -122,6 +122,11 @@ type Manifest struct {
 	K            int   `json:"k"`
 	// Items are the items' CIDs (CIDv1, raw, sha2-256), sorted by digest.
 	Items []string `json:"items"`
+	// Domains places the mirrors the evidence names in their observed
+	// failure domains (peer ID to domain; absent is "unknown"), as the
+	// exporting mirror observed them. Ledger roots sign the table computed
+	// with it, so mirrors that place peers differently disagree visibly.
+	Domains map[string]string `json:"domains,omitempty"`
 	// LedgerRoots are the CIDs of signed ledger-root statements carried
 	// beside the evidence (they sign its root, so they are not part of
 	// it), sorted.

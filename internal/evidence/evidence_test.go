@@ -4,110 +4,29 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand"
 	"testing"
-	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/evidence/evidencetest"
 	"github.com/mirrornet/mirrornet/internal/ledger"
-	"github.com/mirrornet/mirrornet/protocol"
 )
-
-const (
-	appCID  = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
-	roundMS = 5 * 60 * 1000
-)
-
-var epoch0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
 type scenario struct {
+	*evidencetest.Scenario
 	items   [][]byte
-	params  Params
 	mirrors []peer.ID
-	keys    map[peer.ID]crypto.PrivKey
+	params  Params
 }
 
-func key(t testing.TB, r *rand.Rand) (crypto.PrivKey, peer.ID) {
-	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, id
-}
-
-// build makes one hour-long epoch (12 probe rounds) with n mirrors, each in
-// its own /24 except those listed in shared, all up and probed every round
-// by three observers of other domains; mirror 0 gets receipts.
 func build(t testing.TB, n int, shared map[int]string) *scenario {
-	ok := func(b []byte, err error) []byte {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	r := rand.New(rand.NewSource(42))
-	mk, mid := key(t, r)
-	set := protocol.MaintainerSet{Keys: []string{mid.String()}, Threshold: 1}
-	app := protocol.DeriveAppID("demo", set)
-	rel := protocol.Release{App: app, Name: "demo", Version: 1, CID: appCID, Time: epoch0 - 1000, Expires: epoch0 + 10*24*3600*1000, Maintainers: set}
-	sc := &scenario{keys: map[peer.ID]crypto.PrivKey{}}
-	sc.items = append(sc.items, ok(attest.SignRelease(rel, mk)))
-	fund := protocol.Fund{App: app, Version: 1, Unit: "STX", Budget: 1000, Start: epoch0, EpochMS: 3600 * 1000,
-		MinVerified: 500, RedundancyTarget: 5, Weights: protocol.FundWeights{Uptime: 4, Diversity: 4, Traffic: 2},
-		KeyCap: 1 << 30, NetworkCap: 4 << 30, Time: epoch0 - 500}
-	sc.items = append(sc.items, ok(attest.SignFund(fund, set, mk)))
-	domains := map[string]string{}
-	for i := range n {
-		k, id := key(t, r)
-		sc.mirrors = append(sc.mirrors, id)
-		sc.keys[id] = k
-		domains[id.String()] = fmt.Sprintf("net:10.0.%d.0/24", i)
-		if d, ok := shared[i]; ok {
-			domains[id.String()] = d
-		}
-		sc.items = append(sc.items, ok(attest.SignPayout(k, protocol.PayoutAddress{Peer: id.String(), Seq: 1, Time: epoch0 - 100, Addresses: map[string]string{"STX": fmt.Sprintf("SP%03d", i)}})))
-	}
-	seq := uint64(epoch0)
-	for round := range 12 {
-		at := epoch0 + int64(round)*roundMS + 1000
-		for i, id := range sc.mirrors {
-			seq++
-			sc.items = append(sc.items, ok(attest.SignLiveness(sc.keys[id], protocol.Liveness{Peer: id.String(), State: protocol.StateUp, Seq: seq, Time: at, Addrs: []string{}, Bundles: []string{appCID}, Version: "test"})))
-			// Three observers from three domains other than the target's.
-			seen := map[string]bool{domains[id.String()]: true}
-			for j := 1; j < n && len(seen) <= 3; j++ {
-				obs := sc.mirrors[(i+j)%n]
-				if seen[domains[obs.String()]] {
-					continue
-				}
-				seen[domains[obs.String()]] = true
-				seq++
-				sc.items = append(sc.items, ok(attest.SignProbe(sc.keys[obs], protocol.ProbeResult{
-					Observer: obs.String(), Target: id.String(), Epoch: uint64(at / roundMS), Seq: seq, Time: at + 10,
-					Bundle: appCID, Challenge: "descent:00112233445566778899aabbccddeeff:0", Outcome: protocol.OutcomePass, LatencyMS: 5})))
-			}
-		}
-	}
-	// A client in 198.51.100.0/24 fetched from mirror 0; mirror 1 witnessed.
-	ck, cid := key(t, r)
-	rc := ok(attest.SignReceipt(ck, protocol.Receipt{Client: cid.String(), Seq: 1, Time: epoch0 + 60_000, Mirror: sc.mirrors[0].String(), CID: appCID, Bytes: 1 << 20}))
-	sc.items = append(sc.items, ok(attest.SignWitness(sc.keys[sc.mirrors[1]], protocol.ReceiptWitness{Witness: sc.mirrors[1].String(), Seq: 1, Time: epoch0 + 61_000, Network: "198.51.100.0/24", Receipts: [][]byte{rc}})))
-	sc.params = Params{
-		Manifest: Manifest{App: app, Fund: fund.ID(), Epoch: 0, ProbeEpochMS: roundMS, K: 2},
-		Domains:  domains,
+	sc := evidencetest.Build(t, n, shared)
+	return &scenario{Scenario: sc, items: sc.Items, mirrors: sc.Mirrors, params: Params{
+		Manifest: Manifest{App: sc.App, Fund: sc.Fund.ID(), Epoch: 0, ProbeEpochMS: evidencetest.RoundMS, K: 2},
+		Domains:  sc.Domains,
 		Judge:    MajorityJudge(2),
-	}
-	return sc
+	}}
 }
 
 func (sc *scenario) set(order []int) *Set {

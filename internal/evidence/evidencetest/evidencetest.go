@@ -1,0 +1,118 @@
+// Package evidencetest builds signed evidence of a fund epoch for tests
+// and benchmarks: releases, a fund, payout addresses, liveness samples,
+// probe results and a witnessed receipt, all really signed.
+package evidencetest
+
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+const (
+	AppCID  = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+	RoundMS = 5 * 60 * 1000
+)
+
+// Epoch0 is the start of the fund's epoch 0.
+var Epoch0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// Scenario is one epoch's signed evidence.
+type Scenario struct {
+	Items   [][]byte
+	App     string
+	Fund    protocol.Fund
+	Mirrors []peer.ID
+	Keys    map[peer.ID]crypto.PrivKey
+	// Domains places each mirror (by peer ID string).
+	Domains map[string]string
+	// Maintainers is the app's maintainer set; Release its signed
+	// release (Items[0]) and SignedFund its fund (Items[1]).
+	Maintainers protocol.MaintainerSet
+	Release     []byte
+	SignedFund  []byte
+}
+
+func newKey(t testing.TB, r *rand.Rand) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, id
+}
+
+// Build makes one hour-long epoch (12 probe rounds of 5 minutes) with n
+// mirrors, each in its own /24 except those listed in shared, all up and
+// probed every round by three observers of other domains; a client's
+// receipt for mirror 0 is witnessed by mirror 1.
+func Build(t testing.TB, n int, shared map[int]string) *Scenario {
+	ok := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	r := rand.New(rand.NewSource(42))
+	mk, mid := newKey(t, r)
+	set := protocol.MaintainerSet{Keys: []string{mid.String()}, Threshold: 1}
+	app := protocol.DeriveAppID("demo", set)
+	rel := protocol.Release{App: app, Name: "demo", Version: 1, CID: AppCID, Time: Epoch0 - 1000, Expires: Epoch0 + 10*24*3600*1000, Maintainers: set}
+	sc := &Scenario{Keys: map[peer.ID]crypto.PrivKey{}, App: app}
+	sc.Items = append(sc.Items, ok(attest.SignRelease(rel, mk)))
+	fund := protocol.Fund{App: app, Version: 1, Unit: "STX", Budget: 1000, Start: Epoch0, EpochMS: 3600 * 1000,
+		MinVerified: 500, RedundancyTarget: 5, Weights: protocol.FundWeights{Uptime: 4, Diversity: 4, Traffic: 2},
+		KeyCap: 1 << 30, NetworkCap: 4 << 30, Time: Epoch0 - 500}
+	sc.Items = append(sc.Items, ok(attest.SignFund(fund, set, mk)))
+	domains := map[string]string{}
+	for i := range n {
+		k, id := newKey(t, r)
+		sc.Mirrors = append(sc.Mirrors, id)
+		sc.Keys[id] = k
+		domains[id.String()] = fmt.Sprintf("net:10.0.%d.0/24", i)
+		if d, ok := shared[i]; ok {
+			domains[id.String()] = d
+		}
+		sc.Items = append(sc.Items, ok(attest.SignPayout(k, protocol.PayoutAddress{Peer: id.String(), Seq: 1, Time: Epoch0 - 100, Addresses: map[string]string{"STX": fmt.Sprintf("SP%03d", i)}})))
+	}
+	seq := uint64(Epoch0)
+	for round := range 12 {
+		at := Epoch0 + int64(round)*RoundMS + 1000
+		for i, id := range sc.Mirrors {
+			seq++
+			sc.Items = append(sc.Items, ok(attest.SignLiveness(sc.Keys[id], protocol.Liveness{Peer: id.String(), State: protocol.StateUp, Seq: seq, Time: at, Addrs: []string{}, Bundles: []string{AppCID}, Version: "test"})))
+			// Three observers from three domains other than the target's.
+			seen := map[string]bool{domains[id.String()]: true}
+			for j := 1; j < n && len(seen) <= 3; j++ {
+				obs := sc.Mirrors[(i+j)%n]
+				if seen[domains[obs.String()]] {
+					continue
+				}
+				seen[domains[obs.String()]] = true
+				seq++
+				sc.Items = append(sc.Items, ok(attest.SignProbe(sc.Keys[obs], protocol.ProbeResult{
+					Observer: obs.String(), Target: id.String(), Epoch: uint64(at / RoundMS), Seq: seq, Time: at + 10,
+					Bundle: AppCID, Challenge: "descent:00112233445566778899aabbccddeeff:0", Outcome: protocol.OutcomePass, LatencyMS: 5})))
+			}
+		}
+	}
+	// A client in 198.51.100.0/24 fetched from mirror 0; mirror 1 witnessed.
+	ck, cid := newKey(t, r)
+	rc := ok(attest.SignReceipt(ck, protocol.Receipt{Client: cid.String(), Seq: 1, Time: Epoch0 + 60_000, Mirror: sc.Mirrors[0].String(), CID: AppCID, Bytes: 1 << 20}))
+	sc.Items = append(sc.Items, ok(attest.SignWitness(sc.Keys[sc.Mirrors[1]], protocol.ReceiptWitness{Witness: sc.Mirrors[1].String(), Seq: 1, Time: Epoch0 + 61_000, Network: "198.51.100.0/24", Receipts: [][]byte{rc}})))
+	sc.Fund, sc.Domains, sc.Maintainers = fund, domains, set
+	sc.Release, sc.SignedFund = sc.Items[0], sc.Items[1]
+	return sc
+}

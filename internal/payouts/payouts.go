@@ -1,0 +1,525 @@
+// Package payouts keeps a mirror's side of the payout ledger: the funds it
+// has seen, operators' payout addresses, receipts that clients posted to it,
+// each epoch's evidence, and the signed ledger roots of every mirror.
+//
+// The Keeper is fed every verified statement the node accepts (liveness,
+// probe results, releases) and the payout statements of its own topic. When
+// a fund's epoch has closed and a grace period has passed, it derives and
+// computes the epoch's ledger (package evidence, package ledger), signs the
+// root and hands it to the node to gossip. A peer's root over other
+// evidence makes it pull that peer's evidence (Merge) and sign again: the
+// roots converge on the union of what the mirrors saw.
+//
+// The Keeper starts no goroutine and reads no clock: the node passes now.
+package payouts
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/evidence"
+	"github.com/mirrornet/mirrornet/internal/ledger"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// Errors.
+var (
+	ErrUnknownFund = errors.New("payouts: unknown fund")
+	ErrNotClosed   = errors.New("payouts: epoch has not closed yet")
+	ErrRollback    = errors.New("payouts: fund version not above the one known")
+	ErrBudget      = errors.New("payouts: evidence budget exhausted")
+	ErrNoKey       = errors.New("payouts: no maintainer set known for the fund's app")
+)
+
+// Config sets the keeper's parameters.
+type Config struct {
+	// ProbeEpoch and K are the network profile's probe epoch length and
+	// the number of independent domains a verdict needs.
+	ProbeEpoch time.Duration
+	K          int
+	// Grace is how long after an epoch closes the keeper waits for late
+	// evidence before it signs a ledger root.
+	Grace time.Duration
+	// Retention is how long statements are kept as evidence.
+	Retention time.Duration
+	// MaxBytes bounds the bytes of all evidence kept; statements beyond it
+	// are refused (counted) rather than evicting evidence of open epochs.
+	MaxBytes int64
+	// MaxFunds bounds the funds kept.
+	MaxFunds int
+}
+
+// DefaultConfig: a day and a half of evidence (an epoch of a day plus
+// grace), 512 MiB, 1,024 funds.
+func DefaultConfig() Config {
+	return Config{ProbeEpoch: 5 * time.Minute, K: 3, Grace: 10 * time.Minute, Retention: 36 * time.Hour, MaxBytes: 512 << 20, MaxFunds: 1024}
+}
+
+// Validate checks the config.
+func (c Config) Validate() error {
+	if c.ProbeEpoch <= 0 || c.K < 1 || c.Grace < 0 || c.Retention <= 0 || c.MaxBytes <= 0 || c.MaxFunds <= 0 {
+		return fmt.Errorf("payouts: invalid config %+v", c)
+	}
+	return nil
+}
+
+// Releases is what the keeper needs of the release book.
+type Releases interface {
+	// Maintainers returns the app's current maintainer set.
+	Maintainers(app string) (protocol.MaintainerSet, bool)
+	// Raw returns the app's signed releases.
+	Raw(app string) [][]byte
+}
+
+// Domains places a peer in its observed failure domain ("" for unknown).
+type Domains interface {
+	Domain(p peer.ID) string
+}
+
+type item struct {
+	raw []byte
+	at  int64 // statement time, Unix ms
+}
+
+type fundKey struct {
+	fund  string
+	epoch uint64
+}
+
+// Keeper is safe for concurrent use.
+type Keeper struct {
+	cfg      Config
+	self     peer.ID
+	key      crypto.PrivKey
+	releases Releases
+	domains  Domains
+
+	mu      sync.Mutex
+	funds   map[string]*attest.Fund      // by fund ID
+	payout  map[string]*attest.Statement // latest payout statement by peer
+	items   map[[32]byte]item            // liveness, probes, witnesses
+	bytes   int64
+	roots   map[fundKey]map[string]*attest.Statement // ledger roots by signer
+	signed  map[fundKey]string                       // evidence root we last signed
+	extra   map[fundKey]*evidence.Set                // items merged from peers' exports
+	seq     uint64
+	Refused map[string]int // statements refused, by reason
+}
+
+// New returns a keeper for the node with key.
+func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*Keeper, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Keeper{cfg: cfg, self: self, key: key, releases: releases, domains: domains,
+		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
+		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{}, extra: map[fundKey]*evidence.Set{},
+		Refused: map[string]int{}}, nil
+}
+
+// Observe keeps a verified liveness, probe or witness statement as evidence.
+// Other kinds are ignored. It reports whether the statement was new.
+func (k *Keeper) Observe(st *attest.Statement) bool {
+	switch st.Kind {
+	case attest.KindLiveness, attest.KindProbe, attest.KindWitness:
+	default:
+		return false
+	}
+	h := digest(st.Raw)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.items[h]; ok {
+		return false
+	}
+	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
+		k.Refused["evidence budget"]++
+		return false
+	}
+	k.items[h] = item{raw: st.Raw, at: st.Time.UnixMilli()}
+	k.bytes += int64(len(st.Raw))
+	return true
+}
+
+// AddFund verifies a signed fund and keeps it if it is the newest version
+// of its fund. now is the receiver's clock.
+func (k *Keeper) AddFund(raw []byte, now time.Time) (*attest.Fund, error) {
+	app, err := attest.FundApp(raw)
+	if err != nil {
+		return nil, err
+	}
+	maint, ok := k.releases.Maintainers(app)
+	if !ok {
+		maint = protocol.MaintainerSet{}
+	}
+	f, err := attest.VerifyFund(raw, maint, now)
+	if err != nil {
+		if !ok {
+			return nil, fmt.Errorf("%w %s (follow the app first): %w", ErrNoKey, app, err)
+		}
+		return nil, err
+	}
+	id := f.Record.ID()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old := k.funds[id]; old != nil {
+		if f.Record.Version <= old.Record.Version {
+			return nil, fmt.Errorf("%w: %s v%d, known v%d", ErrRollback, id, f.Record.Version, old.Record.Version)
+		}
+	} else if len(k.funds) >= k.cfg.MaxFunds {
+		return nil, fmt.Errorf("payouts: %d funds kept, the limit", len(k.funds))
+	}
+	k.funds[id] = f
+	return f, nil
+}
+
+// AddPayout keeps a verified payout address statement if it is the
+// signer's newest.
+func (k *Keeper) AddPayout(st *attest.Statement) bool {
+	if st.Kind != attest.KindPayout {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := st.Payout.Peer
+	if old := k.payout[p]; old != nil && old.Seq >= st.Seq {
+		return false
+	}
+	k.payout[p] = st
+	return true
+}
+
+// AddRoot keeps a verified ledger root if it is the signer's newest for its
+// fund and epoch. It reports whether the root names evidence other than
+// the keeper's own for that epoch (the caller should then pull the
+// signer's evidence and Merge it).
+func (k *Keeper) AddRoot(st *attest.Statement) (differs bool) {
+	if st.Kind != attest.KindLedgerRoot {
+		return false
+	}
+	lr := st.LedgerRoot
+	fk := fundKey{lr.Fund, lr.Epoch}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := k.roots[fk]
+	if m == nil {
+		if len(k.roots) >= 4*k.cfg.MaxFunds {
+			return false
+		}
+		m = map[string]*attest.Statement{}
+		k.roots[fk] = m
+	}
+	if old := m[lr.Peer]; old != nil && old.Seq >= st.Seq {
+		return false
+	}
+	m[lr.Peer] = st
+	mine, ok := k.signed[fk]
+	return ok && mine != lr.Evidence && lr.Peer != k.self.String()
+}
+
+// Funds returns the funds kept, sorted by ID.
+func (k *Keeper) Funds() []*attest.Fund {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]*attest.Fund, 0, len(k.funds))
+	for _, f := range k.funds {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b *attest.Fund) int { return cmpStr(a.Record.ID(), b.Record.ID()) })
+	return out
+}
+
+// FundOf returns the fund with the given ID, or the maintainers' fund of
+// an app when id is an app ID.
+func (k *Keeper) FundOf(id string) (*attest.Fund, error) {
+	if protocol.IsAppID(id) {
+		id = protocol.DeriveFundID(id, nil)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f := k.funds[id]
+	if f == nil {
+		return nil, fmt.Errorf("%w %s", ErrUnknownFund, id)
+	}
+	return f, nil
+}
+
+// Statements returns the payout statements the keeper holds (funds,
+// payout addresses, ledger roots), for sync.
+func (k *Keeper) Statements() [][]byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out [][]byte
+	for _, f := range k.funds {
+		out = append(out, f.Raw)
+	}
+	for _, st := range k.payout {
+		out = append(out, st.Raw)
+	}
+	for _, m := range k.roots {
+		for _, st := range m {
+			out = append(out, st.Raw)
+		}
+	}
+	return out
+}
+
+// Export gathers the evidence of a fund's epoch: the fund record, the app's
+// releases, payout addresses, and every kept statement timed in the epoch
+// (plus what was merged from peers), with the manifest to export it and
+// the ledger roots signed for it.
+func (k *Keeper) Export(fundID string, epochNo uint64, now time.Time) (evidence.Manifest, *evidence.Set, [][]byte, error) {
+	f, err := k.FundOf(fundID)
+	if err != nil {
+		return evidence.Manifest{}, nil, nil, err
+	}
+	fr := f.Record
+	start, end := fr.EpochStart(epochNo), fr.EpochStart(epochNo+1)
+	if now.UnixMilli() < end {
+		return evidence.Manifest{}, nil, nil, fmt.Errorf("%w: epoch %d of %s closes at %s", ErrNotClosed, epochNo, fr.ID(), time.UnixMilli(end).UTC().Format(time.RFC3339))
+	}
+	s := evidence.NewSet()
+	s.Add(f.Raw)
+	for _, r := range k.releases.Raw(fr.App) {
+		s.Add(r)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, st := range k.payout {
+		if st.Time.UnixMilli() < end {
+			s.Add(st.Raw)
+		}
+	}
+	for _, it := range k.items {
+		if it.at >= start && it.at < end {
+			s.Add(it.raw)
+		}
+	}
+	fk := fundKey{fr.ID(), epochNo}
+	if x := k.extra[fk]; x != nil {
+		for _, raw := range x.Items() {
+			s.Add(raw)
+		}
+	}
+	var roots [][]byte
+	for _, st := range k.roots[fk] {
+		roots = append(roots, st.Raw)
+	}
+	sort.Slice(roots, func(i, j int) bool { return string(roots[i]) < string(roots[j]) })
+	m := evidence.Manifest{App: fr.App, Fund: fr.ID(), Epoch: epochNo, ProbeEpochMS: k.cfg.ProbeEpoch.Milliseconds(), K: k.cfg.K, Domains: k.domainMapLocked(s)}
+	return m, s, roots, nil
+}
+
+// domainMapLocked places every peer named in s.
+func (k *Keeper) domainMapLocked(s *evidence.Set) map[string]string {
+	out := map[string]string{}
+	if k.domains == nil {
+		return out
+	}
+	for _, p := range evidence.Peers(s) {
+		id, err := peer.Decode(p)
+		if err != nil {
+			continue
+		}
+		if d := k.domains.Domain(id); d != "" {
+			out[p] = d
+		}
+	}
+	return out
+}
+
+// Merge adds the items of a peer's export of the same fund epoch that
+// verify (each is checked; nothing unverifiable is kept). It returns how
+// many items were new.
+func (k *Keeper) Merge(m *evidence.Manifest, s *evidence.Set) int {
+	fk := fundKey{m.Fund, m.Epoch}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	x := k.extra[fk]
+	if x == nil {
+		x = evidence.NewSet()
+		k.extra[fk] = x
+	}
+	n := 0
+	for _, raw := range s.Items() {
+		if k.bytes+int64(len(raw)) > k.cfg.MaxBytes {
+			k.Refused["evidence budget"]++
+			break
+		}
+		if !evidence.Verifies(raw) {
+			k.Refused["merged item does not verify"]++
+			continue
+		}
+		if x.Add(raw) {
+			k.bytes += int64(len(raw))
+			n++
+		}
+	}
+	return n
+}
+
+// Ledger computes the ledger of a closed fund epoch from the keeper's
+// evidence.
+func (k *Keeper) Ledger(fundID string, epochNo uint64, now time.Time) (*ledger.Table, ledger.Input, *evidence.Report, error) {
+	m, s, _, err := k.Export(fundID, epochNo, now)
+	if err != nil {
+		return nil, ledger.Input{}, nil, err
+	}
+	return Compute(m, s)
+}
+
+// Compute derives and computes the ledger of an exported epoch (what
+// `mirrornet ledger verify` runs offline).
+func Compute(m evidence.Manifest, s *evidence.Set) (*ledger.Table, ledger.Input, *evidence.Report, error) {
+	in, rep, err := evidence.Derive(s, evidence.Params{Manifest: m, Domains: m.Domains, Judge: evidence.MajorityJudge(m.K)})
+	if err != nil {
+		return nil, in, rep, err
+	}
+	t, err := ledger.Compute(in)
+	return t, in, rep, err
+}
+
+// Due returns the ledger roots the keeper should sign now: for every fund
+// epoch closed at least Grace ago (and within retention) whose evidence
+// root differs from the one last signed, a signed root. The caller
+// gossips them.
+func (k *Keeper) Due(now time.Time) [][]byte {
+	var out [][]byte
+	for _, f := range k.Funds() {
+		fr := f.Record
+		cur := fr.EpochOf(now.Add(-k.cfg.Grace).UnixMilli())
+		if now.Add(-k.cfg.Grace).UnixMilli() < fr.EpochStart(0)+fr.EpochMS {
+			continue // no epoch has closed yet
+		}
+		e := cur - 1
+		if time.Duration(now.UnixMilli()-fr.EpochStart(e+1))*time.Millisecond > k.cfg.Retention {
+			continue
+		}
+		m, s, _, err := k.Export(fr.ID(), e, now)
+		if err != nil {
+			continue
+		}
+		fk := fundKey{fr.ID(), e}
+		k.mu.Lock()
+		same := k.signed[fk] == s.Root()
+		k.mu.Unlock()
+		if same {
+			continue
+		}
+		t, _, _, err := Compute(m, s)
+		if err != nil {
+			continue
+		}
+		k.mu.Lock()
+		k.seq = max(k.seq+1, uint64(now.UnixMilli()))
+		seq := k.seq
+		k.mu.Unlock()
+		raw, err := attest.SignLedgerRoot(k.key, protocol.LedgerRoot{Peer: k.self.String(), Seq: seq, Time: now.UnixMilli(),
+			App: fr.App, Fund: fr.ID(), Epoch: e, Evidence: s.Root(), Table: t.Hash()})
+		if err != nil {
+			continue
+		}
+		st, err := attest.Verify(raw, now)
+		if err != nil {
+			continue
+		}
+		k.mu.Lock()
+		k.signed[fk] = s.Root()
+		k.mu.Unlock()
+		k.AddRoot(st)
+		out = append(out, raw)
+	}
+	return out
+}
+
+// Agreement counts, for a fund epoch, the mirrors (and their distinct
+// domains) whose latest signed root names each table hash.
+type Agreement struct {
+	Table   string `json:"table"`
+	Mirrors int    `json:"mirrors"`
+	Domains int    `json:"domains"`
+}
+
+// Agreements returns the agreement on a fund epoch's ledger, most mirrors
+// first.
+func (k *Keeper) Agreements(fundID string, epochNo uint64) []Agreement {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	by := map[string]map[string]bool{}
+	count := map[string]int{}
+	for signer, st := range k.roots[fundKey{fundID, epochNo}] {
+		t := st.LedgerRoot.Table
+		if by[t] == nil {
+			by[t] = map[string]bool{}
+		}
+		d := ""
+		if k.domains != nil {
+			if id, err := peer.Decode(signer); err == nil {
+				d = k.domains.Domain(id)
+			}
+		}
+		if d == "" {
+			d = ledger.UnknownDomain
+		}
+		by[t][d] = true
+		count[t]++
+	}
+	var out []Agreement
+	for t, ds := range by {
+		out = append(out, Agreement{Table: t, Mirrors: count[t], Domains: len(ds)})
+	}
+	slices.SortFunc(out, func(a, b Agreement) int {
+		if a.Mirrors != b.Mirrors {
+			return b.Mirrors - a.Mirrors
+		}
+		return cmpStr(a.Table, b.Table)
+	})
+	return out
+}
+
+// Prune forgets evidence older than the retention.
+func (k *Keeper) Prune(now time.Time) {
+	cut := now.Add(-k.cfg.Retention).UnixMilli()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for h, it := range k.items {
+		if it.at < cut {
+			k.bytes -= int64(len(it.raw))
+			delete(k.items, h)
+		}
+	}
+	for fk := range k.extra {
+		if f := k.funds[fk.fund]; f == nil || f.Record.EpochStart(fk.epoch+1) < cut {
+			for _, raw := range k.extra[fk].Items() {
+				k.bytes -= int64(len(raw))
+			}
+			delete(k.extra, fk)
+			delete(k.roots, fk)
+			delete(k.signed, fk)
+		}
+	}
+}
+
+func digest(b []byte) [32]byte { return sha256.Sum256(b) }
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

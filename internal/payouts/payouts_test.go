@@ -1,0 +1,154 @@
+package payouts
+
+import (
+	"errors"
+	"math/rand"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/evidence/evidencetest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+type fakeReleases struct{ sc *evidencetest.Scenario }
+
+func (f fakeReleases) Maintainers(app string) (protocol.MaintainerSet, bool) {
+	return f.sc.Maintainers, app == f.sc.App
+}
+func (f fakeReleases) Raw(app string) [][]byte { return [][]byte{f.sc.Release} }
+
+type fakeDomains map[string]string
+
+func (d fakeDomains) Domain(p peer.ID) string { return d[p.String()] }
+
+func keeper(t *testing.T, sc *evidencetest.Scenario, seed int64) *Keeper {
+	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(rand.New(rand.NewSource(seed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ProbeEpoch, cfg.K, cfg.Grace = evidencetest.RoundMS*time.Millisecond, 2, time.Minute
+	k, err := New(cfg, key, fakeReleases{sc}, fakeDomains(sc.Domains))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// feed gives k the scenario's statements in the order of idx.
+func feed(t *testing.T, k *Keeper, sc *evidencetest.Scenario, idx []int, now time.Time) {
+	t.Helper()
+	for _, i := range idx {
+		raw := sc.Items[i]
+		switch {
+		case protocol.IsSignedRelease(raw):
+		case protocol.IsSignedRecord(raw):
+			if _, err := k.AddFund(raw, now); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			st, err := attest.Verify(raw, now)
+			if st == nil {
+				t.Fatal(err)
+			}
+			if !k.AddPayout(st) {
+				k.Observe(st)
+			}
+		}
+	}
+}
+
+func TestKeepersAgreeAndConverge(t *testing.T) {
+	sc := evidencetest.Build(t, 5, nil)
+	closed := time.UnixMilli(evidencetest.Epoch0 + sc.Fund.EpochMS)
+	now := closed.Add(2 * time.Minute)
+	all := make([]int, len(sc.Items))
+	for i := range all {
+		all[i] = i
+	}
+	rev := make([]int, len(all))
+	for i := range rev {
+		rev[i] = all[len(all)-1-i]
+	}
+	a, b := keeper(t, sc, 1), keeper(t, sc, 2)
+	feed(t, a, sc, all, now)
+	feed(t, b, sc, rev, now)
+	if _, _, _, err := a.Export(sc.Fund.ID(), 0, closed.Add(-time.Second)); !errors.Is(err, ErrNotClosed) {
+		t.Fatalf("export of an open epoch: %v", err)
+	}
+	ra, rb := a.Due(now), b.Due(now)
+	if len(ra) != 1 || len(rb) != 1 {
+		t.Fatalf("due roots: %d and %d, want 1 each", len(ra), len(rb))
+	}
+	sa, _ := attest.Verify(ra[0], now)
+	sb, _ := attest.Verify(rb[0], now)
+	if sa.LedgerRoot.Evidence != sb.LedgerRoot.Evidence || sa.LedgerRoot.Table != sb.LedgerRoot.Table {
+		t.Fatalf("keepers fed in different orders disagree: %+v vs %+v", sa.LedgerRoot, sb.LedgerRoot)
+	}
+	if len(a.Due(now)) != 0 {
+		t.Fatal("a keeper signed the same evidence twice")
+	}
+
+	// A third keeper missed a tenth of the statements: its root differs;
+	// when it sees a's root it pulls a's export and converges.
+	c := keeper(t, sc, 3)
+	var most []int
+	for _, i := range all {
+		if i < 2 || i%10 != 0 {
+			most = append(most, i)
+		}
+	}
+	feed(t, c, sc, most, now)
+	rc := c.Due(now)
+	sc0, _ := attest.Verify(rc[0], now)
+	if sc0.LedgerRoot.Evidence == sa.LedgerRoot.Evidence {
+		t.Fatal("missing statements did not change the evidence root")
+	}
+	if !c.AddRoot(sa) {
+		t.Fatal("a root over other evidence was not flagged")
+	}
+	m, s, _, err := a.Export(sc.Fund.ID(), 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Merge(&m, s); n == 0 {
+		t.Fatal("merge added nothing")
+	}
+	rc = c.Due(now)
+	if len(rc) != 1 {
+		t.Fatalf("after merge: %d roots due", len(rc))
+	}
+	sc1, _ := attest.Verify(rc[0], now)
+	if sc1.LedgerRoot.Evidence != sa.LedgerRoot.Evidence || sc1.LedgerRoot.Table != sa.LedgerRoot.Table {
+		t.Fatal("after merging, the keeper's root still differs")
+	}
+	c.AddRoot(sb)
+	ag := c.Agreements(sc.Fund.ID(), 0)
+	if len(ag) != 1 || ag[0].Mirrors != 3 || ag[0].Table != sa.LedgerRoot.Table {
+		t.Fatalf("agreement: %+v", ag)
+	}
+}
+
+func TestFundRollbackAndUnknownApp(t *testing.T) {
+	sc := evidencetest.Build(t, 3, nil)
+	k := keeper(t, sc, 1)
+	now := time.UnixMilli(evidencetest.Epoch0)
+	if _, err := k.AddFund(sc.SignedFund, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.AddFund(sc.SignedFund, now); !errors.Is(err, ErrRollback) {
+		t.Fatalf("same version again: %v", err)
+	}
+	// A keeper that knows no release of the app cannot check a
+	// maintainers' fund: it says so.
+	k2 := keeper(t, sc, 2)
+	k2.releases = fakeReleases{&evidencetest.Scenario{App: "none"}}
+	if _, err := k2.AddFund(sc.SignedFund, now); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("fund of an unknown app: %v", err)
+	}
+}
