@@ -267,3 +267,17 @@ func VerifyApproval(raw []byte, signers protocol.MaintainerSet) (*Approval, erro
 	}
 	return &Approval{Record: *a, Signers: got, Raw: raw}, nil
 }
+
+// ApprovalRecord decodes the record of a signed approval without checking
+// its signatures.
+func ApprovalRecord(raw []byte) (*protocol.Approval, error) {
+	s, err := protocol.DecodeSignedRecord(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	a, err := protocol.DecodeApproval(s.Record)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	return a, nil
+}

@@ -255,6 +255,10 @@ func (c *AdminClient) do(req *http.Request, out any) error {
 		}
 		return fmt.Errorf("node answered %s", resp.Status)
 	}
+	if w, ok := out.(io.Writer); ok {
+		_, err := io.Copy(w, resp.Body)
+		return err
+	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}

@@ -115,6 +115,9 @@ type Config struct {
 	Auto bool
 	// RedundancyTarget is the effective redundancy Auto aims for. Default 3.
 	RedundancyTarget int
+	// Payout maps a unit ("STX") to the address this mirror is paid at in
+	// it, announced in a signed payout statement (see docs/PAYOUTS.md).
+	Payout map[string]string
 }
 
 // DefaultConfig is a mirror on the lan profile with TCP and QUIC on 4001
@@ -244,6 +247,14 @@ func (c *Config) Validate() error {
 	for _, s := range c.ColocationWhitelist {
 		if _, err := netip.ParsePrefix(s); err != nil {
 			return fmt.Errorf("%w: colocation whitelist: %q: %v", ErrConfig, s, err)
+		}
+	}
+	if len(c.Payout) > protocol.MaxPayoutAddresses {
+		return fmt.Errorf("%w: payout: %d units, at most %d", ErrConfig, len(c.Payout), protocol.MaxPayoutAddresses)
+	}
+	for u, a := range c.Payout {
+		if _, _, err := protocol.ParsePayoutFlag(u + "=" + a); err != nil {
+			return fmt.Errorf("%w: payout: %v", ErrConfig, err)
 		}
 	}
 	return nil

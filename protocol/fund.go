@@ -37,6 +37,10 @@ const (
 	// HTTPReceiptsPath accepts delivery receipts from clients (POST, a
 	// framed stream of signed receipts, at most MaxReceiptsPerPost).
 	HTTPReceiptsPath = "/mirrornet/v1/receipts"
+	// HTTPEvidencePath + "/{fund}/{epoch}" serves a closed epoch's evidence
+	// as a CAR (see package internal/evidence), for peers whose ledger
+	// root differs and for anyone who wants to recompute the ledger.
+	HTTPEvidencePath = "/mirrornet/v1/evidence"
 	// MaxReceiptsPerPost bounds one POST to HTTPReceiptsPath.
 	MaxReceiptsPerPost = 64
 	// FundIDPrefix starts every fund ID; see [DeriveFundID].

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mirrornet/mirrornet/node"
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 const nodeSynopsis = "[--data DIR] [--listen MULTIADDR]... [--http ADDR] [--bootstrap MULTIADDR]... [--mdns=false] [--profile local|lan|wan] [--follow CID]..."
@@ -50,6 +51,8 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	probeK := fs.Int("probe-k", 0, "independent observers (distinct failure domains) needed for verified; 0 = the profile's")
 	auto := fs.Bool("auto", false, "follow under-mirrored bundles where this mirror adds a new failure domain")
 	target := fs.Int("redundancy-target", def.RedundancyTarget, "effective redundancy --auto aims for")
+	var payout listFlag
+	fs.Var(&payout, "payout", "UNIT=ADDRESS this mirror is paid at, e.g. STX=SP2J... (repeatable; see docs/PAYOUTS.md)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pos, err := parseFlags(fs, env, args)
@@ -87,6 +90,19 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.HTTPSAddr, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot = *httpsAddr, *acmeCA, *acmeEmail, *acmeCARoot
 	cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
 	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
+	for _, p := range payout {
+		unit, addr, err := protocol.ParsePayoutFlag(p)
+		if err != nil {
+			return node.Config{}, nil, usageErrorf("node: --payout: %v", err)
+		}
+		if cfg.Payout == nil {
+			cfg.Payout = map[string]string{}
+		}
+		if _, dup := cfg.Payout[unit]; dup {
+			return node.Config{}, nil, usageErrorf("node: --payout: unit %s given twice", unit)
+		}
+		cfg.Payout[unit] = addr
+	}
 	if err := cfg.Validate(); err != nil {
 		if errors.Is(err, node.ErrConfig) {
 			return node.Config{}, nil, usageErrorf("%v", err)

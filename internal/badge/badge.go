@@ -17,6 +17,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/mirrornet/mirrornet/internal/probe"
@@ -32,7 +34,7 @@ type Badge struct {
 // Colours: shields.io names and the hex values its flat style draws.
 var colors = map[string]string{
 	"brightgreen": "#4c1", "green": "#97ca00", "yellowgreen": "#a4a61d", "yellow": "#dfb317",
-	"orange": "#fe7d37", "red": "#e05d44", "lightgrey": "#9f9f9f",
+	"orange": "#fe7d37", "red": "#e05d44", "lightgrey": "#9f9f9f", "blue": "#007ec6",
 }
 
 // Mirrors is the badge of a bundle: "5 verified · 4 domains". Colour
@@ -149,4 +151,29 @@ func (b Badge) SVG() []byte {
 	}
 	buf.WriteString(`</g></svg>`)
 	return buf.Bytes()
+}
+
+// Fund is the badge of an app's fund: "100 STX/epoch · 7 mirrors paid"
+// (paid < 0: no ledger computed yet).
+func Fund(budget uint64, unit string, paid int) Badge {
+	b := Badge{Label: "fund", Message: fmt.Sprintf("%d %s/epoch", budget, unit), Color: "blue"}
+	if paid >= 0 {
+		b.Message += fmt.Sprintf(" · %d %s paid", paid, plural(paid, "mirror", "mirrors"))
+	}
+	return b
+}
+
+// Earned is the badge of what a mirror earns in the latest epoch of every
+// fund: "12 STX · 3 USD", units sorted.
+func Earned(byUnit map[string]uint64) Badge {
+	units := make([]string, 0, len(byUnit))
+	for u := range byUnit {
+		units = append(units, u)
+	}
+	sort.Strings(units)
+	var parts []string
+	for _, u := range units {
+		parts = append(parts, fmt.Sprintf("%d %s", byUnit[u], u))
+	}
+	return Badge{Label: "earned", Message: strings.Join(parts, " · "), Color: "brightgreen"}
 }

@@ -323,6 +323,41 @@ func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
 	return in, rep, nil
 }
 
+// FundSigners returns the key set that signs for the fund fundID of app in
+// s: its funders for a bounty, else the app's maintainers by the releases
+// in s.
+func FundSigners(s *Set, app, fundID string) (protocol.MaintainerSet, error) {
+	book := release.NewBook()
+	var rels []*attest.Release
+	var funds [][]byte
+	for _, raw := range s.Items() {
+		switch {
+		case protocol.IsSignedRelease(raw):
+			if rel, err := attest.VerifyRelease(raw, farFuture); rel != nil && (err == nil || errors.Is(err, attest.ErrTooOld)) && rel.Record.App == app {
+				rels = append(rels, rel)
+			}
+		case protocol.IsSignedRecord(raw):
+			funds = append(funds, raw)
+		}
+	}
+	slices.SortFunc(rels, func(a, b *attest.Release) int { return cmpU(a.Record.Version, b.Record.Version) })
+	for _, rel := range rels {
+		book.Apply(rel, time.UnixMilli(rel.Record.Time))
+	}
+	maint, _ := book.Maintainers(app)
+	for _, raw := range funds {
+		f, err := attest.VerifyFund(raw, maint, farFuture)
+		if err != nil || f.Record.ID() != fundID {
+			continue
+		}
+		if f.Record.Funders != nil {
+			return *f.Record.Funders, nil
+		}
+		return maint, nil
+	}
+	return protocol.MaintainerSet{}, ErrNoFund
+}
+
 // farFuture is the "now" items are verified at: an item's time is judged
 // against the epoch's window, never against its age.
 var farFuture = time.UnixMilli(1 << 50)

@@ -113,6 +113,49 @@ type Keeper struct {
 	extra   map[fundKey]*evidence.Set                // items merged from peers' exports
 	seq     uint64
 	Refused map[string]int // statements refused, by reason
+	// sampled marks (peer, probe round) pairs that have a liveness sample.
+	sampled map[sample]bool
+	// tables are the latest ledger computed per fund (by Due).
+	tables map[string]*ledger.Table
+}
+
+type sample struct {
+	peer  string
+	round int64
+}
+
+// Config returns the keeper's config.
+func (k *Keeper) Config() Config { return k.cfg }
+
+// Seen reports whether raw is already kept as evidence.
+func (k *Keeper) Seen(raw []byte) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.items[digest(raw)]
+	return ok
+}
+
+// LastTable is the latest ledger Due computed for a fund, or nil.
+func (k *Keeper) LastTable(fundID string) *ledger.Table {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.tables[fundID]
+}
+
+// Earned sums, per unit, what peer is paid in the latest table of every
+// fund.
+func (k *Keeper) Earned(peerID string) map[string]uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[string]uint64{}
+	for _, t := range k.tables {
+		for _, p := range t.Payouts {
+			if p.PeerID == peerID && p.Amount > 0 {
+				out[t.Unit] += p.Amount
+			}
+		}
+	}
+	return out
 }
 
 // New returns a keeper for the node with key.
@@ -127,11 +170,12 @@ func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*K
 	return &Keeper{cfg: cfg, self: self, key: key, releases: releases, domains: domains,
 		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
 		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{}, extra: map[fundKey]*evidence.Set{},
-		Refused: map[string]int{}}, nil
+		Refused: map[string]int{}, sampled: map[sample]bool{}, tables: map[string]*ledger.Table{}}, nil
 }
 
-// Observe keeps a verified liveness, probe or witness statement as evidence.
-// Other kinds are ignored. It reports whether the statement was new.
+// Observe keeps a verified liveness, probe or witness statement as evidence
+// (of liveness, one sample per mirror per probe round: the first seen).
+// Other kinds are ignored. It reports whether the statement was kept.
 func (k *Keeper) Observe(st *attest.Statement) bool {
 	switch st.Kind {
 	case attest.KindLiveness, attest.KindProbe, attest.KindWitness:
@@ -147,6 +191,13 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
 		k.Refused["evidence budget"]++
 		return false
+	}
+	if st.Kind == attest.KindLiveness {
+		sm := sample{st.Signer.String(), st.Time.UnixMilli() / k.cfg.ProbeEpoch.Milliseconds()}
+		if k.sampled[sm] {
+			return false
+		}
+		k.sampled[sm] = true
 	}
 	k.items[h] = item{raw: st.Raw, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
@@ -437,6 +488,7 @@ func (k *Keeper) Due(now time.Time) [][]byte {
 		}
 		k.mu.Lock()
 		k.signed[fk] = s.Root()
+		k.tables[fr.ID()] = t
 		k.mu.Unlock()
 		k.AddRoot(st)
 		out = append(out, raw)
@@ -494,6 +546,12 @@ func (k *Keeper) Prune(now time.Time) {
 	cut := now.Add(-k.cfg.Retention).UnixMilli()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	round := cut / k.cfg.ProbeEpoch.Milliseconds()
+	for sm := range k.sampled {
+		if sm.round < round {
+			delete(k.sampled, sm)
+		}
+	}
 	for h, it := range k.items {
 		if it.at < cut {
 			k.bytes -= int64(len(it.raw))

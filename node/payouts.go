@@ -1,0 +1,569 @@
+package node
+
+// The payouts feature wires package payouts into the node: the fund topic,
+// receipts posted by clients, evidence export and pulls, ledger roots, the
+// ledger API and the fund and earnings badges. The logic lives in
+// internal/payouts, internal/evidence and internal/ledger.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/badge"
+	"github.com/mirrornet/mirrornet/internal/evidence"
+	"github.com/mirrornet/mirrornet/internal/payouts"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+func init() { registerFeature(newPayoutsFeature) }
+
+// maxEvidenceCAR bounds an evidence CAR pulled from a peer.
+const maxEvidenceCAR = 1 << 30
+
+type payoutsFeature struct {
+	baseFeature
+	n    *Node
+	k    *payouts.Keeper
+	pull chan *attest.Statement
+
+	mu      sync.Mutex
+	posts   map[string]int // receipts posted per client network this minute
+	postMin int64
+	seq     uint64 // of the witnesses this mirror signs
+}
+
+// nextSeq is the sequence number of the next witness: rising, from the
+// signing time in milliseconds.
+func (f *payoutsFeature) nextSeq(now time.Time) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq = max(f.seq+1, uint64(now.UnixMilli()))
+	return f.seq
+}
+
+// httpURLOf is the HTTP URL a mirror announced in its latest liveness
+// statement, or "".
+func (n *Node) httpURLOf(p peer.ID) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m, ok := n.view.Mirror(p, n.clock())
+	if !ok || m.Liveness == nil {
+		return ""
+	}
+	return m.Liveness.HTTP
+}
+
+// writeJSON answers v as indented JSON, never cached.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// lazyReleases reads the release feature's book (built after this one).
+type lazyReleases struct{ n *Node }
+
+func (l lazyReleases) book() *releaseFeature {
+	for _, f := range l.n.features {
+		if rf, ok := f.(*releaseFeature); ok {
+			return rf
+		}
+	}
+	return nil
+}
+
+func (l lazyReleases) Maintainers(app string) (protocol.MaintainerSet, bool) {
+	rf := l.book()
+	if rf == nil {
+		return protocol.MaintainerSet{}, false
+	}
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	return rf.book.Maintainers(app)
+}
+
+func (l lazyReleases) Raw(app string) [][]byte {
+	rf := l.book()
+	if rf == nil {
+		return nil
+	}
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	return rf.book.Raw(app)
+}
+
+// lazyDomains places peers with the probe feature's placer.
+type lazyDomains struct{ n *Node }
+
+func (l lazyDomains) Domain(p peer.ID) string {
+	if pf := l.n.probeFeatureOf(); pf != nil {
+		return pf.placer.Domain(p)
+	}
+	return ""
+}
+
+func newPayoutsFeature(n *Node) (feature, error) {
+	rc, err := probeConfig(n.cfg, n.prof.Name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := payouts.DefaultConfig()
+	cfg.ProbeEpoch, cfg.K = rc.Config.EpochLength, rc.Config.K
+	cfg.Grace = 2 * rc.Config.EpochLength
+	k, err := payouts.New(cfg, n.key, lazyReleases{n}, lazyDomains{n})
+	if err != nil {
+		return nil, fmt.Errorf("node: payouts: %w", err)
+	}
+	return &payoutsFeature{n: n, k: k, pull: make(chan *attest.Statement, 16), posts: map[string]int{}}, nil
+}
+
+func (f *payoutsFeature) name() string { return "payouts" }
+
+func (f *payoutsFeature) topics() []topicSpec {
+	return []topicSpec{{topic: protocol.TopicFund, validate: f.validate}}
+}
+
+func (f *payoutsFeature) statements() [][]byte { return f.k.Statements() }
+
+func (f *payoutsFeature) applySynced(raw []byte) bool {
+	if protocol.IsSignedRecord(raw) {
+		_, err := f.k.AddFund(raw, f.n.clock())
+		return err == nil
+	}
+	st, err := attest.Verify(raw, f.n.clock())
+	if st == nil || !isPayoutKind(st.Kind) {
+		return false
+	}
+	_ = err // age does not matter for synced payout statements
+	f.apply(st)
+	return true
+}
+
+func isPayoutKind(k attest.Kind) bool {
+	return k == attest.KindPayout || k == attest.KindLedgerRoot || k == attest.KindWitness
+}
+
+// errNotNewer marks a payout statement older than one already held.
+var errNotNewer = errors.New("node: payout statement not newer than the one held")
+
+func (f *payoutsFeature) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	err := f.add(msg.Data)
+	v := attest.Classify(err)
+	switch {
+	case err == nil:
+		v = attest.Accept
+	case errors.Is(err, errNotNewer), errors.Is(err, payouts.ErrRollback), errors.Is(err, payouts.ErrNoKey):
+		v = attest.Ignore
+	}
+	if f.n.metrics != nil {
+		f.n.metrics.statements.WithLabelValues("payouts", v.String(), payoutReason(err)).Inc()
+	}
+	if v != attest.Accept {
+		f.n.log.Debug("payout statement not accepted", "from", from, "verdict", v, "err", err)
+	}
+	return toResult(v)
+}
+
+func payoutReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, errNotNewer):
+		return "not_newer"
+	case errors.Is(err, payouts.ErrRollback):
+		return "rollback"
+	case errors.Is(err, payouts.ErrNoKey):
+		return "unknown_app"
+	case errors.Is(err, attest.ErrThreshold):
+		return "below_threshold"
+	}
+	return attest.Reason(err)
+}
+
+func (f *payoutsFeature) add(raw []byte) error {
+	now := f.n.clock()
+	if protocol.IsSignedRecord(raw) {
+		_, err := f.k.AddFund(raw, now)
+		return err
+	}
+	st, err := attest.Verify(raw, now)
+	if err != nil {
+		return err
+	}
+	if !isPayoutKind(st.Kind) {
+		return fmt.Errorf("%w: %s on the fund topic", attest.ErrKind, st.Kind)
+	}
+	if !f.apply(st) {
+		return errNotNewer
+	}
+	return nil
+}
+
+// apply keeps a verified payout statement and reports whether it was new.
+func (f *payoutsFeature) apply(st *attest.Statement) bool {
+	switch st.Kind {
+	case attest.KindPayout:
+		return f.k.AddPayout(st)
+	case attest.KindWitness:
+		return f.k.Observe(st)
+	case attest.KindLedgerRoot:
+		if f.k.AddRoot(st) {
+			select {
+			case f.pull <- st:
+			default: // a pull is queued already; the next root asks again
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (f *payoutsFeature) run(ctx context.Context) {
+	f.publishPayout()
+	every := min(f.k.Config().ProbeEpoch/5, time.Minute)
+	t := time.NewTicker(max(every, f.n.prof.Heartbeat))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-f.pull:
+			f.pullEvidence(ctx, st)
+		case <-t.C:
+			now := f.n.clock()
+			f.snapshot(now)
+			for _, raw := range f.k.Due(now) {
+				if err := f.n.publish(protocol.TopicFund, raw); err != nil {
+					f.n.log.Debug("publish ledger root", "err", err)
+				}
+			}
+			f.k.Prune(now)
+		}
+	}
+}
+
+// snapshot keeps the liveness and probe statements the node holds as
+// evidence (one liveness sample per mirror per probe round).
+func (f *payoutsFeature) snapshot(now time.Time) {
+	for _, raw := range f.n.statements() {
+		if protocol.IsSignedRelease(raw) || protocol.IsSignedRecord(raw) || f.k.Seen(raw) {
+			continue
+		}
+		if st, err := attest.Verify(raw, now); st != nil && (err == nil || errors.Is(err, attest.ErrTooOld)) {
+			f.k.Observe(st)
+		}
+	}
+}
+
+// publishPayout signs and gossips the operator's payout addresses.
+func (f *payoutsFeature) publishPayout() {
+	if len(f.n.cfg.Payout) == 0 {
+		return
+	}
+	now := f.n.clock()
+	raw, err := attest.SignPayout(f.n.key, protocol.PayoutAddress{Peer: f.n.id.String(), Seq: uint64(now.UnixMilli()), Time: now.UnixMilli(), Addresses: f.n.cfg.Payout})
+	if err != nil {
+		f.n.log.Error("sign payout address", "err", err)
+		return
+	}
+	st, err := attest.Verify(raw, now)
+	if err != nil {
+		f.n.log.Error("verify own payout address", "err", err)
+		return
+	}
+	f.k.AddPayout(st)
+	if err := f.n.publish(protocol.TopicFund, raw); err != nil {
+		f.n.log.Debug("publish payout address", "err", err)
+	}
+}
+
+// pullEvidence fetches the evidence a peer signed a different root over,
+// from its HTTP side, and merges what verifies.
+func (f *payoutsFeature) pullEvidence(ctx context.Context, st *attest.Statement) {
+	base := f.n.httpURLOf(st.Signer)
+	if base == "" {
+		return
+	}
+	lr := st.LedgerRoot
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("%s%s/%s/%d", base, protocol.HTTPEvidencePath, lr.Fund, lr.Epoch)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.n.log.Debug("pull evidence", "peer", st.Signer, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
+	m, s, _, err := evidence.ReadCAR(io.LimitReader(resp.Body, maxEvidenceCAR))
+	if err != nil || m.Fund != lr.Fund || m.Epoch != lr.Epoch {
+		f.n.log.Debug("pulled evidence refused", "peer", st.Signer, "err", err)
+		return
+	}
+	n := f.k.Merge(m, s)
+	f.n.log.Debug("merged evidence", "peer", st.Signer, "fund", lr.Fund, "epoch", lr.Epoch, "new", n)
+}
+
+func (f *payoutsFeature) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+protocol.HTTPReceiptsPath, f.serveReceipts)
+	mux.HandleFunc("GET "+protocol.HTTPEvidencePath+"/{fund}/{epoch}", f.serveEvidence)
+	mux.HandleFunc("GET /api/v1/ledger/{fund}", f.serveLedger)
+	mux.HandleFunc("GET /badge/app/{app}/fund.svg", f.serveFundBadge)
+	mux.HandleFunc("GET /badge/app/{app}/fund.json", f.serveFundBadge)
+	mux.HandleFunc("GET /badge/peer/{peer}/earned.svg", f.serveEarnedBadge)
+	mux.HandleFunc("GET /badge/peer/{peer}/earned.json", f.serveEarnedBadge)
+}
+
+func (f *payoutsFeature) adminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /admin/v1/fund", f.adminFund)
+	mux.HandleFunc("GET /admin/v1/evidence", f.adminEvidence)
+}
+
+// maxReceiptPostsPerMinute bounds the receipt posts one client network may
+// make to one mirror per minute.
+const maxReceiptPostsPerMinute = 60
+
+// serveReceipts takes a framed stream of signed receipts from a client,
+// witnesses them with the network the client came from, and gossips the
+// witness.
+func (f *payoutsFeature) serveReceipts(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: no client address"))
+		return
+	}
+	network := protocol.ClientNetwork(ip)
+	now := f.n.clock()
+	if !f.allowPost(network, now) {
+		w.Header().Set("Retry-After", "60")
+		httpJSONError(w, http.StatusTooManyRequests, fmt.Errorf("receipts: more than %d posts a minute from %s", maxReceiptPostsPerMinute, network))
+		return
+	}
+	br := bufio.NewReader(io.LimitReader(r.Body, int64(protocol.MaxReceiptsPerPost)*(protocol.MaxReceiptSize+8)+8))
+	var receipts [][]byte
+	for len(receipts) <= protocol.MaxReceiptsPerPost {
+		raw, err := protocol.ReadFrame(br, protocol.MaxReceiptSize)
+		if err != nil {
+			httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: %w", err))
+			return
+		}
+		if len(raw) == 0 {
+			break
+		}
+		st, err := attest.Verify(raw, now)
+		if err != nil || st.Kind != attest.KindReceipt {
+			httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: receipt %d does not verify: %v", len(receipts), err))
+			return
+		}
+		receipts = append(receipts, raw)
+	}
+	if len(receipts) == 0 || len(receipts) > protocol.MaxReceiptsPerPost {
+		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: %d receipts (1..%d)", len(receipts), protocol.MaxReceiptsPerPost))
+		return
+	}
+	raw, err := attest.SignWitness(f.n.key, protocol.ReceiptWitness{Witness: f.n.id.String(), Seq: f.nextSeq(now), Time: now.UnixMilli(), Network: network, Receipts: receipts})
+	if err != nil {
+		httpJSONError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if st, err := attest.Verify(raw, now); err == nil {
+		f.k.Observe(st)
+	}
+	if err := f.n.publish(protocol.TopicFund, raw); err != nil {
+		f.n.log.Debug("publish receipt witness", "err", err)
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (f *payoutsFeature) allowPost(network string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := now.Unix() / 60; m != f.postMin {
+		f.postMin, f.posts = m, map[string]int{}
+	}
+	if f.posts[network] >= maxReceiptPostsPerMinute || len(f.posts) >= 1<<16 {
+		return false
+	}
+	f.posts[network]++
+	return true
+}
+
+func (f *payoutsFeature) serveEvidence(w http.ResponseWriter, r *http.Request) {
+	epoch, err := strconv.ParseUint(r.PathValue("epoch"), 10, 64)
+	if err != nil {
+		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("epoch %q is not a number", r.PathValue("epoch")))
+		return
+	}
+	f.writeEvidence(w, r.PathValue("fund"), epoch)
+}
+
+func (f *payoutsFeature) writeEvidence(w http.ResponseWriter, fund string, epoch uint64) {
+	m, s, roots, err := f.k.Export(fund, epoch, f.n.clock())
+	if err != nil {
+		httpJSONError(w, payoutsStatus(err), err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.ipld.car; version=1")
+	if err := evidence.WriteCAR(w, m, s, roots); err != nil {
+		f.n.log.Debug("write evidence", "err", err)
+	}
+}
+
+func payoutsStatus(err error) int {
+	switch {
+	case errors.Is(err, payouts.ErrUnknownFund):
+		return http.StatusNotFound
+	case errors.Is(err, payouts.ErrNotClosed):
+		return http.StatusConflict
+	}
+	return http.StatusBadRequest
+}
+
+// LedgerStatus is the answer of /api/v1/ledger/{fund}: the epoch's table
+// as this mirror computes it and how many mirrors signed each table.
+type LedgerStatus struct {
+	Fund       string              `json:"fund"`
+	Epoch      uint64              `json:"epoch"`
+	Table      any                 `json:"table"`
+	TableHash  string              `json:"table_hash"`
+	Agreements []payouts.Agreement `json:"agreements"`
+	Evidence   *evidence.Report    `json:"evidence"`
+}
+
+func (f *payoutsFeature) serveLedger(w http.ResponseWriter, r *http.Request) {
+	st, err := f.ledgerStatus(r.PathValue("fund"), r.URL.Query().Get("epoch"))
+	if err != nil {
+		httpJSONError(w, payoutsStatus(err), err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+func (f *payoutsFeature) ledgerStatus(fundID, epochArg string) (*LedgerStatus, error) {
+	fund, err := f.k.FundOf(fundID)
+	if err != nil {
+		return nil, err
+	}
+	now := f.n.clock()
+	fr := fund.Record
+	var epoch uint64
+	if epochArg != "" {
+		if epoch, err = strconv.ParseUint(epochArg, 10, 64); err != nil {
+			return nil, fmt.Errorf("epoch %q is not a number", epochArg)
+		}
+	} else {
+		cur := fr.EpochOf(now.UnixMilli())
+		if cur == 0 {
+			return nil, fmt.Errorf("%w: no epoch of %s has closed", payouts.ErrNotClosed, fr.ID())
+		}
+		epoch = cur - 1
+	}
+	t, _, rep, err := f.k.Ledger(fr.ID(), epoch, now)
+	if err != nil {
+		return nil, err
+	}
+	return &LedgerStatus{Fund: fr.ID(), Epoch: epoch, Table: t, TableHash: t.Hash(), Agreements: f.k.Agreements(fr.ID(), epoch), Evidence: rep}, nil
+}
+
+func (f *payoutsFeature) serveFundBadge(w http.ResponseWriter, r *http.Request) {
+	b := badge.Unknown("fund")
+	if fund, err := f.k.FundOf(r.PathValue("app")); err == nil {
+		paid := -1
+		if t := f.k.LastTable(fund.Record.ID()); t != nil {
+			paid = 0
+			for _, p := range t.Payouts {
+				if p.Amount > 0 {
+					paid++
+				}
+			}
+		}
+		b = badge.Fund(fund.Record.Budget, fund.Record.Unit, paid)
+	}
+	writeBadge(w, r, b)
+}
+
+func (f *payoutsFeature) serveEarnedBadge(w http.ResponseWriter, r *http.Request) {
+	b := badge.Unknown("earned")
+	if e := f.k.Earned(r.PathValue("peer")); len(e) > 0 {
+		b = badge.Earned(e)
+	}
+	writeBadge(w, r, b)
+}
+
+// writeBadge answers with b as SVG or shields endpoint JSON, by the
+// request path's extension.
+func writeBadge(w http.ResponseWriter, r *http.Request, b badge.Badge) {
+	var body []byte
+	if len(r.URL.Path) > 5 && r.URL.Path[len(r.URL.Path)-5:] == ".json" {
+		w.Header().Set("Content-Type", "application/json")
+		body = b.JSON()
+	} else {
+		w.Header().Set("Content-Type", "image/svg+xml; charset=utf-8")
+		body = b.SVG()
+	}
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(badgeMaxAge))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(body)
+}
+
+func (f *payoutsFeature) adminFund(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Fund []byte `json:"fund"`
+	}
+	if !decodeAdmin(w, r, &req) {
+		return
+	}
+	fund, err := f.k.AddFund(req.Fund, f.n.clock())
+	if err != nil {
+		adminError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := f.n.publish(protocol.TopicFund, req.Fund); err != nil {
+		f.n.log.Debug("publish fund", "err", err)
+	}
+	writeJSON(w, map[string]any{"fund": fund.Record.ID(), "app": fund.Record.App, "version": fund.Record.Version})
+}
+
+func (f *payoutsFeature) adminEvidence(w http.ResponseWriter, r *http.Request) {
+	epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, fmt.Errorf("epoch %q is not a number", r.URL.Query().Get("epoch")))
+		return
+	}
+	f.writeEvidence(w, r.URL.Query().Get("fund"), epoch)
+}
+
+// Get downloads an admin route's answer into w.
+func (c *AdminClient) Get(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin"+path, nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, w)
+}
