@@ -38,6 +38,8 @@ type Scenario struct {
 	Maintainers protocol.MaintainerSet
 	Release     []byte
 	SignedFund  []byte
+	// MaintainerKey signs the release and the fund.
+	MaintainerKey crypto.PrivKey
 }
 
 func newKey(t testing.TB, r *rand.Rand) (crypto.PrivKey, peer.ID) {
@@ -113,6 +115,6 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 	rc := ok(attest.SignReceipt(ck, protocol.Receipt{Client: cid.String(), Seq: 1, Time: Epoch0 + 60_000, Mirror: sc.Mirrors[0].String(), CID: AppCID, Bytes: 1 << 20}))
 	sc.Items = append(sc.Items, ok(attest.SignWitness(sc.Keys[sc.Mirrors[1]], protocol.ReceiptWitness{Witness: sc.Mirrors[1].String(), Seq: 1, Time: Epoch0 + 61_000, Network: "198.51.100.0/24", Receipts: [][]byte{rc}})))
 	sc.Fund, sc.Domains, sc.Maintainers = fund, domains, set
-	sc.Release, sc.SignedFund = sc.Items[0], sc.Items[1]
+	sc.Release, sc.SignedFund, sc.MaintainerKey = sc.Items[0], sc.Items[1], mk
 	return sc
 }
