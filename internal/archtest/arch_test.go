@@ -36,6 +36,9 @@ var pure = []struct {
 	{"internal/atomicfile", false},
 	{"internal/announce", false},
 	{"internal/bundle/verify", false},
+	{"internal/ledger", false},
+	{"internal/evidence", false},
+	{"internal/payouts", false},
 }
 
 // rule is one forbidden dependency of a pure package.
