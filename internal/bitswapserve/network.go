@@ -370,12 +370,20 @@ func (w *chunkWriter) Write(b []byte) (int, error) {
 }
 
 // cut closes the connection to p and refuses it blocks for Cooldown.
+// Sends stalled at the same time count as one cut-off.
 func (n *Network) cut(p peer.ID, reason string) {
 	n.mu.Lock()
-	n.refused[p] = n.now().Add(n.cfg.Cooldown)
-	n.cutOff[reason]++
+	now := n.now()
+	until, already := n.refused[p]
+	already = already && now.Before(until)
+	if !already {
+		n.refused[p] = now.Add(n.cfg.Cooldown)
+		n.cutOff[reason]++
+	}
 	n.mu.Unlock()
-	n.log.Info("peer cut off", "peer", p, "reason", reason, "cooldown", n.cfg.Cooldown)
+	if !already {
+		n.log.Info("peer cut off", "peer", p, "reason", reason, "cooldown", n.cfg.Cooldown)
+	}
 	_ = n.Host().Network().ClosePeer(p)
 }
 

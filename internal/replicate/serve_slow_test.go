@@ -1,0 +1,177 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/mirrornet/mirrornet/internal/store"
+)
+
+// loopHost is a libp2p host on loopback TCP: real flow control, so a peer
+// that stops reading really blocks its sender.
+func loopHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// gateHost lets a stock bitswap read only its first n incoming streams:
+// every later one is accepted and never read, as by a peer that stopped
+// reading (its process hung, or it wants to tie up the server).
+type gateHost struct {
+	host.Host
+	mu    sync.Mutex
+	n     int
+	held  []network.Stream
+	heldC chan struct{} // a stream was held
+}
+
+func (g *gateHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	g.Host.SetStreamHandler(pid, func(s network.Stream) {
+		g.mu.Lock()
+		if g.n > 0 {
+			g.n--
+			g.mu.Unlock()
+			handler(s)
+			return
+		}
+		g.held = append(g.held, s)
+		g.mu.Unlock()
+		select {
+		case g.heldC <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// stockClient is a stock boxo bitswap client on h.
+func stockClient(t *testing.T, h host.Host) (*bitswap.Bitswap, blockstore.Blockstore) {
+	t.Helper()
+	bb := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	bs := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bb)
+	t.Cleanup(func() { bs.Close() })
+	return bs, bb
+}
+
+// TestServeCutsOffAPeerThatStopsReading: a stock bitswap client asks for
+// thousands of blocks, among them a bundle of 1 MiB blocks, and then reads
+// nothing more. The mirror's sends
+// to it stall; after StallTimeout without progress the mirror closes the
+// connection (freeing every server worker blocked on it) and refuses it
+// blocks for a while; another peer fetching at the same time gets the
+// whole bundle.
+func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Serve.StallTimeout = 2 * time.Second
+	mh := loopHost(t)
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(mh, st, &finder{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); st.Close() })
+	m := &node{h: mh, st: st, r: r}
+	dir := filepath.Join(t.TempDir(), "big")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blob"), seeded(3, 48<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := publish(t, m, dir)
+	mirror := peer.AddrInfo{ID: mh.ID(), Addrs: mh.Addrs()}
+
+	// The bad peer reads the answers about the root, then nothing.
+	gate := &gateHost{Host: loopHost(t), n: 2, heldC: make(chan struct{}, 1)}
+	bad, badStore := stockClient(t, gate)
+	if err := gate.Connect(t.Context(), mirror); err != nil {
+		t.Fatal(err)
+	}
+	badCtx, badCancel := context.WithCancel(t.Context())
+	defer badCancel()
+	// It also wants thousands of blocks nobody has.
+	var unknown []cid.Cid
+	for i := range 3000 {
+		unknown = append(unknown, testRawCid(t, fmt.Sprint("unknown ", i)))
+	}
+	if _, err := bad.GetBlocks(badCtx, unknown); err != nil {
+		t.Fatal(err)
+	}
+	badDone := make(chan error, 1)
+	go func() {
+		badDone <- merkledag.FetchGraph(badCtx, res.Root, merkledag.NewDAGService(blockservice.New(badStore, bad)))
+	}()
+	select {
+	case <-gate.heldC:
+	case err := <-badDone:
+		t.Fatalf("the non-reading client finished its fetch: %v", err)
+	case <-time.After(long):
+		t.Fatal("the mirror sent nothing more to the client that stopped reading")
+	}
+
+	// A good peer fetches the same bundle meanwhile.
+	goodHost := loopHost(t)
+	good, goodStore := stockClient(t, goodHost)
+	if err := goodHost.Connect(t.Context(), mirror); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), long)
+	defer cancel()
+	if err := merkledag.FetchGraph(ctx, res.Root, merkledag.NewDAGService(blockservice.New(goodStore, good))); err != nil {
+		t.Fatalf("the reading peer did not get the bundle while another stalled: %v; totals %+v, peers %+v, good wants %d", err, r.ServeTotals(), r.ServeStats(), len(good.GetWantlist()))
+	}
+
+	// The stalled peer was cut off: its connection closed, counted once,
+	// refused for a while (it may dial again: its client still wants).
+	for r.ServeTotals().CutOff["slow_reader"] == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the peer that stopped reading was not cut off; totals %+v", r.ServeTotals())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	gate.mu.Lock()
+	conn := gate.held[0].Conn()
+	gate.mu.Unlock()
+	for !conn.IsClosed() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the stalled connection is still open after the cut-off")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if tot := r.ServeTotals(); tot.CutOff["slow_reader"] != 1 {
+		t.Errorf("totals %+v, want one slow_reader cut-off", tot)
+	}
+	if !r.serve.Refused(gate.ID()) || r.serve.Refused(goodHost.ID()) {
+		t.Errorf("refused: stalled peer %v, good peer %v", r.serve.Refused(gate.ID()), r.serve.Refused(goodHost.ID()))
+	}
+	badCancel()
+	<-badDone
+}
