@@ -322,7 +322,7 @@ func (f *payoutsFeature) pullEvidence(ctx context.Context, st *attest.Statement)
 		f.n.log.Debug("pulled evidence refused", "peer", st.Signer, "err", err)
 		return
 	}
-	n := f.k.Merge(m, s)
+	n := f.k.Merge(s, f.n.clock())
 	f.n.log.Debug("merged evidence", "peer", st.Signer, "fund", lr.Fund, "epoch", lr.Epoch, "new", n)
 }
 

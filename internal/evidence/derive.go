@@ -23,6 +23,7 @@ const (
 	DropReceiptBad   = "receipt inside a witness does not verify"
 	DropUnusedKind   = "kind not used by the ledger"
 	DropFundMismatch = "fund record does not verify against the app's maintainers"
+	DropSuperseded   = "superseded in its slot (see Replaces)"
 )
 
 // Report says how many items of each kind were used, and why the others
@@ -171,6 +172,26 @@ func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
 		}
 		return int(r - firstRound), true
 	}
+
+	// One statement per slot, by the keeper's rule, whatever else the set
+	// holds.
+	best := map[Slot]*attest.Statement{}
+	for _, st := range envs {
+		if sl, ok := SlotOf(st, m.ProbeEpochMS); ok {
+			if cur := best[sl]; cur == nil || Replaces(st, cur.Seq) {
+				best[sl] = st
+			}
+		}
+	}
+	kept := envs[:0]
+	for _, st := range envs {
+		if sl, ok := SlotOf(st, m.ProbeEpochMS); ok && best[sl] != st {
+			rep.drop(DropSuperseded)
+			continue
+		}
+		kept = append(kept, st)
+	}
+	envs = kept
 
 	alive := make([]map[string]bool, nRounds)
 	probes := make([][]*attest.Statement, nRounds)
@@ -422,6 +443,40 @@ func Peers(s *Set) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Slot is the place one statement fills in an epoch's evidence: a
+// liveness sample of Peer in probe round Round, or the result of Observer
+// probing Peer in probe epoch Round.
+type Slot struct {
+	Kind     attest.Kind
+	Peer     string
+	Observer string
+	Round    int64
+}
+
+// SlotOf returns a liveness or probe statement's slot. roundMS is the probe
+// epoch length.
+func SlotOf(st *attest.Statement, roundMS int64) (Slot, bool) {
+	switch st.Kind {
+	case attest.KindLiveness:
+		return Slot{Kind: st.Kind, Peer: st.Liveness.Peer, Round: st.Time.UnixMilli() / roundMS}, true
+	case attest.KindProbe:
+		return Slot{Kind: st.Kind, Peer: st.Probe.Target, Observer: st.Probe.Observer, Round: st.Time.UnixMilli() / roundMS}, true
+	}
+	return Slot{}, false
+}
+
+// Replaces reports whether st takes a slot held by a statement with
+// sequence number held: a liveness sample is the mirror's first statement
+// of the round (lowest seq), a probe result the observer's last word on
+// the target in the epoch (highest seq). Either way the holder of a slot
+// depends only on the set of statements seen, not on their order.
+func Replaces(st *attest.Statement, held uint64) bool {
+	if st.Kind == attest.KindLiveness {
+		return st.Seq < held
+	}
+	return st.Seq > held
 }
 
 // MajorityJudge is the RoundJudge of the current probe rules: a target is

@@ -110,18 +110,18 @@ type Keeper struct {
 	bytes   int64
 	roots   map[fundKey]map[string]*attest.Statement // ledger roots by signer
 	signed  map[fundKey]string                       // evidence root we last signed
-	extra   map[fundKey]*evidence.Set                // items merged from peers' exports
 	seq     uint64
 	Refused map[string]int // statements refused, by reason
-	// sampled marks (peer, probe round) pairs that have a liveness sample.
-	sampled map[sample]bool
+	// slots hold, per evidence slot (see evidence.SlotOf), the digest of
+	// the one statement that fills it.
+	slots map[evidence.Slot]slotted
 	// tables are the latest ledger computed per fund (by Due).
 	tables map[string]*ledger.Table
 }
 
-type sample struct {
-	peer  string
-	round int64
+type slotted struct {
+	digest [32]byte
+	seq    uint64
 }
 
 // Config returns the keeper's config.
@@ -169,13 +169,16 @@ func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*K
 	}
 	return &Keeper{cfg: cfg, self: self, key: key, releases: releases, domains: domains,
 		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
-		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{}, extra: map[fundKey]*evidence.Set{},
-		Refused: map[string]int{}, sampled: map[sample]bool{}, tables: map[string]*ledger.Table{}}, nil
+		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{},
+		Refused: map[string]int{}, slots: map[evidence.Slot]slotted{}, tables: map[string]*ledger.Table{}}, nil
 }
 
-// Observe keeps a verified liveness, probe or witness statement as evidence
-// (of liveness, one sample per mirror per probe round: the first seen).
-// Other kinds are ignored. It reports whether the statement was kept.
+// Observe keeps a verified liveness, probe or witness statement as
+// evidence. Liveness and probe statements fill slots (one liveness sample
+// per mirror per probe round: the lowest sequence number; one probe result
+// per observer, target and probe epoch: the highest), so that what a keeper
+// holds depends only on the union of what it saw, never on the order. Other
+// kinds are ignored. It reports whether the statement was kept.
 func (k *Keeper) Observe(st *attest.Statement) bool {
 	switch st.Kind {
 	case attest.KindLiveness, attest.KindProbe, attest.KindWitness:
@@ -188,16 +191,24 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 	if _, ok := k.items[h]; ok {
 		return false
 	}
+	slot, hasSlot := evidence.SlotOf(st, k.cfg.ProbeEpoch.Milliseconds())
+	var old slotted
+	if hasSlot {
+		var taken bool
+		if old, taken = k.slots[slot]; taken && !evidence.Replaces(st, old.seq) {
+			return false
+		}
+	}
 	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
 		k.Refused["evidence budget"]++
 		return false
 	}
-	if st.Kind == attest.KindLiveness {
-		sm := sample{st.Signer.String(), st.Time.UnixMilli() / k.cfg.ProbeEpoch.Milliseconds()}
-		if k.sampled[sm] {
-			return false
+	if hasSlot {
+		if it, ok := k.items[old.digest]; ok {
+			k.bytes -= int64(len(it.raw))
+			delete(k.items, old.digest)
 		}
-		k.sampled[sm] = true
+		k.slots[slot] = slotted{digest: h, seq: st.Seq}
 	}
 	k.items[h] = item{raw: st.Raw, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
@@ -359,11 +370,6 @@ func (k *Keeper) Export(fundID string, epochNo uint64, now time.Time) (evidence.
 		}
 	}
 	fk := fundKey{fr.ID(), epochNo}
-	if x := k.extra[fk]; x != nil {
-		for _, raw := range x.Items() {
-			s.Add(raw)
-		}
-	}
 	var roots [][]byte
 	for _, st := range k.roots[fk] {
 		roots = append(roots, st.Raw)
@@ -391,30 +397,28 @@ func (k *Keeper) domainMapLocked(s *evidence.Set) map[string]string {
 	return out
 }
 
-// Merge adds the items of a peer's export of the same fund epoch that
-// verify (each is checked; nothing unverifiable is kept). It returns how
-// many items were new.
-func (k *Keeper) Merge(m *evidence.Manifest, s *evidence.Set) int {
-	fk := fundKey{m.Fund, m.Epoch}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	x := k.extra[fk]
-	if x == nil {
-		x = evidence.NewSet()
-		k.extra[fk] = x
-	}
+// Merge takes the items of a peer's export that verify, as if they had
+// arrived by gossip, and returns how many were new.
+func (k *Keeper) Merge(s *evidence.Set, now time.Time) int {
 	n := 0
 	for _, raw := range s.Items() {
-		if k.bytes+int64(len(raw)) > k.cfg.MaxBytes {
-			k.Refused["evidence budget"]++
-			break
-		}
-		if !evidence.Verifies(raw) {
-			k.Refused["merged item does not verify"]++
+		switch {
+		case protocol.IsSignedRelease(raw):
+			continue // the release book takes releases from gossip and sync
+		case protocol.IsSignedRecord(raw):
+			if _, err := k.AddFund(raw, now); err == nil {
+				n++
+			}
 			continue
 		}
-		if x.Add(raw) {
-			k.bytes += int64(len(raw))
+		st, err := attest.Verify(raw, now)
+		if st == nil || (err != nil && !errors.Is(err, attest.ErrTooOld)) {
+			k.mu.Lock()
+			k.Refused["merged item does not verify"]++
+			k.mu.Unlock()
+			continue
+		}
+		if k.AddPayout(st) || k.Observe(st) {
 			n++
 		}
 	}
@@ -547,9 +551,9 @@ func (k *Keeper) Prune(now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	round := cut / k.cfg.ProbeEpoch.Milliseconds()
-	for sm := range k.sampled {
-		if sm.round < round {
-			delete(k.sampled, sm)
+	for sl := range k.slots {
+		if sl.Round < round {
+			delete(k.slots, sl)
 		}
 	}
 	for h, it := range k.items {
@@ -558,12 +562,8 @@ func (k *Keeper) Prune(now time.Time) {
 			delete(k.items, h)
 		}
 	}
-	for fk := range k.extra {
+	for fk := range k.roots {
 		if f := k.funds[fk.fund]; f == nil || f.Record.EpochStart(fk.epoch+1) < cut {
-			for _, raw := range k.extra[fk].Items() {
-				k.bytes -= int64(len(raw))
-			}
-			delete(k.extra, fk)
 			delete(k.roots, fk)
 			delete(k.signed, fk)
 		}

@@ -112,11 +112,11 @@ func TestKeepersAgreeAndConverge(t *testing.T) {
 	if !c.AddRoot(sa) {
 		t.Fatal("a root over other evidence was not flagged")
 	}
-	m, s, _, err := a.Export(sc.Fund.ID(), 0, now)
+	_, s, _, err := a.Export(sc.Fund.ID(), 0, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := c.Merge(&m, s); n == 0 {
+	if n := c.Merge(s, now); n == 0 {
 		t.Fatal("merge added nothing")
 	}
 	rc = c.Due(now)
@@ -150,5 +150,35 @@ func TestFundRollbackAndUnknownApp(t *testing.T) {
 	k2.releases = fakeReleases{&evidencetest.Scenario{App: "none"}}
 	if _, err := k2.AddFund(sc.SignedFund, now); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("fund of an unknown app: %v", err)
+	}
+}
+
+// Two results of one observer about one target in one probe epoch fill one
+// slot: the later (higher seq) wins in whatever order they arrive.
+func TestSlotsIndependentOfOrder(t *testing.T) {
+	sc := evidencetest.Build(t, 4, nil)
+	now := time.UnixMilli(evidencetest.Epoch0 + sc.Fund.EpochMS + 2*60_000)
+	obs, target := sc.Mirrors[1], sc.Mirrors[0]
+	at := evidencetest.Epoch0 + 2000
+	mk := func(seq uint64, outcome string) *attest.Statement {
+		raw, err := attest.SignProbe(sc.Keys[obs], protocol.ProbeResult{Observer: obs.String(), Target: target.String(),
+			Epoch: uint64(at / evidencetest.RoundMS), Seq: seq, Time: at, Bundle: evidencetest.AppCID,
+			Challenge: "descent:00112233445566778899aabbccddeeff:0", Outcome: outcome, LatencyMS: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := attest.Verify(raw, now)
+		return st
+	}
+	early, late := mk(1<<40, protocol.OutcomeFail), mk(1<<40+1, protocol.OutcomePass)
+	a, b := keeper(t, sc, 1), keeper(t, sc, 2)
+	a.Observe(early)
+	a.Observe(late)
+	b.Observe(late)
+	if b.Observe(early) {
+		t.Fatal("an earlier result displaced a later one")
+	}
+	if a.Seen(early.Raw) || !a.Seen(late.Raw) || !b.Seen(late.Raw) {
+		t.Fatal("the slot does not hold the latest result")
 	}
 }
