@@ -27,6 +27,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
+	"github.com/mirrornet/mirrornet/internal/redirect"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
 	"github.com/mirrornet/mirrornet/internal/swbundle"
 	"github.com/mirrornet/mirrornet/internal/tlsacme"
@@ -103,6 +104,10 @@ func (n *Node) startHTTP() error {
 		}
 	}
 	n.router = router
+	// Any mirror sends a browser to the best mirror of an app or bundle.
+	rd := redirect.New(redirectSource{n}, n.clock)
+	rd.Routes(mux)
+	router.SetBrowserRedirect(rd.Redirect)
 	// App origins get the verifying service worker and, on a browser's
 	// first visit, its bootstrap page (internal/swbundle).
 	sw, err := swbundle.New(swbundle.Config{SubdomainHosts: subHosts},

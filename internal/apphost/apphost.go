@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ipfs/go-cid"
 
@@ -136,7 +137,13 @@ type Router struct {
 	hosts    map[string]bool
 	origin   *http.ServeMux
 	mirror   http.Handler // gw.Handler(next): the mirror's own hosts
+	browse   atomic.Pointer[BrowserRedirect]
 }
+
+// BrowserRedirect may answer a browser's page load of /ipfs/{root}{rest}
+// on one of the mirror's own hosts (a redirector sending it to the best
+// mirror); it returns false, writing nothing, to let the gateway serve it.
+type BrowserRedirect func(w http.ResponseWriter, r *http.Request, root cid.Cid, rest string) bool
 
 // New builds a router. next serves the mirror's own pages (status,
 // metrics, API) on its own hosts; gw serves bundles; releases resolves app
@@ -170,6 +177,10 @@ func New(cfg Config, gw Gateway, releases Releases, next http.Handler, log *slog
 // patterns ("/.mirrornet/", "GET /mirrornet-sw.js"). It may be called
 // while the router serves.
 func (rt *Router) HandleOrigin(pattern string, h http.Handler) { rt.origin.Handle(pattern, h) }
+
+// SetBrowserRedirect installs f for page loads of /ipfs/{cid}/... (Accept:
+// text/html, not a trustless request) on the mirror's own hosts.
+func (rt *Router) SetBrowserRedirect(f BrowserRedirect) { rt.browse.Store(&f) }
 
 // AppHosts lists the --app host names, sorted (certificates are issued
 // for these).
@@ -228,6 +239,11 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind, app := rt.Classify(r.Host)
 	switch kind {
 	case Mirror:
+		if f := rt.browse.Load(); f != nil && !trustless(r) && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			if root, rest, ok := ipfsPath(r.URL.Path); ok && (*f)(w, r, root, rest) {
+				return
+			}
+		}
 		rt.mirror.ServeHTTP(w, r)
 	case Subdomain:
 		if rt.serveOrigin(w, r) {
@@ -282,6 +298,22 @@ func trustless(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// ipfsPath splits /ipfs/{cid}{rest}.
+func ipfsPath(p string) (cid.Cid, string, bool) {
+	if !strings.HasPrefix(p, "/ipfs/") {
+		return cid.Undef, "", false
+	}
+	id, rest, _ := strings.Cut(p[len("/ipfs/"):], "/")
+	c, err := cid.Decode(id)
+	if err != nil {
+		return cid.Undef, "", false
+	}
+	if rest != "" || strings.HasSuffix(p, "/") {
+		rest = "/" + rest
+	}
+	return c, rest, true
 }
 
 func stripPort(host string) string {
