@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	sampledapp "github.com/mirrornet/mirrornet/examples/sample-dapp"
 	"github.com/mirrornet/mirrornet/internal/browsertest"
+	"github.com/mirrornet/mirrornet/internal/swbundle"
 	"github.com/mirrornet/mirrornet/node"
 )
 
@@ -36,10 +38,13 @@ type mirror struct {
 	name    string
 	dataDir string
 	node    *node.Node
-	url     string
+	url     string // the proxy: what it announces
+	direct  string // the mirror itself, behind the proxy
 	port    string
 	delay   atomic.Int64 // ns added before every gateway response
 	lie     atomic.Bool  // flip a byte of tamperMarker in gateway responses
+	// seeds, if set, replace the seeds in the worker config it serves.
+	seeds atomic.Pointer[[]string]
 
 	handler  http.Handler
 	mu       sync.Mutex
@@ -97,10 +102,24 @@ func startMirror(t testing.TB, name string, bootstrap []string) *mirror {
 		t.Fatal(err)
 	}
 	m.node = n
-	target, _ := url.Parse("http://" + cfg.HTTPAddr)
+	m.direct = "http://" + cfg.HTTPAddr
+	target, _ := url.Parse(m.direct)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = m.modify
 	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seeds := m.seeds.Load(); seeds != nil && r.URL.Path == swbundle.ConfigPath {
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			var cfg swbundle.WorkerConfig
+			if err := json.Unmarshal(rec.Body.Bytes(), &cfg); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			cfg.Seeds = *seeds
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(cfg)
+			return
+		}
 		if d := time.Duration(m.delay.Load()); d > 0 && strings.HasPrefix(r.URL.Path, "/ipfs/") {
 			select {
 			case <-time.After(d): // a slow mirror, not synchronisation

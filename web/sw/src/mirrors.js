@@ -91,6 +91,7 @@ export class Pool {
     this.sources = new Map() // url -> { at, got, rejected, err }
     this.lastRefresh = 0
     this.refreshing = null
+    this.badURLs = new Set() // statements whose URL was reported
     this.addSeeds(seeds)
   }
 
@@ -105,7 +106,7 @@ export class Pool {
       try {
         u = normalizeHTTP(s)
       } catch (e) {
-        this.log.warn(`mirrornet: skipping seed mirror: ${e.message}`)
+        this.skip(`skipping seed mirror: ${e.message}`)
         continue
       }
       if (!this.acceptableScheme(u)) continue
@@ -115,7 +116,7 @@ export class Pool {
 
   acceptableScheme (u) {
     if (this.secureOnly && u.startsWith('http:')) {
-      this.log.warn(`mirrornet: skipping mirror ${u}: plain http from a secure origin would be blocked as mixed content`)
+      this.skip(`skipping mirror ${u}: plain http from a secure origin would be blocked as mixed content`)
       return false
     }
     return true
@@ -158,42 +159,55 @@ export class Pool {
     return out
   }
 
-  // fetchStatements reads one source's statements into the view.
+  // fetchStatements reads one source's statements into the view. As in
+  // the Go client, statements read before a stream error are still used
+  // (each is verified on its own); the error drops the source.
   async fetchStatements (src) {
     const ctl = new AbortController()
     const timer = setTimeout(() => ctl.abort(new Error(`no answer in ${ProbeTimeoutMs} ms`)), ProbeTimeoutMs)
     const rec = { at: this.now(), got: 0, rejected: 0, err: '' }
     this.sources.set(src, rec)
+    const raws = []
+    let failure = null
     try {
       const resp = await this.fetch(src + StatementsPath, { signal: ctl.signal, cache: 'no-store', headers: { Accept: StatementsContentType }, credentials: 'omit' })
       if (!resp.ok) throw new Error(`HTTP ${resp.status}`)
       const fr = new FrameReader()
-      const raws = []
       await readBounded(resp, MaxStatementsBytes, ProbeTimeoutMs, ctl.signal, chunk => { raws.push(...fr.push(chunk)) })
       if (!fr.done) throw new Error('statement stream ended without its end frame')
-      const now = this.now()
-      for (const raw of raws) {
-        rec.got++
-        const err = await this.view.add(src, raw, now)
-        if (err != null) {
-          rec.rejected++
-          this.log.warn(`mirrornet: skipping a statement from ${src}: ${err.message}`)
-        }
-      }
     } catch (e) {
+      failure = e
       rec.err = e.message ?? String(e)
-      this.log.warn(`mirrornet: statements from ${src}: ${rec.err}`)
-      throw e
+      this.skip(`statements from ${src}: ${rec.err}`)
     } finally {
       clearTimeout(timer)
     }
+    const now = this.now()
+    for (const raw of raws) {
+      rec.got++
+      const err = await this.view.add(src, raw, now)
+      if (err != null) {
+        rec.rejected++
+        this.skip(`skipping a statement from ${src}: ${err.message}`)
+      }
+    }
+    if (failure) throw failure
+  }
+
+  // skip reports bad input: a console message and an event on the
+  // status page; it counts toward nothing else.
+  skip (msg) {
+    this.log.warn('mirrornet: ' + msg)
+    this.note(msg)
   }
 
   // applyView recomputes which mirrors are usable for the root.
   applyView () {
     const now = this.now()
     const usable = this.view.usable(this.root, now, MaxAgeMs, (st, e) => {
-      this.log.warn(`mirrornet: skipping mirror of ${st.signer}: ${e.message}`)
+      if (this.badURLs.has(st.signer + st.liveness.seq)) return
+      this.badURLs.add(st.signer + st.liveness.seq)
+      this.skip(`skipping mirror ${st.signer}: ${e.message}`)
     })
     const set = new Set()
     for (const u of usable) {
