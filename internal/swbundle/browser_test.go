@@ -404,7 +404,7 @@ func TestBrowserFailover(t *testing.T) {
 	// 3. B lies about style.css and C is slow, so B is asked: its
 	// blocks are rejected, C's verified ones make the page.
 	b.lie.Store(true)
-	c.delay.Store(int64(300 * time.Millisecond))
+	c.delay.Store(int64(2 * time.Second))
 	reload(t, ctx)
 	s = waitPage(t, ctx)
 	br.Screenshot(t, ctx, "03-B-tampered-C-served")

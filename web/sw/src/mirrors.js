@@ -375,19 +375,22 @@ export class Pool {
     return r.value
   }
 
-  // fetchCAR fetches the DAG under cid as one CAR (dag-scope=all), racing
-  // mirrors, with a byte budget the caller takes from the DAG's own
-  // declared sizes. Every block is verified against its CID as it arrives
-  // (verify throws otherwise) and only then passed to put; a CAR over its
-  // budget is cut off and its mirror dropped. Resolves to the mirror that
-  // delivered the whole CAR.
-  async fetchCAR (cid, budget, verify, put) {
+  // fetchCAR fetches the DAG under cid as one CAR (dag-scope=all) in one
+  // request, racing mirrors. The CAR's first block must be the root; once
+  // it is verified, budgetOf(rootBytes) gives the byte budget the DAG
+  // itself declares (its links' sizes). Every block is verified against
+  // its CID as it arrives (verify throws otherwise) and only then passed
+  // to put; a CAR over its budget is cut off and its mirror dropped. A DAG
+  // that declares more than maxBudget is not fetched whole: the CAR stops
+  // after the root (resolves with whole=false) and the rest goes block by
+  // block. Resolves to { mirror, whole }.
+  async fetchCAR (cid, budgetOf, maxBudget, verify, put) {
     await this.ready()
-    const r = await this.race(`CAR of ${cid}`, null, (m, s) => this.carFrom(m, cid, budget, verify, put, s))
-    return r.mirror
+    const r = await this.race(`CAR of ${cid}`, null, (m, s) => this.carFrom(m, cid, budgetOf, maxBudget, verify, put, s))
+    return { mirror: r.mirror, whole: r.value }
   }
 
-  async carFrom (m, cid, budget, verify, put, signal) {
+  async carFrom (m, cid, budgetOf, maxBudget, verify, put, signal) {
     const key = cid.toString()
     let resp
     try {
@@ -402,6 +405,8 @@ export class Pool {
       throw Object.assign(new Error(`CAR: HTTP ${resp.status}`), { hard: resp.status === 404 })
     }
     let n = 0
+    // Until the root is in, the budget is one block and a header.
+    let budget = MaxBlockSize + 1024
     const body = resp.body.pipeThrough(new TransformStream({
       transform (chunk, c) {
         n += chunk.length
@@ -413,11 +418,13 @@ export class Pool {
       }
     }))
     let blocks = 0
+    let whole = true
     try {
       const it = await CarBlockIterator.fromIterable(iterate(body, StallMs, signal))
       const roots = await it.getRoots()
       if (roots.length !== 1 || !roots[0].equals(cid)) throw Object.assign(new Error('CAR: wrong root'), { hard: true })
       for await (const { cid: c, bytes } of it) {
+        if (blocks === 0 && !c.equals(cid)) throw Object.assign(new Error('CAR: first block is not the root'), { hard: true })
         try {
           await verify(c, bytes)
         } catch (e) {
@@ -425,13 +432,22 @@ export class Pool {
         }
         await put(c, bytes)
         blocks++
+        if (blocks === 1) {
+          const declared = budgetOf(bytes)
+          if (declared > maxBudget) {
+            whole = false
+            break
+          }
+          budget = declared
+        }
       }
     } catch (e) {
       if (e.hard) throw e
       throw Object.assign(new Error(`CAR: ${e.message ?? e}`), { hard: /budget/.test(e.message ?? '') })
     }
+    if (blocks === 0) throw Object.assign(new Error('CAR: no blocks'), { hard: true })
     m.served += Math.max(0, blocks - 1)
-    return { value: blocks, bytes: n }
+    return { value: whole, bytes: n }
   }
 
   async fetchBlock (m, key, signal, validate) {

@@ -112,8 +112,31 @@ async function init () {
   await helia.start()
   const vf = new VerifiedFetch(helia)
   const verifiedFetch = (resource, options) => vf.fetch(resource, options)
-  const st = { cfg, root, pool, blockstore, verifiedFetch, served: null, lastError: null, started: Date.now() }
+  const cidOrigin = rootFromHost(self.location.hostname) != null
+  const st = { cfg, root, cidOrigin, pool, blockstore, verifiedFetch, served: null, lastError: null, started: Date.now() }
   return st
+}
+
+// followRelease: an app host's release changes over time. On each
+// navigation the worker asks the origin for its config again (in the
+// background); when it names another root, the next navigation starts
+// over with it. An origin that does not answer changes nothing.
+async function followRelease (st) {
+  try {
+    const ctl = new AbortController()
+    const timer = setTimeout(() => ctl.abort(), 3000)
+    const r = await fetch(ConfigURL, { cache: 'no-store', signal: ctl.signal })
+    clearTimeout(timer)
+    if (!r.ok) return
+    const cfg = await r.json()
+    if (typeof cfg.root !== 'string' || cfg.root === st.root.toString()) return
+    CID.parse(cfg.root)
+    await writeCached(ConfigURL, cfg)
+    st.pool.note(`the origin now serves ${cfg.root} (version ${cfg.version ?? '?'}); the next load uses it`)
+    if (statePromise != null && (await statePromise) === st) statePromise = null
+  } catch (e) {
+    log.warn(`mirrornet: could not check the app's current release: ${e.message ?? e}`)
+  }
 }
 
 async function verifyBlock (cid, bytes) {
@@ -126,25 +149,24 @@ async function verifyBlock (cid, bytes) {
 // freshLoad starts a navigation from nothing: blocks held from earlier
 // loads are forgotten, so every page load proves that a mirror can still
 // deliver (all mirrors gone means the error page, never stale content).
-// When the root's links declare a small enough DAG it is fetched as one
-// CAR, verified block by block; otherwise, or if that fails, Helia asks
-// for blocks one at a time.
+// The app comes as one CAR when its root's links declare a small enough
+// DAG (one request); otherwise, or if no mirror sends a good CAR, Helia
+// asks for blocks one at a time.
 async function freshLoad (st) {
   st.blockstore.data.clear()
   const pool = st.pool
   await pool.ready()
-  const rootBytes = await pool.retrieve(st.root, { validate: b => verifyBlock(st.root, b) })
-  await st.blockstore.put(st.root, rootBytes)
   if (st.root.code !== dagPB.code) return
-  let budget = rootBytes.length + 1024
-  for (const l of dagPB.decode(rootBytes).Links) {
-    budget += (l.Tsize ?? MaxCARBudget) + 128
+  const budgetOf = rootBytes => {
+    let budget = rootBytes.length + 1024
+    for (const l of dagPB.decode(rootBytes).Links) budget += (l.Tsize ?? Infinity) + 128
+    return budget
   }
-  if (budget > MaxCARBudget) return
   try {
-    const m = await pool.fetchCAR(st.root, budget, verifyBlock, (c, b) => st.blockstore.put(c, b))
-    pool.note(`CAR of ${st.root} from ${m.url}`)
+    const r = await pool.fetchCAR(st.root, budgetOf, MaxCARBudget, verifyBlock, (c, b) => st.blockstore.put(c, b))
+    pool.note(`${r.whole ? 'CAR' : 'root (app too large for one CAR)'} of ${st.root} from ${r.mirror.url}`)
   } catch (e) {
+    if (e instanceof NoMirrorError) throw e
     log.warn(`mirrornet: whole-app CAR failed, going block by block: ${e.message}`)
   }
 }
@@ -198,6 +220,7 @@ async function handle (event) {
     return new Response('mirrornet: apps are read-only\n', { status: 405 })
   }
   const navigate = req.mode === 'navigate'
+  if (navigate && !st.cidOrigin) event.waitUntil(followRelease(st))
   try {
     if (navigate) await freshLoad(st)
     const headers = {}
