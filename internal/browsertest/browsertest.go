@@ -142,13 +142,23 @@ func (b *Browser) Tab(t testing.TB) context.Context {
 // window. It is closed when t ends.
 func (b *Browser) IsolatedTab(t testing.TB) context.Context {
 	t.Helper()
+	ctx, cancel := b.NewIsolatedTab(t)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// NewIsolatedTab is IsolatedTab for a tab the caller closes (cancel),
+// e.g. one per benchmark iteration. The tab is attached before it is
+// returned: a context chromedp has not run anything in yet attaches to
+// its target lazily, and then misses the target after a navigation.
+func (b *Browser) NewIsolatedTab(t testing.TB) (context.Context, context.CancelFunc) {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	if err := chromedp.Do(ctx); err != nil {
 		cancel()
 		t.Fatalf("browsertest: new browser context: %v", err)
 	}
-	t.Cleanup(cancel)
-	return ctx
+	return ctx, cancel
 }
 
 // OutDir is where screenshots go.

@@ -62,6 +62,18 @@ func BenchmarkPageLoad(b *testing.B) {
 		b.Fatal("the direct tab is controlled by a worker")
 	}
 
+	// Both tabs fetch every file on every load: the mirror's immutable
+	// /ipfs responses would otherwise come from the HTTP cache in the
+	// direct tab, and the worker answers with no-store anyway.
+	for _, ctx := range []context.Context{direct, worker} {
+		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := chromedp.Call(ctx, network.SetCacheDisabled, network.SetCacheDisabledParams{CacheDisabled: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+
 	var ds, ws []time.Duration
 	for b.Loop() {
 		ds = append(ds, navigate(b, direct, appURL(root, c)))
@@ -102,7 +114,7 @@ func BenchmarkReloadAfterMirrorDies(b *testing.B) {
 		origin := all[i%3]
 		i++
 		b.StopTimer()
-		ctx, cancel := chromedp.NewContext(br.Context(), chromedp.WithNewBrowserContext())
+		ctx, cancel := br.NewIsolatedTab(b)
 		waitInstalled(b, ctx, appURL(root, origin))
 		st := readStatus(b, ctx)
 		down := []*mirror{origin}
