@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/mirrornet/mirrornet/attest"
@@ -72,8 +74,80 @@ var ErrNotClosed = errors.New("evidence: epoch has not closed yet")
 // is outside the credited mirror's domain, and the receipt is for the app's
 // released CIDs.
 func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
+	return DeriveParsed(Parse(s), p)
+}
+
+// Parsed is a set whose items have been verified: what Derive reads.
+type Parsed struct {
+	// Root is the set's root.
+	Root string
+	// Releases, Funds and Statements are the items that verified: signed
+	// releases, signed fund records (checked against their signers later)
+	// and envelopes.
+	Releases   []*attest.Release
+	Funds      [][]byte
+	Statements []*attest.Statement
+	// Invalid counts items that did not verify.
+	Invalid int
+}
+
+// Parse verifies every item of s, on every core. The result does not depend
+// on the number of cores.
+func Parse(s *Set) *Parsed {
+	items := s.Items()
+	type out struct {
+		rel  *attest.Release
+		st   *attest.Statement
+		fund bool
+		bad  bool
+	}
+	res := make([]out, len(items))
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(items); i += workers {
+				raw := items[i]
+				switch {
+				case protocol.IsSignedRelease(raw):
+					rel, err := attest.VerifyRelease(raw, farFuture)
+					res[i] = out{rel: rel, bad: rel == nil || (err != nil && !errors.Is(err, attest.ErrTooOld))}
+				case protocol.IsSignedRecord(raw):
+					res[i] = out{fund: true}
+				default:
+					st, err := verifyAny(raw)
+					res[i] = out{st: st, bad: err != nil}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	p := &Parsed{Root: s.Root()}
+	for i, r := range res {
+		switch {
+		case r.bad:
+			p.Invalid++
+		case r.fund:
+			p.Funds = append(p.Funds, items[i])
+		case r.rel != nil:
+			p.Releases = append(p.Releases, r.rel)
+		default:
+			p.Statements = append(p.Statements, r.st)
+		}
+	}
+	return p
+}
+
+// DeriveParsed is Derive on items already verified (a mirror verified each
+// statement as it arrived; an outsider runs Parse first).
+func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	m := p.Manifest
 	rep := &Report{Used: map[string]int{}, Dropped: map[string]int{}}
+	if ps.Invalid > 0 {
+		rep.Dropped[DropInvalid] = ps.Invalid
+	}
 	domainOf := func(peer string) string {
 		if d, ok := p.Domains[peer]; ok && d != "" {
 			return d
@@ -84,32 +158,15 @@ func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
 	// Releases and funds first: they fix the epoch's window.
 	book := release.NewBook()
 	var rels []*attest.Release
-	var fundRaws [][]byte
-	var envs []*attest.Statement
-	for _, raw := range s.Items() {
-		switch {
-		case protocol.IsSignedRelease(raw):
-			rel, err := attest.VerifyRelease(raw, farFuture)
-			if rel == nil || (err != nil && !errors.Is(err, attest.ErrTooOld)) {
-				rep.drop(DropInvalid)
-				continue
-			}
-			if rel.Record.App != m.App {
-				rep.drop(DropOtherApp)
-				continue
-			}
-			rels = append(rels, rel)
-		case protocol.IsSignedRecord(raw):
-			fundRaws = append(fundRaws, raw)
-		default:
-			st, err := verifyAny(raw)
-			if err != nil {
-				rep.drop(DropInvalid)
-				continue
-			}
-			envs = append(envs, st)
+	for _, rel := range ps.Releases {
+		if rel.Record.App != m.App {
+			rep.drop(DropOtherApp)
+			continue
 		}
+		rels = append(rels, rel)
 	}
+	fundRaws := ps.Funds
+	envs := ps.Statements
 	slices.SortFunc(rels, func(a, b *attest.Release) int { return cmpU(a.Record.Version, b.Record.Version) })
 
 	// The fund: the highest version, verified against the maintainer set
@@ -174,18 +231,42 @@ func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
 	}
 
 	// One statement per slot, by the keeper's rule, whatever else the set
-	// holds.
-	best := map[Slot]*attest.Statement{}
-	for _, st := range envs {
-		if sl, ok := SlotOf(st, m.ProbeEpochMS); ok {
-			if cur := best[sl]; cur == nil || Replaces(st, cur.Seq) {
-				best[sl] = st
+	// holds. Slots are keyed by interned peer numbers: a day of evidence
+	// for a thousand mirrors is two million statements.
+	intern := map[string]int32{}
+	num := func(s string) int32 {
+		n, ok := intern[s]
+		if !ok {
+			n = int32(len(intern))
+			intern[s] = n
+		}
+		return n
+	}
+	type slotKey struct {
+		probe     bool
+		peer, obs int32
+		round     int64
+	}
+	keyOf := func(st *attest.Statement) (slotKey, bool) {
+		switch st.Kind {
+		case attest.KindLiveness:
+			return slotKey{peer: num(st.Liveness.Peer), round: st.Time.UnixMilli() / m.ProbeEpochMS}, true
+		case attest.KindProbe:
+			return slotKey{probe: true, peer: num(st.Probe.Target), obs: num(st.Probe.Observer), round: st.Time.UnixMilli() / m.ProbeEpochMS}, true
+		}
+		return slotKey{}, false
+	}
+	best := make(map[slotKey]int, len(envs))
+	for i, st := range envs {
+		if k, ok := keyOf(st); ok {
+			if cur, taken := best[k]; !taken || Replaces(st, envs[cur].Seq) {
+				best[k] = i
 			}
 		}
 	}
-	kept := envs[:0]
-	for _, st := range envs {
-		if sl, ok := SlotOf(st, m.ProbeEpochMS); ok && best[sl] != st {
+	kept := make([]*attest.Statement, 0, len(envs))
+	for i, st := range envs {
+		if k, ok := keyOf(st); ok && best[k] != i {
 			rep.drop(DropSuperseded)
 			continue
 		}
@@ -287,7 +368,7 @@ func Derive(s *Set, p Params) (ledger.Input, *Report, error) {
 			Weights: ledger.Weights{Uptime: fr.Weights.Uptime, Diversity: fr.Weights.Diversity, Traffic: fr.Weights.Traffic},
 			KeyCap:  fr.KeyCap, NetworkCap: fr.NetworkCap,
 		},
-		Root:   s.Root(),
+		Root:   ps.Root,
 		Rounds: nRounds,
 	}
 	for peer := range peers {
