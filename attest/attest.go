@@ -272,7 +272,7 @@ func Reason(err error) string {
 		name string
 	}{
 		{ErrOversize, "oversize"}, {ErrMalformed, "malformed"}, {ErrKind, "kind"},
-		{ErrSignature, "signature"}, {ErrKeyType, "key_type"}, {ErrPayload, "payload"},
+		{ErrSignature, "signature"}, {ErrKeyType, "key_type"}, {ErrReceipt, "receipt"}, {ErrPayload, "payload"},
 		{ErrSubject, "subject"}, {ErrFuture, "future"}, {ErrTooOld, "too_old"}, {ErrReplay, "replay"},
 	} {
 		if errors.Is(err, r.err) {

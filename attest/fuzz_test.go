@@ -35,10 +35,21 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	leave := liveness(id, 8, t0)
 	leave.State = protocol.StateLeaving
 	leave.Region, leave.Apps = "eu", []string{"app-a"}
+	otherKey, _ := fixedKey(t, 2)
+	round := uint64(0)
+	for protocol.IsCanary(protocol.ProbeNonce(3, round, other.String(), id.String())) {
+		round++
+	}
+	nonce := protocol.ProbeNonce(3, round, other.String(), id.String())
+	rcpt, err := attest.SignProbeReceipt(otherKey, id.String(), nonce, "bafkreibundle", t0.Add(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	probe, err := attest.SignProbe(key, protocol.ProbeResult{
 		Observer: id.String(), Target: other.String(), Epoch: 3, Seq: 5, Time: now,
-		Bundle: "bafkreibundle", Challenge: "descent:0123456789abcdef0123456789abcdef:2.0",
-		Outcome: protocol.OutcomePass, LatencyMS: 4,
+		Bundle: "bafkreibundle", Challenge: fmt.Sprintf("descent:%x:2.0", nonce[:]),
+		Outcome: protocol.OutcomePass, LatencyMS: 4, Round: round, Addr: "192.0.2.7",
+		Receipts: []string{rcpt},
 	})
 	if err != nil {
 		t.Fatal(err)

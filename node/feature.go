@@ -22,6 +22,9 @@ type feature interface {
 	topics() []topicSpec
 	// routes registers handlers on the public, read-only HTTP mux.
 	routes(mux *http.ServeMux)
+	// wrapHTTP may wrap the whole public HTTP handler (gateway included),
+	// e.g. to add headers to gateway answers. The default returns h.
+	wrapHTTP(h http.Handler) http.Handler
 	// adminRoutes registers handlers on the admin (Unix socket) mux.
 	adminRoutes(mux *http.ServeMux)
 	// statements returns the signed statements the feature holds, for sync
@@ -55,13 +58,14 @@ func registerFeature(ctor func(n *Node) (feature, error)) {
 // baseFeature gives features no-op defaults to embed.
 type baseFeature struct{}
 
-func (baseFeature) topics() []topicSpec        { return nil }
-func (baseFeature) routes(*http.ServeMux)      {}
-func (baseFeature) adminRoutes(*http.ServeMux) {}
-func (baseFeature) statements() [][]byte       { return nil }
-func (baseFeature) applySynced([]byte) bool    { return false }
-func (baseFeature) run(ctx context.Context)    { <-ctx.Done() }
-func (baseFeature) close() error               { return nil }
+func (baseFeature) topics() []topicSpec                  { return nil }
+func (baseFeature) routes(*http.ServeMux)                {}
+func (baseFeature) adminRoutes(*http.ServeMux)           {}
+func (baseFeature) wrapHTTP(h http.Handler) http.Handler { return h }
+func (baseFeature) statements() [][]byte                 { return nil }
+func (baseFeature) applySynced([]byte) bool              { return false }
+func (baseFeature) run(ctx context.Context)              { <-ctx.Done() }
+func (baseFeature) close() error                         { return nil }
 
 // publish publishes data on a topic joined by the core or a feature.
 func (n *Node) publish(topic string, data []byte) error {

@@ -116,7 +116,12 @@ func (n *Node) startHTTP() error {
 		ln.Close()
 		return fmt.Errorf("node: service worker: %w", err)
 	}
+	// Features may wrap the whole handler (probe receipts on gateway
+	// answers), on HTTP and HTTPS alike.
 	handler := sw.Handler(router)
+	for _, f := range n.features {
+		handler = f.wrapHTTP(handler)
+	}
 	if n.cfg.HTTPSAddr != "" {
 		if n.https, err = n.startHTTPS(edge, handler, ln); err != nil {
 			ln.Close()

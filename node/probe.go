@@ -187,6 +187,7 @@ type probeFeature struct {
 	client *http.Client
 
 	results  *prometheus.CounterVec
+	reports  *prometheus.CounterVec
 	verdicts *prometheus.GaugeVec
 
 	mu       sync.Mutex // guards the fields below
@@ -239,7 +240,13 @@ func newProbeFeature(n *Node) (feature, error) {
 			return nil, fmt.Errorf("node: --labels: %w", err)
 		}
 	}
-	placer, err := domain.New(domain.DefaultConfig(), asn, labels)
+	dcfg := domain.DefaultConfig()
+	if n.prof.Name == probe.ProfileLocal {
+		// One host: every observer shares one domain, so reports from a
+		// single domain must place the others.
+		dcfg.Quorum = 1
+	}
+	placer, err := domain.New(dcfg, asn, labels)
 	if err != nil {
 		return nil, fmt.Errorf("node: failure domains: %w", err)
 	}
@@ -263,7 +270,8 @@ func newProbeFeature(n *Node) (feature, error) {
 	})
 	// The probe client's own transport: close drops its idle connections.
 	f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	f.runner, err = runner.NewRunner(rc, n.id, n.key, f.view, &runner.HTTPFetcher{Client: f.client}, pub, n.clock, runner.WithLogger(n.log))
+	f.runner, err = runner.NewRunner(rc, n.id, n.key, f.view, &runner.HTTPFetcher{Client: f.client}, pub, n.clock,
+		runner.WithLogger(n.log), runner.WithSeater(seater{f}))
 	if err != nil {
 		return nil, fmt.Errorf("node: probes: %w", err)
 	}
@@ -273,6 +281,10 @@ func newProbeFeature(n *Node) (feature, error) {
 		Name: "mirrornet_probe_results_total",
 		Help: "Probe results received (gossip and sync), by verdict (accept, ignore, reject) and reason.",
 	}, []string{"verdict", "reason"})
+	f.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mirrornet_domain_reports_total",
+		Help: "Observation reports (the address a probe observer reached a mirror at) received, by result: counted, or unobserved (the reporter is in no observed domain, so its report places nobody).",
+	}, []string{"result"})
 	f.verdicts = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mirrornet_probe_verdicts",
 		Help: "Mirrors in this node's view by probe verdict (verified, degraded, failing, unverified).",
@@ -282,6 +294,11 @@ func newProbeFeature(n *Node) (feature, error) {
 	}
 	if err := n.registry.Register(f.verdicts); err != nil {
 		n.registry.Unregister(f.results)
+		return nil, fmt.Errorf("node: probes: metrics: %w", err)
+	}
+	if err := n.registry.Register(f.reports); err != nil {
+		n.registry.Unregister(f.results)
+		n.registry.Unregister(f.verdicts)
 		return nil, fmt.Errorf("node: probes: metrics: %w", err)
 	}
 
@@ -309,6 +326,30 @@ func (f *probeFeature) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+EvidencePath, f.serveEvidence)
 	mux.HandleFunc("GET "+BundlePathPrefix+"{cid}", f.serveBundle)
 	mux.Handle("GET /badge/", badgehttp.Handler(f.src))
+}
+
+// wrapHTTP makes the gateway answer challenges with this mirror's
+// receipts.
+func (f *probeFeature) wrapHTTP(h http.Handler) http.Handler {
+	rh, err := runner.ReceiptHandler(h, f.n.key, f.n.clock)
+	if err != nil {
+		f.log.Error("probe receipts disabled", "err", err)
+		return h
+	}
+	return rh
+}
+
+// seater tells the runner where this mirror holds a committee seat, in
+// its own view of failure domains.
+type seater struct{ f *probeFeature }
+
+func (s seater) Seated(epoch uint64, target peer.ID, alive []peer.ID) bool {
+	for _, st := range probe.Committee(epoch, target, alive, s.f.placer.Domain, s.f.cfg.Observers) {
+		if st.Holder == s.f.n.id {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *probeFeature) close() error {
@@ -398,17 +439,16 @@ func (v lockedView) all(now time.Time) []health.Mirror {
 }
 
 // validate is the TopicProbe validator.
-func (f *probeFeature) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+func (f *probeFeature) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	now := f.n.clock()
 	st, err := attest.Verify(msg.Data, now)
-	v, reason := f.apply(st, err, now)
+	v, _ := f.apply(st, err, now)
 	switch v {
 	case attest.Accept:
 		return pubsub.ValidationAccept
 	case attest.Ignore:
 		return pubsub.ValidationIgnore
 	default:
-		f.log.Debug("rejected probe result", "from", from, "reason", reason, "err", err)
 		return pubsub.ValidationReject
 	}
 }
@@ -445,6 +485,13 @@ func (f *probeFeature) apply(st *attest.Statement, verr error, now time.Time) (a
 	}
 	v, reason := f.classify(st, verr, now)
 	f.results.WithLabelValues(v.String(), reason).Inc()
+	if v != attest.Accept {
+		signer := ""
+		if st != nil {
+			signer = st.Signer.String()
+		}
+		f.log.Debug("probe result refused", "verdict", v.String(), "reason", reason, "signer", signer, "err", verr)
+	}
 	return v, reason
 }
 
@@ -463,7 +510,7 @@ func (f *probeFeature) classify(st *attest.Statement, verr error, now time.Time)
 	case errors.Is(err, probe.ErrNotProbe):
 		return attest.Reject, "kind"
 	case errors.Is(err, probe.ErrNotAssigned):
-		return attest.Ignore, "not_assigned"
+		return attest.Ignore, "not_seated"
 	case errors.Is(err, probe.ErrNotHeld):
 		return attest.Ignore, "not_held"
 	case errors.Is(err, probe.ErrEpoch):
@@ -476,6 +523,17 @@ func (f *probeFeature) classify(st *attest.Statement, verr error, now time.Time)
 		return attest.Ignore, "other"
 	}
 	target, _ := peer.Decode(st.Probe.Target) // Add checked it
+	if a, err := netip.ParseAddr(st.Probe.Addr); err == nil {
+		// A signed observation of where the target is: it places the
+		// target once observers in enough observed domains agree.
+		if f.placer.Observed(st.Signer) {
+			f.reports.WithLabelValues("counted").Inc()
+		} else {
+			f.reports.WithLabelValues("unobserved").Inc()
+			f.log.Debug("observation report refused", "reason", "unobserved", "reporter", st.Signer, "target", target)
+		}
+		f.placer.Report(st.Signer, target, a)
+	}
 	if st.Probe.Outcome == protocol.OutcomePass {
 		// A passing probe's latency, signed by its observer, is that
 		// vantage point's round-trip estimate to the target: mirrors with

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/probe"
+	"github.com/mirrornet/mirrornet/internal/probe/probetest"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -342,8 +343,8 @@ func TestProbesLabelsAndAuto(t *testing.T) {
 	if got := badgeOf(t, d, "/badge/bundle/"+root.String()+"/mirrors"); got != "3 verified · 3 domains" {
 		t.Errorf("bundle badge %q", got)
 	}
-	if dom := evidenceOf(t, a)[d.ID().String()].Domain; dom != "label:rack-a" {
-		t.Errorf("D's domain %q, want label:rack-a", dom)
+	if dom := evidenceOf(t, a)[d.ID().String()].Domain; dom != "label:rack-a@net:127.0.0.0/24" {
+		t.Errorf("D's domain %q, want label:rack-a@net:127.0.0.0/24", dom)
 	}
 
 	// D has seen all of that and checked twice more since: it must not
@@ -377,15 +378,19 @@ func TestProbeValidator(t *testing.T) {
 	sk, _, _ := crypto.GenerateEd25519Key(nil)
 	obs, _ := peer.IDFromPrivateKey(sk)
 	now := a.clock()
-	res := protocol.ProbeResult{
-		Observer: obs.String(), Target: b.ID().String(), Epoch: probe.EpochOf(now, pf.cfg.EpochLength), Seq: 1,
-		Time: now.UnixMilli(), Bundle: "bafkqaaa", Challenge: "descent:" + strings.Repeat("0", 32) + ":",
-		Outcome: protocol.OutcomePass,
-	}
+	res := probetest.Result(t, obs, probetest.Spec{Target: b.ID(), Bundle: "bafkqaaa", Outcome: protocol.OutcomeFail,
+		At: now, EpochLength: pf.cfg.EpochLength, Seq: 1})
 	genuine, err := attest.SignProbe(sk, res)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A pass without B's receipt, and one with a receipt the observer
+	// made itself: provably not what happened.
+	res.Outcome = protocol.OutcomePass
+	noReceipt := probetest.Forge(t, sk, res)
+	res.Receipts = probetest.Result(t, obs, probetest.Spec{Target: b.ID(), Bundle: "bafkqaaa", Outcome: protocol.OutcomePass,
+		At: now, EpochLength: pf.cfg.EpochLength, Seq: 1, TargetKey: sk}).Receipts
+	selfMade := probetest.Forge(t, sk, res)
 	forged := append([]byte{}, genuine...)
 	forged[len(forged)-3] ^= 0x40 // inside the signature
 	liveness, err := attest.SignLiveness(sk, protocol.Liveness{Peer: obs.String(), State: protocol.StateUp, Seq: 1, Time: now.UnixMilli()})
@@ -401,6 +406,8 @@ func TestProbeValidator(t *testing.T) {
 		{"forged", forged, pubsub.ValidationReject},
 		{"garbage", []byte("not an envelope"), pubsub.ValidationReject},
 		{"liveness on the probe topic", liveness, pubsub.ValidationReject},
+		{"pass without a receipt", noReceipt, pubsub.ValidationReject},
+		{"pass with a self-made receipt", selfMade, pubsub.ValidationReject},
 		{"genuine but not held", genuine, pubsub.ValidationIgnore},
 	} {
 		if got := pf.validate(context.Background(), b.ID(), msg(tc.data)); got != tc.want {

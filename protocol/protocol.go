@@ -15,7 +15,7 @@ const (
 	ProbeProtocolID = "/mirrornet/probe/1.0.0"
 
 	TopicLiveness = "/mirrornet/liveness/1"
-	TopicProbe    = "/mirrornet/probe/1"
+	TopicProbe    = "/mirrornet/probe/2"
 	TopicRelease  = "/mirrornet/release/1"
 	TopicBuild    = "/mirrornet/build/1"
 
@@ -31,7 +31,7 @@ const (
 	DomainRelease  = "mirrornet-release"
 
 	PayloadLiveness = "/mirrornet/liveness/1"
-	PayloadProbe    = "/mirrornet/probe/1"
+	PayloadProbe    = "/mirrornet/probe/2"
 	PayloadBuild    = "/mirrornet/build/1"
 )
 

@@ -1,23 +1,34 @@
-// Package domain places mirrors in failure domains from what others observe
-// of them, so that redundancy is counted in independent places rather than
-// in peer IDs: sixteen mirrors behind one /24 are one copy, not sixteen.
+// Package domain places mirrors in failure domains from what peers
+// observed of them on real connections, so that redundancy is counted in
+// independent places rather than in peer IDs: sixteen mirrors behind one
+// /24 are one copy, not sixteen, and a thousand mirrors nobody has seen are
+// one copy too.
 //
-// A mirror's domain is, in order of precedence:
+// A mirror's base domain is, from its most observed address:
 //
-//   - "label:<name>" from an operator's label file (testnets; see
-//     [ParseLabels]);
 //   - "asn:AS<n>" when an IP-to-ASN table is loaded (iptoasn TSV; see
-//     [ParseASN]) and the mirror's most observed address is routed;
-//   - "net:<prefix>" for that address's IPv4 /24 or IPv6 /48;
-//   - "region:<name>" from the mirror's self-declared liveness Region, only
-//     when nothing about it was observed; such domains weigh half in
-//     [Placer.EffectiveRedundancy];
-//   - "peer:<id>" when nothing at all is known.
+//     [ParseASN]) and the address is routed;
+//   - "net:<prefix>" for the address's IPv4 /24 or IPv6 /48.
 //
-// Mirrors whose RTT vectors, measured from many vantage points, are
-// near-identical are flagged as likely co-located and merged into one
-// domain. The package is a pure core: no goroutines, no network I/O, no
-// clock. [LoadASNFile] and [LoadLabelFile] read files once at start-up.
+// The address comes from this node's own connections to the mirror
+// ([Placer.Observe]), or else from signed observation reports
+// ([Placer.Report]: the address a probe observer reached the mirror at),
+// accepted only when reporters in at least Quorum distinct, themselves
+// observed, domains agree on the domain. A mirror with neither is in
+// "unknown", one domain shared by every unobserved mirror: it counts once
+// toward k, effective redundancy and badges, never once per peer.
+//
+// Declarations never create a domain. An operator's label file may split
+// an observed domain ("label:<name>@<base>", for racks behind one prefix),
+// never lift a mirror out of "unknown"; a mirror's self-declared liveness
+// Region only names its domain ([Placer.Name]). Mirrors whose RTT vectors,
+// measured from many vantage points, are near-identical are flagged as
+// likely co-located and merged into one domain.
+//
+// [Resolve] is the pure function from observations to domains (a ledger
+// can recompute it); [Placer] keeps observations and caches its answer.
+// The package is a pure core: no goroutines, no network I/O, no clock.
+// [LoadASNFile] and [LoadLabelFile] read files once at start-up.
 package domain
 
 import (
@@ -25,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -220,12 +232,16 @@ type Config struct {
 	ColocRelTolerance float64
 	// ColocAgreement is the fraction of common vantages that must agree.
 	ColocAgreement float64
+	// Quorum is how many distinct observed domains must report a
+	// mirror's address before it is placed from reports (2: one network
+	// full of sybils cannot place anyone; 1 on a single-host testnet).
+	Quorum int
 }
 
 // DefaultConfig flags pairs alike within 1 ms or 5% from at least 5
-// vantages, 90% of them agreeing.
+// vantages, 90% of them agreeing, and places from reports of 2 domains.
 func DefaultConfig() Config {
-	return Config{ColocMinVantages: 5, ColocTolerance: time.Millisecond, ColocRelTolerance: 0.05, ColocAgreement: 0.9}
+	return Config{ColocMinVantages: 5, ColocTolerance: time.Millisecond, ColocRelTolerance: 0.05, ColocAgreement: 0.9, Quorum: 2}
 }
 
 // Validate names the first invalid field.
@@ -237,8 +253,111 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: co-location tolerances must not be negative", ErrConfig)
 	case c.ColocAgreement <= 0 || c.ColocAgreement > 1:
 		return fmt.Errorf("%w: ColocAgreement must be in (0, 1]", ErrConfig)
+	case c.Quorum < 1:
+		return fmt.Errorf("%w: Quorum must be at least 1", ErrConfig)
 	}
 	return nil
+}
+
+// Unknown is the one domain of every mirror nobody observed.
+const Unknown = "unknown"
+
+// maxReporters bounds the reports kept about one peer.
+const maxReporters = 64
+
+// Observations are what domains are computed from.
+type Observations struct {
+	// Direct is, per peer, the address this node saw on its own
+	// connections to it (the most observed one).
+	Direct map[peer.ID]netip.Addr
+	// Reports is, per target, the address each reporter (a probe
+	// observer, in a signed result) reached it at.
+	Reports map[peer.ID]map[peer.ID]netip.Addr
+	// Labels are the operator's labels (they split observed domains).
+	Labels map[peer.ID]string
+	ASN    *ASNTable
+	// Quorum: distinct observed reporter domains needed to place a peer
+	// from reports.
+	Quorum int
+}
+
+// Resolve places every peer that appears in o (directly observed, or as a
+// report's target) in a domain; peers it cannot place are [Unknown]. It is
+// pure. A report counts only when its reporter is itself placed (directly,
+// or from reports in an earlier pass); a peer is placed from reports when
+// reporters in at least o.Quorum distinct domains agree on its base
+// domain (the largest such agreement wins; ties go to the smaller name).
+func Resolve(o Observations) map[peer.ID]string {
+	out := make(map[peer.ID]string, len(o.Direct)+len(o.Reports))
+	for p, a := range o.Direct {
+		out[p] = labelled(o.Labels, p, baseOf(o.ASN, a))
+	}
+	targets := make([]peer.ID, 0, len(o.Reports))
+	for t := range o.Reports {
+		if _, ok := out[t]; !ok {
+			targets = append(targets, t)
+		}
+	}
+	slices.Sort(targets)
+	// Each pass may place reporters that place others in the next; a
+	// peer placed stays placed, so this ends within len(targets) passes.
+	for changed := true; changed; {
+		changed = false
+		for _, t := range targets {
+			if _, ok := out[t]; ok {
+				continue
+			}
+			votes := map[string]map[string]bool{}
+			for r, a := range o.Reports[t] {
+				rd, ok := out[r]
+				if !ok || rd == Unknown || r == t {
+					continue
+				}
+				cd := baseOf(o.ASN, a)
+				if votes[cd] == nil {
+					votes[cd] = map[string]bool{}
+				}
+				votes[cd][rd] = true
+			}
+			best, n := "", 0
+			for cd, rs := range votes {
+				if len(rs) > n || len(rs) == n && cd < best {
+					best, n = cd, len(rs)
+				}
+			}
+			if n >= max(o.Quorum, 1) {
+				out[t] = labelled(o.Labels, t, best)
+				changed = true
+			}
+		}
+	}
+	for _, t := range targets {
+		if _, ok := out[t]; !ok {
+			out[t] = Unknown
+		}
+	}
+	return out
+}
+
+// baseOf is the base domain of an address.
+func baseOf(asn *ASNTable, a netip.Addr) string {
+	if n := asn.Lookup(a); n != 0 {
+		return fmt.Sprintf("asn:AS%d", n)
+	}
+	bits := 24
+	if !a.Is4() {
+		bits = 48
+	}
+	pfx, _ := a.Prefix(bits)
+	return "net:" + pfx.String()
+}
+
+// labelled splits an observed base domain by an operator's label.
+func labelled(labels map[peer.ID]string, p peer.ID, base string) string {
+	if l, ok := labels[p]; ok {
+		return "label:" + l + "@" + base
+	}
+	return base
 }
 
 // Placer places peers in failure domains. It is safe for concurrent use.
@@ -249,9 +368,11 @@ type Placer struct {
 
 	mu       sync.Mutex
 	observed map[peer.ID]map[netip.Addr]int
+	reports  map[peer.ID]map[peer.ID]netip.Addr // target -> reporter -> address
 	regions  map[peer.ID]string
 	rtt      map[peer.ID]map[peer.ID]time.Duration // target -> vantage -> RTT
 	groups   map[peer.ID]peer.ID                   // co-location representative; nil when stale
+	resolved map[peer.ID]string                    // Resolve's answer; nil when stale
 }
 
 // New returns a Placer. asn and labels may be nil.
@@ -261,13 +382,14 @@ func New(cfg Config, asn *ASNTable, labels map[peer.ID]string) (*Placer, error) 
 	}
 	return &Placer{
 		cfg: cfg, asn: asn, labels: labels,
-		observed: map[peer.ID]map[netip.Addr]int{}, regions: map[peer.ID]string{},
-		rtt: map[peer.ID]map[peer.ID]time.Duration{},
+		observed: map[peer.ID]map[netip.Addr]int{}, reports: map[peer.ID]map[peer.ID]netip.Addr{},
+		regions: map[peer.ID]string{}, rtt: map[peer.ID]map[peer.ID]time.Duration{},
 	}, nil
 }
 
 // Observe records that p was seen connecting from (or reachable at) a, as
-// the remote address of a connection. Call it on every new connection.
+// the remote address of one of this node's own connections. Call it on
+// every new connection.
 func (pl *Placer) Observe(p peer.ID, a netip.Addr) {
 	if !a.IsValid() {
 		return
@@ -281,7 +403,40 @@ func (pl *Placer) Observe(p peer.ID, a netip.Addr) {
 	}
 	if len(m) < 64 || m[a.Unmap()] > 0 { // bound what one peer can make us store
 		m[a.Unmap()]++
+		pl.resolved = nil
 	}
+}
+
+// Report records a signed observation: reporter reached target at a (the
+// address of a probe result). It counts once reporters in Quorum distinct
+// observed domains agree (see [Resolve]). At most 64 reporters are kept
+// per target.
+func (pl *Placer) Report(reporter, target peer.ID, a netip.Addr) {
+	if !a.IsValid() || reporter == target {
+		return
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	m := pl.reports[target]
+	if m == nil {
+		m = map[peer.ID]netip.Addr{}
+		pl.reports[target] = m
+	}
+	if _, ok := m[reporter]; ok || len(m) < maxReporters {
+		if m[reporter] != a.Unmap() {
+			m[reporter] = a.Unmap()
+			pl.resolved = nil
+		}
+	}
+}
+
+// Observed reports whether p is placed in a domain other than unknown
+// (directly, or from agreeing reports).
+func (pl *Placer) Observed(p peer.ID) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	d, ok := pl.resolvedLocked()[p]
+	return ok && d != Unknown
 }
 
 // Forget drops everything observed about p.
@@ -291,13 +446,18 @@ func (pl *Placer) Forget(p peer.ID) {
 	delete(pl.observed, p)
 	delete(pl.regions, p)
 	delete(pl.rtt, p)
+	delete(pl.reports, p)
 	for _, m := range pl.rtt {
 		delete(m, p)
 	}
-	pl.groups = nil
+	for _, m := range pl.reports {
+		delete(m, p)
+	}
+	pl.groups, pl.resolved = nil, nil
 }
 
 // SetRegion records p's self-declared region (liveness Region; "" clears).
+// A region names a domain ([Placer.Name]); it never places a mirror.
 func (pl *Placer) SetRegion(p peer.ID, region string) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -306,6 +466,14 @@ func (pl *Placer) SetRegion(p peer.ID, region string) {
 	} else {
 		pl.regions[p] = region
 	}
+}
+
+// Name returns p's self-declared region, a name for its domain ("" when
+// none). It never changes what p counts for.
+func (pl *Placer) Name(p peer.ID) string {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.regions[p]
 }
 
 // ObserveRTT records a round-trip time to target measured from vantage
@@ -325,27 +493,42 @@ func (pl *Placer) ObserveRTT(vantage, target peer.ID, rtt time.Duration) {
 	pl.groups = nil
 }
 
-// baseDomainLocked is p's domain before co-location merging, and whether
-// it rests on self-declaration only.
-func (pl *Placer) baseDomainLocked(p peer.ID) (string, bool) {
-	if l, ok := pl.labels[p]; ok {
-		return "label:" + l, false
-	}
-	if addr, ok := pl.mainAddrLocked(p); ok {
-		if asn := pl.asn.Lookup(addr); asn != 0 {
-			return fmt.Sprintf("asn:AS%d", asn), false
+// Observations returns a copy of what the placer knows, for [Resolve].
+func (pl *Placer) Observations() Observations {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.observationsLocked()
+}
+
+func (pl *Placer) observationsLocked() Observations {
+	o := Observations{Direct: map[peer.ID]netip.Addr{}, Reports: map[peer.ID]map[peer.ID]netip.Addr{},
+		Labels: pl.labels, ASN: pl.asn, Quorum: pl.cfg.Quorum}
+	for p := range pl.observed {
+		if a, ok := pl.mainAddrLocked(p); ok {
+			o.Direct[p] = a
 		}
-		bits := 24
-		if !addr.Is4() {
-			bits = 48
-		}
-		pfx, _ := addr.Prefix(bits)
-		return "net:" + pfx.String(), false
 	}
-	if r, ok := pl.regions[p]; ok {
-		return "region:" + r, true
+	for t, m := range pl.reports {
+		o.Reports[t] = maps.Clone(m)
 	}
-	return "peer:" + p.String(), false
+	return o
+}
+
+func (pl *Placer) resolvedLocked() map[peer.ID]string {
+	if pl.resolved == nil {
+		o := pl.observationsLocked()
+		o.Reports = pl.reports // read-only inside Resolve
+		pl.resolved = Resolve(o)
+	}
+	return pl.resolved
+}
+
+// baseDomainLocked is p's domain before co-location merging.
+func (pl *Placer) baseDomainLocked(p peer.ID) string {
+	if d, ok := pl.resolvedLocked()[p]; ok {
+		return d
+	}
+	return Unknown
 }
 
 // mainAddrLocked is the most observed address of p (ties: the smallest).
@@ -360,32 +543,34 @@ func (pl *Placer) mainAddrLocked(p peer.ID) (netip.Addr, bool) {
 	return best, n > 0
 }
 
-// Domain returns p's failure domain (see the package doc). Co-located
-// peers share the domain of the group's smallest member.
+// Domain returns p's failure domain (see the package doc): [Unknown] for
+// a mirror nobody observed. Co-located peers share the domain of the
+// group's smallest member.
 func (pl *Placer) Domain(p peer.ID) string {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	d, _ := pl.baseDomainLocked(pl.representativeLocked(p))
-	return d
+	d := pl.baseDomainLocked(p)
+	if d == Unknown {
+		return d
+	}
+	return pl.baseDomainLocked(pl.representativeLocked(p))
 }
 
 // EffectiveRedundancy returns the number of distinct failure domains among
-// holders (co-located groups merged). Domains known only from
-// self-declared regions count half, rounded down. Pass verified holders
-// only: this counts places, not proofs.
+// holders (co-located groups merged; all unobserved holders together count
+// as one). Pass verified holders only: this counts places, not proofs.
 func (pl *Placer) EffectiveRedundancy(holders []peer.ID) int {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	observed, declared := map[string]bool{}, map[string]bool{}
+	domains := map[string]bool{}
 	for _, h := range holders {
-		d, selfDeclared := pl.baseDomainLocked(pl.representativeLocked(h))
-		if selfDeclared {
-			declared[d] = true
-		} else {
-			observed[d] = true
+		d := pl.baseDomainLocked(h)
+		if d != Unknown {
+			d = pl.baseDomainLocked(pl.representativeLocked(h))
 		}
+		domains[d] = true
 	}
-	return len(observed) + len(declared)/2
+	return len(domains)
 }
 
 // Colocated returns the groups of two or more peers flagged as likely
@@ -470,15 +655,28 @@ func (pl *Placer) alikeLocked(a, b peer.ID) bool {
 		return false
 	}
 	va, vb := pl.rtt[a], pl.rtt[b]
+	// Vantages count once per observed domain (the smallest vantage ID
+	// speaks for it): a farm of identities in one place, or unobserved
+	// ones, cannot vote two mirrors together.
+	speaker := map[string]peer.ID{}
+	for v := range va {
+		if v == a || v == b {
+			continue
+		}
+		if _, ok := vb[v]; !ok {
+			continue
+		}
+		d := pl.baseDomainLocked(v)
+		if d == Unknown {
+			continue
+		}
+		if cur, ok := speaker[d]; !ok || v < cur {
+			speaker[d] = v
+		}
+	}
 	common, agree := 0, 0
-	for v, ra := range va {
-		if v == b {
-			continue
-		}
-		rb, ok := vb[v]
-		if !ok || v == a {
-			continue
-		}
+	for _, v := range speaker {
+		ra, rb := va[v], vb[v]
 		common++
 		diff := ra - rb
 		if diff < 0 {

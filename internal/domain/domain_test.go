@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,11 +159,17 @@ func TestLabels(t *testing.T) {
 	for _, p := range ps {
 		pl.Observe(p, netip.MustParseAddr("127.0.0.1"))
 	}
-	if d := pl.Domain(ps[0]); d != "label:dc1" {
+	if d := pl.Domain(ps[0]); d != "label:dc1@net:127.0.0.0/24" {
 		t.Errorf("domain %q", d)
 	}
 	if got := pl.EffectiveRedundancy(ps); got != 2 {
 		t.Errorf("redundancy %d, want 2", got)
+	}
+	// A label splits an observed domain; it never places a mirror nobody
+	// observed.
+	unseen := newPlacer(t, nil, labels)
+	if d := unseen.Domain(ps[2]); d != Unknown {
+		t.Errorf("labelled but unobserved: %q", d)
 	}
 	for name, in := range map[string]string{
 		"one field":  ps[0].String() + "\n",
@@ -180,26 +187,83 @@ func TestLabels(t *testing.T) {
 	}
 }
 
-func TestRegionsWeighHalf(t *testing.T) {
+// TestRegionsOnlyName: self-declared regions name a domain, never create
+// one; every unobserved mirror is in the one domain "unknown", which counts
+// once.
+func TestRegionsOnlyName(t *testing.T) {
 	ps := peers(t, 5)
 	pl := newPlacer(t, nil, nil)
 	pl.SetRegion(ps[0], "eu")
 	pl.SetRegion(ps[1], "us")
 	pl.SetRegion(ps[2], "ap")
 	pl.Observe(ps[3], netip.MustParseAddr("192.0.2.1"))
-	pl.SetRegion(ps[3], "mars") // observation wins over declaration
-	if d := pl.Domain(ps[0]); d != "region:eu" {
-		t.Errorf("domain %q", d)
+	pl.SetRegion(ps[3], "mars")
+	if d := pl.Domain(ps[0]); d != Unknown || pl.Name(ps[0]) != "eu" {
+		t.Errorf("declared region: domain %q, name %q", d, pl.Name(ps[0]))
 	}
 	if d := pl.Domain(ps[3]); d != "net:192.0.2.0/24" {
 		t.Errorf("observed domain %q", d)
 	}
-	if d := pl.Domain(ps[4]); d != "peer:"+ps[4].String() {
+	if d := pl.Domain(ps[4]); d != Unknown {
 		t.Errorf("unknown domain %q", d)
 	}
-	// 1 observed + 3 declared regions / 2 = 2 (the unknown peer is left out).
-	if got := pl.EffectiveRedundancy(ps[:4]); got != 2 {
+	// 1 observed + all the unobserved together.
+	if got := pl.EffectiveRedundancy(ps); got != 2 {
 		t.Errorf("redundancy %d, want 2", got)
+	}
+}
+
+// TestReports: a mirror this node never connected to is placed from signed
+// reports only when observers in two distinct observed domains agree. A
+// farm in one domain, or reporters nobody observed, place nobody.
+func TestReports(t *testing.T) {
+	ps := peers(t, 40)
+	target, honest, farm, ghosts := ps[0], ps[1:4], ps[4:34], ps[34:37]
+	pl := newPlacer(t, nil, nil)
+	for i, h := range honest {
+		pl.Observe(h, netip.MustParseAddr(fmt.Sprintf("198.51.%d.1", i)))
+	}
+	for _, f := range farm {
+		pl.Observe(f, netip.MustParseAddr("203.0.113.9"))
+	}
+	// The whole farm and the ghosts claim the target sits in 192.0.2.0/24.
+	for _, r := range append(slices.Clone(farm), ghosts...) {
+		pl.Report(r, target, netip.MustParseAddr("192.0.2.5"))
+	}
+	if d := pl.Domain(target); d != Unknown || pl.Observed(target) {
+		t.Fatalf("one farm and three ghosts placed the target in %q", d)
+	}
+	// Ghosts vouch for each other: still unknown.
+	for _, g := range ghosts {
+		for _, o := range ghosts {
+			pl.Report(o, g, netip.MustParseAddr(fmt.Sprintf("100.64.%d.1", len(o)%200)))
+		}
+	}
+	for _, g := range ghosts {
+		if d := pl.Domain(g); d != Unknown {
+			t.Errorf("ghost placed in %q by ghosts", d)
+		}
+	}
+	// One honest domain agrees with the farm: two domains, placed.
+	pl.Report(honest[0], target, netip.MustParseAddr("192.0.2.77"))
+	if d := pl.Domain(target); d != "net:192.0.2.0/24" {
+		t.Errorf("two observed domains agree: %q", d)
+	}
+	// The farm counts once however many identities: the ghosts and the
+	// farm hold two domains (unknown, net:203.0.113.0/24), not 33.
+	if got := pl.EffectiveRedundancy(append(slices.Clone(farm), ghosts...)); got != 2 {
+		t.Errorf("farm and ghosts: effective redundancy %d, want 2", got)
+	}
+	// Pure: Resolve on the same observations gives the same answer.
+	if got := Resolve(pl.Observations())[target]; got != "net:192.0.2.0/24" {
+		t.Errorf("Resolve: %q", got)
+	}
+	one := newPlacer(t, nil, nil)
+	one.cfg.Quorum = 1
+	one.Observe(honest[0], netip.MustParseAddr("198.51.0.1"))
+	one.Report(honest[0], target, netip.MustParseAddr("192.0.2.5"))
+	if d := one.Domain(target); d != "net:192.0.2.0/24" {
+		t.Errorf("quorum 1: %q", d)
 	}
 }
 
@@ -209,6 +273,9 @@ func TestColocation(t *testing.T) {
 	targets, vantages := ps[:4], ps[4:]
 	for i, p := range targets {
 		pl.Observe(p, netip.MustParseAddr(fmt.Sprintf("192.0.%d.1", i)))
+	}
+	for i, v := range vantages {
+		pl.Observe(v, netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", i)))
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, v := range vantages {
@@ -231,12 +298,26 @@ func TestColocation(t *testing.T) {
 	}
 	// Too few vantages: no verdict.
 	pl2 := newPlacer(t, nil, nil)
+	for i, v := range vantages {
+		pl2.Observe(v, netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", i)))
+	}
 	for _, v := range vantages[:2] {
 		pl2.ObserveRTT(v, targets[0], 10*time.Millisecond)
 		pl2.ObserveRTT(v, targets[1], 10*time.Millisecond)
 	}
 	if g := pl2.Colocated(); len(g) != 0 {
 		t.Errorf("flagged from two vantages: %v", g)
+	}
+	// Many vantages in one domain are one vantage: a farm cannot vote an
+	// honest mirror into its rack.
+	pl3 := newPlacer(t, nil, nil)
+	for _, v := range vantages {
+		pl3.Observe(v, netip.MustParseAddr("203.0.113.9"))
+		pl3.ObserveRTT(v, targets[0], 10*time.Millisecond)
+		pl3.ObserveRTT(v, targets[1], 10*time.Millisecond)
+	}
+	if g := pl3.Colocated(); len(g) != 0 {
+		t.Errorf("flagged by one domain's vantages: %v", g)
 	}
 }
 
@@ -248,8 +329,10 @@ func TestLabelsAreNotMergedByTiming(t *testing.T) {
 	targets, vantages := ps[:3], ps[3:]
 	labels := map[peer.ID]string{targets[0]: "dc1", targets[1]: "dc2", targets[2]: "dc3"}
 	pl := newPlacer(t, nil, labels)
-	for _, v := range vantages {
+	for i, v := range vantages {
+		pl.Observe(v, netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", i)))
 		for _, tg := range targets {
+			pl.Observe(tg, netip.MustParseAddr("127.0.0.1"))
 			pl.ObserveRTT(v, tg, time.Millisecond)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 const assignDomain = "mirrornet-probe-assign/1"
@@ -112,4 +114,23 @@ func Targets(epoch uint64, self peer.ID, alive []peer.ID, n int) []peer.ID {
 		}
 	}
 	return out
+}
+
+// RoundOf returns the round of t within its epoch: (unix ms of t - epoch
+// start) * protocol.ProbeRoundsPerEpoch / length. With the epoch, the
+// target and the observer it derives a challenge's nonce
+// (protocol.ProbeNonce): one challenge per observer, target and round.
+func RoundOf(t time.Time, length time.Duration) uint64 {
+	ms := t.UnixMilli()
+	l := length.Milliseconds()
+	if ms < 0 || l <= 0 {
+		return 0
+	}
+	return uint64((ms % l) * protocol.ProbeRoundsPerEpoch / l)
+}
+
+// Nonce is the nonce of the challenge observer puts to target at t.
+func Nonce(t time.Time, length time.Duration, target, observer peer.ID) (epoch, round uint64, nonce [16]byte) {
+	epoch, round = EpochOf(t, length), RoundOf(t, length)
+	return epoch, round, protocol.ProbeNonce(epoch, round, target.String(), observer.String())
 }

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,9 @@ type mirror struct {
 	seq uint64
 }
 
+// keyOf holds every test mirror's key, so results can carry receipts.
+var keyOf = map[peer.ID]crypto.PrivKey{}
+
 func mirrors(t testing.TB, n int, seed uint64) []*mirror {
 	t.Helper()
 	rng := rand.NewChaCha8([32]byte{byte(seed)})
@@ -32,8 +36,18 @@ func mirrors(t testing.TB, n int, seed uint64) []*mirror {
 		}
 		id, _ := peer.IDFromPrivateKey(k)
 		out[i] = &mirror{id: id, key: k}
+		keyOf[id] = k
 	}
 	return out
+}
+
+// distinct puts every mirror in a /24 of its own.
+func distinct(ms []*mirror) domainMap {
+	d := domainMap{}
+	for i, m := range ms {
+		d[m.id] = fmt.Sprintf("net:10.0.%d.0/24", i)
+	}
+	return d
 }
 
 func ids(ms []*mirror) []peer.ID {
@@ -67,14 +81,40 @@ type domainMap map[peer.ID]string
 
 func (d domainMap) Domain(p peer.ID) string { return d[p] }
 
+// result is m's honest report: outcome, except on a canary challenge,
+// which an honest observer can only fail. A pass carries the target's
+// receipt.
 func (m *mirror) result(t testing.TB, cfg Config, target peer.ID, now time.Time, outcome string) *attest.Statement {
 	t.Helper()
+	if _, _, n := Nonce(now, cfg.EpochLength, target, m.id); protocol.IsCanary(n) && outcome == protocol.OutcomePass {
+		outcome = protocol.OutcomeFail
+	}
+	return m.report(t, cfg, target, now, outcome)
+}
+
+// report is whatever m says, receipts included (a lying observer with a
+// colluding target says pass on canaries too).
+func (m *mirror) report(t testing.TB, cfg Config, target peer.ID, now time.Time, outcome string) *attest.Statement {
+	t.Helper()
 	m.seq++
-	raw, err := attest.SignProbe(m.key, protocol.ProbeResult{
-		Observer: m.id.String(), Target: target.String(), Epoch: EpochOf(now, cfg.EpochLength),
+	epoch, round, nonce := Nonce(now, cfg.EpochLength, target, m.id)
+	p := protocol.ProbeResult{
+		Observer: m.id.String(), Target: target.String(), Epoch: epoch, Round: round,
 		Seq: m.seq, Time: now.UnixMilli(), Bundle: "bafybundle",
-		Challenge: "descent:0123456789abcdef0123456789abcdef:1", Outcome: outcome, LatencyMS: 3,
-	})
+		Challenge: "descent:" + hex.EncodeToString(nonce[:]) + ":1", Outcome: outcome, LatencyMS: 3,
+	}
+	block := p.Bundle
+	if protocol.IsCanary(nonce) {
+		p.Challenge, block = "canary:"+hex.EncodeToString(nonce[:]), protocol.CanaryCID(nonce)
+	}
+	if outcome == protocol.OutcomePass {
+		r, err := attest.SignProbeReceipt(keyOf[target], m.id.String(), nonce, block, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Receipts = []string{r}
+	}
+	raw, err := attest.SignProbe(m.key, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +229,7 @@ func TestAddDropsWhatIsNotEvidence(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 12, 2)
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	target := ms[0].id
 	in, out := assignedTo(cfg, ms, target, t0, view.alive)
 
@@ -258,7 +298,7 @@ func TestVerifiedNeedsKDistinctDomains(t *testing.T) {
 		t.Errorf("one domain: %+v", s)
 	}
 	// The same results from distinct domains verify it.
-	ev = newEvidence(t, cfg, view, nil)
+	ev = newEvidence(t, cfg, view, distinct(ms))
 	now = runRounds(t, ev, cfg, in, target, t0, 2, pass)
 	if s := ev.Status(target, now); s.State != StateVerified || s.PassDomains < cfg.K || s.PassRate24h != 1 {
 		t.Errorf("distinct domains: %+v", s)
@@ -281,7 +321,7 @@ func TestLiarsDoNotVerify(t *testing.T) {
 	view := &fakeView{alive: ids(ms)}
 	target := ms[0].id
 	in, out := assignedTo(cfg, ms, target, t0, view.alive)
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	// Unassigned observers vouch for the target: dropped.
 	now := runRounds(t, ev, cfg, out, target, t0, 5, pass)
 	if s := ev.Status(target, now); s.State == StateVerified || s.Samples != 0 {
@@ -310,7 +350,7 @@ func TestStarvedObserverDoesNotKill(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 20, 5)
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	starved := ms[19]
 	now := t0
 	for round := 0; round < 12; round++ {
@@ -332,7 +372,7 @@ func TestStarvedObserverDoesNotKill(t *testing.T) {
 		}
 		now = now.Add(cfg.Interval)
 	}
-	if w := ev.weightLocked(starved.id, now.Add(-cfg.Interval)); w > 0.1 {
+	if w := ev.Weight(starved.id, now.Add(-cfg.Interval)); w > 0.1 {
 		t.Errorf("starved observer keeps weight %.2f", w)
 	}
 }
@@ -344,17 +384,17 @@ func TestStarvedObserverAloneWithoutLifeguard(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 12, 6)
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	target := ms[0].id
 	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
 	now := runRounds(t, ev, cfg, in, target, t0, 4, func(m *mirror) string {
-		if m == in[0] || m == in[1] || m == in[2] {
+		if m == in[0] || m == in[1] || m == in[2] || m == in[3] {
 			return protocol.OutcomeTimeout
 		}
 		return protocol.OutcomePass
 	})
-	if s := ev.Status(target, now); s.State != StateDegraded {
-		t.Errorf("half the observers failing: %+v", s)
+	if s := ev.Status(target, now); s.State != StateDegraded && s.State != StateFailing {
+		t.Errorf("a majority of the observers failing: %+v", s)
 	}
 }
 
@@ -377,7 +417,7 @@ func TestFailureNeedsTwoDomains(t *testing.T) {
 	if s := ev.Status(target, now); s.State == StateFailing || s.State == StateDegraded {
 		t.Errorf("one domain condemned a mirror: %+v", s)
 	}
-	ev = newEvidence(t, cfg, view, nil)
+	ev = newEvidence(t, cfg, view, distinct(ms))
 	now = runRounds(t, ev, cfg, in, target, t0, 4, fail)
 	if s := ev.Status(target, now); s.State != StateFailing {
 		t.Errorf("independent failures: %+v", s)
@@ -388,15 +428,18 @@ func TestSpammingObserverIsCapped(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 12, 8)
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	target := ms[0].id
 	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
+	end := t0.Add(cfg.Window - time.Second)
 	for i := range 200 {
-		if err := ev.Add(in[0].result(t, cfg, target, t0.Add(time.Duration(i)*time.Millisecond), protocol.OutcomeFail), t0.Add(time.Second)); err != nil {
+		// One per round at most: others are duplicates.
+		err := ev.Add(in[0].result(t, cfg, target, t0.Add(time.Duration(i)*3*time.Second), protocol.OutcomeFail), end)
+		if err != nil && !errors.Is(err, ErrDuplicate) && !errors.Is(err, ErrNotAssigned) {
 			t.Fatal(err)
 		}
 	}
-	if s := ev.Status(target, t0.Add(time.Second)); s.Samples > float64(cfg.Window/cfg.Interval)+2 {
+	if s := ev.Status(target, end); s.Samples > float64(cfg.Window/cfg.Interval)+2 {
 		t.Errorf("one observer holds %.0f samples", s.Samples)
 	}
 }
@@ -405,7 +448,7 @@ func TestPruneForgets(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 8, 9)
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	target := ms[0].id
 	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
 	runRounds(t, ev, cfg, in, target, t0, 2, pass)
@@ -414,24 +457,24 @@ func TestPruneForgets(t *testing.T) {
 		t.Errorf("an hour later the window is empty but the day is not: %+v", s)
 	}
 	ev.Prune(t0.Add(25 * time.Hour))
-	if len(ev.targets) != 0 || len(ev.probed) != 0 {
-		t.Errorf("a day later: %d targets, %d observers kept", len(ev.targets), len(ev.probed))
+	if len(ev.targets) != 0 || len(ev.canary) != 0 {
+		t.Errorf("a day later: %d targets, %d canaries kept", len(ev.targets), len(ev.canary))
 	}
 }
 
-// TestLifeguard: three observers in distinct domains that fail against
+// TestLifeguard: four of six observers in distinct domains that fail against
 // every target they probe (a partitioned rack) are presumed sick; their
 // failures no longer confirm anything, so a healthy target they share is
 // not degraded. TestStarvedObserverAloneWithoutLifeguard is the control:
-// the same three failing only against that target do degrade it.
+// the same four failing only against that target do degrade it.
 func TestLifeguard(t *testing.T) {
 	cfg := DefaultConfig()
 	ms := mirrors(t, 12, 6) // same seed as the control
 	view := &fakeView{alive: ids(ms)}
-	ev := newEvidence(t, cfg, view, nil)
+	ev := newEvidence(t, cfg, view, distinct(ms))
 	target := ms[0].id
 	in, _ := assignedTo(cfg, ms, target, t0, view.alive)
-	sick := map[*mirror]bool{in[0]: true, in[1]: true, in[2]: true}
+	sick := map[*mirror]bool{in[0]: true, in[1]: true, in[2]: true, in[3]: true}
 	now := t0
 	for range 4 {
 		for _, o := range ms {
@@ -453,7 +496,7 @@ func TestLifeguard(t *testing.T) {
 		t.Errorf("sick observers condemned a healthy mirror: %+v", s)
 	}
 	for o := range sick {
-		if w := ev.weightLocked(o.id, now); w > minWeight {
+		if w := ev.Weight(o.id, now); w > minWeight {
 			t.Errorf("sick observer keeps weight %.2f", w)
 		}
 	}

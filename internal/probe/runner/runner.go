@@ -16,14 +16,13 @@ package runner
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +46,12 @@ var (
 	ErrDecode   = errors.New("runner: block does not decode")
 	ErrDepth    = errors.New("runner: DAG deeper than the descent limit")
 	ErrCodec    = errors.New("runner: unsupported codec in bundle")
+	// ErrNoReceipt: the target served the block without a valid receipt
+	// for this challenge; a pass it cannot prove is a failure.
+	ErrNoReceipt = errors.New("runner: block served without a valid receipt")
+	// ErrCanaryServed: a target served bytes for a canary block, which
+	// nobody can hold.
+	ErrCanaryServed = errors.New("runner: target answered a canary")
 )
 
 // Mirror is what the runner needs to know of one alive mirror.
@@ -65,10 +70,28 @@ type ViewReader interface {
 	Mirrors(now time.Time) []Mirror
 }
 
-// Fetcher fetches one raw block from the gateway at base. It must honour
-// ctx's deadline and bound what it reads. The runner verifies the bytes.
+// Challenge is what an observer tells the target with each request: who
+// asks and for which challenge (nonce), so that the target's receipt binds
+// its answer to both.
+type Challenge struct {
+	Observer peer.ID
+	Nonce    [16]byte
+}
+
+// Block is a target's answer to one request: the bytes (unverified), the
+// receipt it attached (protocol.EncodeReceipt form, "" when none) and the
+// address the answer came from (invalid when unknown).
+type Block struct {
+	Data    []byte
+	Receipt string
+	Addr    netip.Addr
+}
+
+// Fetcher fetches one raw block from the gateway at base for a challenge.
+// It must honour ctx's deadline and bound what it reads. The runner
+// verifies the bytes and the receipt.
 type Fetcher interface {
-	FetchBlock(ctx context.Context, base string, c cid.Cid) ([]byte, error)
+	FetchBlock(ctx context.Context, base string, c cid.Cid, ch Challenge) (Block, error)
 }
 
 // Publisher publishes one signed statement on the probe topic. It may
@@ -126,23 +149,31 @@ func (c Config) Validate() error {
 // Option sets an optional dependency.
 type Option func(*Runner)
 
-// WithRand replaces crypto/rand as the source of challenge nonces (tests).
-func WithRand(r io.Reader) Option { return func(rn *Runner) { rn.rand = r } }
+// Seater tells whether this mirror holds a committee seat for a target in
+// an epoch (probe.Committee, in this mirror's view of failure domains).
+// The runner probes the targets it is assigned and those it holds a seat
+// for. Implementations must not block.
+type Seater interface {
+	Seated(epoch uint64, target peer.ID, alive []peer.ID) bool
+}
+
+// WithSeater makes the runner also probe where it holds a committee seat.
+func WithSeater(s Seater) Option { return func(rn *Runner) { rn.seater = s } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(rn *Runner) { rn.log = l } }
 
 // Runner probes this mirror's assigned targets each round.
 type Runner struct {
-	cfg   Config
-	self  peer.ID
-	key   crypto.PrivKey
-	view  ViewReader
-	fetch Fetcher
-	pub   Publisher
-	clock func() time.Time
-	rand  io.Reader
-	log   *slog.Logger
+	cfg    Config
+	self   peer.ID
+	key    crypto.PrivKey
+	view   ViewReader
+	fetch  Fetcher
+	pub    Publisher
+	clock  func() time.Time
+	seater Seater
+	log    *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -164,7 +195,7 @@ func NewRunner(cfg Config, self peer.ID, key crypto.PrivKey, view ViewReader, fe
 		return nil, fmt.Errorf("%w: key is not the key of %s", ErrConfig, self)
 	}
 	r := &Runner{cfg: cfg, self: self, key: key, view: view, fetch: fetch, pub: pub, clock: clock,
-		rand: rand.Reader, log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(r)
 	}
@@ -213,11 +244,13 @@ func (r *Runner) Close() error {
 }
 
 // ProbeOnce runs one round at now: it challenges every target this mirror
-// is assigned in now's epoch (at most Parallel at a time), signs and
-// publishes a result for each, and returns the results in publishing
-// order. Targets without an HTTP side or without bundles are skipped
-// (nothing can be proven of them). The first publishing error is returned
-// after all results are published or ctx is done.
+// is assigned in now's epoch, or holds a committee seat for (at most
+// Parallel at a time), signs and publishes a result for each, and returns
+// the results in publishing order. Each challenge's nonce comes from the
+// epoch, the round of now, the target and this mirror
+// (protocol.ProbeNonce). Targets without an HTTP side or without bundles
+// are skipped (nothing can be proven of them). The first publishing error
+// is returned after all results are published or ctx is done.
 func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.ProbeResult, error) {
 	mirrors := r.view.Mirrors(now)
 	alive := make([]peer.ID, 0, len(mirrors)+1)
@@ -229,10 +262,13 @@ func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.Probe
 	if _, ok := byID[r.self]; !ok {
 		alive = append(alive, r.self)
 	}
-	epoch := probe.EpochOf(now, r.cfg.EpochLength)
+	epoch, round := probe.EpochOf(now, r.cfg.EpochLength), probe.RoundOf(now, r.cfg.EpochLength)
 	var todo []Mirror
-	for _, t := range probe.Targets(epoch, r.self, alive, r.cfg.Observers) {
-		if m := byID[t]; m.HTTP != "" && len(m.Bundles) > 0 {
+	for _, m := range mirrors {
+		if m.ID == r.self || m.HTTP == "" || len(m.Bundles) == 0 {
+			continue
+		}
+		if probe.Assigned(epoch, r.self, m.ID, alive, r.cfg.Observers) || r.seater != nil && r.seater.Seated(epoch, m.ID, alive) {
 			todo = append(todo, m)
 		}
 	}
@@ -240,10 +276,7 @@ func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.Probe
 	sem := make(chan struct{}, r.cfg.Parallel)
 	var wg sync.WaitGroup
 	for i, m := range todo {
-		var nonce [16]byte
-		if _, err := io.ReadFull(r.rand, nonce[:]); err != nil {
-			return nil, fmt.Errorf("runner: challenge nonce: %w", err)
-		}
+		nonce := protocol.ProbeNonce(epoch, round, m.ID.String(), r.self.String())
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -254,7 +287,7 @@ func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.Probe
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = r.challenge(ctx, epoch, now, m, nonce)
+			results[i] = r.challenge(ctx, epoch, round, now, m, nonce)
 		}()
 	}
 	wg.Wait()
@@ -299,23 +332,31 @@ func Choose(nonce [16]byte, d, level, n int) int {
 	return int(binary.BigEndian.Uint64(h[:8]) % uint64(n))
 }
 
-// challenge performs one descent against m and fills everything but Seq.
-func (r *Runner) challenge(ctx context.Context, epoch uint64, now time.Time, m Mirror, nonce [16]byte) protocol.ProbeResult {
+// challenge performs one challenge against m (a descent, or a canary when
+// the nonce says so) and fills everything but Seq.
+func (r *Runner) challenge(ctx context.Context, epoch, round uint64, now time.Time, m Mirror, nonce [16]byte) protocol.ProbeResult {
 	bundle := m.Bundles[Choose(nonce, 0, -1, len(m.Bundles))]
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	start := r.clock()
-	var paths []string
+	ch := &challengeState{Challenge: Challenge{Observer: r.self, Nonce: nonce}, target: m.ID, start: now,
+		cache: map[cid.Cid][]byte{}, rcpt: map[cid.Cid]string{}, have: map[cid.Cid]bool{}}
 	var err error
-	cache := map[cid.Cid][]byte{}
-	for d := 0; d < r.cfg.Descents && err == nil; d++ {
-		var path []int
-		path, err = r.descend(ctx, m.HTTP, bundle, nonce, d, cache)
-		steps := make([]string, len(path))
-		for i, s := range path {
-			steps[i] = strconv.Itoa(s)
+	challenge := protocol.ChallengeCanary + ":" + hex.EncodeToString(nonce[:])
+	if protocol.IsCanary(nonce) {
+		err = r.canary(ctx, m.HTTP, ch)
+	} else {
+		var paths []string
+		for d := 0; d < r.cfg.Descents && err == nil; d++ {
+			var path []int
+			path, err = r.descend(ctx, m.HTTP, bundle, nonce, d, ch)
+			steps := make([]string, len(path))
+			for i, s := range path {
+				steps[i] = strconv.Itoa(s)
+			}
+			paths = append(paths, strings.Join(steps, "."))
 		}
-		paths = append(paths, strings.Join(steps, "."))
+		challenge = protocol.ChallengeDescent + ":" + hex.EncodeToString(nonce[:]) + ":" + strings.Join(paths, ",")
 	}
 	latency := r.clock().Sub(start)
 	outcome := protocol.OutcomePass
@@ -329,45 +370,116 @@ func (r *Runner) challenge(ctx context.Context, epoch uint64, now time.Time, m M
 	if err != nil {
 		r.log.Debug("challenge failed", "target", m.ID, "bundle", bundle, "err", err)
 	}
-	return protocol.ProbeResult{
-		Observer: r.self.String(), Target: m.ID.String(), Epoch: epoch, Time: now.UnixMilli(),
-		Bundle:    bundle,
-		Challenge: protocol.ChallengeDescent + ":" + hex.EncodeToString(nonce[:]) + ":" + strings.Join(paths, ","),
-		Outcome:   outcome, LatencyMS: min(max(latency.Milliseconds(), 0), protocol.MaxProbeLatency),
+	p := protocol.ProbeResult{
+		Observer: r.self.String(), Target: m.ID.String(), Epoch: epoch, Round: round, Time: now.UnixMilli(),
+		Bundle: bundle, Challenge: challenge, Outcome: outcome,
+		LatencyMS: min(max(latency.Milliseconds(), 0), protocol.MaxProbeLatency),
 	}
+	if ch.addr.IsValid() {
+		p.Addr = ch.addr.String()
+	}
+	if outcome == protocol.OutcomePass {
+		p.Receipts = ch.receipts
+	}
+	return p
 }
 
-// descend walks descent d from root to a leaf, verifying every block, and
-// returns the child indexes taken (so far, on error). Verified blocks are
-// kept in cache for the challenge's other descents.
-func (r *Runner) descend(ctx context.Context, base, root string, nonce [16]byte, d int, cache map[cid.Cid][]byte) ([]int, error) {
+// challengeState is what one challenge collects: verified blocks (shared
+// by its descents), the receipts of the root and of each descent's last
+// block, and where the target answered from.
+type challengeState struct {
+	Challenge
+	target   peer.ID
+	start    time.Time
+	cache    map[cid.Cid][]byte
+	rcpt     map[cid.Cid]string
+	receipts []string
+	have     map[cid.Cid]bool
+	addr     netip.Addr
+}
+
+// keep adds a verified block's receipt to the result, once per block, up
+// to the limit.
+func (c *challengeState) keep(blk cid.Cid) {
+	if c.have[blk] || len(c.receipts) >= protocol.MaxProbeReceipts {
+		return
+	}
+	c.have[blk] = true
+	c.receipts = append(c.receipts, c.rcpt[blk])
+}
+
+// fetchOne fetches and verifies one block and its receipt; one retry on a
+// transport error.
+func (r *Runner) fetchOne(ctx context.Context, base string, c cid.Cid, ch *challengeState) ([]byte, string, error) {
+	b, err := r.fetch.FetchBlock(ctx, base, c, ch.Challenge)
+	if err != nil && ctx.Err() == nil {
+		// One retry: a lost request is the network's fault, not the
+		// target's; a target lacking the block fails again.
+		b, err = r.fetch.FetchBlock(ctx, base, c, ch.Challenge)
+	}
+	if b.Addr.IsValid() && !ch.addr.IsValid() {
+		ch.addr = b.Addr.Unmap()
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	sum, err := c.Prefix().Sum(b.Data)
+	if err != nil || !sum.Equals(c) {
+		return nil, "", fmt.Errorf("%w: %s", ErrMismatch, c)
+	}
+	if b.Receipt == "" {
+		return nil, "", fmt.Errorf("%w: %s: none", ErrNoReceipt, c)
+	}
+	rc, err := attest.VerifyProbeReceipt(b.Receipt, ch.target.String(), ch.Observer.String(), ch.Nonce,
+		ch.start.Add(-protocol.MaxClockDisparity), r.clock().Add(protocol.MaxClockDisparity))
+	if err == nil && rc.CID != c.String() {
+		err = fmt.Errorf("receipt for %s", rc.CID)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s: %v", ErrNoReceipt, c, err)
+	}
+	return b.Data, b.Receipt, nil
+}
+
+// canary asks the target for the canary block of the nonce: nothing but a
+// failure is the honest outcome (an answer cannot hash to it).
+func (r *Runner) canary(ctx context.Context, base string, ch *challengeState) error {
+	c, err := cid.Decode(protocol.CanaryCID(ch.Nonce))
+	if err != nil {
+		return fmt.Errorf("runner: canary CID: %w", err)
+	}
+	if _, _, err := r.fetchOne(ctx, base, c, ch); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s", ErrCanaryServed, c)
+}
+
+// descend walks descent d from root to a leaf, verifying every block and
+// its receipt, and returns the child indexes taken (so far, on error).
+// Verified blocks are kept in ch for the challenge's other descents; the
+// receipts of the root and of the leaf are kept for the result.
+func (r *Runner) descend(ctx context.Context, base, root string, nonce [16]byte, d int, ch *challengeState) ([]int, error) {
 	c, err := cid.Decode(root)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bundle %q: %v", ErrDecode, root, err)
 	}
 	var path []int
 	for level := 0; level <= r.cfg.MaxDepth; level++ {
-		data, ok := cache[c]
+		data, ok := ch.cache[c]
 		if !ok {
-			var err error
-			data, err = r.fetch.FetchBlock(ctx, base, c)
-			if err != nil && ctx.Err() == nil {
-				// One retry: a lost request is the network's fault,
-				// not the target's; a target lacking the block fails
-				// again.
-				data, err = r.fetch.FetchBlock(ctx, base, c)
-			}
+			var receipt string
+			data, receipt, err = r.fetchOne(ctx, base, c, ch)
 			if err != nil {
 				return path, err
 			}
-			sum, err := c.Prefix().Sum(data)
-			if err != nil || !sum.Equals(c) {
-				return path, fmt.Errorf("%w: %s", ErrMismatch, c)
-			}
-			cache[c] = data
+			ch.cache[c], ch.rcpt[c] = data, receipt
+		}
+		if level == 0 {
+			ch.keep(c)
 		}
 		switch c.Type() {
 		case cid.Raw:
+			ch.keep(c)
 			return path, nil
 		case cid.DagProtobuf:
 			n, err := merkledag.DecodeProtobuf(data)
@@ -376,6 +488,7 @@ func (r *Runner) descend(ctx context.Context, base, root string, nonce [16]byte,
 			}
 			links := n.Links()
 			if len(links) == 0 {
+				ch.keep(c)
 				return path, nil
 			}
 			i := Choose(nonce, d, level, len(links))

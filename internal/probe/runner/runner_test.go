@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +17,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/probe"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// gateway serves d's blocks like a trustless gateway; mutate may alter answers.
+// gateway serves d's blocks like a trustless gateway, with the target's
+// receipts (key(t, 1)); mutate may alter answers.
 func gateway(t *testing.T, d *dag, mutate func(w http.ResponseWriter, r *http.Request, c cid.Cid) bool) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tk, _ := key(t, 1)
+	srv := httptest.NewServer(receipts(t, tk, func() time.Time { return fixedNow }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("format") != "raw" || r.Header.Get("Accept") != "application/vnd.ipld.raw" {
 			http.Error(w, "want raw", http.StatusBadRequest)
 			return
@@ -42,9 +46,34 @@ func gateway(t *testing.T, d *dag, mutate func(w http.ResponseWriter, r *http.Re
 		}
 		w.Header().Set("Content-Type", "application/vnd.ipld.raw")
 		w.Write(data)
-	}))
+	})))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// fixedNow is the clock of the HTTP tests: a time whose challenge (key 0
+// probing key 1) is a descent, not a canary.
+var fixedNow = func() time.Time {
+	_, self := keyNoT(0)
+	_, target := keyNoT(1)
+	at := time.UnixMilli(1_800_000_000_000)
+	cfg := DefaultConfig()
+	cfg.K, cfg.Observers, cfg.Confirmations = 1, 3, 1
+	for {
+		if _, _, n := probe.Nonce(at, cfg.EpochLength, target, self); !protocol.IsCanary(n) {
+			return at
+		}
+		at = at.Add(cfg.EpochLength / protocol.ProbeRoundsPerEpoch)
+	}
+}()
+
+func receipts(t *testing.T, k crypto.PrivKey, clock func() time.Time, h http.Handler) http.Handler {
+	t.Helper()
+	rh, err := ReceiptHandler(h, k, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rh
 }
 
 type staticView []Mirror
@@ -71,9 +100,13 @@ func (r *recorder) count() int {
 
 func key(t *testing.T, b byte) (crypto.PrivKey, peer.ID) {
 	t.Helper()
+	return keyNoT(b)
+}
+
+func keyNoT(b byte) (crypto.PrivKey, peer.ID) {
 	k, _, err := crypto.GenerateEd25519Key(strings.NewReader(strings.Repeat(string(rune('a'+b)), 64)))
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	id, _ := peer.IDFromPrivateKey(k)
 	return k, id
@@ -88,7 +121,7 @@ func probeOver(t *testing.T, url string, d *dag, timeout time.Duration) protocol
 	cfg.K, cfg.Observers, cfg.Confirmations = 1, 3, 1 // two mirrors: self is always assigned
 	cfg.Timeout = timeout
 	rec := &recorder{}
-	now := time.Now()
+	now := fixedNow
 	r, err := NewRunner(cfg, self, sk, staticView{{ID: self}, {ID: target, HTTP: url, Bundles: []string{d.root.String()}}},
 		&HTTPFetcher{}, rec, func() time.Time { return now })
 	if err != nil {
@@ -100,7 +133,7 @@ func probeOver(t *testing.T, url string, d *dag, timeout time.Duration) protocol
 		t.Fatalf("round: %v %v (%d published)", res, err, rec.count())
 	}
 	st, err := attest.Verify(rec.raw[0], now)
-	if err != nil || *st.Probe != res[0] {
+	if err != nil || !reflect.DeepEqual(*st.Probe, res[0]) {
 		t.Fatalf("published statement: %v", err)
 	}
 	return res[0]
@@ -127,6 +160,14 @@ func TestHTTPChallengeOutcomes(t *testing.T) {
 			return true
 		}, protocol.OutcomeFail},
 		{"stalls", func(_ http.ResponseWriter, r *http.Request, _ cid.Cid) bool { <-r.Context().Done(); return true }, protocol.OutcomeTimeout},
+		// Serving the right bytes without the target's receipt (a proxy
+		// in front of someone else's mirror, or a stale version) does
+		// not pass: the result could not prove it.
+		{"no receipt", func(w http.ResponseWriter, r *http.Request, c cid.Cid) bool {
+			raw := w.(interface{ Unwrap() http.ResponseWriter }).Unwrap()
+			raw.Write(d.blocks[c])
+			return true
+		}, protocol.OutcomeFail},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +183,12 @@ func TestHTTPChallengeOutcomes(t *testing.T) {
 			if res.Bundle != d.root.String() || !strings.HasPrefix(res.Challenge, "descent:") {
 				t.Errorf("result %+v", res)
 			}
+			if res.Addr != "127.0.0.1" {
+				t.Errorf("observed address %q, want the gateway's 127.0.0.1", res.Addr)
+			}
+			if (res.Outcome == protocol.OutcomePass) != (len(res.Receipts) > 0) {
+				t.Errorf("outcome %s with %d receipts", res.Outcome, len(res.Receipts))
+			}
 		})
 	}
 }
@@ -149,11 +196,11 @@ func TestHTTPChallengeOutcomes(t *testing.T) {
 func TestHTTPFetcherStatus(t *testing.T) {
 	d := buildDAG(t, 2, 2)
 	srv := gateway(t, d, nil)
-	if _, err := (&HTTPFetcher{}).FetchBlock(context.Background(), srv.URL+"/", d.leaves[0]); err != nil {
+	if _, err := (&HTTPFetcher{}).FetchBlock(context.Background(), srv.URL+"/", d.leaves[0], Challenge{}); err != nil {
 		t.Fatalf("trailing slash base: %v", err)
 	}
 	other := buildDAG(t, 3, 2)
-	if _, err := (&HTTPFetcher{}).FetchBlock(context.Background(), srv.URL, other.root); !errors.Is(err, ErrStatus) {
+	if _, err := (&HTTPFetcher{}).FetchBlock(context.Background(), srv.URL, other.root, Challenge{}); !errors.Is(err, ErrStatus) {
 		t.Errorf("missing block: %v", err)
 	}
 }
@@ -162,12 +209,12 @@ func TestRunStopsOnClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := buildDAG(t, 4, 2)
 		sk, self := key(t, 0)
-		_, target := key(t, 1)
+		tk, target := key(t, 1)
 		cfg := DefaultConfig()
 		cfg.K, cfg.Observers, cfg.Confirmations = 1, 3, 1
 		rec := &recorder{}
 		r, err := NewRunner(cfg, self, sk, staticView{{ID: target, HTTP: "mem://", Bundles: []string{d.root.String()}}},
-			memFetcher{d}, rec, time.Now)
+			memFetcher{d, tk}, rec, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,13 +240,18 @@ func TestRunStopsOnClose(t *testing.T) {
 	})
 }
 
-type memFetcher struct{ d *dag }
+// memFetcher serves d's blocks with the receipts of target key k.
+type memFetcher struct {
+	d *dag
+	k crypto.PrivKey
+}
 
-func (m memFetcher) FetchBlock(_ context.Context, _ string, c cid.Cid) ([]byte, error) {
+func (m memFetcher) FetchBlock(_ context.Context, _ string, c cid.Cid, ch Challenge) (Block, error) {
 	if b, ok := m.d.blocks[c]; ok {
-		return b, nil
+		r, err := attest.SignProbeReceipt(m.k, ch.Observer.String(), ch.Nonce, c.String(), time.Now())
+		return Block{Data: b, Receipt: r}, err
 	}
-	return nil, ErrStatus
+	return Block{}, ErrStatus
 }
 
 func TestPublisherFunc(t *testing.T) {

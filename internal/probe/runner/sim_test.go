@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sort"
 	"strings"
 	"testing"
@@ -78,6 +79,7 @@ const (
 )
 
 type simMirror struct {
+	addr   netip.Addr // each mirror in its own /24
 	id     peer.ID
 	key    crypto.PrivKey
 	how    behaviour
@@ -118,6 +120,15 @@ func (s *sim) Alive(now time.Time) []peer.ID {
 	}
 	return out
 }
+
+// Domain implements probe.Domains: every mirror in its own /24.
+func (s *sim) Domain(p peer.ID) string {
+	if m := s.byID[p]; m != nil {
+		return "net:" + netip.PrefixFrom(m.addr, 24).Masked().String()
+	}
+	return ""
+}
+
 func (s *sim) Holds(t peer.ID, b string, _ time.Time) bool {
 	m := s.byID[t]
 	return m != nil && m.how != vanished && m.bundle.root.String() == b
@@ -129,25 +140,26 @@ type fetcher struct {
 	self *simMirror
 }
 
-func (f *fetcher) FetchBlock(ctx context.Context, base string, c cid.Cid) ([]byte, error) {
+func (f *fetcher) FetchBlock(ctx context.Context, base string, c cid.Cid, ch Challenge) (Block, error) {
 	if f.self.how == starved {
-		return nil, context.DeadlineExceeded
+		return Block{}, context.DeadlineExceeded
 	}
 	if f.s.rng.Float64() < f.s.loss {
-		return nil, errors.New("connection reset by peer")
+		return Block{}, errors.New("connection reset by peer")
 	}
 	m := f.s.byURL[base]
 	if m == nil || m.how == vanished {
-		return nil, errors.New("connection refused")
+		return Block{}, errors.New("connection refused")
 	}
 	data, ok := m.bundle.blocks[c]
 	if !ok || m.drop[c] || m.how == empty {
-		return nil, fmt.Errorf("%w: 404", ErrStatus)
+		return Block{}, fmt.Errorf("%w: 404", ErrStatus)
 	}
 	if m.how == garbage {
-		return []byte("not the block you asked for"), nil
+		data = []byte("not the block you asked for")
 	}
-	return data, nil
+	r, err := attest.SignProbeReceipt(m.key, ch.Observer.String(), ch.Nonce, c.String(), f.s.now)
+	return Block{Data: data, Receipt: r, Addr: m.addr}, err
 }
 
 // publisher verifies each statement as a gossip validator would and adds it to the evidence.
@@ -173,7 +185,7 @@ func newSim(t testing.TB, seed uint64, hows []behaviour, loss float64) *sim {
 	s := &sim{t: t, cfg: cfg, byURL: map[string]*simMirror{}, byID: map[peer.ID]*simMirror{},
 		now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), loss: loss,
 		rng: rand.New(rand.NewPCG(seed, 1)), dropped: map[error]int{}}
-	ev, err := probe.NewEvidence(cfg.Config, s, nil) // every mirror its own failure domain
+	ev, err := probe.NewEvidence(cfg.Config, s, s) // every mirror its own failure domain
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +198,8 @@ func newSim(t testing.TB, seed uint64, hows []behaviour, loss float64) *sim {
 			t.Fatal(err)
 		}
 		id, _ := peer.IDFromPrivateKey(k)
-		m := &simMirror{id: id, key: k, how: how, bundle: shared, drop: map[cid.Cid]bool{}}
+		m := &simMirror{id: id, key: k, how: how, bundle: shared, drop: map[cid.Cid]bool{},
+			addr: netip.AddrFrom4([4]byte{10, byte(i / 256), byte(i % 256), 1})}
 		if how == half {
 			for j, l := range shared.leaves {
 				if j%2 == 0 {
@@ -194,8 +207,7 @@ func newSim(t testing.TB, seed uint64, hows []behaviour, loss float64) *sim {
 				}
 			}
 		}
-		m.runner, err = NewRunner(cfg, id, k, s, &fetcher{s, m}, publisher{s}, func() time.Time { return s.now },
-			WithRand(rand.NewChaCha8([32]byte{byte(seed), 2, byte(i)})))
+		m.runner, err = NewRunner(cfg, id, k, s, &fetcher{s, m}, publisher{s}, func() time.Time { return s.now })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,10 +236,10 @@ func (s *sim) status(i int) probe.TargetStatus { return s.ev.Status(s.mirrors[i]
 func excluded(st probe.State) bool { return st == probe.StateDegraded || st == probe.StateFailing }
 
 func TestSimulatedNetwork(t *testing.T) {
-	const (
-		n      = 24
-		rounds = 50
-	)
+	n, rounds, minHonest := 24, 50, 1000
+	if raceEnabled {
+		n, rounds, minHonest = 12, 12, 100
+	}
 	hows := make([]behaviour, n)
 	hows[0], hows[1], hows[2], hows[3] = garbage, half, empty, starved
 	s := newSim(t, 42, hows, 0.05)
@@ -263,7 +275,7 @@ func TestSimulatedNetwork(t *testing.T) {
 	if caughtHalf < 1 || caughtHalf > 10 {
 		t.Errorf("half-serving mirror caught after %d rounds, want <= 10", caughtHalf)
 	}
-	if honestRounds < 1000 {
+	if honestRounds < minHonest {
 		t.Errorf("only %d honest mirror-rounds", honestRounds)
 	}
 	s.now = s.now.Add(-s.cfg.Interval)
@@ -302,6 +314,13 @@ func TestChallengeIsReplayableFromNonce(t *testing.T) {
 	}
 	seqs := make([]uint64, len(res))
 	for i, p := range res {
+		seqs[i] = p.Seq
+		if strings.HasPrefix(p.Challenge, "canary:") {
+			if p.Outcome == protocol.OutcomePass {
+				t.Errorf("canary passed: %+v", p)
+			}
+			continue
+		}
 		if p.Outcome != protocol.OutcomePass {
 			t.Fatalf("honest target failed: %+v", p)
 		}
@@ -315,7 +334,6 @@ func TestChallengeIsReplayableFromNonce(t *testing.T) {
 		if path != want {
 			t.Errorf("path %s, nonce says %s", path, want)
 		}
-		seqs[i] = p.Seq
 	}
 	if !sort.SliceIsSorted(seqs, func(i, j int) bool { return seqs[i] < seqs[j] }) {
 		t.Errorf("sequence numbers not rising: %v", seqs)
