@@ -32,6 +32,7 @@ package node
 // many vantage points' estimates of every target.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -166,6 +167,10 @@ type BundleHolder struct {
 // probeKey names the latest result of one observer about one target.
 type probeKey struct{ observer, target peer.ID }
 
+// heldPerPair is how many results of one observer about one target are
+// kept for sync.
+const heldPerPair = 4
+
 type heldProbe struct {
 	seq uint64
 	at  time.Time
@@ -191,7 +196,7 @@ type probeFeature struct {
 	verdicts *prometheus.GaugeVec
 
 	mu       sync.Mutex // guards the fields below
-	held     map[probeKey]heldProbe
+	held     map[probeKey][]heldProbe
 	scores   map[peer.ID]float64
 	observed map[peer.ID]bool
 	autoDone map[string]bool
@@ -252,7 +257,7 @@ func newProbeFeature(n *Node) (feature, error) {
 	}
 	f := &probeFeature{
 		n: n, log: n.log.With("feature", "probe"), cfg: rc, view: lockedView{n}, placer: placer,
-		held: map[probeKey]heldProbe{}, scores: map[peer.ID]float64{}, observed: map[peer.ID]bool{},
+		held: map[probeKey][]heldProbe{}, scores: map[peer.ID]float64{}, observed: map[peer.ID]bool{},
 		autoDone: map[string]bool{},
 	}
 	if f.ev, err = probe.NewEvidence(rc.Config, f.view, placer); err != nil {
@@ -543,9 +548,11 @@ func (f *probeFeature) classify(st *attest.Statement, verr error, now time.Time)
 	}
 	k := probeKey{st.Signer, target}
 	f.mu.Lock()
-	if cur, ok := f.held[k]; !ok || st.Seq > cur.seq {
-		f.held[k] = heldProbe{seq: st.Seq, at: st.Time, raw: st.Raw}
-	}
+	// The latest few results of each observer about each target: one
+	// may be a canary, which says nothing about the target.
+	hs := append(f.held[k], heldProbe{seq: st.Seq, at: st.Time, raw: st.Raw})
+	slices.SortFunc(hs, func(a, b heldProbe) int { return cmp.Compare(b.seq, a.seq) })
+	f.held[k] = hs[:min(len(hs), heldPerPair)]
 	f.mu.Unlock()
 	return attest.Accept, "ok"
 }
@@ -555,9 +562,11 @@ func (f *probeFeature) classify(st *attest.Statement, verr error, now time.Time)
 func (f *probeFeature) statements() [][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([][]byte, 0, len(f.held))
-	for _, h := range f.held {
-		out = append(out, h.raw)
+	out := make([][]byte, 0, heldPerPair*len(f.held))
+	for _, hs := range f.held {
+		for _, h := range hs {
+			out = append(out, h.raw)
+		}
 	}
 	return out
 }
@@ -681,11 +690,15 @@ func (f *probeFeature) pruneHeld(now time.Time) {
 	cut := now.Add(-f.cfg.Window)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for k, h := range f.held {
-		if h.at.Before(cut) {
+	for k, hs := range f.held {
+		hs = slices.DeleteFunc(hs, func(h heldProbe) bool { return h.at.Before(cut) })
+		if len(hs) == 0 {
 			delete(f.held, k)
+		} else {
+			f.held[k] = hs
 		}
 	}
+
 }
 
 // autoFollow follows, with spare space, one bundle whose effective

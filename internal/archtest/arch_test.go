@@ -30,6 +30,7 @@ var pure = []struct {
 	{"internal/store", false},
 	{"internal/bundle", false},
 	{"internal/probe", false},
+	{"internal/probe/probetest", false},
 	{"internal/domain", false},
 	{"internal/release", false},
 	{"internal/badge", false},
