@@ -127,9 +127,14 @@ type MirrorEvidence struct {
 	State string `json:"state"`
 	// Health is the liveness state: alive, suspect, dead or left.
 	Health string `json:"health"`
-	// Domain is the mirror's failure domain (label:, asn:, net:, region:
-	// or peer:).
+	// Domain is the mirror's failure domain (asn:, net:, split by an
+	// operator's label:, or unknown when nobody observed it).
 	Domain string `json:"domain"`
+	// DomainName is the mirror's self-declared region: a name for its
+	// domain, never a domain of its own.
+	DomainName string `json:"domain_name,omitempty"`
+	// Seats is the size of its committee (seated failure domains).
+	Seats int `json:"seats"`
 	// PassRate24h is the weighted pass fraction of the last 24 hours, over
 	// Samples24h weighted results.
 	PassRate24h float64 `json:"pass_rate_24h"`
@@ -781,7 +786,8 @@ func (f *probeFeature) evidence() EvidenceReport {
 		st := f.ev.Status(m.Peer, now)
 		me := MirrorEvidence{
 			PeerID: m.Peer.String(), State: string(st.State), Health: string(m.State),
-			Domain: f.placer.Domain(m.Peer), PassRate24h: st.PassRate24h, Samples24h: st.Samples24h,
+			Domain: f.placer.Domain(m.Peer), DomainName: f.placer.Name(m.Peer), Seats: st.Seats,
+			PassRate24h: st.PassRate24h, Samples24h: st.Samples24h,
 			PassDomains: st.PassDomains, FailDomains: st.FailDomains, FailRate: st.FailRate,
 		}
 		if !st.LastPass.IsZero() {

@@ -63,7 +63,7 @@
 //
 //	kind        domain                     payload type                 payload
 //	liveness    "mirrornet-liveness"       "/mirrornet/liveness/1"      [Liveness]
-//	probe       "mirrornet-probe"          "/mirrornet/probe/1"         [ProbeResult]
+//	probe       "mirrornet-probe"          "/mirrornet/probe/2"         [ProbeResult]
 //	build       "mirrornet-build"          "/mirrornet/build/1"         [BuildAttestation]
 //
 // Payloads are canonical JSON: exactly the bytes Go's encoding/json produces
@@ -166,31 +166,76 @@
 // where target and observer are binary peer IDs; ties go to the smaller
 // binary peer ID. n is max(2k, 3) where k is the number of independent
 // observers a verdict needs (1 local, 3 lan and wan). Everyone can recompute
-// the assignment; results from unassigned observers are dropped.
+// the assignment.
 //
-// An assigned observer picks a bundle the target listed in its own liveness
-// statement and draws a fresh 16-byte nonce from its cryptographic random
-// source. It then descends the bundle's DAG from the root over the target's
-// trustless gateway (GET {http}/ipfs/{cid}?format=raw), verifying every block
-// against its CID, all under one deadline. Every choice comes from the nonce,
-// so anyone holding the DAG can replay the challenge: choice(d, level, n) is
-// the first 8 bytes, big-endian, of SHA-256(nonce || "mirrornet-descent" ||
-// uint8(d) || int64be(level)) modulo n. The bundle is the choice(0, -1, n)th
-// of the target's sorted list; descent d (0, 1, ...; two by default) takes
-// link choice(d, level, n) of each dag-pb node until it reaches a raw block
-// or a node without links (at most 32 levels). It signs a [ProbeResult]
-// naming the challenge ("descent:<nonce>:<path>,<path>"), the
-// [OutcomePass], [OutcomeFail] or [OutcomeTimeout] outcome and the latency,
-// and publishes it on [TopicProbe]. Probe results are signed envelopes of the
-// probe kind; their maximum age on gossip is [MaxProbeAge]. The signer must be
-// the Observer.
+// Committee: the same scores seat a committee for each target and epoch, one
+// seat per failure domain among the alive mirrors (target excluded), held by
+// that domain's member with the lowest score; the n domains whose holders
+// score lowest are seated. A failure domain is where peers saw a mirror on
+// real connections: its address's IPv4 /24 or IPv6 /48 (or ASN), from the
+// receiver's own connections or from the Addr of probe results, the latter
+// only when observers in two distinct, themselves observed, domains agree.
+// Every mirror nobody observed is in the one domain "unknown". An observer
+// probes the targets it is assigned and those whose committee it holds a seat
+// of in its own view; a receiver counts a result only from an assigned
+// observer or one in a domain seated in the receiver's view, and a domain
+// speaks with one voice however many of its members report.
 //
-// A receiver counts a target as verified when recent passing results come
-// from assigned observers in at least k distinct failure domains (observers
-// sharing an IPv4 /24, IPv6 /48, ASN or operator label count once), and as
-// degraded or failing only when failures are confirmed from at least two
-// domains. An observer whose probes fail against nearly every target is
-// presumed sick (Lifeguard) and its verdicts are down-weighted.
+// Each epoch is cut into [ProbeRoundsPerEpoch] rounds, round = (unix ms mod
+// epoch length) * 64 / epoch length. The nonce of the challenge an observer
+// puts to a target in a round is not chosen by anyone: it is [ProbeNonce] of
+// (epoch, round, target, observer), the first 16 bytes of
+//
+//	SHA-256("mirrornet-probe-nonce/1" || uint64be(epoch) || uint64be(round) ||
+//	        uvarint(len(target)) || target || uvarint(len(observer)) || observer)
+//
+// with target and observer as peer ID strings. One nonce in [CanaryOneIn] is a
+// canary ([IsCanary]): the observer asks the target for [CanaryCID], a block
+// whose bytes nobody knows, and can honestly only report a failure; the
+// result names the challenge "canary:<nonce>" and says nothing about the
+// target. Otherwise the observer picks a bundle the target listed in its own
+// liveness statement and descends the bundle's DAG from the root over the
+// target's trustless gateway (GET {http}/ipfs/{cid}?format=raw), verifying
+// every block against its CID, all under one deadline. Every choice comes from
+// the nonce, so anyone holding the DAG can replay the challenge: choice(d,
+// level, n) is the first 8 bytes, big-endian, of SHA-256(nonce ||
+// "mirrornet-descent" || uint8(d) || int64be(level)) modulo n. The bundle is
+// the choice(0, -1, n)th of the target's sorted list; descent d (0, 1, ...;
+// two by default) takes link choice(d, level, n) of each dag-pb node until it
+// reaches a raw block or a node without links (at most 32 levels).
+//
+// Receipts: each request carries the headers [HeaderProbeObserver] (the
+// observer's peer ID) and [HeaderProbeNonce] (the nonce, 32 lowercase hex
+// digits). A target that answers 200 adds [HeaderProbeReceipt], its
+// [ProbeReceipt] "<cid>:<time>:<signature>": its Ed25519 signature over
+// [ReceiptSigningBytes] (nonce, block CID, observer, time), at most
+// [MaxReceiptLen] bytes. It never signs for a block it did not serve. An
+// observer counts a block only with a valid receipt; a block served without
+// one fails the challenge.
+//
+// The observer signs a [ProbeResult] naming the epoch, round, challenge
+// ("descent:<nonce>:<path>,<path>" or "canary:<nonce>"), the [OutcomePass],
+// [OutcomeFail] or [OutcomeTimeout] outcome, the latency, the IP address it
+// reached the target at (Addr, an observation report) and, on a pass, the
+// target's receipts: the root's first, then the leaf each descent ended on
+// (at most [MaxProbeReceipts]). It publishes it on [TopicProbe]. Probe results
+// are signed envelopes of the probe kind; their maximum age on gossip is
+// [MaxProbeAge]. The signer must be the Observer. Every receiver checks that
+// the nonce is the derived one, that the challenge kind matches [IsCanary],
+// and that every receipt is the target's signature (the key is in the
+// target's peer ID) for this observer and nonce, made between Time minus
+// [MaxClockDisparity] and Time plus the latency plus [MaxClockDisparity],
+// the first for the bundle root; a pass of a descent without one is rejected.
+// A result whose epoch or round does not match its time is ignored.
+//
+// Verdicts: each seated domain votes pass (it has a pass and under a third of
+// its weighted results failed), or fail. A target is verified when it is
+// alive and pass votes weigh more than half the seats, more than the fail
+// votes, and come from at least k domains; degraded (or failing, at two
+// thirds failed) when fail votes weigh more than half the seats and more than
+// the pass votes. An observer's vote weighs less when it fails against most
+// of its targets (Lifeguard), when its reports contradict the committee's
+// verdicts, and least of all for a day after it passed a canary.
 //
 // # Sync ([SyncProtocolID])
 //

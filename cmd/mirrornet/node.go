@@ -34,7 +34,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	dht := fs.Bool("dht", def.DHT, "run the mirrornet Kademlia DHT")
 	profile := fs.String("profile", def.Profile, "timer profile: local (tests, testnets), lan, wan")
 	maxStorage := fs.String("max-storage", "0", "storage limit for bundles, e.g. 10GiB, 500MB (0 = unlimited)")
-	region := fs.String("region", "", "self-declared region label announced to others")
+	region := fs.String("region", "", "self-declared region announced to others (a name for this mirror's failure domain, never a domain of its own)")
 	publicURL := fs.String("public-url", "", "URL browsers, clients and probes use to reach this mirror, e.g. https://mirror.example.org (default: a concrete --http address, or the address peers observe)")
 	announceHTTP := fs.String("announce-http", "", "older name of --public-url")
 	var trustedProxy, apps listFlag
@@ -47,7 +47,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	fs.Var(&apps, "app", "HOST=APP-ID: follow the app and serve its current verified release at HOST (repeatable)")
 	fs.Var(&trustedProxy, "trusted-proxy", "CIDR or address of a reverse proxy whose X-Forwarded-Host is believed (repeatable)")
 	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
-	labels := fs.String("labels", "", `file of "PEER-ID LABEL" lines naming failure domains by hand`)
+	labels := fs.String("labels", "", `file of "PEER-ID LABEL" lines splitting observed failure domains by hand`)
 	probeK := fs.Int("probe-k", 0, "independent observers (distinct failure domains) needed for verified; 0 = the profile's")
 	auto := fs.Bool("auto", false, "follow under-mirrored bundles where this mirror adds a new failure domain")
 	target := fs.Int("redundancy-target", def.RedundancyTarget, "effective redundancy --auto aims for")
