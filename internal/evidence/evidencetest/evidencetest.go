@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/probe/probetest"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -104,9 +105,17 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 				}
 				seen[domains[obs.String()]] = true
 				seq++
-				sc.Items = append(sc.Items, ok(attest.SignProbe(sc.Keys[obs], protocol.ProbeResult{
-					Observer: obs.String(), Target: id.String(), Epoch: uint64(at / RoundMS), Seq: seq, Time: at + 10,
-					Bundle: AppCID, Challenge: "descent:00112233445566778899aabbccddeeff:0", Outcome: protocol.OutcomePass, LatencyMS: 5})))
+				// The challenge's nonce is derived from (epoch, round,
+				// target, observer); the first round of the epoch whose
+				// nonce is no canary, and the target's receipt.
+				when := time.UnixMilli(at + 10)
+				for probetest.IsCanary(when, RoundMS*time.Millisecond, id, obs) {
+					when = when.Add(RoundMS * time.Millisecond / protocol.ProbeRoundsPerEpoch)
+				}
+				pr := probetest.Result(t, obs, probetest.Spec{Target: id, Bundle: AppCID, Outcome: protocol.OutcomePass,
+					At: when, EpochLength: RoundMS * time.Millisecond, Seq: seq, TargetKey: sc.Keys[id]})
+				pr.LatencyMS = 5
+				sc.Items = append(sc.Items, ok(attest.SignProbe(sc.Keys[obs], pr)))
 			}
 		}
 	}
