@@ -124,8 +124,8 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 func (f *probeFeature) recent(max int) []dashboard.Probe {
 	f.mu.Lock()
 	held := make([]heldProbe, 0, len(f.held))
-	for _, h := range f.held {
-		held = append(held, h)
+	for _, hs := range f.held {
+		held = append(held, hs...)
 	}
 	f.mu.Unlock()
 	slices.SortFunc(held, func(a, b heldProbe) int { return b.at.Compare(a.at) })
