@@ -129,6 +129,19 @@ func (s *carStream) WriteTo(w io.Writer) (int64, error) {
 // writes. 4 blocks is 4 MiB per response with 1 MiB chunks.
 const readAhead = 4
 
+// ReadAheadBudget bounds the read-ahead buffers of every CAR stream of
+// the process together, in blocks (up to 1 MiB each). Each stream always
+// has one block in hand, unbudgeted, so it never waits for others; reading
+// further ahead takes a unit of this budget, without waiting. A stream
+// whose client stops reading holds at most one block of its own, plus
+// what it took from the budget: memory is at most (streams in flight) MiB
+// plus ReadAheadBudget MiB, not six times the streams in flight.
+const ReadAheadBudget = 32
+
+// readAheadUnits is the shared budget: a send takes a unit, a receive
+// returns it.
+var readAheadUnits = make(chan struct{}, ReadAheadBudget)
+
 // walked is one block of the walk, in CAR order, or the error that ended it.
 type walked struct {
 	c    cid.Cid
@@ -137,6 +150,9 @@ type walked struct {
 	// reuse: data is a buffer of the stream's own, to be recycled once
 	// written.
 	reuse bool
+	// budgeted: reading this block took a unit of readAheadUnits, which
+	// the writer returns once the block is written.
+	budgeted bool
 }
 
 // intoGetter is a blockstore that can read a block into a caller's buffer
@@ -156,24 +172,41 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	blks := make(chan walked, readAhead)
 	free := make(chan []byte, readAhead+2)
+	written := make(chan struct{}, readAhead+2) // one per raw leaf written
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(blks)
-		if err := s.walk(ctx, blks, free); err != nil {
+		if err := s.walk(ctx, blks, free, written); err != nil {
 			select {
 			case blks <- walked{err: err}:
 			case <-ctx.Done():
 			}
 		}
 	}()
-	defer func() { cancel(); wg.Wait() }()
+	defer func() {
+		cancel()
+		// Return the budget of blocks read but never written.
+		for b := range blks {
+			if b.budgeted {
+				<-readAheadUnits
+			}
+		}
+		wg.Wait()
+	}()
 	for b := range blks {
 		if b.err != nil {
 			return cw.n, b.err
 		}
-		if err := car.Put(ctx, b.c.KeyString(), b.data); err != nil {
+		err := car.Put(ctx, b.c.KeyString(), b.data)
+		if b.budgeted {
+			<-readAheadUnits
+		}
+		if b.reuse {
+			written <- struct{}{} // never blocks: at most readAhead+2 leaves are out
+		}
+		if err != nil {
 			return cw.n, err
 		}
 		if b.reuse {
@@ -192,8 +225,13 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 //
 // Raw leaves are read into buffers from free when the blockstore is an
 // intoGetter; the writer hands them back through free once written.
-func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byte) error {
+//
+// The first leaf not yet written is read freely; every further one (read
+// ahead) takes a unit of readAheadUnits, or waits until the writer has
+// written the leaves already out.
+func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byte, written <-chan struct{}) error {
 	into, _ := s.bs.(intoGetter)
+	outstanding := 0 // leaves sent and not yet written
 	stack := []cid.Cid{s.root}
 	visited := map[cid.Cid]struct{}{}
 	for len(stack) > 0 {
@@ -204,6 +242,32 @@ func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byt
 		}
 		visited[c] = struct{}{}
 		if into != nil && c.Type() == cid.Raw {
+			budgeted := false
+		drain:
+			for {
+				select {
+				case <-written:
+					outstanding--
+					continue
+				default:
+				}
+				if outstanding == 0 {
+					break drain
+				}
+				select {
+				case readAheadUnits <- struct{}{}:
+					budgeted = true
+					break drain
+				default:
+				}
+				// No budget to read ahead: wait for the writer.
+				select {
+				case <-written:
+					outstanding--
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			var buf []byte
 			select {
 			case buf = <-free:
@@ -211,11 +275,18 @@ func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byt
 			}
 			data, err := into.GetInto(ctx, c, buf)
 			if err != nil {
+				if budgeted {
+					<-readAheadUnits
+				}
 				return fmt.Errorf("gateway: block %s: %w", c, err)
 			}
 			select {
-			case out <- walked{c: c, data: data, reuse: true}:
+			case out <- walked{c: c, data: data, reuse: true, budgeted: budgeted}:
+				outstanding++
 			case <-ctx.Done():
+				if budgeted {
+					<-readAheadUnits
+				}
 				return ctx.Err()
 			}
 			continue
