@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/backup"
 	"github.com/mirrornet/mirrornet/internal/dashboard"
 )
 
@@ -35,7 +37,44 @@ func (f *dashboardFeature) name() string { return "dashboard" }
 
 func (f *dashboardFeature) routes(mux *http.ServeMux) {
 	mux.Handle("GET "+dashboard.APIPath, dashboard.API(f.n.dashboardSnapshot))
+	mux.Handle(backup.PathPattern, backup.Handler(backupSource{f.n}))
 }
+
+// backupSource answers the backup page's questions from the node.
+type backupSource struct{ n *Node }
+
+func (b backupSource) LookupApp(app string) (backup.AppInfo, bool) {
+	rf := b.n.releaseFeatureOf()
+	if rf == nil {
+		return backup.AppInfo{}, false
+	}
+	as, err := rf.status(app, 0)
+	if err != nil {
+		return backup.AppInfo{}, false
+	}
+	return backup.AppInfo{App: as.App, Name: as.Name, Version: as.Version, CID: as.CID, Holders: len(as.Holders)}, true
+}
+
+// Bootstrap prefers public addresses (a stranger cannot dial a loopback or
+// private one), at most two.
+func (b backupSource) Bootstrap() []string {
+	var public, other []string
+	for _, a := range b.n.host.Addrs() {
+		s := a.String() + "/p2p/" + b.n.id.String()
+		if manet.IsPublicAddr(a) {
+			public = append(public, s)
+		} else {
+			other = append(other, s)
+		}
+	}
+	out := public
+	if len(out) == 0 {
+		out = other
+	}
+	return out[:min(len(out), 2)]
+}
+
+func (b backupSource) URL() string { return b.n.HTTPURL() }
 
 // dashboardSnapshot gathers what the dashboard shows from the view, the
 // probe evidence and the release book.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,40 @@ func TestE2EDashboardRoutes(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &snap); err != nil || resp.StatusCode != 200 || snap.Self.PeerID != mi.PeerID {
 		t.Fatalf("dashboard JSON: %d %v %q", resp.StatusCode, err, body)
+	}
+	// The backup page of an app this mirror knows nothing of is a 404 page.
+	unknown := "app-bo3yt5ha7jqo6xfbhtc3z4rw6v4m3j2jmo7aoaoamtgtpvqfhwuuq"
+	if resp, body := get("/app/"+unknown+"/backup", "text/html"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "Unknown app") {
+		t.Errorf("backup page of an unknown app: %d %q", resp.StatusCode, body)
+	}
+
+	// Once the mirror knows a release of an app, the app's backup page
+	// holds the one-line commands with its ID and this mirror's address,
+	// and the dashboard lists the app.
+	key := filepath.Join(t.TempDir(), "k.key")
+	if _, errOut, code := mirrornet(t, "keygen", key); code != 0 {
+		t.Fatalf("keygen: %s", errOut)
+	}
+	out, errOut, code := mirrornet(t, "release", writeSite(t, "v1"), "--data", m.data, "--app", "demo", "--version", "1", "--key", key, "--json")
+	if code != 0 {
+		t.Fatalf("release: exit %d: %s", code, errOut)
+	}
+	var rel struct{ App string }
+	if err := json.Unmarshal([]byte(out), &rel); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = get("/app/"+rel.App+"/backup?public-url=https%3A%2F%2Fbackup.example.net", "text/html")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("backup page: %d %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{"docker run", "mirrornet service install --follow " + rel.App, "#cloud-config", mi.PeerID,
+		"MIRRORNET_FOLLOW=" + rel.App, "https://backup.example.net", "/badge/peer/"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("backup page lacks %q", want)
+		}
+	}
+	_, body = get("/api/v1/dashboard", "")
+	if !strings.Contains(body, rel.App) {
+		t.Errorf("dashboard JSON does not list the app: %s", body)
 	}
 }

@@ -44,6 +44,7 @@ var commands = []command{
 	{"evidence", "export a fund epoch's evidence as a CAR", runEvidence},
 	{"get", "download an app by CID or app ID from mirrors, verified (light client)", runGet},
 	{"testnet", "run a local mirror network; --demo: publish, take the origin down, resolve from the survivors", runTestnet},
+	{"service", "install a systemd unit that runs a mirror ('service install --follow APP-ID')", runService},
 	{"debug", "diagnose a running node: 'debug pprof' writes a profile for go tool pprof", runDebug},
 	{"version", "print the version", runVersion},
 }
