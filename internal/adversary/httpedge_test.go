@@ -16,7 +16,7 @@ import (
 
 	blocks "github.com/ipfs/go-block-format"
 
-	"github.com/mirrornet/mirrornet/internal/bundle"
+	importer "github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/internal/store"
@@ -39,7 +39,7 @@ func publicSide(t *testing.T, limits httpedge.Config) (addr, root string, edge *
 	}
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><title>app</title>"), 0o644)
 	os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644)
-	res, err := bundle.Import(context.Background(), dir, func(b blocks.Block) error { return st.Put(b.Cid(), b.RawData()) }, nil)
+	res, err := importer.Import(context.Background(), dir, func(b blocks.Block) error { return st.Put(b.Cid(), b.RawData()) }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
