@@ -23,6 +23,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/apphost"
+	"github.com/mirrornet/mirrornet/internal/bitswapserve"
 	"github.com/mirrornet/mirrornet/internal/dashboard"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
@@ -317,6 +318,9 @@ type MirrorStatus struct {
 type Status struct {
 	Self    SelfStatus     `json:"self"`
 	Mirrors []MirrorStatus `json:"mirrors"`
+	// Bitswap is the serving side per connected peer (wants open, bytes
+	// outstanding, oldest open want); see package bitswapserve.
+	Bitswap bitswapserve.Report `json:"bitswap"`
 }
 
 // SelfStatus describes the answering node.
@@ -342,6 +346,7 @@ func (n *Node) Status() Status {
 			Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
 		},
 		Mirrors: []MirrorStatus{},
+		Bitswap: n.bitswapReport(),
 	}
 	for _, b := range n.store.Bundles() {
 		if b.State == "held" {

@@ -3,6 +3,8 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mirrornet/mirrornet/internal/bitswapserve"
+
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/health"
 )
@@ -56,7 +58,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.corrupt, peers, held)
+	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.corrupt, peers, held, bitswapserve.NewCollector(n.bitswapReport))
 	n.gossipBytes.register(n.registry)
 	return m
 }
@@ -80,4 +82,13 @@ func (m *metrics) observeView() {
 	for _, s := range health.States() {
 		m.mirrors.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
+}
+
+// bitswapReport is the bitswap serving state (empty before replication
+// starts).
+func (n *Node) bitswapReport() bitswapserve.Report {
+	if n.repl == nil {
+		return bitswapserve.Report{Peers: []bitswapserve.PeerStats{}, PeersCutOff: map[string]int{}}
+	}
+	return n.repl.ServeReport()
 }

@@ -126,6 +126,22 @@ func printStatus(w io.Writer, st node.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id, m.State, dash(m.Evidence), dash(m.Domain), seen, m.HTTP, len(m.Bundles))
 	}
 	tw.Flush()
+	printBitswap(w, st)
+}
+
+// printBitswap shows the peers this node serves over bitswap.
+func printBitswap(w io.Writer, st node.Status) {
+	b := st.Bitswap
+	if len(b.Peers) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nbitswap: %d peers, %d blocks re-sent, %d peers cut off for not reading\n", len(b.Peers), b.BlocksResent, b.PeersCutOff["slow_reader"])
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tWANTS OPEN\tUNANSWERED\tOLDEST OPEN WANT\tBYTES OUTSTANDING\tRE-SENT")
+	for _, p := range b.Peers {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1fs\t%d\t%d\n", p.Peer, p.WantsOpen, p.WantsUnanswered, p.OldestOpenWant, p.BytesOutstanding, p.BlocksResent)
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {

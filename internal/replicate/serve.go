@@ -26,3 +26,6 @@ func (r *Replicator) ServeStats() []bitswapserve.PeerStats { return r.serve.Peer
 
 // ServeTotals reports blocks re-sent and peers cut off.
 func (r *Replicator) ServeTotals() bitswapserve.Totals { return r.serve.Totals() }
+
+// ServeReport is the serving state for the status JSON and /metrics.
+func (r *Replicator) ServeReport() bitswapserve.Report { return r.serve.Report() }

@@ -135,6 +135,27 @@ func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
 		t.Fatal("the mirror sent nothing more to the client that stopped reading")
 	}
 
+	// While it stalls, its answers are outstanding.
+	guard := time.After(long)
+	for {
+		var out int64
+		for _, p := range r.ServeStats() {
+			if p.Peer == gate.ID() {
+				out = p.BytesOutstanding
+			}
+		}
+		if out > 0 {
+			break
+		}
+		select {
+		case err := <-badDone:
+			t.Fatalf("the non-reading client finished its fetch: %v", err)
+		case <-guard:
+			t.Fatalf("no bytes outstanding for the stalled peer: %+v", r.ServeStats())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+
 	// A good peer fetches the same bundle meanwhile.
 	goodHost := loopHost(t)
 	good, goodStore := stockClient(t, goodHost)
