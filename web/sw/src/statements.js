@@ -28,13 +28,25 @@ export const PayloadLiveness = '/mirrornet/liveness/1'
 export const StatementsPath = '/mirrornet/v1/statements'
 export const StatementsContentType = 'application/vnd.mirrornet.statements'
 
+// StatementError says why a statement was refused. reason is the class
+// protocol/testdata/statements.json names (malformed, oversize, kind,
+// key_type, signature, payload, subject, future, too_old); timing marks
+// a genuine statement that is only too old or too early (gossip: Ignore).
 export class StatementError extends Error {
-  constructor (msg, { timing = false } = {}) {
+  constructor (msg, { timing = false, reason = 'malformed' } = {}) {
     super(msg)
     this.name = 'StatementError'
-    // timing: the statement is genuine but too old or too early.
     this.timing = timing
+    this.reason = reason
   }
+}
+
+// verdict maps a verification outcome to the gossip verdict and reason
+// the protocol's test vectors use.
+export function verdictOf (err) {
+  if (err == null) return { verdict: 'accept', reason: 'ok' }
+  if (err.timing) return { verdict: 'ignore', reason: err.reason }
+  return { verdict: 'reject', reason: err.reason ?? 'malformed' }
 }
 
 const te = new TextEncoder()
@@ -238,32 +250,37 @@ export function decodeLiveness (payload) {
 // statement that is only too old or too early throws with timing set and
 // the statement attached as err.statement.
 export async function verifyStatement (raw, nowMs) {
-  if (raw.length > MaxStatementSize) throw new StatementError(`statement of ${raw.length} bytes (limit ${MaxStatementSize})`)
+  if (raw.length > MaxStatementSize) throw new StatementError(`statement of ${raw.length} bytes (limit ${MaxStatementSize})`, { reason: 'oversize' })
   const env = decodeEnvelope(raw)
   if (!bytesEqual(encodeEnvelope(env), raw)) throw new StatementError('malformed envelope: non-canonical encoding')
   const type = td.decode(env.payloadType)
-  if (type !== PayloadLiveness) throw new StatementError(`unknown statement kind ${JSON.stringify(type).slice(0, 60)}`)
+  if (type !== PayloadLiveness) throw new StatementError(`unknown statement kind ${JSON.stringify(type).slice(0, 60)}`, { reason: 'kind' })
   let key
   try {
     key = publicKeyFromProtobuf(env.publicKey)
   } catch (e) {
     throw new StatementError('malformed envelope: bad public key')
   }
-  if (key.type !== 'Ed25519') throw new StatementError('signer key is not Ed25519')
+  if (key.type !== 'Ed25519') throw new StatementError('signer key is not Ed25519', { reason: 'key_type' })
   if (!bytesEqual(publicKeyToProtobuf(key), env.publicKey)) throw new StatementError('malformed envelope: non-canonical public key')
   const signed = concat([lenPrefixed(te.encode(DomainLiveness)), lenPrefixed(env.payloadType), lenPrefixed(env.payload)])
-  if (!(await key.verify(signed, env.signature))) throw new StatementError('signature does not verify')
+  if (!(await key.verify(signed, env.signature))) throw new StatementError('signature does not verify', { reason: 'signature' })
   const signer = key.toString()
-  const liveness = decodeLiveness(env.payload)
-  if (liveness.peer !== signer) throw new StatementError(`subject ${liveness.peer} is not the signer ${signer}`)
+  let liveness
+  try {
+    liveness = decodeLiveness(env.payload)
+  } catch (e) {
+    throw new StatementError(e.message, { reason: 'payload' })
+  }
+  if (liveness.peer !== signer) throw new StatementError(`subject ${liveness.peer} is not the signer ${signer}`, { reason: 'subject' })
   const st = { signer, liveness, raw }
   if (liveness.time > nowMs + MaxClockDisparityMs) {
-    const e = new StatementError(`statement time is ${liveness.time - nowMs} ms ahead`, { timing: true })
+    const e = new StatementError(`statement time is ${liveness.time - nowMs} ms ahead`, { timing: true, reason: 'future' })
     e.statement = st
     throw e
   }
   if (nowMs - liveness.time > MaxLivenessAgeMs) {
-    const e = new StatementError(`statement is ${nowMs - liveness.time} ms old`, { timing: true })
+    const e = new StatementError(`statement is ${nowMs - liveness.time} ms old`, { timing: true, reason: 'too_old' })
     e.statement = st
     e.tooOld = true
     throw e

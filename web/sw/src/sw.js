@@ -21,6 +21,7 @@ import { base36 } from 'multiformats/bases/base36'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagPB from '@ipld/dag-pb'
 import { Pool, NoMirrorError } from './mirrors.js'
+import { verifyStatement, verdictOf } from './statements.js'
 import { statusPage, errorPage } from './pages.js'
 
 // MaxResponseBytes: a response is assembled in full before the page sees
@@ -210,6 +211,9 @@ async function handle (event) {
   } catch (e) {
     return html(errorPage({ origin: self.location.origin, root: '', error: `the worker could not start: ${e.message}`, tried: [] }), 502)
   }
+  if (url.pathname === '/.mirrornet/verify' && req.method === 'POST') {
+    return selfCheck(req, url)
+  }
   if (url.pathname === '/.mirrornet/' || url.pathname === '/.mirrornet') {
     if (url.searchParams.get('format') === 'json') {
       return new Response(JSON.stringify(statusJSON(st), null, 1), { headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } })
@@ -263,6 +267,24 @@ async function handle (event) {
   } finally {
     persistKnown(st)
   }
+}
+
+// selfCheck answers POST /.mirrornet/verify?now=UNIX-MS with the verdict
+// this worker gives the statement in the body, so anyone (and the
+// protocol's test vectors) can check the browser verifies exactly as the
+// spec says. Pure: it touches no state.
+async function selfCheck (req, url) {
+  const body = new Uint8Array(await req.arrayBuffer())
+  const now = Number(url.searchParams.get('now') ?? Date.now())
+  let err = null
+  try {
+    await verifyStatement(body, now)
+  } catch (e) {
+    err = e
+  }
+  const v = verdictOf(err)
+  if (err) v.error = err.message
+  return new Response(JSON.stringify(v), { headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } })
 }
 
 async function readAll (resp) {
