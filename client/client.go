@@ -35,8 +35,10 @@
 // # Fail closed
 //
 // If no mirror delivers a verified copy, [Get] returns an error naming every
-// mirror tried and what went wrong, and nothing is written. The fetched
-// bundle is held in memory (mirrornet bundles are apps, not data sets).
+// mirror tried and what went wrong, and nothing is written. [Get] holds
+// the fetched bundle in memory; [Download], [GetDir] and [GetCAR] keep it
+// in a spool file on disk (memory in proportion to the number of blocks,
+// not their bytes) that an interrupted download resumes from.
 //
 // Typical use:
 //
@@ -319,6 +321,11 @@ func parseHTTPBase(s string) (string, error) {
 // copy, naming each mirror and why it was dropped. Every goroutine Get
 // starts has stopped when it returns.
 func Get(ctx context.Context, root cid.Cid, opts Options) (*Result, error) {
+	return get(ctx, root, opts, nil)
+}
+
+// get is Get putting verified blocks into sink (nil: memory).
+func get(ctx context.Context, root cid.Cid, opts Options, sink blockSink) (*Result, error) {
 	if !root.Defined() {
 		return nil, fmt.Errorf("%w: undefined root CID", ErrOptions)
 	}
@@ -334,7 +341,7 @@ func Get(ctx context.Context, root cid.Cid, opts Options) (*Result, error) {
 		}
 		boots = append(boots, b)
 	}
-	f := newFetcher(root, opts)
+	f := newFetcher(root, opts, sink)
 	if opts.ownClient {
 		defer opts.HTTPClient.CloseIdleConnections()
 	}

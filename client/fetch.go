@@ -121,7 +121,9 @@ type fetcher struct {
 	wg          sync.WaitGroup
 	discovering bool
 
-	blocks   map[cid.Cid][]byte
+	sink     blockSink            // where verified blocks go
+	have     map[cid.Cid]struct{} // blocks verified (fetched or resumed)
+	resumed  int                  // of those, blocks found in the sink at the start
 	jobs     map[cid.Cid]*job
 	queue    []*job
 	nextJob  int
@@ -139,7 +141,12 @@ type fetcher struct {
 	drops                        []Drop
 }
 
-func newFetcher(root cid.Cid, o Options) *fetcher {
+// newFetcher makes a fetcher that puts verified blocks into sink (nil:
+// memory).
+func newFetcher(root cid.Cid, o Options, sink blockSink) *fetcher {
+	if sink == nil {
+		sink = memDAG{}
+	}
 	seed := o.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -147,7 +154,8 @@ func newFetcher(root cid.Cid, o Options) *fetcher {
 	return &fetcher{
 		root: root, o: o, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		events:  make(chan func(), 64),
-		blocks:  map[cid.Cid][]byte{},
+		sink:    sink,
+		have:    map[cid.Cid]struct{}{},
 		jobs:    map[cid.Cid]*job{},
 		mirrors: map[string]*mirror{},
 		live:    map[*attempt]struct{}{},
@@ -228,10 +236,16 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 		f.o.Progress(f.progress(time.Now()))
 	}
 	res := &Result{
-		Root: f.root, Bytes: f.bytes, Blocks: len(f.blocks), Duration: time.Since(f.start),
+		Root: f.root, Bytes: f.bytes, Blocks: len(f.have), Duration: time.Since(f.start),
 		TTFB: f.ttfb, PerMirror: map[string]int64{}, Dropped: f.drops,
 		Requests: f.requests, Hedges: f.hedges, Received: f.received, Duplicate: f.dup, Wasted: f.wasted,
-		blocks: f.blocks, resumeFailures: f.resumeFailures,
+		Resumed: f.resumed, resumeFailures: f.resumeFailures,
+	}
+	switch s := f.sink.(type) {
+	case memDAG:
+		res.blocks = s
+	case *spool:
+		res.spool = s
 	}
 	for _, m := range f.mlist {
 		if m.bytes > 0 {
@@ -242,7 +256,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 }
 
 func (f *fetcher) progress(now time.Time) Progress {
-	p := Progress{Bytes: f.bytes, Blocks: len(f.blocks), Failovers: f.failovers, Elapsed: now.Sub(f.start)}
+	p := Progress{Bytes: f.bytes, Blocks: len(f.have), Failovers: f.failovers, Elapsed: now.Sub(f.start)}
 	if s := p.Elapsed.Seconds(); s > 0 {
 		p.Rate = float64(f.bytes) / s
 	}
@@ -254,10 +268,11 @@ func (f *fetcher) progress(now time.Time) Progress {
 	return p
 }
 
-// want queues c unless it is held or already wanted.
+// want queues c unless it is held or already wanted. A block the sink
+// already holds (a resumed download) is taken from there.
 func (f *fetcher) want(l link) {
 	c := l.c
-	if _, ok := f.blocks[c]; ok {
+	if _, ok := f.have[c]; ok {
 		return
 	}
 	if _, ok := f.jobs[c]; ok {
@@ -267,6 +282,13 @@ func (f *fetcher) want(l link) {
 		f.accept(c, data)
 		return
 	}
+	if f.sink.has(c) {
+		if data, ok := f.sink.block(c); ok {
+			f.resumed++
+			f.acceptFrom(c, data, false)
+			return
+		}
+	}
 	j := &job{c: c, size: l.size, tsize: l.tsize, order: f.nextJob, queued: true}
 	f.nextJob++
 	f.jobs[c] = j
@@ -274,13 +296,22 @@ func (f *fetcher) want(l link) {
 }
 
 // accept stores a verified block and wants its children.
-func (f *fetcher) accept(c cid.Cid, data []byte) {
+func (f *fetcher) accept(c cid.Cid, data []byte) { f.acceptFrom(c, data, true) }
+
+// acceptFrom is accept for a block that store says is not yet in the sink.
+func (f *fetcher) acceptFrom(c cid.Cid, data []byte, store bool) {
 	links, err := linksOf(c, data)
 	if err != nil {
 		f.fatal = err
 		return
 	}
-	f.blocks[c] = data
+	if store {
+		if err := f.sink.put(c, data); err != nil {
+			f.fatal = err
+			return
+		}
+	}
+	f.have[c] = struct{}{}
 	f.bytes += int64(len(data))
 	if j, ok := f.jobs[c]; ok {
 		// Wanted on its own too (a block the subtree shares with
@@ -608,7 +639,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 			f.ttfb = t
 		}
 	}
-	_, held := f.blocks[j.c]
+	_, held := f.have[j.c]
 	if r.err != nil && r.data != nil && !held {
 		// A subtree CAR failed midway: what verified before the
 		// failure is good.
@@ -670,7 +701,7 @@ func (f *fetcher) finish(a *attempt, r reply) {
 		}
 		f.drop(m, r.err)
 	}
-	if _, held := f.blocks[j.c]; !held && len(j.attempts) == 0 && !j.queued {
+	if _, held := f.have[j.c]; !held && len(j.attempts) == 0 && !j.queued {
 		// Back to the front of the queue: it was due first.
 		j.queued = true
 		f.queue = slices.Insert(f.queue, 0, j)
@@ -718,7 +749,7 @@ func (f *fetcher) acceptAll(c cid.Cid, data []byte, more []block) int64 {
 	n := int64(len(data))
 	f.accept(c, data)
 	for _, b := range more {
-		if _, ok := f.blocks[b.c]; ok {
+		if _, ok := f.have[b.c]; ok {
 			continue
 		}
 		f.accept(b.c, b.data)

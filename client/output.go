@@ -52,23 +52,66 @@ type Result struct {
 	// Wasted counts bytes read from responses that failed verification.
 	Wasted int64
 
-	blocks         map[cid.Cid][]byte
-	resumeFailures int // resumed blocks that did not verify (for tests)
+	// Resumed counts the blocks that a [Download] found already verified
+	// in its spool and did not fetch again.
+	Resumed int
+
+	blocks         map[cid.Cid][]byte // a Get's blocks
+	spool          *spool             // a Download's blocks
+	resumeFailures int                // resumed blocks that did not verify (for tests)
 }
 
 // Block returns a verified block of the bundle.
-func (r *Result) Block(c cid.Cid) ([]byte, bool) {
-	b, ok := r.blocks[c]
-	return b, ok
+func (r *Result) Block(c cid.Cid) ([]byte, bool) { return r.source().block(c) }
+
+// source is where the bundle's blocks are: memory or the download's spool.
+func (r *Result) source() blockSource {
+	if r.spool != nil {
+		return r.spool
+	}
+	return memDAG(r.blocks)
 }
 
-// memDAG is a read-only ipld.DAGService over verified blocks.
+func (r *Result) dag() blockDAG { return blockDAG{r.source()} }
+
+// Close releases the spool of a [Download] (the file stays on disk: the
+// caller removes the directory once the output is written). It does
+// nothing for a [Get].
+func (r *Result) Close() error {
+	if r.spool == nil {
+		return nil
+	}
+	return r.spool.close()
+}
+
+// memDAG holds the verified blocks of a download in memory ([Get]).
 type memDAG map[cid.Cid][]byte
 
+func (d memDAG) entry(ctx context.Context, c cid.Cid) (entry, error) {
+	return blockDAG{d}.entry(ctx, c)
+}
+
+// memDAG is a read-only ipld.DAGService too (tests build on it).
 var _ ipld.DAGService = memDAG(nil)
 
-func (d memDAG) Get(_ context.Context, c cid.Cid) (ipld.Node, error) {
-	data, ok := d[c]
+func (d memDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	return blockDAG{d}.Get(ctx, c)
+}
+func (d memDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	return blockDAG{d}.GetMany(ctx, cs)
+}
+func (memDAG) Add(context.Context, ipld.Node) error        { return errReadOnly }
+func (memDAG) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
+func (memDAG) Remove(context.Context, cid.Cid) error       { return errReadOnly }
+func (memDAG) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
+
+// blockDAG is a read-only ipld.DAGService over verified blocks.
+type blockDAG struct{ src blockSource }
+
+var _ ipld.DAGService = blockDAG{}
+
+func (d blockDAG) Get(_ context.Context, c cid.Cid) (ipld.Node, error) {
+	data, ok := d.src.block(c)
 	if !ok {
 		if id, isID := identityData(c); isID {
 			data = id
@@ -89,7 +132,7 @@ func (d memDAG) Get(_ context.Context, c cid.Cid) (ipld.Node, error) {
 	return nil, fmt.Errorf("%w: codec 0x%x", ErrUnsupported, c.Type())
 }
 
-func (d memDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+func (d blockDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
 	out := make(chan *ipld.NodeOption, len(cs))
 	for _, c := range cs {
 		n, err := d.Get(ctx, c)
@@ -101,10 +144,10 @@ func (d memDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOpti
 
 var errReadOnly = errors.New("client: read-only DAG")
 
-func (memDAG) Add(context.Context, ipld.Node) error        { return errReadOnly }
-func (memDAG) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
-func (memDAG) Remove(context.Context, cid.Cid) error       { return errReadOnly }
-func (memDAG) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
+func (blockDAG) Add(context.Context, ipld.Node) error        { return errReadOnly }
+func (blockDAG) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
+func (blockDAG) Remove(context.Context, cid.Cid) error       { return errReadOnly }
+func (blockDAG) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
 
 // entry is a decoded UnixFS node.
 type entry struct {
@@ -113,7 +156,7 @@ type entry struct {
 	target string // symlinks
 }
 
-func (d memDAG) entry(ctx context.Context, c cid.Cid) (entry, error) {
+func (d blockDAG) entry(ctx context.Context, c cid.Cid) (entry, error) {
 	n, err := d.Get(ctx, c)
 	if err != nil {
 		return entry{}, err
@@ -167,7 +210,7 @@ func (r *Result) WriteDir(dir string) error {
 		return err
 	}
 	ctx := context.Background()
-	dag := memDAG(r.blocks)
+	dag := r.dag()
 	e, err := dag.entry(ctx, r.Root)
 	if err != nil {
 		return err
@@ -216,7 +259,7 @@ func (r *Result) WriteDir(dir string) error {
 // tree writes a UnixFS tree and remembers what it wrote, so that
 // everything can be fsynced at once before the rename.
 type tree struct {
-	dag   memDAG
+	dag   blockDAG
 	paths []string // files and directories written
 }
 
@@ -377,7 +420,7 @@ func (r *Result) writeCAR(w io.Writer) error {
 		if _, isID := identityData(c); isID {
 			return nil
 		}
-		data, ok := r.blocks[c]
+		data, ok := r.source().block(c)
 		if !ok {
 			return fmt.Errorf("client: block %s missing", c)
 		}
@@ -413,7 +456,7 @@ func (r *Result) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ctx := req.Context()
-	dag := memDAG(r.blocks)
+	dag := r.dag()
 	e, err := dag.entry(ctx, r.Root)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -484,7 +527,7 @@ func (r *Result) serve(w http.ResponseWriter, req *http.Request) {
 	serveFile(w, req, dag, path.Base(p), e)
 }
 
-func serveFile(w http.ResponseWriter, req *http.Request, dag memDAG, name string, e entry) {
+func serveFile(w http.ResponseWriter, req *http.Request, dag blockDAG, name string, e entry) {
 	rd, err := uio.NewDagReader(req.Context(), e.node, dag)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

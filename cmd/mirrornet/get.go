@@ -97,20 +97,34 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 				humanBytes(p.Bytes), p.Blocks, humanBytes(int64(p.Rate)), p.Mirrors, p.Failovers)
 		}
 	}
-	res, err := client.Get(ctx, root, opts)
+	// Verified blocks go to a spool on disk as they arrive (beside the
+	// output, where a rerun finds and resumes it; for --serve a temporary
+	// directory removed at exit), so memory stays flat whatever the size.
+	var res *client.Result
+	switch {
+	case *out != "":
+		res, err = client.GetDir(ctx, root, *out, opts)
+	case *carPath != "":
+		res, err = client.GetCAR(ctx, root, *carPath, opts)
+	default:
+		var tmp string
+		if tmp, err = os.MkdirTemp("", "mirrornet-serve-"); err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		if res, err = client.Download(ctx, root, tmp, opts); err == nil {
+			defer res.Close()
+		}
+	}
 	if opts.Progress != nil {
 		fmt.Fprintln(env.stderr)
 	}
 	if err != nil {
-		return err
-	}
-	switch {
-	case *out != "":
-		err = res.WriteDir(*out)
-	case *carPath != "":
-		err = res.WriteCAR(*carPath)
-	}
-	if err != nil {
+		if target := *out + *carPath; target != "" {
+			if _, serr := os.Stat(client.PartialDir(target)); serr == nil {
+				return fmt.Errorf("%w (verified blocks kept in %s: run the same command again to resume)", err, client.PartialDir(target))
+			}
+		}
 		return err
 	}
 	if *asJSON {

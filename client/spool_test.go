@@ -1,0 +1,172 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+)
+
+// checkTree compares the files of b with the tree written to dir.
+func checkTree(t *testing.T, b *bundle, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		want, ok := b.files[filepath.ToSlash(rel)]
+		got, rerr := os.ReadFile(p)
+		if !ok || rerr != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, want %d (in bundle: %v, %v)", rel, len(got), len(want), ok, rerr)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(b.files) {
+		t.Fatalf("%d files written, want %d (%v)", n, len(b.files), err)
+	}
+}
+
+// An interrupted download keeps what it verified beside the target; the
+// next run reads it back and fetches only the blocks that are missing.
+func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
+	files := map[string][]byte{
+		"index.html": []byte("<h1>app</h1>"),
+		"big.bin":    randomBytes(21, 12<<20+777),
+		"lib/a.js":   randomBytes(22, 3000),
+	}
+	b := buildBundle(t, files)
+	out := filepath.Join(t.TempDir(), "app")
+
+	dying := newFakeMirror(t, b, honest)
+	dying.killAfter = 5 << 20 // dies after about 5 of the 13 leaves
+	o := testOptions(dying.URL)
+	if _, err := GetDir(context.Background(), b.root, out, o); err == nil {
+		t.Fatal("download from a mirror that died midway succeeded")
+	}
+	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an interrupted download left its output: %v", err)
+	}
+	sp, err := openSpool(PartialDir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[cid.Cid]bool{}
+	for c := range sp.index {
+		kept[c] = true
+	}
+	sp.close()
+	if len(kept) == 0 || len(kept) >= len(b.blocks) {
+		t.Fatalf("the interrupted download kept %d of %d blocks", len(kept), len(b.blocks))
+	}
+
+	// Run again against a healthy mirror that records what it is asked.
+	m := newFakeMirror(t, b, honest)
+	var (
+		mu    sync.Mutex
+		asked []cid.Cid
+	)
+	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s, ok := strings.CutPrefix(r.URL.Path, "/ipfs/"); ok && r.Method == http.MethodGet {
+			if c, err := cid.Decode(s); err == nil {
+				mu.Lock()
+				asked = append(asked, c)
+				mu.Unlock()
+			}
+		}
+		m.ServeHTTP(w, r)
+	}))
+	t.Cleanup(rec.Close)
+	res, err := GetDir(context.Background(), b.root, out, testOptions(rec.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, b, out)
+	if res.Resumed != len(kept) || res.Blocks != len(b.blocks) || res.Bytes != b.size {
+		t.Errorf("resumed %d blocks (kept %d), %d blocks, %d bytes; want %d blocks, %d bytes",
+			res.Resumed, len(kept), res.Blocks, res.Bytes, len(b.blocks), b.size)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range asked {
+		if kept[c] {
+			t.Errorf("block %s was fetched again though it was on disk", c)
+		}
+	}
+	if len(asked) == 0 || len(asked) > len(b.blocks)-len(kept) {
+		t.Errorf("%d block requests for %d missing blocks", len(asked), len(b.blocks)-len(kept))
+	}
+	if _, err := os.Stat(PartialDir(out)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spool is still there after a complete download: %v", err)
+	}
+}
+
+// A spool torn by a crash mid-append, or with a block changed on disk, is
+// cut at the first bad section: everything before it is kept.
+func TestSpoolCutsTornTail(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cids []cid.Cid
+	for i := range 4 {
+		c, data := rawCID(randomBytes(uint64(i), 1000+i))
+		cids = append(cids, c)
+		if err := s.put(c, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := s.end
+	s.close()
+	p := filepath.Join(dir, spoolFile)
+	// a torn fifth section
+	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write([]byte{0x90, 0x10, 1, 0x55})
+	f.Close()
+	s, err = openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.index) != 4 || s.end != end || s.resumed != 4 {
+		t.Fatalf("after a torn tail: %d blocks, end %d (want 4, %d)", len(s.index), s.end, end)
+	}
+	e := s.index[cids[2]]
+	s.close()
+	// flip a byte of the third block: it and the fourth are dropped
+	raw, _ := os.ReadFile(p)
+	raw[e.off] ^= 1
+	os.WriteFile(p, raw, 0o644)
+	s, err = openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if len(s.index) != 2 || !s.has(cids[0]) || !s.has(cids[1]) || s.has(cids[2]) {
+		t.Fatalf("after a bad block: %d blocks kept, want the first 2", len(s.index))
+	}
+	if got, ok := s.block(cids[1]); !ok || verifyBlock(cids[1], got) != nil {
+		t.Fatal("a kept block does not read back")
+	}
+	if fi, _ := os.Stat(p); fi.Size() != s.end {
+		t.Fatalf("spool not truncated: %d bytes, end %d", fi.Size(), s.end)
+	}
+}
+
+func rawCID(data []byte) (cid.Cid, []byte) {
+	c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}.Sum(data)
+	if err != nil {
+		panic(err)
+	}
+	return c, data
+}
