@@ -50,7 +50,7 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 
 	dying := newFakeMirror(t, b, honest)
 	dying.killAfter = 5 << 20 // dies after about 5 of the 13 leaves
-	o := testOptions(dying.URL)
+	o := testOptions(t, dying.URL)
 	if _, err := GetDir(context.Background(), b.root, out, o); err == nil {
 		t.Fatal("download from a mirror that died midway succeeded")
 	}
@@ -87,7 +87,7 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 		m.ServeHTTP(w, r)
 	}))
 	t.Cleanup(rec.Close)
-	res, err := GetDir(context.Background(), b.root, out, testOptions(rec.URL))
+	res, err := GetDir(context.Background(), b.root, out, testOptions(t, rec.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
