@@ -59,5 +59,32 @@ func statusApp(ctx context.Context, env *cmdEnv, base, app string, asJSON bool) 
 	fmt.Fprintf(tw, "integrity:\t%s\n", integ)
 	fmt.Fprintf(tw, "held by:\t%d mirror(s) %s\n", len(st.Holders), strings.Join(st.Holders, " "))
 	fmt.Fprintf(tw, "this node:\tfollows app: %v, holds release: %v\n", st.Followed, st.Held)
+	fmt.Fprintf(tw, "payouts:\t%s\n", ledgerLine(ctx, base, st.App))
 	return tw.Flush()
+}
+
+// ledgerLine summarises the agreement on the app's fund's latest closed
+// epoch (see docs/PAYOUTS.md).
+func ledgerLine(ctx context.Context, base, app string) string {
+	raw, err := getJSON(ctx, base, "/api/v1/ledger/"+url.PathEscape(app))
+	if err != nil {
+		if strings.Contains(err.Error(), "unknown fund") {
+			return "no fund"
+		}
+		return err.Error()
+	}
+	var ls node.LedgerStatus
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		return "unreadable ledger status"
+	}
+	if len(ls.Agreements) == 0 {
+		return fmt.Sprintf("epoch %d: table %s, no mirror has signed a root yet", ls.Epoch, short(ls.TableHash))
+	}
+	a := ls.Agreements[0]
+	mine := "this mirror computes another table"
+	if a.Table == ls.TableHash {
+		mine = "this mirror agrees"
+	}
+	return fmt.Sprintf("epoch %d: %d mirror(s) in %d domain(s) agree on table %s (%s; %d other table(s) signed)",
+		ls.Epoch, a.Mirrors, a.Domains, short(a.Table), mine, len(ls.Agreements)-1)
 }
