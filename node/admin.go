@@ -57,12 +57,22 @@ func (n *Node) startAdmin() error {
 		return fmt.Errorf("node: another node is already running with data directory %s", n.cfg.DataDir)
 	}
 	_ = os.Remove(path) // a stale socket from a crash
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("node: admin socket %s: %w", path, err)
+	listen := func(path string) (net.Listener, error) {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return ln, nil
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
+	if n.listenAdmin != nil {
+		listen = n.listenAdmin
+	}
+	ln, err := listen(path)
+	if err != nil {
 		return fmt.Errorf("node: admin socket %s: %w", path, err)
 	}
 	n.adminLn = ln

@@ -55,6 +55,10 @@ type options struct {
 	// mocknet networks with it: mocknet can leave a stream alive on a
 	// connection it has already closed).
 	blackhole func(from peer.ID) bool
+	// listenAdmin, if set, replaces net.Listen("unix", path) for the admin
+	// socket (tests in a synctest bubble pass an in-memory listener: a
+	// goroutine blocked in a real Accept keeps virtual time from moving).
+	listenAdmin func(path string) (net.Listener, error)
 }
 
 // WithLogger sets the logger (default: discard).
@@ -95,6 +99,10 @@ type Node struct {
 	onAccept  func(*attest.Statement)
 	blackhole func(from peer.ID) bool
 	features  []feature
+
+	// listenAdmin: see options.listenAdmin.
+	listenAdmin func(path string) (net.Listener, error)
+
 	// gossipBytes counts gossipsub traffic.
 	gossipBytes gossipMeter
 	// appScore, if set by a feature's constructor, is gossipsub's
@@ -160,7 +168,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n = &Node{
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
-		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole,
+		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole, listenAdmin: o.listenAdmin,
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,
 		ctx: ctx, cancel: cancel,
