@@ -69,7 +69,7 @@ func (p *proc) kill(t *testing.T) {
 	select {
 	case err := <-p.done:
 		p.done <- err // for Cleanup
-	case <-time.After(10 * time.Second):
+	case <-time.After(guardSlack * 10 * time.Second):
 		t.Fatal("killed node did not exit")
 	}
 }

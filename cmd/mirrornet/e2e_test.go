@@ -16,6 +16,10 @@ import (
 	"github.com/mirrornet/mirrornet/node"
 )
 
+// guardSlack stretches every failure guard of the end-to-end tests (real
+// processes in real time): they only stop a hung test.
+const guardSlack = 4
+
 // binPath is the mirrornet binary built once for the end-to-end tests,
 // which drive it as a user would.
 var binPath string
@@ -91,8 +95,13 @@ func mirrornet(t testing.TB, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
+// waitFor polls cond until it holds. within guards against a hung test and
+// is never a speed goal: it is stretched guardSlack times, so that a
+// machine whose cores are saturated by other work (and other engineers'
+// processes) still passes; speed goals are benchmarks.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	within *= guardSlack
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -161,7 +170,7 @@ func TestE2EThreeNodesAliveDeadLeft(t *testing.T) {
 			t.Fatalf("SIGTERM: node exited with %v\n%s", err, c.stderr.String())
 		}
 		c.done <- err // for Cleanup
-	case <-time.After(15 * time.Second):
+	case <-time.After(guardSlack * 15 * time.Second):
 		t.Fatal("node did not exit after SIGTERM")
 	}
 	waitFor(t, 20*time.Second, "terminated node left", func() (bool, string) {

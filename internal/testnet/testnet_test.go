@@ -56,8 +56,10 @@ func testConfig(t *testing.T, nodes int) Config {
 	cfg := DefaultConfig()
 	cfg.Nodes = nodes
 	cfg.Binary = fakeBinary(t)
-	cfg.Timeout = 20 * time.Second
-	cfg.StopTimeout = 5 * time.Second
+	// Failure guards only (the fake nodes start in milliseconds), generous
+	// for a machine whose cores are saturated.
+	cfg.Timeout = 2 * time.Minute
+	cfg.StopTimeout = 30 * time.Second
 	return cfg
 }
 
@@ -226,7 +228,7 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 		errc <- err
 	}()
 	// Cancel once mirror-0 is recorded as spawned.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if rec, err := ReadRecord(cfg.Dir); err == nil && len(rec.Mirrors) == 1 {
 			break
@@ -334,7 +336,7 @@ func TestFailedReportsAMirrorKilledFromOutside(t *testing.T) {
 		if !errors.Is(err, ErrStart) || !strings.Contains(err.Error(), "mirror-1") || !strings.Contains(err.Error(), "killed") {
 			t.Fatalf("Failed() = %v, want mirror-1 killed", err)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("Failed() did not report the killed mirror")
 	}
 	if err := tn.WaitAlive(context.Background()); !errors.Is(err, ErrStart) {
