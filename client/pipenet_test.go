@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,12 +24,27 @@ import (
 // mirror still sends one byte per (virtual) second.
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
+	defer oneProcUnderRace()()
 	synctest.Test(t, func(t *testing.T) {
 		n := &pipeNet{lns: map[string]*pipeListener{}}
 		bubbleNets.Store(t, n)
 		t.Cleanup(func() { bubbleNets.Delete(t) })
 		f(t)
 	})
+}
+
+// oneProcUnderRace runs bubbles on one P when the race detector is on, and
+// returns the function that restores GOMAXPROCS. Go 1.26's race runtime can
+// abort ("ThreadSanitizer: CHECK failed: tsan_rtl.cpp:346 ...") when a
+// bubble with many timers runs on several Ps (golang/go#78156); with one P
+// the suite passes. Virtual time makes the bubble's outcome independent of
+// how many cores run it, so this costs only wall-clock time.
+func oneProcUnderRace() (restore func()) {
+	if !raceEnabled {
+		return func() {}
+	}
+	prev := runtime.GOMAXPROCS(1)
+	return func() { runtime.GOMAXPROCS(prev) }
 }
 
 // bubbleNets maps the *testing.T of a bubble to its network.

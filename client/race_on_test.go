@@ -1,0 +1,6 @@
+//go:build race
+
+package client
+
+// raceEnabled: the race detector is on (see oneProcUnderRace).
+const raceEnabled = true
