@@ -73,7 +73,7 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func startMirror(t testing.TB, name string, bootstrap []string) *mirror {
+func startMirror(t testing.TB, name string, bootstrap []string, opts ...func(*node.Config)) *mirror {
 	t.Helper()
 	m := &mirror{name: name}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,6 +93,9 @@ func startMirror(t testing.TB, name string, bootstrap []string) *mirror {
 	cfg.DHT = false
 	cfg.Profile = "local"
 	cfg.Bootstrap = bootstrap
+	for _, o := range opts {
+		o(&cfg)
+	}
 	var log *slog.Logger
 	if os.Getenv("MIRRORNET_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("mirror", name)

@@ -1,0 +1,115 @@
+package swbundle_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	sampledapp "github.com/mirrornet/mirrornet/examples/sample-dapp"
+	"github.com/mirrornet/mirrornet/internal/browsertest"
+	"github.com/mirrornet/mirrornet/internal/release"
+	"github.com/mirrornet/mirrornet/node"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// An --app host gets the worker too: the page loads from the app's
+// current release (the status page names the app and the version), and
+// when the mirror the browser came through dies the same origin keeps
+// working from another mirror bound to the app.
+func TestBrowserAppHost(t *testing.T) {
+	br := browsertest.New(t, browsertest.Options{HostRules: []string{"MAP *.localhost 127.0.0.1"}})
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := release.PublicKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := release.MaintainerSetOf(1, pub)
+	app := protocol.DeriveAppID("sample", set)
+	bind := func(c *node.Config) { c.Apps = []string{"app.localhost=" + app} }
+
+	dir := t.TempDir()
+	if err := sampledapp.WriteTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	a := startMirror(t, "A", nil, bind)
+	b := startMirror(t, "B", a.node.Addrs(), bind)
+	var root string
+	for _, m := range []*mirror{a, b} {
+		root = publishSample(t, m.dataDir, dir)
+	}
+	rec, err := release.Sign(release.Params{Name: "sample", Version: 1, Maintainers: set, Time: time.Now(), CID: root}, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := node.DialAdmin(a.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res node.ReleaseResult
+	if err := ac.Post(context.Background(), "/admin/v1/release", node.ReleaseRequest{Release: rec}, &res); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	waitUntil(t, 60*time.Second, "both mirrors serve the release and see both holding it", func() (bool, string) {
+		for _, m := range []*mirror{a, b} {
+			req, _ := http.NewRequest("GET", m.direct+"/", nil)
+			req.Host = "app.localhost"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false, fmt.Sprintf("%s answers app.localhost with %d", m.name, resp.StatusCode)
+			}
+			n := 0
+			for _, s := range m.node.Status().Mirrors {
+				if s.State == "alive" && slices.Contains(s.Bundles, root) {
+					n++
+				}
+			}
+			if n < 2 {
+				return false, fmt.Sprintf("%s sees %d", m.name, n)
+			}
+		}
+		return true, ""
+	})
+
+	ctx := br.Tab(t)
+	u := "http://app.localhost:" + a.port + "/"
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := chromedp.Do(nctx, chromedp.Navigate(u)); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	cancel()
+	s := waitPage(t, ctx)
+	br.Screenshot(t, ctx, "01-app-host-through-A")
+	if s.Error != "" || s.Visits != "1" || !s.Controlled {
+		t.Fatalf("app host: %+v; want the app from the worker", s)
+	}
+	raw, err := eval[string](ctx, `fetch("/.mirrornet/?format=json").then(r => r.text())`)
+	if err != nil || !strings.Contains(raw, `"app": "`+app+`"`) || !strings.Contains(raw, `"release_version": 1`) || !strings.Contains(raw, `"root": "`+root+`"`) {
+		t.Fatalf("status on the app host names no app, version or root: %s (%v)", raw, err)
+	}
+
+	a.kill()
+	reload(t, ctx)
+	s = waitPage(t, ctx)
+	br.Screenshot(t, ctx, "02-app-host-after-A-died")
+	if s.Error != "" || s.Visits != "2" {
+		t.Fatalf("after A died: %+v; want the app with visits 2", s)
+	}
+	st := readStatus(t, ctx)
+	if served, _, _ := st.mirror(b.url); served == 0 {
+		t.Fatalf("B served nothing after A died: %+v", st)
+	}
+}
