@@ -298,6 +298,21 @@ func (t *tree) writeEntry(ctx context.Context, p string, e entry) error {
 	case e.kind == upb.Data_Symlink:
 		return os.Symlink(e.target, p)
 	}
+	if sp, ok := t.dag.src.(*spool); ok {
+		// From the spool file to the output file, leaves copied by the
+		// kernel.
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		var off int64
+		if err := sp.writeFile(f, e.node.Cid(), &off); err != nil {
+			f.Close()
+			return err
+		}
+		t.paths = append(t.paths, p)
+		return f.Close()
+	}
 	rd, err := uio.NewDagReader(ctx, e.node, t.dag)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)

@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	mdag "github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	upb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 )
 
@@ -247,4 +250,76 @@ func getInto(ctx context.Context, root cid.Cid, target string, opts Options, wri
 		return nil, fmt.Errorf("client: removing %s: %w", partial, err)
 	}
 	return res, nil
+}
+
+// copyRangeSlow copies n bytes at srcOff of src to dstOff of dst through a
+// buffer.
+func copyRangeSlow(src *os.File, srcOff int64, dst *os.File, dstOff int64, n int) error {
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, len(buf))
+		if _, err := src.ReadAt(buf[:k], srcOff); err != nil {
+			return err
+		}
+		if _, err := dst.WriteAt(buf[:k], dstOff); err != nil {
+			return err
+		}
+		srcOff, dstOff, n = srcOff+int64(k), dstOff+int64(k), n-k
+	}
+	return nil
+}
+
+// writeFile writes the UnixFS file under c to dst at *off from the spool:
+// a dag-pb file node's own data, then its children in order; raw leaves
+// are copied file to file by the kernel where it can. It moves *off past
+// what it wrote.
+func (s *spool) writeFile(dst *os.File, c cid.Cid, off *int64) error {
+	if data, isID := identityData(c); isID {
+		return s.writeAt(dst, c, data, off)
+	}
+	if c.Type() == cid.Raw {
+		s.mu.Lock()
+		e, ok := s.index[c]
+		s.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("client: block %s missing", c)
+		}
+		if err := copyRange(s.f, e.off, dst, *off, e.n); err != nil {
+			return fmt.Errorf("client: writing %s: %w", dst.Name(), err)
+		}
+		*off += int64(e.n)
+		return nil
+	}
+	data, ok := s.block(c)
+	if !ok {
+		return fmt.Errorf("client: block %s missing", c)
+	}
+	if c.Type() != cid.DagProtobuf {
+		return fmt.Errorf("%w: %s has codec 0x%x", ErrUnsupported, c, c.Type())
+	}
+	nd, err := mdag.DecodeProtobuf(data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnsupported, c, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(nd.Data())
+	if err != nil || (fsn.Type() != upb.Data_File && fsn.Type() != upb.Data_Raw) {
+		return fmt.Errorf("%w: %s is not a UnixFS file node", ErrUnsupported, c)
+	}
+	if err := s.writeAt(dst, c, fsn.Data(), off); err != nil {
+		return err
+	}
+	for _, l := range nd.Links() {
+		if err := s.writeFile(dst, l.Cid, off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *spool) writeAt(dst *os.File, _ cid.Cid, data []byte, off *int64) error {
+	if _, err := dst.WriteAt(data, *off); err != nil {
+		return fmt.Errorf("client: writing %s: %w", dst.Name(), err)
+	}
+	*off += int64(len(data))
+	return nil
 }
