@@ -37,6 +37,7 @@ var pure = []struct {
 	{"internal/atomicfile", false},
 	{"internal/announce", false},
 	{"internal/bundle/verify", false},
+	{"internal/bitswapserve/wants", false},
 	{"internal/ledger", false},
 	{"internal/evidence", false},
 	{"internal/payouts", false},

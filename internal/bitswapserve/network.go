@@ -9,7 +9,7 @@
 //   - the mirror keeps its own view of each peer's wantlist as the peer
 //     sees it (a want is open until the peer cancels it), and re-sends a
 //     delivered block for a want-block the peer keeps open (see
-//     tracker.due for the client behaviour this works around);
+//     wants.Tracker.Due for the client behaviour this works around);
 //   - per-peer state (wants open, bytes outstanding, oldest open want) is
 //     available for /metrics and the status JSON (Peers).
 //
@@ -37,7 +37,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/mirrornet/mirrornet/internal/bitswapserve/wants"
 )
+
+// PeerStats is the serving state of one peer (see wants.PeerStats).
+type PeerStats = wants.PeerStats
 
 // ErrStalled means a peer took nothing of a message for StallTimeout.
 var ErrStalled = errors.New("bitswapserve: peer stopped reading")
@@ -141,7 +146,7 @@ type Network struct {
 	now  func() time.Time
 
 	mu       sync.Mutex
-	t        *tracker
+	t        *wants.Tracker
 	inflight map[peer.ID]int64 // bytes handed to SendMessage and not yet written
 	refused  map[peer.ID]time.Time
 	cutOff   map[string]int // cut-offs by reason
@@ -170,7 +175,9 @@ func New(inner iface.BitSwapNetwork, blks Blocks, held func(cid.Cid) bool, cfg C
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Network{
 		BitSwapNetwork: inner, cfg: cfg, blks: blks, held: held, log: o.log.With("component", "bitswapserve"), now: o.clock,
-		t: newTracker(cfg), inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cutOff: map[string]int{},
+		t: wants.New(wants.Config{ResendAfter: cfg.ResendAfter, MaxResendInterval: cfg.MaxResendInterval,
+			MaxResends: cfg.MaxResends, ActiveWindow: cfg.ActiveWindow, MaxWantsPerPeer: cfg.MaxWantsPerPeer}),
+		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cutOff: map[string]int{},
 		ctx: ctx, cancel: cancel,
 	}
 	n.run()
@@ -234,10 +241,10 @@ func (n *Network) Close() error {
 
 func (n *Network) resendDue() {
 	n.mu.Lock()
-	due := n.t.due(n.now(), n.cfg.MaxResendsPerTick)
+	due := n.t.Due(n.now(), n.cfg.MaxResendsPerTick)
 	n.mu.Unlock()
 	for _, r := range due {
-		blk, err := n.blks.Get(n.ctx, r.c)
+		blk, err := n.blks.Get(n.ctx, r.Cid)
 		if err != nil {
 			continue // no longer served
 		}
@@ -246,11 +253,11 @@ func (n *Network) resendDue() {
 		n.mu.Lock()
 		n.resent++
 		n.mu.Unlock()
-		n.log.Debug("re-sending a block the peer still wants", "peer", r.p, "cid", r.c)
+		n.log.Debug("re-sending a block the peer still wants", "peer", r.Peer, "cid", r.Cid)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			_ = n.SendMessage(n.ctx, r.p, msg)
+			_ = n.SendMessage(n.ctx, r.Peer, msg)
 		}()
 	}
 }
@@ -292,7 +299,7 @@ func (n *Network) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapM
 		pres = append(pres, bp.Cid)
 	}
 	n.mu.Lock()
-	n.t.sent(p, blks, pres, n.now())
+	n.t.Sent(p, blks, pres, n.now())
 	n.mu.Unlock()
 	return nil
 }
@@ -391,7 +398,7 @@ func (n *Network) cut(p peer.ID, reason string) {
 func (n *Network) Peers() []PeerStats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st := n.t.stats(n.now())
+	st := n.t.Stats(n.now())
 	for i := range st {
 		st[i].BytesOutstanding = n.inflight[st[i].Peer]
 	}
@@ -434,7 +441,7 @@ func (t *tap) PeerConnected(p peer.ID) { t.next.PeerConnected(p) }
 func (t *tap) PeerDisconnected(p peer.ID) {
 	if t.first {
 		t.n.mu.Lock()
-		t.n.t.disconnected(p)
+		t.n.t.Disconnected(p)
 		t.n.mu.Unlock()
 	}
 	t.next.PeerDisconnected(p)
@@ -444,19 +451,19 @@ func (n *Network) received(_ context.Context, p peer.ID, m bsmsg.BitSwapMessage)
 	wl := m.Wantlist()
 	if len(wl) == 0 && !m.Full() {
 		n.mu.Lock()
-		n.t.received(p, false, nil, n.now())
+		n.t.Received(p, false, nil, n.now())
 		n.mu.Unlock()
 		return
 	}
-	es := make([]entry, 0, len(wl))
+	es := make([]wants.Entry, 0, len(wl))
 	for _, e := range wl {
-		en := entry{c: e.Cid, cancel: e.Cancel, wantBlock: e.WantType == pb.Message_Wantlist_Block}
+		en := wants.Entry{Cid: e.Cid, Cancel: e.Cancel, WantBlock: e.WantType == pb.Message_Wantlist_Block}
 		if !e.Cancel {
-			en.held = n.held(e.Cid)
+			en.Held = n.held(e.Cid)
 		}
 		es = append(es, en)
 	}
 	n.mu.Lock()
-	n.t.received(p, m.Full(), es, n.now())
+	n.t.Received(p, m.Full(), es, n.now())
 	n.mu.Unlock()
 }

@@ -14,7 +14,7 @@ import (
 // bitswapserve.Network, which cuts off peers that stop reading and re-sends
 // delivered blocks whose want the peer keeps open (a stock IPFS client,
 // kubo v0.43.1 with boxo v0.43.0, can otherwise wait forever for a block
-// it asked for earlier; see bitswapserve's tracker.due).
+// it asked for earlier; see wants.Tracker.Due in internal/bitswapserve/wants).
 
 func newServe(h host.Host, blks bitswapserve.Blocks, held func(cid.Cid) bool, cfg bitswapserve.Config, log *slog.Logger) (*bitswapserve.Network, error) {
 	return bitswapserve.New(bsnet.NewFromIpfsHost(h), blks, held, cfg, bitswapserve.WithLogger(log))

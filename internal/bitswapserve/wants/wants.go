@@ -1,4 +1,10 @@
-package bitswapserve
+// Package wants is the pure core of a mirror's bitswap serving side: its
+// view of each connected peer's wantlist as the peer itself sees it (a want
+// is open until the peer cancels it; boxo's server forgets a want as soon
+// as it has sent the block), which blocks to send again, and per-peer
+// statistics. It starts no goroutines, does no I/O and never reads the
+// clock: every method takes now.
+package wants
 
 import (
 	"slices"
@@ -8,12 +14,18 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// tracker is the pure core: this mirror's view of each connected peer's
-// wantlist as the peer itself sees it, i.e. a want stays open until the
-// peer cancels it (boxo's server forgets a want as soon as it has sent the
-// block). It starts no goroutines and never reads the clock: every method
-// takes now. It is not safe for concurrent use; Network guards it.
-type tracker struct {
+// Config tunes the tracker; see bitswapserve.Config for each field.
+type Config struct {
+	ResendAfter       time.Duration
+	MaxResendInterval time.Duration
+	MaxResends        int
+	ActiveWindow      time.Duration
+	MaxWantsPerPeer   int
+}
+
+// Tracker is the view of every peer's wants. It is not safe for
+// concurrent use.
+type Tracker struct {
 	cfg   Config
 	peers map[peer.ID]*peerWants
 }
@@ -42,21 +54,22 @@ type want struct {
 	resends   int       // re-sends since delivery or the peer's last idle spell
 }
 
-func newTracker(cfg Config) *tracker {
-	return &tracker{cfg: cfg, peers: map[peer.ID]*peerWants{}}
+// New returns an empty Tracker.
+func New(cfg Config) *Tracker {
+	return &Tracker{cfg: cfg, peers: map[peer.ID]*peerWants{}}
 }
 
-// entry is one wantlist entry of an incoming message.
-type entry struct {
-	c         cid.Cid
-	cancel    bool
-	wantBlock bool
-	held      bool
+// Entry is one wantlist entry of an incoming message.
+type Entry struct {
+	Cid       cid.Cid
+	Cancel    bool
+	WantBlock bool // want-block (else want-have)
+	Held      bool // this mirror serves the block
 }
 
-// received records a message from p: its wantlist entries (full: the
+// Received records a message from p: its wantlist entries (full: the
 // message replaces the peer's whole wantlist).
-func (t *tracker) received(p peer.ID, full bool, es []entry, now time.Time) {
+func (t *Tracker) Received(p peer.ID, full bool, es []Entry, now time.Time) {
 	pw := t.peers[p]
 	if pw == nil {
 		pw = &peerWants{wants: map[cid.Cid]*want{}}
@@ -77,29 +90,30 @@ func (t *tracker) received(p peer.ID, full bool, es []entry, now time.Time) {
 		clear(pw.wants)
 	}
 	for _, e := range es {
-		if e.cancel {
-			if _, ok := pw.wants[e.c]; ok {
+		if e.Cancel {
+			if _, ok := pw.wants[e.Cid]; ok {
 				pw.cancels++
-				delete(pw.wants, e.c)
+				delete(pw.wants, e.Cid)
 			}
 			continue
 		}
-		if w, ok := pw.wants[e.c]; ok && !w.delivered && !w.answered {
+		if w, ok := pw.wants[e.Cid]; ok && !w.delivered && !w.answered {
 			// asked again before any answer: the first ask is the age
-			w.wantBlock = w.wantBlock || e.wantBlock
+			w.wantBlock = w.wantBlock || e.WantBlock
 			continue
 		}
 		if len(pw.wants) >= t.cfg.MaxWantsPerPeer {
-			if _, ok := pw.wants[e.c]; !ok {
+			if _, ok := pw.wants[e.Cid]; !ok {
 				continue // bounded memory: the engine caps its own ledger too
 			}
 		}
-		pw.wants[e.c] = &want{since: now, wantBlock: e.wantBlock, held: e.held}
+		pw.wants[e.Cid] = &want{since: now, wantBlock: e.WantBlock, held: e.Held}
 	}
 }
 
-// sent records a message this mirror sent to p.
-func (t *tracker) sent(p peer.ID, blocks, presences []cid.Cid, now time.Time) {
+// Sent records a message this mirror sent to p: the blocks and the
+// presences (HAVE, DONT_HAVE) in it.
+func (t *Tracker) Sent(p peer.ID, blocks, presences []cid.Cid, now time.Time) {
 	pw := t.peers[p]
 	if pw == nil {
 		return
@@ -119,17 +133,17 @@ func (t *tracker) sent(p peer.ID, blocks, presences []cid.Cid, now time.Time) {
 	}
 }
 
-// disconnected forgets p: a peer re-sends its whole wantlist when it
+// Disconnected forgets p: a peer re-sends its whole wantlist when it
 // connects again.
-func (t *tracker) disconnected(p peer.ID) { delete(t.peers, p) }
+func (t *Tracker) Disconnected(p peer.ID) { delete(t.peers, p) }
 
-// resend is one block to send again.
-type resend struct {
-	p peer.ID
-	c cid.Cid
+// Resend is one block to send again.
+type Resend struct {
+	Peer peer.ID
+	Cid  cid.Cid
 }
 
-// due returns the blocks to send again at now and marks them sent: blocks
+// Due returns the blocks to send again at now and marks them sent: blocks
 // this mirror delivered for a want-block the peer never cancelled, to a
 // peer that cancels wants (so it would have cancelled this one had it kept
 // the block) and was active within ActiveWindow. Each want waits
@@ -145,9 +159,9 @@ type resend struct {
 // client needs that block again (after a gc), it believes the want is
 // still outstanding and sends nothing. Only the block arriving again, or
 // a reconnect, gets it going.
-func (t *tracker) due(now time.Time, max int) []resend {
+func (t *Tracker) Due(now time.Time, max int) []Resend {
 	type cand struct {
-		resend
+		Resend
 		since time.Time
 		w     *want
 	}
@@ -165,7 +179,7 @@ func (t *tracker) due(now time.Time, max int) []resend {
 				wait = t.cfg.MaxResendInterval
 			}
 			if now.Sub(w.lastSent) >= wait {
-				cs = append(cs, cand{resend{p, c}, w.since, w})
+				cs = append(cs, cand{Resend{p, c}, w.since, w})
 			}
 		}
 	}
@@ -173,12 +187,12 @@ func (t *tracker) due(now time.Time, max int) []resend {
 	if len(cs) > max {
 		cs = cs[:max]
 	}
-	out := make([]resend, len(cs))
+	out := make([]Resend, len(cs))
 	for i, c := range cs {
 		c.w.resends++
 		c.w.lastSent = now
-		t.peers[c.p].resent++
-		out[i] = c.resend
+		t.peers[c.Peer].resent++
+		out[i] = c.Resend
 	}
 	return out
 }
@@ -203,8 +217,9 @@ type PeerStats struct {
 	BlocksResent int `json:"blocks_resent"`
 }
 
-// stats returns the state of every tracked peer, oldest open want first.
-func (t *tracker) stats(now time.Time) []PeerStats {
+// Stats returns the state of every tracked peer, oldest open want first
+// (BytesOutstanding is the caller's to fill in).
+func (t *Tracker) Stats(now time.Time) []PeerStats {
 	out := make([]PeerStats, 0, len(t.peers))
 	for p, pw := range t.peers {
 		s := PeerStats{Peer: p, WantsOpen: len(pw.wants), BlocksResent: pw.resent}
