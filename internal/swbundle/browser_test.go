@@ -362,9 +362,9 @@ func reload(t testing.TB, ctx context.Context) time.Duration {
 }
 
 // The app survives its mirror: opened through A, it keeps working (same
-// origin, same localStorage) through B or C when A dies, rejects a block
-// B tampers with, and shows the error page, never stale or partial
-// content, when every mirror is gone.
+// origin, same localStorage) through B or C when A dies and when the
+// mirror serving it stalls, rejects a block B tampers with, and shows the
+// error page, never stale or partial content, when every mirror is gone.
 func TestBrowserFailover(t *testing.T) {
 	br := browsertest.New(t, browsertest.Options{HostRules: []string{"MAP *.localhost 127.0.0.1"}})
 	a, b, c, root := threeMirrors(t)
@@ -404,6 +404,27 @@ func TestBrowserFailover(t *testing.T) {
 	}
 	t.Logf("reload after A died took %s (B served %d blocks, C %d)", took, servedB, servedC)
 
+	// 2b. The mirror that served that reload (the fastest the worker
+	// knows, so it is asked first) now stalls: no byte, no error. The
+	// worker hedges to the other and the page loads from it.
+	staller, other := b, c
+	if servedC > servedB {
+		staller, other = c, b
+	}
+	otherBefore, _, _ := st.mirror(other.url)
+	staller.delay.Store(int64(time.Hour))
+	reload(t, ctx)
+	s = waitPage(t, ctx)
+	br.Screenshot(t, ctx, "02b-"+staller.name+"-stalls")
+	if s.Error != "" || s.Visits != "3" {
+		t.Fatalf("with %s stalling: %+v; want the app, visits 3", staller.name, s)
+	}
+	st = readStatus(t, ctx)
+	if otherAfter, _, _ := st.mirror(other.url); otherAfter <= otherBefore {
+		t.Fatalf("with %s stalling, %s served nothing more (%d): %+v", staller.name, other.name, otherAfter, st)
+	}
+	staller.delay.Store(0)
+
 	// 3. B lies about style.css and C is slow, so B is asked: its
 	// blocks are rejected, C's verified ones make the page.
 	b.lie.Store(true)
@@ -411,8 +432,8 @@ func TestBrowserFailover(t *testing.T) {
 	reload(t, ctx)
 	s = waitPage(t, ctx)
 	br.Screenshot(t, ctx, "03-B-tampered-C-served")
-	if s.Error != "" || s.Visits != "3" || s.CSS != "576px" {
-		t.Fatalf("with B lying: %+v; want the app with its stylesheet (main max-width 36rem = 576px), visits 3", s)
+	if s.Error != "" || s.Visits != "4" || s.CSS != "576px" {
+		t.Fatalf("with B lying: %+v; want the app with its stylesheet (main max-width 36rem = 576px), visits 4", s)
 	}
 	st = readStatus(t, ctx)
 	if _, dropped, _ := st.mirror(b.url); !strings.Contains(dropped, "does not match its CID") {

@@ -407,6 +407,9 @@ export class Pool {
     let n = 0
     // Until the root is in, the budget is one block and a header.
     let budget = MaxBlockSize + 1024
+    const overBudget = b => {
+      throw Object.assign(new Error(`CAR over its declared budget of ${b} bytes: cut off`), { hard: true })
+    }
     const body = resp.body.pipeThrough(new TransformStream({
       transform (chunk, c) {
         n += chunk.length
@@ -440,7 +443,11 @@ export class Pool {
           }
           budget = declared
         }
+        // Bytes may have arrived ahead of the parser, before the root
+        // set the budget: check what has arrived so far, every block.
+        if (n > budget) overBudget(budget)
       }
+      if (whole && n > budget) overBudget(budget)
     } catch (e) {
       if (e.hard) throw e
       throw Object.assign(new Error(`CAR: ${e.message ?? e}`), { hard: /budget/.test(e.message ?? '') })
