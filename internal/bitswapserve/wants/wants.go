@@ -33,8 +33,8 @@ type Tracker struct {
 // peerWants is one peer's open wants.
 type peerWants struct {
 	wants map[cid.Cid]*want
-	// lastMsg is when the peer last sent a message; resends go only to
-	// peers active within Config.ActiveWindow.
+	// lastMsg is when the peer last asked for a block this mirror serves;
+	// resends go only to peers active within Config.ActiveWindow.
 	lastMsg time.Time
 	// cancels counts the cancels the peer sent: only a peer seen cancelling
 	// wants gets blocks re-sent (a client that never cancels would receive
@@ -75,17 +75,26 @@ func (t *Tracker) Received(p peer.ID, full bool, es []Entry, now time.Time) {
 		pw = &peerWants{wants: map[cid.Cid]*want{}}
 		t.peers[p] = pw
 	}
-	if !pw.lastMsg.IsZero() && now.Sub(pw.lastMsg) > t.cfg.ActiveWindow {
-		// The peer is back after an idle spell: whatever it left open may
-		// be wanted for real now, so re-sending starts over.
-		for _, w := range pw.wants {
-			w.resends = 0
-			if w.delivered {
-				w.lastSent = now
+	// Activity is asking this mirror for a block it serves: a busy client
+	// that broadcasts wants for other content to every peer is not
+	// fetching from this mirror.
+	active := false
+	for _, e := range es {
+		active = active || (!e.Cancel && e.Held)
+	}
+	if active {
+		if !pw.lastMsg.IsZero() && now.Sub(pw.lastMsg) > t.cfg.ActiveWindow {
+			// The peer is back after an idle spell: whatever it left open
+			// may be wanted for real now, so re-sending starts over.
+			for _, w := range pw.wants {
+				w.resends = 0
+				if w.delivered {
+					w.lastSent = now
+				}
 			}
 		}
+		pw.lastMsg = now
 	}
-	pw.lastMsg = now
 	if full {
 		clear(pw.wants)
 	}

@@ -78,6 +78,12 @@ func TestTrackerResendsAWantTheClientKeptAfterTheRace(t *testing.T) {
 	if got := tr.Due(at(40*time.Second), 10); len(got) != 0 {
 		t.Fatalf("re-sent to an idle peer: %v", got)
 	}
+	// Wants for blocks this mirror does not serve (a busy client's
+	// broadcasts) are not fetching from it.
+	tr.Received(kubo, false, []Entry{{Cid: testCid(t, "elsewhere"), Held: false}}, at(50*time.Second))
+	if got := tr.Due(at(53*time.Second), 10); len(got) != 0 {
+		t.Fatalf("re-sent to a peer fetching elsewhere: %v", got)
+	}
 	other := testCid(t, "other")
 	tr.Received(kubo, false, []Entry{{Cid: other, WantBlock: false, Held: true}}, at(100*time.Second))
 	if got := tr.Due(at(101*time.Second), 10); len(got) != 1 || got[0].Cid != x {
