@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
@@ -68,13 +69,22 @@ func benchConfig() Config {
 // tcpHost is a real loopback libp2p host: TCP + Noise + yamux.
 func tcpHost(b *testing.B) host.Host {
 	b.Helper()
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.DisableRelay(),
 		libp2p.ResourceManager(&network.NullResourceManager{}),
-	)
+	}
+	if kib := envInt("MIRRORNET_BENCH_YAMUX_WINDOW_KIB", 0); kib > 0 {
+		// An experiment: yamux's initial per-stream receive window (256
+		// KiB by default; bitswap sends every message on a new stream).
+		cfg := *yamux.DefaultTransport
+		cfg.InitialStreamWindowSize = uint32(kib) << 10
+		cfg.MaxStreamWindowSize = max(cfg.MaxStreamWindowSize, cfg.InitialStreamWindowSize)
+		opts = append(opts, libp2p.Muxer(yamux.ID, &cfg))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -190,7 +200,8 @@ func emptyStore(b *testing.B, st *store.Store, root cid.Cid) {
 // from the holders named by infos and reports how they shared the work.
 // link, if set, is called (untimed) once the host exists, to link it to the
 // holders.
-func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders []*Replicator, infos []peer.AddrInfo, root cid.Cid, link func(host.Host)) {
+// It returns the time Fetch took.
+func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders []*Replicator, infos []peer.AddrInfo, root cid.Cid, link func(host.Host)) time.Duration {
 	b.StopTimer()
 	n := len(infos)
 	h := newHost()
@@ -210,9 +221,11 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 	// the DAG walk, fsyncs and bundles.json.
 	var lastBlock time.Time
 	b.StartTimer()
+	start := time.Now()
 	if err := r.Fetch(b.Context(), root, func(Progress) { lastBlock = time.Now() }); err != nil {
 		b.Fatal(err)
 	}
+	took := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(time.Since(lastBlock).Microseconds())/1000, "markheld-ms")
 	var sent, most uint64
@@ -236,6 +249,7 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 	h.Close()
 	emptyStore(b, st, root)
 	b.StartTimer()
+	return took
 }
 
 // freshMemory: every variant that writes deletes what it wrote after each

@@ -1,0 +1,223 @@
+package replicate
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// relay is a TCP proxy that shapes each direction of every connection it
+// carries like a network link: chunks leave at most at rate bytes/second
+// (one queue per direction, shared by all its connections, as a link's
+// bandwidth is) and arrive delay after they left. It holds at most
+// relayBuffer bytes per direction (a router's queue), so TCP's flow control
+// sees the link's real bandwidth-delay product.
+type relay struct {
+	ln     net.Listener
+	target string
+	delay  time.Duration
+	rate   float64 // bytes/second; 0: unlimited
+	up     *linkClock
+	down   *linkClock
+	wg     sync.WaitGroup
+}
+
+const relayBuffer = 2 << 20
+
+// linkClock schedules one direction of a link: when the next chunk can
+// leave.
+type linkClock struct {
+	mu   sync.Mutex
+	free time.Time
+}
+
+// depart returns when n bytes that arrived at now have left the link.
+func (l *linkClock) depart(now time.Time, n int, rate float64) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if rate <= 0 {
+		return now
+	}
+	start := l.free
+	if start.Before(now) {
+		start = now
+	}
+	l.free = start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+	return l.free
+}
+
+func newRelay(b *testing.B, target string, delay time.Duration, mbit int) *relay {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &relay{ln: ln, target: target, delay: delay, rate: float64(mbit) * 1e6 / 8, up: &linkClock{}, down: &linkClock{}}
+	r.wg.Add(1)
+	go r.serve()
+	b.Cleanup(func() { ln.Close(); r.wg.Wait() })
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) serve() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		t, err := net.Dial("tcp", r.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		r.wg.Add(2)
+		go func() { defer r.wg.Done(); r.pipe(t, c, r.up) }()
+		go func() { defer r.wg.Done(); r.pipe(c, t, r.down) }()
+	}
+}
+
+type chunk struct {
+	data []byte
+	at   time.Time // delivery time
+}
+
+// pipe copies src to dst through the link's schedule.
+func (r *relay) pipe(dst, src net.Conn, clock *linkClock) {
+	const size = 32 << 10
+	q := make(chan chunk, relayBuffer/size)
+	free := make(chan []byte, relayBuffer/size+1)
+	for range cap(free) {
+		free <- make([]byte, size)
+	}
+	go func() {
+		defer close(q)
+		for {
+			buf := <-free
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{buf[:n], clock.depart(time.Now(), n, r.rate).Add(r.delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		if d := time.Until(c.at); d > 0 {
+			time.Sleep(d) // a link's schedule, not synchronisation
+		}
+		if _, err := dst.Write(c.data); err != nil {
+			break
+		}
+		free <- c.data[:cap(c.data)]
+	}
+	dst.Close()
+	src.Close()
+	for c := range q { // let the reader finish
+		free <- c.data[:cap(c.data)]
+	}
+}
+
+// rawServer writes size bytes to every connection.
+func rawServer(b *testing.B, payload []byte) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for off := 0; off < len(payload); off += 1 << 20 {
+					if _, err := c.Write(payload[off:min(off+1<<20, len(payload))]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// viaRelay is infos with every holder reached through its own relay.
+func viaRelay(b *testing.B, holders []*Replicator, delay time.Duration, mbit int) []peer.AddrInfo {
+	b.Helper()
+	var out []peer.AddrInfo
+	for _, h := range holders {
+		var target string
+		for _, a := range h.h.Addrs() {
+			if na, err := manet.ToNetAddr(a); err == nil {
+				if _, ok := na.(*net.TCPAddr); ok {
+					target = na.String()
+					break
+				}
+			}
+		}
+		r := newRelay(b, target, delay, mbit)
+		tcpAddr := r.ln.Addr().(*net.TCPAddr)
+		a, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcpAddr.Port))
+		out = append(out, peer.AddrInfo{ID: h.h.ID(), Addrs: []ma.Multiaddr{a}})
+	}
+	return out
+}
+
+// BenchmarkReplicateRelay replicates over the real transport stack (TCP,
+// Noise, yamux) with every holder behind its own relay that delays
+// (MIRRORNET_BENCH_RELAY_MS one way, default 20) and rate-limits
+// (MIRRORNET_BENCH_RELAY_MBIT, default 300; 0 for no limit) its link, as
+// holders on separate machines would be. Each iteration copies the bundle
+// (MIRRORNET_BENCH_RELAY_MIB, default 128) three ways, one after the
+// other: raw-tcp, the same bytes as one plain TCP copy through a relay
+// shaped the same way (the baseline); bitswap-1, Fetch from one holder;
+// bitswap-3, Fetch from three. Reported: MB/s of each, x-raw =
+// bitswap-1 / raw-tcp and 3-vs-1 = bitswap-3 / bitswap-1.
+func BenchmarkReplicateRelay(b *testing.B) {
+	size := envInt("MIRRORNET_BENCH_RELAY_MIB", 128) << 20
+	delay := time.Duration(envInt("MIRRORNET_BENCH_RELAY_MS", 20)) * time.Millisecond
+	mbit := envInt("MIRRORNET_BENCH_RELAY_MBIT", 300)
+	newHost := func() host.Host { return tcpHost(b) }
+	holders, _, root := benchHolders(b, size, newHost)
+	infos := viaRelay(b, holders, delay, mbit)
+	raw := newRelay(b, rawServer(b, seeded(7, size)), delay, mbit)
+	st := fetcherStore(b)
+
+	var tRaw, t1, t3 time.Duration
+	for b.Loop() {
+		start := time.Now()
+		c, err := net.Dial("tcp", raw.addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.CopyBuffer(io.Discard, c, make([]byte, 1<<20))
+		c.Close()
+		if err != nil || n != int64(size) {
+			b.Fatalf("raw copy: %d of %d bytes: %v", n, size, err)
+		}
+		tRaw += time.Since(start)
+		t1 += fetchOnce(b, newHost, st, holders, infos[:1], root, nil)
+		t3 += fetchOnce(b, newHost, st, holders, infos[:3], root, nil)
+	}
+	mbs := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
+	b.ReportMetric(mbs(tRaw), "raw-tcp-MB/s")
+	b.ReportMetric(mbs(t1), "bitswap-1-MB/s")
+	b.ReportMetric(mbs(t3), "bitswap-3-MB/s")
+	b.ReportMetric(tRaw.Seconds()/t1.Seconds(), "x-raw")
+	b.ReportMetric(t1.Seconds()/t3.Seconds(), "3-vs-1")
+}
