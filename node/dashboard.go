@@ -2,14 +2,12 @@ package node
 
 import (
 	"net/http"
-	"slices"
 	"sort"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	manet "github.com/multiformats/go-multiaddr/net"
 
-	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/backup"
 	"github.com/mirrornet/mirrornet/internal/dashboard"
 )
@@ -130,7 +128,7 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 				Integrity: as.Integrity, Holders: len(as.Holders), Followed: as.Followed,
 			}
 			if c, err := cid.Decode(as.CID); err == nil && pf != nil {
-				app.EffectiveRedundancy = pf.bundle(c).EffectiveRedundancy
+				app.EffectiveRedundancy = pf.svc.Bundle(c).EffectiveRedundancy
 			}
 			s.Apps = append(s.Apps, app)
 			bundleApps[as.CID] = append(bundleApps[as.CID], as.Name)
@@ -148,7 +146,7 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 	for _, key := range order {
 		b := dashboard.Bundle{CID: key, HeldHere: held[key], Apps: bundleApps[key]}
 		if c, err := cid.Decode(key); err == nil && pf != nil {
-			rep := pf.bundle(c)
+			rep := pf.svc.Bundle(c)
 			b.EffectiveRedundancy, b.Holders = rep.EffectiveRedundancy, len(rep.Holders)
 		}
 		s.Bundles = append(s.Bundles, b)
@@ -161,24 +159,8 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 
 // recent returns the latest probe results held, newest first, at most max.
 func (f *probeFeature) recent(max int) []dashboard.Probe {
-	f.mu.Lock()
-	held := make([]heldProbe, 0, len(f.held))
-	for _, hs := range f.held {
-		held = append(held, hs...)
-	}
-	f.mu.Unlock()
-	slices.SortFunc(held, func(a, b heldProbe) int { return b.at.Compare(a.at) })
-	if len(held) > max {
-		held = held[:max]
-	}
-	now := f.n.clock()
 	var out []dashboard.Probe
-	for _, h := range held {
-		// Held results were verified on arrival; age alone may fail now.
-		st, _ := attest.Verify(h.raw, now)
-		if st == nil || st.Probe == nil {
-			continue
-		}
+	for _, st := range f.svc.Recent(max) {
 		p := st.Probe
 		out = append(out, dashboard.Probe{
 			Observer: p.Observer, Target: p.Target, Outcome: p.Outcome, Bundle: p.Bundle,

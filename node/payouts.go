@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mirrornet/mirrornet/internal/probe/service"
 	"io"
 	"net"
 	"net/http"
@@ -113,16 +114,17 @@ type lazyDomains struct{ n *Node }
 
 func (l lazyDomains) Domain(p peer.ID) string {
 	if pf := l.n.probeFeatureOf(); pf != nil {
-		return pf.placer.Domain(p)
+		return pf.svc.Domain(p)
 	}
 	return ""
 }
 
 func newPayoutsFeature(n *Node) (feature, error) {
-	rc, err := probeConfig(n.cfg, n.prof.Name)
+	pc, err := service.ProfileConfig(n.prof.Name, n.cfg.ProbeK)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: probes: %w", err)
 	}
+	rc := pc.Runner
 	cfg := payouts.DefaultConfig()
 	cfg.ProbeEpoch, cfg.K = rc.Config.EpochLength, rc.Config.K
 	cfg.Grace = 2 * rc.Config.EpochLength

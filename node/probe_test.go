@@ -222,7 +222,7 @@ func TestProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	root := publishAndReplicate(t, c, a, b, liar)
 
 	took := waitFor(t, 30*time.Second, "every mirror verified by every mirror", func() (bool, string) { return allVerified(t, c.nodes, c.nodes) })
-	t.Logf("all three verified %s after the last follower announced (probe round %s)", took, a.probeFeatureOf().cfg.Interval)
+	t.Logf("all three verified %s after the last follower announced (probe round %s)", took, a.probeFeatureOf().svc.Config().Interval)
 
 	// Three holders on one host: three verified copies, one failure domain.
 	rep := bundleOf(t, a, root)
@@ -258,7 +258,7 @@ func TestProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 		t.Fatalf("sync: A offers %d statements, D took %d", len(sts), taken)
 	}
 	for _, n := range []*Node{a, b, liar} {
-		if st := d.probeFeatureOf().ev.Status(n.ID(), d.clock()); st.State != probe.StateVerified {
+		if st := d.probeFeatureOf().svc.Status(n.ID(), d.clock()); st.State != probe.StateVerified {
 			t.Errorf("after sync, D sees %s as %s", n.ID().ShortString(), st.State)
 		}
 	}
@@ -350,13 +350,10 @@ func TestProbesLabelsAndAuto(t *testing.T) {
 	// D has seen all of that and checked twice more since: it must not
 	// have followed (its domain adds nothing, and the target is met).
 	pf := d.probeFeatureOf()
-	pf.mu.Lock()
-	runs := pf.autoRuns
-	pf.mu.Unlock()
+	runs := pf.svc.AutoRuns()
 	waitFor(t, 30*time.Second, "D runs two more auto checks", func() (bool, string) {
-		pf.mu.Lock()
-		defer pf.mu.Unlock()
-		return pf.autoRuns >= runs+2, fmt.Sprint(pf.autoRuns)
+		got := pf.svc.AutoRuns()
+		return got >= runs+2, fmt.Sprint(got)
 	})
 	if bs := d.Bundles(); len(bs) != 0 {
 		t.Errorf("D (rack-a, like A) followed %+v", bs)
@@ -379,7 +376,7 @@ func TestProbeValidator(t *testing.T) {
 	obs, _ := peer.IDFromPrivateKey(sk)
 	now := a.clock()
 	res := probetest.Result(t, obs, probetest.Spec{Target: b.ID(), Bundle: "bafkqaaa", Outcome: protocol.OutcomeFail,
-		At: now, EpochLength: pf.cfg.EpochLength, Seq: 1})
+		At: now, EpochLength: pf.svc.Config().EpochLength, Seq: 1})
 	genuine, err := attest.SignProbe(sk, res)
 	if err != nil {
 		t.Fatal(err)
@@ -389,7 +386,7 @@ func TestProbeValidator(t *testing.T) {
 	res.Outcome = protocol.OutcomePass
 	noReceipt := probetest.Forge(t, sk, res)
 	res.Receipts = probetest.Result(t, obs, probetest.Spec{Target: b.ID(), Bundle: "bafkqaaa", Outcome: protocol.OutcomePass,
-		At: now, EpochLength: pf.cfg.EpochLength, Seq: 1, TargetKey: sk}).Receipts
+		At: now, EpochLength: pf.svc.Config().EpochLength, Seq: 1, TargetKey: sk}).Receipts
 	selfMade := probetest.Forge(t, sk, res)
 	forged := append([]byte{}, genuine...)
 	forged[len(forged)-3] ^= 0x40 // inside the signature
@@ -520,54 +517,5 @@ func TestProbeMalformedDomainFiles(t *testing.T) {
 				t.Errorf("error %q: want one line naming --%s and %s", err, tc.name, tc.want)
 			}
 		})
-	}
-}
-
-func TestProbeConfigProfiles(t *testing.T) {
-	for _, tc := range []struct {
-		prof              string
-		probeK            int
-		k, observers      int
-		interval, timeout time.Duration
-	}{
-		{"local", 0, 1, 3, time.Second, time.Second},
-		{"lan", 0, 3, 6, 30 * time.Second, 5 * time.Second},
-		{"wan", 0, 3, 6, time.Minute, 15 * time.Second},
-		{"lan", 5, 5, 10, 30 * time.Second, 5 * time.Second},
-		{"local", 2, 2, 4, time.Second, time.Second},
-	} {
-		rc, err := probeConfig(Config{ProbeK: tc.probeK}, tc.prof)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rc.K != tc.k || rc.Observers != tc.observers || rc.Interval != tc.interval || rc.Timeout != tc.timeout {
-			t.Errorf("%s k=%d: got K=%d observers=%d interval=%s timeout=%s", tc.prof, tc.probeK, rc.K, rc.Observers, rc.Interval, rc.Timeout)
-		}
-	}
-}
-
-func TestProbeConnIP(t *testing.T) {
-	for _, tc := range []struct {
-		addr string
-		want string // "" = no IP
-	}{
-		{"/ip4/203.0.113.7/tcp/4001", "203.0.113.7"},
-		{"/ip4/127.0.0.1/udp/4001/quic-v1", "127.0.0.1"},
-		{"/ip6/2001:db8::1/tcp/4001", "2001:db8::1"},
-		{"/ip6/::ffff:198.51.100.1/tcp/4001", "198.51.100.1"},
-		{"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGEdfCPLjgH5T3L23FGQCKSexEbpLPJFJDSzPXTSJgHnb/p2p-circuit", ""},
-		{"/dns4/example.org/tcp/4001", ""},
-	} {
-		a, err := ma.NewMultiaddr(tc.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := ""
-		if ip, ok := connIP(a); ok {
-			got = ip.String()
-		}
-		if got != tc.want {
-			t.Errorf("%s: IP %q, want %q", tc.addr, got, tc.want)
-		}
 	}
 }
