@@ -217,8 +217,8 @@
 // ("descent:<nonce>:<path>,<path>" or "canary:<nonce>"), the [OutcomePass],
 // [OutcomeFail] or [OutcomeTimeout] outcome, the latency, the IP address it
 // reached the target at (Addr, an observation report) and, on a pass, the
-// target's receipts: the root's first, then the leaf each descent ended on
-// (at most [MaxProbeReceipts]). It publishes it on [TopicProbe]. Probe results
+// target's receipts: the root's first, then one for a leaf a descent ended
+// on (at most [MaxProbeReceipts]; mirrornet sends two). It publishes it on [TopicProbe]. Probe results
 // are signed envelopes of the probe kind; their maximum age on gossip is
 // [MaxProbeAge]. The signer must be the Observer. Every receiver checks that
 // the nonce is the derived one, that the challenge kind matches [IsCanary],

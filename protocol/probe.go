@@ -63,7 +63,7 @@ const (
 	// CanaryOneIn: one nonce in CanaryOneIn is a canary.
 	CanaryOneIn = 8
 	// MaxProbeReceipts bounds the receipts in one result: the root and
-	// the last block of each descent.
+	// at most the last block of each descent.
 	MaxProbeReceipts = 1 + MaxChallengeDescents
 	// MaxReceiptLen bounds one receipt's text form in bytes: a CID, a
 	// time and a base64 Ed25519 signature.
@@ -246,7 +246,7 @@ type ProbeResult struct {
 	// is. "" when unknown.
 	Addr string `json:"addr,omitempty"`
 	// Receipts are the target's receipts (ProbeReceipt text form) for
-	// blocks of this challenge: the bundle root first, then the leaf each
+	// blocks of this challenge: the bundle root first, then leaves a
 	// descent ended on. A pass of a descent challenge carries at least the
 	// root's.
 	Receipts []string `json:"receipts,omitempty"`

@@ -398,14 +398,20 @@ type challengeState struct {
 	addr     netip.Addr
 }
 
-// keep adds a verified block's receipt to the result, once per block, up
-// to the limit.
+// keep adds a verified block's receipt to the result: the root's first,
+// then the leaf the last descent ended on (every receiver verifies every
+// receipt, so a result carries two: the root binds the bundle, the leaf
+// the depth).
 func (c *challengeState) keep(blk cid.Cid) {
-	if c.have[blk] || len(c.receipts) >= protocol.MaxProbeReceipts {
+	if c.have[blk] {
 		return
 	}
 	c.have[blk] = true
-	c.receipts = append(c.receipts, c.rcpt[blk])
+	if len(c.receipts) < 2 {
+		c.receipts = append(c.receipts, c.rcpt[blk])
+	} else {
+		c.receipts[1] = c.rcpt[blk]
+	}
 }
 
 // fetchOne fetches and verifies one block and its receipt; one retry on a
