@@ -161,6 +161,11 @@ type Progress struct {
 	Mirrors   int           // mirrors with a request in flight
 	Failovers int           // mirrors dropped so far
 	Elapsed   time.Duration // since Get started
+	// Total is the bundle's declared size in block bytes (the root block
+	// and its links' Tsize), 0 until the root block has arrived. A DAG
+	// that shares blocks declares them more than once, so Bytes may end
+	// below Total.
+	Total int64
 }
 
 // Drop records a mirror the client stopped using and why.

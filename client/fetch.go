@@ -135,6 +135,7 @@ type fetcher struct {
 	fatal    error
 
 	bytes, received, dup, wasted int64
+	total                        int64 // declared size, from the root block (Progress.Total)
 	requests, failovers, hedges  int
 	resumeFailures               int
 	ttfb                         time.Duration
@@ -256,7 +257,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 }
 
 func (f *fetcher) progress(now time.Time) Progress {
-	p := Progress{Bytes: f.bytes, Blocks: len(f.have), Failovers: f.failovers, Elapsed: now.Sub(f.start)}
+	p := Progress{Bytes: f.bytes, Blocks: len(f.have), Failovers: f.failovers, Elapsed: now.Sub(f.start), Total: f.total}
 	if s := p.Elapsed.Seconds(); s > 0 {
 		p.Rate = float64(f.bytes) / s
 	}
@@ -313,6 +314,12 @@ func (f *fetcher) acceptFrom(c cid.Cid, data []byte, store bool) {
 	}
 	f.have[c] = struct{}{}
 	f.bytes += int64(len(data))
+	if c == f.root {
+		f.total = int64(len(data))
+		for _, l := range links {
+			f.total += int64(l.tsize)
+		}
+	}
 	if j, ok := f.jobs[c]; ok {
 		// Wanted on its own too (a block the subtree shares with
 		// another part of the DAG): stop fetching it.

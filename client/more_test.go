@@ -114,6 +114,11 @@ func testHedgingBeatsStall(t *testing.T) {
 	if calls == 0 || last.Bytes != b.size || last.Blocks != len(b.blocks) {
 		t.Errorf("last progress %+v after %d calls, want %d bytes", last, calls, b.size)
 	}
+	// The total the root declares (a bar's 100%) is known, and covers
+	// what arrived.
+	if last.Total < last.Bytes || last.Total == 0 {
+		t.Errorf("progress total %d, bytes %d", last.Total, last.Bytes)
+	}
 }
 
 func TestHandler(t *testing.T) {

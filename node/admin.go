@@ -16,11 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	mdag "github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/internal/debugprof"
+	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -48,6 +50,10 @@ type BundleStatus struct {
 	Bytes  int64  `json:"bytes"`
 	Blocks int    `json:"blocks"`
 	Error  string `json:"error,omitempty"`
+	// TotalBytes is the bundle's size in block bytes when known: what a
+	// held bundle holds, or what a fetching bundle's root block declares
+	// (its size plus its links' Tsize); absent until the root is here.
+	TotalBytes int64 `json:"total_bytes,omitempty"`
 }
 
 func (n *Node) startAdmin() error {
@@ -211,6 +217,11 @@ func (n *Node) Bundles() []BundleStatus {
 			s.Bytes, s.Blocks, s.Error = f.progress.Bytes, f.progress.Blocks, f.lastErr
 		}
 		n.mu.Unlock()
+		if s.State == "held" {
+			s.TotalBytes = s.Bytes
+		} else {
+			s.TotalBytes = declaredSize(n.store, b.Root)
+		}
 		out = append(out, s)
 	}
 	return out
@@ -361,3 +372,23 @@ func (c *AdminClient) List(ctx context.Context) ([]BundleStatus, error) {
 }
 
 func syscallECONNREFUSED() error { return syscall.ECONNREFUSED }
+
+// declaredSize is what root's block declares of the bundle's size: its own
+// bytes plus its links' Tsize; 0 when the block is not here yet.
+func declaredSize(st *store.Store, root cid.Cid) int64 {
+	data, err := st.Get(root)
+	if err != nil {
+		return 0
+	}
+	total := int64(len(data))
+	if root.Type() == cid.DagProtobuf {
+		nd, err := mdag.DecodeProtobuf(data)
+		if err != nil {
+			return 0
+		}
+		for _, l := range nd.Links() {
+			total += int64(l.Size)
+		}
+	}
+	return total
+}

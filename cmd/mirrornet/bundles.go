@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/progress"
 	"github.com/mirrornet/mirrornet/node"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -27,11 +31,13 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageErrorf("publish: want exactly one PATH, got %d", len(pos))
 	}
 	path := pos[0]
-	progress := terminalProgress(env, "importing")
+	bar := progress.New(env.stderr, isTerminal(env.stderr) && !*asJSON, "publishing", inputSize(path))
+	progress := bar.Set
 	var res node.ImportResult
 	if *offline {
 		r, err := bundle.Import(ctx, path, func(blocks.Block) error { return nil }, progress)
 		if err != nil {
+			bar.Finish()
 			return err
 		}
 		res = node.ImportResult{CID: r.Root.String(), Size: r.Size, Blocks: r.Blocks}
@@ -42,10 +48,11 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		res, err = ac.Import(ctx, path, progress)
 		if err != nil {
+			bar.Finish()
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
-	clearProgress(env)
+	bar.Finish()
 	if *asJSON {
 		return json.NewEncoder(env.stdout).Encode(res)
 	}
@@ -62,8 +69,17 @@ func runUnfollow(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, follow bool) error {
-	fs := newFlagSet(env, name, "CID|APP-ID [--data DIR]")
+	synopsis := "CID|APP-ID [--data DIR]"
+	if follow {
+		synopsis = "CID|APP-ID [--data DIR] [--wait] [--json]"
+	}
+	fs := newFlagSet(env, name, synopsis)
 	data := dataFlag(fs)
+	var wait, asJSON *bool
+	if follow {
+		wait = fs.Bool("wait", false, "wait until the bundle is held (a progress bar on a terminal)")
+		asJSON = fs.Bool("json", false, "with --wait: print the held bundle's ls --json row, no progress bar")
+	}
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
@@ -73,6 +89,11 @@ func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, fol
 	}
 	if _, err := cid.Decode(pos[0]); err != nil && !protocol.IsAppID(pos[0]) {
 		return usageErrorf("%s: %q is neither a CID nor an app ID: %v", name, pos[0], err)
+	}
+	if wait != nil && *wait {
+		if _, err := cid.Decode(pos[0]); err != nil {
+			return usageErrorf("follow: --wait takes a bundle CID (an app's bundle changes with each release; see 'mirrornet status --app')")
+		}
 	}
 	ac, err := node.DialAdmin(*data)
 	if err != nil {
@@ -86,8 +107,11 @@ func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, fol
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if wait != nil && *wait {
+		return waitHeld(ctx, env, ac, pos[0], *asJSON)
+	}
 	if follow {
-		fmt.Fprintf(env.stdout, "following %s (see progress with 'mirrornet ls')\n", pos[0])
+		fmt.Fprintf(env.stdout, "following %s (see progress with 'mirrornet ls', or follow --wait)\n", pos[0])
 	} else {
 		fmt.Fprintf(env.stdout, "unfollowed %s\n", pos[0])
 	}
@@ -97,7 +121,7 @@ func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, fol
 func runLs(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlagSet(env, "ls", "[--data DIR] [--json]")
 	data := dataFlag(fs)
-	asJSON := fs.Bool("json", false, `print [{"cid": "...", "state": "held|fetching", "bytes": N}]`)
+	asJSON := fs.Bool("json", false, `print [{"cid", "state": "held|fetching", "bytes", "blocks", "error"?, "total_bytes"?}]`)
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
@@ -117,26 +141,88 @@ func runLs(ctx context.Context, env *cmdEnv, args []string) error {
 		return json.NewEncoder(env.stdout).Encode(list)
 	}
 	tw := tabwriter.NewWriter(env.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CID\tSTATE\tBYTES\tBLOCKS\tNOTE")
+	fmt.Fprintln(tw, "CID\tSTATE\tSIZE\tBLOCKS\tNOTE")
+	var held, total int64
+	nHeld := 0
 	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", b.CID, b.State, b.Bytes, b.Blocks, b.Error)
+		size := humanBytes(b.Bytes)
+		if b.State != "held" && b.TotalBytes > 0 {
+			size = fmt.Sprintf("%s of %s (%d%%)", humanBytes(b.Bytes), humanBytes(b.TotalBytes), percent(b.Bytes, b.TotalBytes))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", b.CID, b.State, size, b.Blocks, b.Error)
+		total += b.Bytes
+		if b.State == "held" {
+			held += b.Bytes
+			nHeld++
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(env.stdout, "total: %d bundles, %s (%d held, %s)\n", len(list), humanBytes(total), nHeld, humanBytes(held))
+	return err
 }
 
-// terminalProgress returns a progress callback that rewrites one stderr
-// line when stderr is a terminal, and nil otherwise.
-func terminalProgress(env *cmdEnv, what string) func(int64) {
-	if !isTerminal(env.stderr) {
+// percent is done/total in whole percent, at most 100.
+func percent(done, total int64) int64 {
+	if total <= 0 {
+		return 0
+	}
+	return min(100, done*100/total)
+}
+
+// inputSize is the bytes of the regular files under path: publish's total.
+func inputSize(path string) int64 {
+	var total int64
+	_ = filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
 		return nil
-	}
-	return func(done int64) {
-		fmt.Fprintf(env.stderr, "\r%s: %.1f MiB", what, float64(done)/(1<<20))
-	}
+	})
+	return total
 }
 
-func clearProgress(env *cmdEnv) {
-	if isTerminal(env.stderr) {
-		fmt.Fprint(env.stderr, "\r\033[K")
+// waitHeld polls the node until bundle c is held, drawing its progress.
+func waitHeld(ctx context.Context, env *cmdEnv, ac *node.AdminClient, c string, asJSON bool) error {
+	bar := progress.New(env.stderr, isTerminal(env.stderr) && !asJSON, "fetching", 0)
+	defer bar.Finish()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastErr := ""
+	for {
+		list, err := ac.List(ctx)
+		if err != nil {
+			return fmt.Errorf("follow: %w", err)
+		}
+		for _, b := range list {
+			if b.CID != c {
+				continue
+			}
+			bar.SetTotal(b.TotalBytes)
+			bar.Set(b.Bytes)
+			if b.State == "held" {
+				bar.Finish()
+				if asJSON {
+					return json.NewEncoder(env.stdout).Encode(b)
+				}
+				fmt.Fprintf(env.stdout, "held %s (%s, %d blocks)\n", c, humanBytes(b.Bytes), b.Blocks)
+				return nil
+			}
+			if b.Error != "" && b.Error != lastErr && !bar.Enabled() && !asJSON {
+				fmt.Fprintf(env.stderr, "follow: %s: %s (still trying)\n", c, b.Error)
+			}
+			lastErr = b.Error
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != "" {
+				return fmt.Errorf("follow: stopped waiting for %s: %s", c, lastErr)
+			}
+			return fmt.Errorf("follow: stopped waiting for %s: %w", c, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/client"
 	"github.com/mirrornet/mirrornet/discovery"
+	"github.com/mirrornet/mirrornet/internal/progress"
 )
 
 // runGet implements `mirrornet get CID|APP-ID[@VERSION] [-o DIR | --car FILE
@@ -91,10 +92,11 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 
 	opts := client.Options{Bootstrap: boots}
-	if isTerminal(env.stderr) {
+	bar := progress.New(env.stderr, isTerminal(env.stderr) && !*asJSON, "getting", 0)
+	if bar.Enabled() {
 		opts.Progress = func(p client.Progress) {
-			fmt.Fprintf(env.stderr, "\r%s  %d blocks  %s/s  %d mirrors  %d dropped   ",
-				humanBytes(p.Bytes), p.Blocks, humanBytes(int64(p.Rate)), p.Mirrors, p.Failovers)
+			bar.SetTotal(p.Total)
+			bar.Set(p.Bytes)
 		}
 	}
 	// Verified blocks go to a spool on disk as they arrive (beside the
@@ -116,9 +118,7 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 			defer res.Close()
 		}
 	}
-	if opts.Progress != nil {
-		fmt.Fprintln(env.stderr)
-	}
+	bar.Finish()
 	if err != nil {
 		if target := *out + *carPath; target != "" {
 			if _, serr := os.Stat(client.PartialDir(target)); serr == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/client"
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/progress"
 	"github.com/mirrornet/mirrornet/internal/release"
 	"github.com/mirrornet/mirrornet/node"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -144,9 +145,9 @@ func runRelease(ctx context.Context, env *cmdEnv, args []string) error {
 	for _, b := range before {
 		had = had || b.CID == p.CID
 	}
-	progress := terminalProgress(env, "importing")
-	res, err := ac.Import(ctx, path, progress)
-	clearProgress(env)
+	bar := progress.New(env.stderr, isTerminal(env.stderr) && !*asJSON, "importing", inputSize(path))
+	res, err := ac.Import(ctx, path, bar.Set)
+	bar.Finish()
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
