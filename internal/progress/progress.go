@@ -52,6 +52,8 @@ func newBar(w io.Writer, desc string, total int64) *progressbar.ProgressBar {
 		progressbar.OptionShowCount(),
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSpinnerType(14),
+		// No spinner goroutine: the bar redraws only when Set is called.
+		progressbar.OptionSetSpinnerChangeInterval(0),
 		progressbar.OptionUseANSICodes(true),
 	)
 }
