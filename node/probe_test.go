@@ -411,6 +411,13 @@ func TestProbeValidator(t *testing.T) {
 			t.Errorf("%s: verdict %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// Refusals are counted by reason: a receipt that is not the target's
+	// is "receipt", a result the evidence cannot place is "not_held".
+	for reason, verdict := range map[string]string{"receipt": "reject", "not_held": "ignore"} {
+		if got := probeCounter(t, a, "mirrornet_probe_results_total", map[string]string{"verdict": verdict, "reason": reason}); got < 1 {
+			t.Errorf("mirrornet_probe_results_total{verdict=%q,reason=%q} = %v, want >= 1", verdict, reason, got)
+		}
+	}
 
 	// Over gossip: a peer running plain gossipsub (no validators) pushes
 	// forged results at B; B rejects them and counts them.
