@@ -66,12 +66,9 @@ func signRelease(t testing.TB, p release.Params, keys ...crypto.PrivKey) []byte 
 // submitRelease posts a signed release to n's admin route.
 func submitRelease(t testing.TB, n *Node, raw []byte) (ReleaseResult, error) {
 	t.Helper()
-	ac, err := DialAdmin(n.cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := adminClient(t, n)
 	var res ReleaseResult
-	err = ac.Post(context.Background(), "/admin/v1/release", ReleaseRequest{Release: raw}, &res)
+	err := ac.Post(context.Background(), "/admin/v1/release", ReleaseRequest{Release: raw}, &res)
 	return res, err
 }
 
@@ -90,7 +87,9 @@ func currentOf(n *Node, f *releaseFeature, app string) (protocol.Release, releas
 	return f.book.Current(app, n.clock())
 }
 
-func TestFollowerPicksUpNewReleases(t *testing.T) {
+func TestFollowerPicksUpNewReleases(t *testing.T) { inBubble(t, testFollowerPicksUpNewReleases) }
+
+func testFollowerPicksUpNewReleases(t *testing.T) {
 	c := newCluster(t, 2)
 	defer closeAtEnd(c)()
 	c.connectRing(1)
@@ -99,10 +98,7 @@ func TestFollowerPicksUpNewReleases(t *testing.T) {
 	keys, set := maintainers(t, 2, 2)
 
 	// The follower follows the app before any release exists.
-	ac, err := DialAdmin(b.cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := adminClient(t, b)
 	p1 := release.Params{Name: "demo", Version: 1, Maintainers: set, Time: time.Now()}
 	app := protocol.DeriveAppID("demo", set)
 	if err := ac.Follow(context.Background(), app); err != nil {
@@ -234,7 +230,9 @@ func msgOf(raw []byte) *pubsub.Message { return &pubsub.Message{Message: &pb.Mes
 // TestLateJoinerSyncsReleasesAndBuilds: records and attestations reach a
 // mirror that joins after they were gossiped, through sync alone, and the
 // statements stream carries them for light clients.
-func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
+func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) { inBubble(t, testLateJoinerSyncsReleasesAndBuilds) }
+
+func testLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
 	c := newCluster(t, 1)
 	defer closeAtEnd(c)()
 	a := c.nodes[0]
@@ -255,7 +253,7 @@ func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac, _ := DialAdmin(a.cfg.DataDir)
+	ac := adminClient(t, a)
 	if err := ac.Post(context.Background(), "/admin/v1/build", map[string][]byte{"attestation": buildRaw}, nil); err != nil {
 		t.Fatal(err)
 	}
