@@ -230,7 +230,9 @@ func msgOf(raw []byte) *pubsub.Message { return &pubsub.Message{Message: &pb.Mes
 // TestLateJoinerSyncsReleasesAndBuilds: records and attestations reach a
 // mirror that joins after they were gossiped, through sync alone, and the
 // statements stream carries them for light clients.
-func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) { inBubble(t, testLateJoinerSyncsReleasesAndBuilds) }
+func TestLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
+	inBubble(t, testLateJoinerSyncsReleasesAndBuilds)
+}
 
 func testLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
 	c := newCluster(t, 1)
