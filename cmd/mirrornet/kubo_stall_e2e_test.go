@@ -128,6 +128,8 @@ type hiccupProxy struct {
 	nHiccups  int
 	listener  net.Listener
 	targetTCP string
+	conns     []net.Conn // both ends of every forwarded connection
+	closed    bool
 }
 
 func startHiccupProxy(t *testing.T, target string) *hiccupProxy {
@@ -151,7 +153,18 @@ func startHiccupProxy(t *testing.T, target string) *hiccupProxy {
 	}
 	px := &hiccupProxy{addr: lma.Encapsulate(p2pPart).String(), listener: ln, targetTCP: na.String()}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	// Runs before kubo and the mirror stop (cleanups run last first), so
+	// it closes the connections it forwards itself.
+	t.Cleanup(func() {
+		ln.Close()
+		px.mu.Lock()
+		px.closed = true
+		for _, c := range px.conns {
+			c.Close()
+		}
+		px.mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -190,6 +203,13 @@ func (px *hiccupProxy) serve(c net.Conn) {
 		return
 	}
 	defer tc.Close()
+	px.mu.Lock()
+	if px.closed {
+		px.mu.Unlock()
+		return
+	}
+	px.conns = append(px.conns, c, tc)
+	px.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = io.Copy(tc, c)
