@@ -10,8 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/ledger"
+	"github.com/mirrornet/mirrornet/internal/probe"
 	"github.com/mirrornet/mirrornet/internal/release"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -243,16 +246,17 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 		return n
 	}
 	type slotKey struct {
-		probe     bool
-		peer, obs int32
-		round     int64
+		probe, canary bool
+		peer, obs     int32
+		round         int64
 	}
 	keyOf := func(st *attest.Statement) (slotKey, bool) {
 		switch st.Kind {
 		case attest.KindLiveness:
 			return slotKey{peer: num(st.Liveness.Peer), round: st.Time.UnixMilli() / m.ProbeEpochMS}, true
 		case attest.KindProbe:
-			return slotKey{probe: true, peer: num(st.Probe.Target), obs: num(st.Probe.Observer), round: st.Time.UnixMilli() / m.ProbeEpochMS}, true
+			_, canary, _ := protocol.ChallengeNonce(st.Probe.Challenge)
+			return slotKey{probe: true, canary: canary, peer: num(st.Probe.Target), obs: num(st.Probe.Observer), round: st.Time.UnixMilli() / m.ProbeEpochMS}, true
 		}
 		return slotKey{}, false
 	}
@@ -534,6 +538,9 @@ type Slot struct {
 	Peer     string
 	Observer string
 	Round    int64
+	// Canary separates an observer's canary challenges from its real
+	// ones: a canary never displaces the observer's vote.
+	Canary bool
 }
 
 // SlotOf returns a liveness or probe statement's slot. roundMS is the probe
@@ -543,7 +550,8 @@ func SlotOf(st *attest.Statement, roundMS int64) (Slot, bool) {
 	case attest.KindLiveness:
 		return Slot{Kind: st.Kind, Peer: st.Liveness.Peer, Round: st.Time.UnixMilli() / roundMS}, true
 	case attest.KindProbe:
-		return Slot{Kind: st.Kind, Peer: st.Probe.Target, Observer: st.Probe.Observer, Round: st.Time.UnixMilli() / roundMS}, true
+		_, canary, _ := protocol.ChallengeNonce(st.Probe.Challenge)
+		return Slot{Kind: st.Kind, Peer: st.Probe.Target, Observer: st.Probe.Observer, Round: st.Time.UnixMilli() / roundMS, Canary: canary}, true
 	}
 	return Slot{}, false
 }
@@ -558,52 +566,6 @@ func Replaces(st *attest.Statement, held uint64) bool {
 		return st.Seq < held
 	}
 	return st.Seq > held
-}
-
-// MajorityJudge is the RoundJudge of the current probe rules: a target is
-// verified in a round when observers in at least k distinct failure
-// domains passed it and the domains that passed it outnumber those that
-// failed it (each domain votes once, by its own majority; ties fail).
-func MajorityJudge(k int) RoundJudge {
-	return func(_ uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool {
-		isAlive := map[string]bool{}
-		for _, a := range alive {
-			isAlive[a] = true
-		}
-		// votes[target][domain] = passes - failures
-		votes := map[string]map[string]int{}
-		for _, st := range results {
-			pr := st.Probe
-			if pr == nil || !isAlive[pr.Target] {
-				continue
-			}
-			d := domainOf(pr.Observer)
-			if d == domainOf(pr.Target) {
-				continue // a domain does not vouch for itself
-			}
-			if votes[pr.Target] == nil {
-				votes[pr.Target] = map[string]int{}
-			}
-			if pr.Outcome == protocol.OutcomePass {
-				votes[pr.Target][d]++
-			} else {
-				votes[pr.Target][d]--
-			}
-		}
-		out := map[string]bool{}
-		for target, byDomain := range votes {
-			pass, fail := 0, 0
-			for _, v := range byDomain {
-				if v > 0 {
-					pass++
-				} else {
-					fail++
-				}
-			}
-			out[target] = pass >= k && pass > fail
-		}
-		return out
-	}
 }
 
 func cmpU(a, b uint64) int {
@@ -624,4 +586,57 @@ func cmpS(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// CommitteeJudge is the RoundJudge of the network's probe rules (package
+// probe): in each probe epoch a target's results count from the observers
+// seated on its committee, one vote per observed failure domain, and it is
+// verified when a majority of the seats, from at least K healthy domains,
+// passed it. cfg is the network profile's probe config.
+func CommitteeJudge(cfg probe.Config) RoundJudge {
+	return func(round uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool {
+		var ids []peer.ID
+		for _, a := range alive {
+			if id, err := peer.Decode(a); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		var rs []probe.Result
+		canary := map[peer.ID]time.Time{}
+		for _, st := range results {
+			pr := st.Probe
+			target, err := peer.Decode(pr.Target)
+			if err != nil {
+				continue
+			}
+			_, isCanary, _ := protocol.ChallengeNonce(pr.Challenge)
+			r := probe.Result{Observer: st.Signer, Target: target, Epoch: pr.Epoch, Round: pr.Round, Seq: pr.Seq,
+				At: time.UnixMilli(pr.Time), Pass: pr.Outcome == protocol.OutcomePass, Canary: isCanary}
+			if r.Canary && r.Pass && r.At.After(canary[r.Observer]) {
+				canary[r.Observer] = r.At
+			}
+			rs = append(rs, r)
+		}
+		c := cfg
+		c.Window = cfg.EpochLength
+		end := time.UnixMilli(int64(round+1)*cfg.EpochLength.Milliseconds() - 1)
+		j := probe.Judge(probe.Input{Config: c, Results: rs, Alive: ids, CanaryPass: canary, Now: end,
+			Domain: func(p peer.ID) string { return domainOf(p.String()) }})
+		out := make(map[string]bool, len(j.Targets))
+		for t, st := range j.Targets {
+			out[t.String()] = st.State == probe.StateVerified
+		}
+		return out
+	}
+}
+
+// JudgeFor is the RoundJudge an evidence manifest names: the committee
+// rules of the lan profile with the manifest's probe epoch and K.
+func JudgeFor(m Manifest) RoundJudge {
+	cfg := probe.DefaultConfig()
+	cfg.EpochLength = time.Duration(m.ProbeEpochMS) * time.Millisecond
+	cfg.K = max(m.K, 1)
+	cfg.Observers = max(cfg.Observers, 2*cfg.K)
+	cfg.Confirmations = min(cfg.Confirmations, cfg.K)
+	return CommitteeJudge(cfg)
 }

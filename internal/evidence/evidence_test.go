@@ -25,7 +25,7 @@ func build(t testing.TB, n int, shared map[int]string) *scenario {
 	return &scenario{Scenario: sc, items: sc.Items, mirrors: sc.Mirrors, params: Params{
 		Manifest: Manifest{App: sc.App, Fund: sc.Fund.ID(), Epoch: 0, ProbeEpochMS: evidencetest.RoundMS, K: 2},
 		Domains:  sc.Domains,
-		Judge:    MajorityJudge(2),
+		Judge:    JudgeFor(Manifest{ProbeEpochMS: evidencetest.RoundMS, K: 2}),
 	}}
 }
 

@@ -438,7 +438,7 @@ func (k *Keeper) Ledger(fundID string, epochNo uint64, now time.Time) (*ledger.T
 // Compute derives and computes the ledger of an exported epoch (what
 // `mirrornet ledger verify` runs offline).
 func Compute(m evidence.Manifest, s *evidence.Set) (*ledger.Table, ledger.Input, *evidence.Report, error) {
-	in, rep, err := evidence.Derive(s, evidence.Params{Manifest: m, Domains: m.Domains, Judge: evidence.MajorityJudge(m.K)})
+	in, rep, err := evidence.Derive(s, evidence.Params{Manifest: m, Domains: m.Domains, Judge: evidence.JudgeFor(m)})
 	if err != nil {
 		return nil, in, rep, err
 	}

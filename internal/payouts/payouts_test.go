@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/evidence/evidencetest"
+	"github.com/mirrornet/mirrornet/internal/probe/probetest"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -157,18 +158,12 @@ func TestFundRollbackAndUnknownApp(t *testing.T) {
 // slot: the later (higher seq) wins in whatever order they arrive.
 func TestSlotsIndependentOfOrder(t *testing.T) {
 	sc := evidencetest.Build(t, 4, nil)
-	now := time.UnixMilli(evidencetest.Epoch0 + sc.Fund.EpochMS + 2*60_000)
 	obs, target := sc.Mirrors[1], sc.Mirrors[0]
 	at := evidencetest.Epoch0 + 2000
 	mk := func(seq uint64, outcome string) *attest.Statement {
-		raw, err := attest.SignProbe(sc.Keys[obs], protocol.ProbeResult{Observer: obs.String(), Target: target.String(),
-			Epoch: uint64(at / evidencetest.RoundMS), Seq: seq, Time: at, Bundle: evidencetest.AppCID,
-			Challenge: "descent:00112233445566778899aabbccddeeff:0", Outcome: outcome, LatencyMS: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, _ := attest.Verify(raw, now)
-		return st
+		pr := probetest.Result(t, obs, probetest.Spec{Target: target, Bundle: evidencetest.AppCID, Outcome: outcome,
+			At: time.UnixMilli(at), EpochLength: evidencetest.RoundMS * time.Millisecond, Seq: seq, TargetKey: sc.Keys[target]})
+		return probetest.Statement(t, sc.Keys[obs], pr, time.UnixMilli(at))
 	}
 	early, late := mk(1<<40, protocol.OutcomeFail), mk(1<<40+1, protocol.OutcomePass)
 	a, b := keeper(t, sc, 1), keeper(t, sc, 2)
