@@ -2,11 +2,21 @@ package tlsacme_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -66,7 +76,7 @@ func listeners(t *testing.T) (httpsLn, httpLn net.Listener) {
 
 func serve(t *testing.T, m *tlsacme.Manager, httpsLn, httpLn net.Listener) {
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.Host) })
-	s1 := &http.Server{Handler: hello}
+	s1 := &http.Server{Handler: hello, ErrorLog: log.New(io.Discard, "", 0)}
 	go s1.Serve(tls.NewListener(httpsLn, m.TLSConfig()))
 	s2 := &http.Server{Handler: m.HTTPHandler(hello)}
 	go s2.Serve(httpLn)
@@ -171,6 +181,58 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		if _, err := tlsacme.New(c); !errors.Is(err, tlsacme.ErrConfig) {
 			t.Errorf("%+v: %v, want ErrConfig", c, err)
+		}
+	}
+}
+
+// An operator-provided wildcard certificate (for *.ipfs.HOST, which ACME
+// issues only over DNS-01) is served for the names it covers, and only
+// those.
+func TestProvidedWildcardCertificate(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "*.ipfs.mirror.example.test"},
+		DNSNames:  []string{"*.ipfs.mirror.example.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "wild.pem"), filepath.Join(dir, "wild.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	m, err := tlsacme.New(tlsacme.Config{Storage: t.TempDir(), WildcardCert: certFile, WildcardKey: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	httpsLn, httpLn := listeners(t)
+	serve(t, m, httpsLn, httpLn)
+	roots := x509.NewCertPool()
+	cert, _ := x509.ParseCertificate(der)
+	roots.AddCert(cert)
+	sub := "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi.ipfs.mirror.example.test"
+	conn, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: sub, RootCAs: roots})
+	if err != nil {
+		t.Fatalf("subdomain with the provided wildcard: %v", err)
+	}
+	conn.Close()
+	for _, name := range []string{"mirror.example.test", "a.b.ipfs.mirror.example.test", "evil.example.test"} {
+		if conn, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: name, RootCAs: roots}); err == nil {
+			conn.Close()
+			t.Errorf("%s got a certificate", name)
 		}
 	}
 }
