@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	sampledapp "github.com/mirrornet/mirrornet/examples/sample-dapp"
 	"github.com/mirrornet/mirrornet/internal/browsertest"
 	"github.com/mirrornet/mirrornet/internal/release"
+	"github.com/mirrornet/mirrornet/internal/swbundle"
 	"github.com/mirrornet/mirrornet/node"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -101,12 +103,28 @@ func TestBrowserAppHost(t *testing.T) {
 		t.Fatalf("status on the app host names no app, version or root: %s (%v)", raw, err)
 	}
 
+	// A hard reload (Shift+reload) bypasses the worker: the mirror's
+	// bootstrap page gives the page back to it, verified again.
+	ignore := true
+	if _, err := chromedp.Call(ctx, page.Reload, page.ReloadParams{IgnoreCache: &ignore}); err != nil {
+		t.Fatalf("hard reload: %v", err)
+	}
+	waitUntil(t, 30*time.Second, "the worker to serve the page after a hard reload", func() (bool, string) {
+		s, err := readPage(ctx)
+		return err == nil && s.Visits == "2" && s.Controlled, fmt.Sprintf("%+v %v", s, err)
+	})
+	// ... without giving up on the worker (the bootstrap page's fallback
+	// for browsers that cannot run it sets this cookie).
+	if cookies, err := eval[string](ctx, `document.cookie`); err != nil || strings.Contains(cookies, swbundle.DirectCookie) {
+		t.Fatalf("after a hard reload the bootstrap page fell back to direct serving: cookies %q (%v)", cookies, err)
+	}
+
 	a.kill()
 	reload(t, ctx)
 	s = waitPage(t, ctx)
 	br.Screenshot(t, ctx, "02-app-host-after-A-died")
-	if s.Error != "" || s.Visits != "2" {
-		t.Fatalf("after A died: %+v; want the app with visits 2", s)
+	if s.Error != "" || s.Visits != "3" {
+		t.Fatalf("after A died: %+v; want the app with visits 3", s)
 	}
 	st := readStatus(t, ctx)
 	if served, _, _ := st.mirror(b.url); served == 0 {

@@ -357,6 +357,15 @@ const bootstrapPage = `<!doctype html>
   function reload() {
     if (done) return;
     done = true;
+    // A page the worker never comes to control would bring us back here
+    // at once: at most two such reloads within 10 s.
+    var n = 1, now = Date.now();
+    try {
+      var last = (sessionStorage.getItem("mirrornet-boot") || "0:0").split(":");
+      if (now - Number(last[1]) < 10000) n = Number(last[0]) + 1;
+      sessionStorage.setItem("mirrornet-boot", n + ":" + now);
+    } catch (e) {}
+    if (n > 2) { done = false; direct("the worker does not take control of this page"); return; }
     location.reload();
   }
   if (!("serviceWorker" in navigator)) { direct("no service worker support"); return; }
@@ -368,7 +377,9 @@ const bootstrapPage = `<!doctype html>
   navigator.serviceWorker.register("{{WORKER}}", { scope: "/" }).then(function () {
     return navigator.serviceWorker.ready;
   }).then(function () {
-    if (navigator.serviceWorker.controller) reload();
+    // Active: reload so that the worker answers the page (a hard reload
+    // has no controller even with an active worker).
+    reload();
   }).catch(function (e) { direct(String(e)); });
 })();
 </script>
