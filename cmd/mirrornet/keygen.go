@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strings"
 
 	"github.com/mirrornet/mirrornet/internal/release"
 )
@@ -20,8 +21,33 @@ func runKeygen(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	pub, err := release.GenerateKeyFile(pos[0], rand.Reader)
 	if err != nil {
-		return err
+		return commandError("keygen", err)
 	}
 	fmt.Fprintln(env.stdout, pub)
 	return nil
 }
+
+// commandError words an error of an internal package as the command's
+// own: "keygen: key file already exists", not "release: ...", since the
+// user ran keygen. The original error stays wrapped for errors.Is.
+func commandError(cmd string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &cmdError{cmd: cmd, err: err}
+}
+
+type cmdError struct {
+	cmd string
+	err error
+}
+
+func (e *cmdError) Error() string {
+	msg := e.err.Error()
+	for _, p := range []string{"release: ", "attest: ", "protocol: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return e.cmd + ": " + msg
+}
+
+func (e *cmdError) Unwrap() error { return e.err }

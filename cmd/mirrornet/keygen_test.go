@@ -40,6 +40,18 @@ func TestKeygen(t *testing.T) {
 	if !errors.Is(err, release.ErrKeyExists) || exitCode(err) != 1 {
 		t.Fatalf("second keygen: %v", err)
 	}
+	// The error names the command the user ran, not an internal package.
+	if !strings.HasPrefix(err.Error(), "keygen: key file already exists") {
+		t.Errorf("second keygen says %q", err)
+	}
+	loose := filepath.Join(t.TempDir(), "loose.key")
+	if err := os.WriteFile(loose, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runInProcess(t, "verify", "--source", t.TempDir(), "--build", "true", "--out", ".", "--key", loose, "--expect", "bafkqaaa")
+	if err == nil || !strings.HasPrefix(err.Error(), "verify: ") || strings.Contains(err.Error(), "release:") {
+		t.Errorf("verify with a bad key file says %q", err)
+	}
 	if _, _, err := runInProcess(t, "keygen"); exitCode(err) != 2 {
 		t.Fatalf("no FILE: %v (exit %d)", err, exitCode(err))
 	}

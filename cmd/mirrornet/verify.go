@@ -103,10 +103,10 @@ func runVerify(ctx context.Context, env *cmdEnv, args []string) error {
 	if *keyFile != "" {
 		k, err := release.LoadKeyFile(*keyFile)
 		if err != nil {
-			return err
+			return commandError("verify", err)
 		}
 		if builderID, err = release.PublicKey(k); err != nil {
-			return err
+			return commandError("verify", err)
 		}
 		signer = func(b protocol.BuildAttestation) ([]byte, error) { return attest.SignBuild(k, b) }
 	}
