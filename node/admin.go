@@ -87,6 +87,7 @@ func (n *Node) startAdmin() error {
 	mux.HandleFunc("POST /admin/v1/follow", n.adminFollow(true))
 	mux.HandleFunc("POST /admin/v1/unfollow", n.adminFollow(false))
 	mux.HandleFunc("GET /admin/v1/ls", n.adminList)
+	mux.HandleFunc("POST /admin/v1/gc", n.adminGC)
 	debugprof.Register(mux) // profiles: admin socket only, never the public port
 	for _, f := range n.features {
 		f.adminRoutes(mux)
@@ -116,10 +117,17 @@ func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	n.importing++
 	n.mu.Unlock()
+	completed := false
 	defer func() {
 		n.mu.Lock()
 		n.importing--
 		n.mu.Unlock()
+		// The blocks of a refused or interrupted import (Ctrl-C, a full
+		// disk, a bad frame) belong to no bundle: free them now, so they
+		// never count against --max-storage.
+		if !completed {
+			n.gc()
+		}
 	}()
 	br := bufio.NewReaderSize(r.Body, 1<<20)
 	var root cid.Cid
@@ -160,6 +168,7 @@ func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusInternalServerError, err)
 		return
 	}
+	completed = true // followed: its blocks are kept from here on
 	info, err := n.store.MarkHeld(root)
 	if err != nil {
 		adminError(w, http.StatusBadRequest, fmt.Errorf("bundle %s is incomplete: %w", root, err))
@@ -391,4 +400,29 @@ func declaredSize(st *store.Store, root cid.Cid) int64 {
 		}
 	}
 	return total
+}
+
+// GCResult is the answer of POST /admin/v1/gc and `mirrornet gc --json`.
+type GCResult struct {
+	FreedBytes int64 `json:"freed_bytes"`
+}
+
+// ErrBusy reports work refused because an import is streaming.
+var ErrBusy = errors.New("node: an import is running")
+
+func (n *Node) adminGC(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	busy := n.importing > 0
+	n.mu.Unlock()
+	if busy {
+		adminError(w, http.StatusConflict, fmt.Errorf("%w: run gc again when it has ended", ErrBusy))
+		return
+	}
+	freed, err := n.store.GC()
+	if err != nil {
+		adminError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(GCResult{FreedBytes: freed})
 }

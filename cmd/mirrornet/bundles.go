@@ -226,3 +226,31 @@ func waitHeld(ctx context.Context, env *cmdEnv, ac *node.AdminClient, c string, 
 		}
 	}
 }
+
+// runGc frees blocks no followed bundle needs (left by refused or
+// interrupted publishes, or by unfollowed bundles).
+func runGc(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := newFlagSet(env, "gc", "[--data DIR] [--json]")
+	data := dataFlag(fs)
+	asJSON := fs.Bool("json", false, `print {"freed_bytes": N}`)
+	pos, err := parseFlags(fs, env, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("gc: unexpected argument %q", pos[0])
+	}
+	ac, err := node.DialAdmin(*data)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	var res node.GCResult
+	if err := ac.Post(ctx, "/admin/v1/gc", struct{}{}, &res); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	if *asJSON {
+		return json.NewEncoder(env.stdout).Encode(res)
+	}
+	_, err = fmt.Fprintf(env.stdout, "freed %s\n", humanBytes(res.FreedBytes))
+	return err
+}

@@ -36,6 +36,7 @@ var commands = []command{
 	{"follow", "keep a bundle on the local node (fetched from other mirrors)", runFollow},
 	{"unfollow", "stop keeping a bundle", runUnfollow},
 	{"ls", "list the bundles the local node keeps", runLs},
+	{"gc", "free the blocks no followed bundle needs (refused or interrupted publishes, unfollowed bundles)", runGc},
 	{"release", "publish a bundle as a signed release of an app (see docs/RELEASES.md)", runRelease},
 	{"keygen", "make a publisher or builder key file", runKeygen},
 	{"verify", "rebuild a bundle from source and check its CID", runVerify},
