@@ -4,8 +4,9 @@
 //   - every answer the server sends goes out through a stream this package
 //     writes itself, in chunks, so a peer that stops reading is noticed
 //     (no progress for Config.StallTimeout) and cut off: its connection is
-//     closed, which frees every server worker blocked on it, and it is
-//     refused blocks for Config.Cooldown;
+//     closed, which frees every server worker blocked on it, and if it
+//     stalls again within Config.Cooldown it is refused blocks for
+//     Config.Cooldown;
 //   - the mirror keeps its own view of each peer's wantlist as the peer
 //     sees it (a want is open until the peer cancels it), and re-sends a
 //     delivered block for a want-block the peer keeps open (see
@@ -55,9 +56,9 @@ type Config struct {
 	// live link's hiccup and bounds how long a non-reading peer holds the
 	// server's workers.
 	StallTimeout time.Duration
-	// Cooldown is how long a cut-off peer is refused blocks (it gets
-	// DONT_HAVEs), so that reconnecting does not let it grab the workers
-	// again at once.
+	// Cooldown: a peer cut off twice within it is refused blocks (it gets
+	// DONT_HAVEs) for as long, so that reconnecting does not let it grab
+	// the workers again and again.
 	Cooldown time.Duration
 	// ResendAfter is how long a delivered block's want may stay open
 	// before the block is sent again; each later re-send waits twice as
@@ -149,7 +150,8 @@ type Network struct {
 	t        *wants.Tracker
 	inflight map[peer.ID]int64 // bytes handed to SendMessage and not yet written
 	refused  map[peer.ID]time.Time
-	cutOff   map[string]int // cut-offs by reason
+	cuts     map[peer.ID][]time.Time // recent cut-offs, within Cooldown
+	cutOff   map[string]int          // cut-offs by reason
 	resent   int
 
 	ctx    context.Context
@@ -177,7 +179,7 @@ func New(inner iface.BitSwapNetwork, blks Blocks, held func(cid.Cid) bool, cfg C
 		BitSwapNetwork: inner, cfg: cfg, blks: blks, held: held, log: o.log.With("component", "bitswapserve"), now: o.clock,
 		t: wants.New(wants.Config{ResendAfter: cfg.ResendAfter, MaxResendInterval: cfg.MaxResendInterval,
 			MaxResends: cfg.MaxResends, ActiveWindow: cfg.ActiveWindow, MaxWantsPerPeer: cfg.MaxWantsPerPeer}),
-		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cutOff: map[string]int{},
+		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cuts: map[peer.ID][]time.Time{}, cutOff: map[string]int{},
 		ctx: ctx, cancel: cancel,
 	}
 	n.run()
@@ -279,10 +281,15 @@ func (n *Network) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapM
 		n.mu.Unlock()
 	}()
 	err := n.send(ctx, p, msg, func(k int) {
+		// the encoding adds a little to msg.Size(): count at most size
+		d := min(int64(k), size-written)
+		if d <= 0 {
+			return
+		}
 		n.mu.Lock()
-		n.inflight[p] -= int64(k)
+		n.inflight[p] -= d
 		n.mu.Unlock()
-		written += int64(k)
+		written += d
 	})
 	if errors.Is(err, ErrStalled) && ctx.Err() == nil {
 		n.cut(p, "slow_reader")
@@ -376,20 +383,38 @@ func (w *chunkWriter) Write(b []byte) (int, error) {
 	return total, nil
 }
 
-// cut closes the connection to p and refuses it blocks for Cooldown.
-// Sends stalled at the same time count as one cut-off.
+// cut closes the connection to p. A peer cut off a second time within
+// Cooldown is also refused blocks for Cooldown: one cut can be a reader
+// starved of CPU for a moment, which may come back and carry on; a peer
+// that stalls again after reconnecting is not reading. Sends that stall
+// together (within StallTimeout of each other) are one cut-off.
 func (n *Network) cut(p peer.ID, reason string) {
 	n.mu.Lock()
 	now := n.now()
-	until, already := n.refused[p]
-	already = already && now.Before(until)
-	if !already {
-		n.refused[p] = now.Add(n.cfg.Cooldown)
+	recent := n.cuts[p][:0]
+	for _, at := range n.cuts[p] {
+		if now.Sub(at) < n.cfg.Cooldown {
+			recent = append(recent, at)
+		}
+	}
+	same := len(recent) > 0 && now.Sub(recent[len(recent)-1]) < n.cfg.StallTimeout
+	refuse := false
+	if !same {
 		n.cutOff[reason]++
+		refuse = len(recent) > 0
+		if refuse {
+			n.refused[p] = now.Add(n.cfg.Cooldown)
+		}
+		recent = append(recent, now)
+	}
+	if len(recent) == 0 {
+		delete(n.cuts, p)
+	} else {
+		n.cuts[p] = recent
 	}
 	n.mu.Unlock()
-	if !already {
-		n.log.Info("peer cut off", "peer", p, "reason", reason, "cooldown", n.cfg.Cooldown)
+	if !same {
+		n.log.Info("peer cut off", "peer", p, "reason", reason, "refused", refuse)
 	}
 	_ = n.Host().Network().ClosePeer(p)
 }

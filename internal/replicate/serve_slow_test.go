@@ -78,14 +78,14 @@ func stockClient(t *testing.T, h host.Host) (*bitswap.Bitswap, blockstore.Blocks
 
 // TestServeCutsOffAPeerThatStopsReading: a stock bitswap client asks for
 // thousands of blocks, among them a bundle of 1 MiB blocks, and then reads
-// nothing more. The mirror's sends
-// to it stall; after StallTimeout without progress the mirror closes the
-// connection (freeing every server worker blocked on it) and refuses it
+// nothing more. The mirror's sends to it stall; after StallTimeout without
+// progress the mirror closes the connection (freeing every server worker
+// blocked on it); when it stalls again after reconnecting it is refused
 // blocks for a while; another peer fetching at the same time gets the
 // whole bundle.
 func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Serve.StallTimeout = 2 * time.Second
+	cfg.Serve.StallTimeout = 3 * time.Second
 	mh := loopHost(t)
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -168,30 +168,24 @@ func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
 		t.Fatalf("the reading peer did not get the bundle while another stalled: %v; totals %+v, peers %+v, good wants %d", err, r.ServeTotals(), r.ServeStats(), len(good.GetWantlist()))
 	}
 
-	// The stalled peer was cut off: its connection closed, counted once,
-	// refused for a while (it may dial again: its client still wants).
-	for r.ServeTotals().CutOff["slow_reader"] == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the peer that stopped reading was not cut off; totals %+v", r.ServeTotals())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	// The stalled peer was cut off (its connection closed), came back (its
+	// client still wants the blocks), stalled again and is now refused.
 	gate.mu.Lock()
 	conn := gate.held[0].Conn()
 	gate.mu.Unlock()
-	for !conn.IsClosed() {
+	for !conn.IsClosed() || !r.serve.Refused(gate.ID()) {
 		select {
 		case <-ctx.Done():
-			t.Fatal("the stalled connection is still open after the cut-off")
+			t.Fatalf("the peer that stopped reading: connection closed %v, refused %v; totals %+v",
+				conn.IsClosed(), r.serve.Refused(gate.ID()), r.ServeTotals())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if tot := r.ServeTotals(); tot.CutOff["slow_reader"] != 1 {
-		t.Errorf("totals %+v, want one slow_reader cut-off", tot)
+	if tot := r.ServeTotals(); tot.CutOff["slow_reader"] < 2 {
+		t.Errorf("totals %+v, want at least two slow_reader cut-offs", tot)
 	}
-	if !r.serve.Refused(gate.ID()) || r.serve.Refused(goodHost.ID()) {
-		t.Errorf("refused: stalled peer %v, good peer %v", r.serve.Refused(gate.ID()), r.serve.Refused(goodHost.ID()))
+	if r.serve.Refused(goodHost.ID()) {
+		t.Error("the reading peer is refused")
 	}
 	badCancel()
 	<-badDone
