@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +30,11 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	if len(pos) > 0 {
 		return usageErrorf("status: unexpected argument %q", pos[0])
 	}
+	if *base == "" {
+		if err := checkNodeRunning(*data); err != nil {
+			return err
+		}
+	}
 	url := nodeHTTP(*base, *data)
 	switch {
 	case *bundleCID != "" && *appID != "":
@@ -46,6 +53,21 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	printStatus(env.stdout, st, time.Now())
+	return nil
+}
+
+// checkNodeRunning refuses to trust DATA/node.json when no node runs with
+// that data directory: a node that stopped (or crashed) leaves node.json
+// behind, and its HTTP address may since belong to another process.
+func checkNodeRunning(dataDir string) error {
+	if _, err := node.ReadInfo(dataDir); err != nil {
+		return nil // no node.json: the default address is tried
+	}
+	c, err := net.DialTimeout("unix", filepath.Join(dataDir, "admin.sock"), 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("status: no node is running with data directory %s (its node.json is from a node that stopped): start it with 'mirrornet node --data %s', or pass --http URL", dataDir, dataDir)
+	}
+	c.Close()
 	return nil
 }
 
