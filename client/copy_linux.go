@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +22,19 @@ func copyRange(src *os.File, srcOff int64, dst *os.File, dstOff int64, n int) er
 			return copyRangeSlow(src, so, dst, do, n)
 		}
 		n -= k
+	}
+	return nil
+}
+
+// syncFS flushes the file system holding p to disk (syncfs(2)).
+func syncFS(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("client: syncfs %s: %w", p, err)
 	}
 	return nil
 }

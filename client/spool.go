@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -323,3 +324,7 @@ func (s *spool) writeAt(dst *os.File, _ cid.Cid, data []byte, off *int64) error 
 	*off += int64(len(data))
 	return nil
 }
+
+// errNoSyncFS: the system cannot flush a whole file system at once; sync
+// file by file.
+var errNoSyncFS = errors.New("client: no syncfs on this system")
