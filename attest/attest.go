@@ -41,6 +41,10 @@ var (
 	ErrFuture = errors.New("attest: statement time is ahead of the clock disparity window")
 	ErrTooOld = errors.New("attest: statement is older than its maximum age")
 	ErrReplay = errors.New("attest: sequence number not newer than the last one seen")
+	// ErrRateLimited: the signer's previous statement of this kind was
+	// accepted less than the guard's minimum interval ago (see
+	// [SeqGuard.SetMinInterval]). The statement is dropped, not forwarded.
+	ErrRateLimited = errors.New("attest: rate-limited: signer published again too soon")
 )
 
 // Kind names a statement kind.
@@ -258,7 +262,7 @@ func Classify(err error) Verdict {
 	switch {
 	case err == nil:
 		return Accept
-	case errors.Is(err, ErrFuture), errors.Is(err, ErrTooOld), errors.Is(err, ErrReplay):
+	case errors.Is(err, ErrFuture), errors.Is(err, ErrTooOld), errors.Is(err, ErrReplay), errors.Is(err, ErrRateLimited):
 		return Ignore
 	default:
 		return Reject
@@ -274,6 +278,7 @@ func Reason(err error) string {
 		{ErrOversize, "oversize"}, {ErrMalformed, "malformed"}, {ErrKind, "kind"},
 		{ErrSignature, "signature"}, {ErrKeyType, "key_type"}, {ErrReceipt, "receipt"}, {ErrPayload, "payload"},
 		{ErrSubject, "subject"}, {ErrFuture, "future"}, {ErrTooOld, "too_old"}, {ErrReplay, "replay"},
+		{ErrRateLimited, "rate_limited"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.name
@@ -283,4 +288,27 @@ func Reason(err error) string {
 		return "ok"
 	}
 	return "other"
+}
+
+// Peek reads the signer and kind of a statement without checking its
+// signature or payload: cheap enough to run before Verify, for rate limits.
+// Nothing it returns is authenticated; use it only to decide to do less
+// work, never to accept.
+func Peek(raw []byte) (peer.ID, Kind, error) {
+	if len(raw) > protocol.MaxStatementSize {
+		return "", "", fmt.Errorf("%w: %d bytes (limit %d)", ErrOversize, len(raw), protocol.MaxStatementSize)
+	}
+	env, err := record.UnmarshalEnvelope(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	spec, ok := kindOf(string(env.PayloadType))
+	if !ok {
+		return "", "", fmt.Errorf("%w: payload type %q", ErrKind, env.PayloadType)
+	}
+	id, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return id, spec.kind, nil
 }

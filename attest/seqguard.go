@@ -9,9 +9,19 @@ import (
 
 // SeqGuard remembers the highest sequence number accepted per (signer,
 // kind), so that a replayed statement is ignored however long after the
-// original it comes back. It is not safe for concurrent use; it does no I/O.
+// original it comes back. With a minimum interval set it is also the
+// per-signer rate limit: a statement arriving sooner than that after the
+// last accepted one of its signer and kind is refused with ErrRateLimited,
+// so one key publishing a thousand statements a second costs each mirror
+// at most one signature check and forward per interval (honest mirrors
+// publish once per heartbeat; the interval is half a heartbeat).
+//
+// Memory: one small entry per (signer, kind) heard from recently; Forget
+// drops the old ones. It is not safe for concurrent use; it does no I/O and
+// never reads the clock.
 type SeqGuard struct {
-	last map[seqKey]seqEntry
+	last        map[seqKey]seqEntry
+	minInterval time.Duration
 }
 
 type seqKey struct {
@@ -24,8 +34,11 @@ type seqEntry struct {
 	seen time.Time
 }
 
-// NewSeqGuard returns an empty guard.
+// NewSeqGuard returns an empty guard with no rate limit.
 func NewSeqGuard() *SeqGuard { return &SeqGuard{last: map[seqKey]seqEntry{}} }
+
+// SetMinInterval sets the per-signer rate limit (0: none).
+func (g *SeqGuard) SetMinInterval(d time.Duration) { g.minInterval = max(d, 0) }
 
 // Check returns ErrReplay when st's sequence is not above the last accepted
 // one from its signer for its kind. It does not record st.
@@ -36,8 +49,35 @@ func (g *SeqGuard) Check(st *Statement) error {
 	return nil
 }
 
+// CheckRate returns ErrRateLimited when the last statement of kind accepted
+// from signer was accepted less than the minimum interval before now. It
+// needs no verified statement, so a caller may ask before paying for a
+// signature check: only accepted (verified) statements move the clock, so
+// a forgery naming someone else's key cannot get their statements limited.
+func (g *SeqGuard) CheckRate(signer peer.ID, kind Kind, now time.Time) error {
+	if g.minInterval <= 0 {
+		return nil
+	}
+	if e, ok := g.last[seqKey{signer, kind}]; ok {
+		if d := now.Sub(e.seen); d >= 0 && d < g.minInterval {
+			return fmt.Errorf("%w: %s after the last %s statement from %s (minimum %s)", ErrRateLimited, d.Round(time.Millisecond), kind, signer, g.minInterval)
+		}
+	}
+	return nil
+}
+
+// Admit is Check and CheckRate together: the error a validator answers
+// for st arriving at now, nil if Accept would record it.
+func (g *SeqGuard) Admit(st *Statement, now time.Time) error {
+	if err := g.Check(st); err != nil {
+		return err
+	}
+	return g.CheckRate(st.Signer, st.Kind, now)
+}
+
 // Accept records st as the latest from its signer if it is newer, and
-// reports whether it was.
+// reports whether it was. It does not apply the rate limit: call Admit
+// first.
 func (g *SeqGuard) Accept(st *Statement, now time.Time) bool {
 	if g.Check(st) != nil {
 		return false
@@ -51,6 +91,9 @@ func (g *SeqGuard) Last(signer peer.ID, kind Kind) (uint64, bool) {
 	e, ok := g.last[seqKey{signer, kind}]
 	return e.seq, ok
 }
+
+// Len is how many (signer, kind) entries the guard holds.
+func (g *SeqGuard) Len() int { return len(g.last) }
 
 // Forget drops signers not heard from since before cutoff. A forgotten
 // signer's old statements are still kept out by the age limit of their

@@ -81,6 +81,12 @@ type View struct {
 	mu      sync.RWMutex
 	lag     time.Duration
 	entries map[peer.ID]*attest.Statement
+	// bytes is the sum of StatementCost over entries.
+	bytes  int64
+	limits Limits
+	// fullUntil: until then no stranger can be admitted (nothing it may
+	// evict), so strangers are refused without a scan.
+	fullUntil time.Time
 }
 
 // New returns an empty view. It panics if cfg is invalid: validate
@@ -100,22 +106,38 @@ func New(cfg Config) *View {
 // protocol.MaxClockDisparity, and statements so old that the mirror would
 // already be forgotten are not applied. The view keeps st: do not modify it.
 func (v *View) Apply(st *attest.Statement, now time.Time) bool {
+	changed, _ := v.Add(st, now)
+	return changed
+}
+
+// Add is Apply that also says why a statement was refused for want of
+// room: ErrViewFull or ErrOverBudget (see [View.SetLimits]). When the view
+// is at its limits, a statement evicts the weakest mirrors (strangers
+// before mirrors with evidence; left, dead and suspect before alive; the
+// longest silent first) only if they rank strictly below it, so a flood of
+// strangers cannot push out alive mirrors nor churn the view.
+func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	if st == nil || st.Kind != attest.KindLiveness || st.Liveness == nil || st.Signer == "" {
-		return false
+		return false, nil
 	}
 	if st.Time.After(now.Add(protocol.MaxClockDisparity)) {
-		return false
+		return false, nil
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if cur, ok := v.entries[st.Signer]; ok && !newer(st, cur) {
-		return false
+		return false, nil
 	}
 	if _, gone := v.stateLocked(st, now); gone {
-		return false
+		return false, nil
 	}
+	if err := v.makeRoomLocked(st, now); err != nil {
+		return false, err
+	}
+	v.removeLocked(st.Signer)
 	v.entries[st.Signer] = st
-	return true
+	v.bytes += StatementCost(st)
+	return true, nil
 }
 
 // newer reports whether a should replace b.
@@ -252,9 +274,12 @@ func (v *View) Prune(now time.Time) int {
 	n := 0
 	for id, st := range v.entries {
 		if _, gone := v.stateLocked(st, now); gone {
-			delete(v.entries, id)
+			v.removeLocked(id)
 			n++
 		}
+	}
+	if n > 0 {
+		v.fullUntil = time.Time{}
 	}
 	return n
 }
