@@ -194,6 +194,13 @@ func (bn *benchNet) waitAll(b *testing.B, within time.Duration, ok func(i int) b
 // until every node accepted it.
 func (bn *benchNet) propagate(b *testing.B) time.Duration {
 	src := bn.nodes[0]
+	// Peers rate-limit each signer to one statement per half heartbeat.
+	src.mu.Lock()
+	wait := src.lastPublished.Add(minPublishGap(src.prof.Heartbeat)).Sub(src.clock())
+	src.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(wait) // pacing the publisher, not synchronising
+	}
 	start := time.Now()
 	src.publishLiveness("up")
 	src.mu.Lock()

@@ -118,6 +118,18 @@ type Config struct {
 	// Payout maps a unit ("STX") to the address this mirror is paid at in
 	// it, announced in a signed payout statement (see docs/PAYOUTS.md).
 	Payout map[string]string
+
+	// MaxMirrors caps the mirrors kept in the health view (default
+	// 10,000). When full, strangers (mirrors this node has no evidence
+	// for) are evicted first, and only by newcomers that rank above them.
+	MaxMirrors int
+	// MaxStatementBytes is the memory budget for the statements the view
+	// keeps (default 24 MiB; see health.StatementCost).
+	MaxStatementBytes int64
+	// ConnsLow and ConnsHigh are the connection manager's water marks:
+	// above ConnsHigh connections, the least useful are closed down to
+	// ConnsLow. Defaults 64 and 192.
+	ConnsLow, ConnsHigh int
 }
 
 // DefaultConfig is a mirror on the lan profile with TCP and QUIC on 4001
@@ -125,14 +137,18 @@ type Config struct {
 func DefaultConfig() Config {
 	home, _ := os.UserHomeDir()
 	return Config{
-		DataDir:          filepath.Join(home, ".mirrornet"),
-		Listen:           []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
-		HTTPAddr:         "127.0.0.1:8080",
-		MDNS:             true,
-		DHT:              true,
-		Profile:          "lan",
-		SubdomainHosts:   []string{"localhost"},
-		RedundancyTarget: 3,
+		DataDir:           filepath.Join(home, ".mirrornet"),
+		Listen:            []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		HTTPAddr:          "127.0.0.1:8080",
+		MDNS:              true,
+		DHT:               true,
+		Profile:           "lan",
+		SubdomainHosts:    []string{"localhost"},
+		RedundancyTarget:  3,
+		MaxMirrors:        health.DefaultMaxMirrors,
+		MaxStatementBytes: health.DefaultMaxBytes,
+		ConnsLow:          64,
+		ConnsHigh:         192,
 		ColocationWhitelist: []string{
 			"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7",
 		},
@@ -243,6 +259,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxStorage < 0 {
 		return fmt.Errorf("%w: max-storage: negative", ErrConfig)
+	}
+	if c.MaxMirrors < 0 {
+		return fmt.Errorf("%w: max-mirrors: %d is negative", ErrConfig, c.MaxMirrors)
+	}
+	if c.MaxStatementBytes < 0 {
+		return fmt.Errorf("%w: max-statement-bytes: negative", ErrConfig)
+	}
+	if c.ConnsLow < 0 || c.ConnsHigh < 0 || (c.ConnsHigh > 0 && c.ConnsLow > c.ConnsHigh) {
+		return fmt.Errorf("%w: conns-low %d / conns-high %d: want 0 <= low <= high", ErrConfig, c.ConnsLow, c.ConnsHigh)
 	}
 	for _, s := range c.ColocationWhitelist {
 		if _, err := netip.ParsePrefix(s); err != nil {

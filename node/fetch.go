@@ -9,7 +9,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mirrornet/mirrornet/internal/replicate"
-	"github.com/mirrornet/mirrornet/protocol"
 )
 
 // fetchState tracks one bundle being fetched.
@@ -48,7 +47,7 @@ func (n *Node) Unfollow(c cid.Cid) error {
 		return err
 	}
 	n.gc()
-	n.publishLiveness(protocol.StateUp)
+	n.announce()
 	return nil
 }
 
@@ -147,7 +146,7 @@ func (n *Node) kickFetches(bundles []string) {
 // announceHeld tells the network at once that this mirror holds c: a fresh
 // liveness statement and a DHT provider record.
 func (n *Node) announceHeld(c cid.Cid) {
-	n.publishLiveness(protocol.StateUp)
+	n.announce()
 	if n.disc == nil || n.disc.DHT() == nil {
 		return
 	}

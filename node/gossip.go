@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"net"
 	"net/netip"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -136,12 +138,19 @@ func scoreThresholds() *pubsub.PeerScoreThresholds {
 // validate is the topic validator: it verifies the statement, maps the
 // result to Accept/Reject/Ignore in one place, and applies accepted
 // statements to the node's state atomically with the sequence check.
+//
+// Cost bound per signer: a statement arriving sooner than half a heartbeat
+// after the last accepted one of its signer (and kind) is ignored before its
+// signature is checked, and not forwarded.
 func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if n.blackhole != nil && from != n.id && n.blackhole(from) {
 		return pubsub.ValidationIgnore
 	}
 	now := n.clock()
-	st, err := attest.Verify(msg.Data, now)
+	st, err := n.checkRate(msg.Data, now)
+	if err == nil {
+		st, err = attest.Verify(msg.Data, now)
+	}
 	if err == nil {
 		err = n.accept(st)
 	}
@@ -154,33 +163,83 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 		n.mu.Unlock()
 	}
 	n.metrics.statement(st, err)
-	switch attest.Classify(err) {
+	if n.onVerdict != nil {
+		n.onVerdict(st, err)
+	}
+	switch verdict(err) {
 	case attest.Accept:
 		return pubsub.ValidationAccept
 	case attest.Ignore:
+		n.log.Debug("ignored statement", "from", from, "reason", reason(err), "err", err)
 		return pubsub.ValidationIgnore
 	default:
-		n.log.Debug("rejected statement", "from", from, "err", err)
+		n.log.Debug("rejected statement", "from", from, "reason", reason(err), "err", err)
 		return pubsub.ValidationReject
 	}
 }
 
+// checkRate applies the per-signer rate limit to a statement before its
+// signature is checked (the signer is read from the envelope unverified:
+// only verified, accepted statements move the limit, so naming another key
+// gains a forger nothing). A rate-limited statement is returned with only
+// Kind and Signer set, unverified, for metrics and logs.
+func (n *Node) checkRate(raw []byte, now time.Time) (*attest.Statement, error) {
+	signer, kind, err := attest.Peek(raw)
+	if err != nil {
+		return nil, nil // Verify names the problem
+	}
+	n.mu.Lock()
+	err = n.guard.CheckRate(signer, kind, now)
+	n.mu.Unlock()
+	if err != nil {
+		return &attest.Statement{Kind: kind, Signer: signer}, err
+	}
+	return nil, nil
+}
+
+// verdict is attest.Classify extended with the view's refusals, which are
+// not the sender's fault.
+func verdict(err error) attest.Verdict {
+	if errors.Is(err, health.ErrViewFull) || errors.Is(err, health.ErrOverBudget) {
+		return attest.Ignore
+	}
+	return attest.Classify(err)
+}
+
+// reason is the metrics label of err: attest.Reason extended with the
+// view's refusals.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, health.ErrViewFull):
+		return "view_full"
+	case errors.Is(err, health.ErrOverBudget):
+		return "over_budget"
+	}
+	return attest.Reason(err)
+}
+
 // accept applies a verified statement if it is newer than what we hold
-// from its signer; ErrReplay otherwise.
+// from its signer, not rate-limited, and there is room for it; otherwise
+// it returns why not.
 func (n *Node) accept(st *attest.Statement) error {
 	now := n.clock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.guard.Check(st); err != nil {
+	if err := n.guard.Admit(st, now); err != nil {
 		return err
 	}
-	n.guard.Accept(st, now)
 	switch st.Kind {
 	case attest.KindLiveness:
-		n.view.Apply(st, now)
-		if st.Signer != n.id && st.Liveness.State == protocol.StateUp {
+		changed, err := n.view.Add(st, now)
+		if err != nil {
+			return err
+		}
+		n.guard.Accept(st, now)
+		if changed && st.Signer != n.id && st.Liveness.State == protocol.StateUp {
 			n.kickFetches(st.Liveness.Bundles)
 		}
+	default:
+		n.guard.Accept(st, now)
 	}
 	if n.onAccept != nil {
 		n.onAccept(st)
@@ -198,19 +257,48 @@ func (n *Node) drain(sub *pubsub.Subscription) {
 	}
 }
 
-// heartbeatLoop publishes a liveness statement every heartbeat. It also
-// measures how late its own timer fires: a starved observer stretches its
-// failure-detection timeouts (Lifeguard) instead of declaring others dead.
+// heartbeatLoop publishes a liveness statement every heartbeat, and soon
+// after announce asks for one, never two closer than minPublishGap (peers
+// ignore statements that follow the last one by less than half a
+// heartbeat). It also measures how late its own timer fires: a starved
+// observer stretches its failure-detection timeouts (Lifeguard) instead of
+// declaring others dead.
 func (n *Node) heartbeatLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.prof.Heartbeat)
 	defer t.Stop()
+	gap := minPublishGap(n.prof.Heartbeat)
+	var soon *time.Timer
+	var soonC <-chan time.Time
+	defer func() {
+		if soon != nil {
+			soon.Stop()
+		}
+	}()
 	last := n.clock()
 	var lag time.Duration
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-n.kick:
+			if soonC != nil {
+				continue // already scheduled
+			}
+			n.mu.Lock()
+			wait := n.lastPublished.Add(gap).Sub(n.clock())
+			n.mu.Unlock()
+			if wait > 0 {
+				soon = time.NewTimer(wait)
+				soonC = soon.C
+				continue
+			}
+			n.announceNow(t, &last)
+			continue
+		case <-soonC:
+			soon, soonC = nil, nil
+			n.announceNow(t, &last)
+			continue
 		case <-t.C:
 		}
 		now := n.clock()
@@ -238,14 +326,43 @@ func (n *Node) heartbeatLoop() {
 		}
 		n.view.SetLocalLag(lag)
 		left := n.left
+		recent := now.Sub(n.lastPublished) < gap
 		n.mu.Unlock()
 		n.metrics.heartbeatLag.Set(lag.Seconds())
-		if !left {
+		if !left && !recent {
 			n.publishLiveness(protocol.StateUp)
 		}
 		n.metrics.observeView()
 	}
 }
+
+// announceNow publishes at once for announce and restarts the heartbeat
+// ticker, so the next heartbeat comes a full period later.
+func (n *Node) announceNow(t *time.Ticker, last *time.Time) {
+	n.mu.Lock()
+	left := n.left
+	n.mu.Unlock()
+	if left {
+		return
+	}
+	n.publishLiveness(protocol.StateUp)
+	t.Reset(n.prof.Heartbeat)
+	*last = n.clock()
+}
+
+// announce asks for a fresh liveness statement soon (this mirror's bundles
+// changed). It never blocks.
+func (n *Node) announce() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// minPublishGap is the least time between two of this node's liveness
+// statements: peers ignore one that arrives within half a heartbeat of the
+// previous, so keep a quarter heartbeat of margin for delivery jitter.
+func minPublishGap(heartbeat time.Duration) time.Duration { return heartbeat * 3 / 4 }
 
 // publishLiveness signs and publishes this node's current liveness.
 func (n *Node) publishLiveness(state string) {
@@ -278,6 +395,7 @@ func (n *Node) publishLiveness(state string) {
 	if ms := uint64(now.UnixMilli()); ms > n.seq {
 		n.seq = ms
 	}
+	n.lastPublished = now
 	l := protocol.Liveness{
 		Peer: n.id.String(), State: state, Seq: n.seq, Time: now.UnixMilli(),
 		Addrs: addrs, HTTP: n.HTTPURL(), Bundles: bundles, Version: Version, Region: n.cfg.Region,

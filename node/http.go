@@ -336,23 +336,29 @@ type SelfStatus struct {
 
 // Status reports this node and every mirror it knows, itself included.
 func (n *Node) Status() Status {
+	st := Status{Mirrors: []MirrorStatus{}, Bitswap: n.bitswapReport()}
+	n.statusWith(func(s SelfStatus) { st.Self = s }, func(m MirrorStatus) bool { st.Mirrors = append(st.Mirrors, m); return true })
+	return st
+}
+
+// statusWith hands this node's own status to self, then each mirror it
+// knows to each (in peer ID order) instead of collecting them; each
+// returns false to stop.
+func (n *Node) statusWith(self func(SelfStatus), each func(MirrorStatus) bool) {
 	now := n.clock()
 	n.mu.Lock()
 	ms := n.view.Mirrors(now)
 	n.mu.Unlock()
-	st := Status{
-		Self: SelfStatus{
-			PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL(), Version: Version,
-			Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
-		},
-		Mirrors: []MirrorStatus{},
-		Bitswap: n.bitswapReport(),
+	me := SelfStatus{
+		PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL(), Version: Version,
+		Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
 	}
 	for _, b := range n.store.Bundles() {
 		if b.State == "held" {
-			st.Self.Bundles = append(st.Self.Bundles, b.Root.String())
+			me.Bundles = append(me.Bundles, b.Root.String())
 		}
 	}
+	self(me)
 	ev := map[string]MirrorEvidence{}
 	if pf := n.probeFeatureOf(); pf != nil {
 		for _, e := range pf.evidence().Mirrors {
@@ -364,9 +370,10 @@ func (n *Node) Status() Status {
 		if e, ok := ev[s.PeerID]; ok {
 			s.Evidence, s.Domain = e.State, e.Domain
 		}
-		st.Mirrors = append(st.Mirrors, s)
+		if !each(s) {
+			break
+		}
 	}
-	return st
 }
 
 func mirrorStatus(m health.Mirror) MirrorStatus {
@@ -385,9 +392,7 @@ func mirrorStatus(m health.Mirror) MirrorStatus {
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(n.Status())
+	_ = n.writeStatus(w)
 }
 
 func (n *Node) serveStatements(w http.ResponseWriter, r *http.Request) {

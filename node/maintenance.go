@@ -89,5 +89,5 @@ func (n *Node) refetchDamaged() {
 			n.startFetch(b.Root)
 		}
 	}
-	n.publishLiveness(protocol.StateUp)
+	n.announce()
 }

@@ -69,7 +69,7 @@ func (m *metrics) statement(st *attest.Statement, err error) {
 	if st != nil {
 		kind = string(st.Kind)
 	}
-	m.statements.WithLabelValues(kind, attest.Classify(err).String(), attest.Reason(err)).Inc()
+	m.statements.WithLabelValues(kind, verdict(err).String(), reason(err)).Inc()
 }
 
 // observeView refreshes the per-state mirror gauges.

@@ -6,6 +6,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,7 +33,9 @@ import (
 	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/apphost"
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
+	"github.com/mirrornet/mirrornet/internal/datadir"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/internal/replicate"
 	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -59,6 +63,17 @@ type options struct {
 	// socket (tests in a synctest bubble pass an in-memory listener: a
 	// goroutine blocked in a real Accept keeps virtual time from moving).
 	listenAdmin func(path string) (net.Listener, error)
+	// onVerdict, if set, sees every gossiped statement with the error it
+	// was refused for (nil: accepted).
+	onVerdict func(*attest.Statement, error)
+}
+
+// WithStatementHook calls f for every statement that arrives by gossip,
+// after the verdict, with the statement (nil if it did not verify) and the
+// reason it was not accepted (nil if it was). Attack tests count verdicts
+// with it. f runs on gossipsub's validation goroutines: it must not block.
+func WithStatementHook(f func(st *attest.Statement, err error)) Option {
+	return func(o *options) { o.onVerdict = f }
 }
 
 // WithLogger sets the logger (default: discard).
@@ -97,12 +112,16 @@ type Node struct {
 	metrics   *metrics
 	registry  *prometheus.Registry
 	onAccept  func(*attest.Statement)
+	onVerdict func(*attest.Statement, error)
 	blackhole func(from peer.ID) bool
 	features  []feature
 
 	// listenAdmin: see options.listenAdmin.
 	listenAdmin func(path string) (net.Listener, error)
 
+	// kick asks the heartbeat loop to publish a fresh liveness statement
+	// soon (a bundle became held or was dropped).
+	kick chan struct{}
 	// gossipBytes counts gossipsub traffic.
 	gossipBytes gossipMeter
 	// appScore, if set by a feature's constructor, is gossipsub's
@@ -133,6 +152,8 @@ type Node struct {
 	// time) of another mirror's liveness statement this heartbeat.
 	bestDelay time.Duration
 	importing int
+	// lastPublished is when this node last published its liveness.
+	lastPublished time.Time
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -140,6 +161,8 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	left      bool
+	// lock holds the data directory for this node's lifetime.
+	lock *datadir.Lock
 }
 
 // New builds and starts a node. On error everything started is stopped
@@ -165,15 +188,23 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n = &Node{
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
-		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, blackhole: o.blackhole, listenAdmin: o.listenAdmin,
+		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, onVerdict: o.onVerdict, blackhole: o.blackhole, listenAdmin: o.listenAdmin,
+		kick:  make(chan struct{}, 1),
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, lock: lock,
 	}
 	n.view = health.New(n.prof.Health)
+	// Each signer may have one statement of each kind accepted per half
+	// heartbeat: an honest mirror publishes one per heartbeat.
+	n.guard.SetMinInterval(n.prof.Heartbeat / 2)
 	started := n
 	defer func() {
 		if err != nil {
@@ -191,17 +222,33 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkIdentity(cfg.DataDir, key); err != nil {
+			return nil, err
+		}
 		if created {
 			n.log.Info("created a new identity", "file", filepath.Join(cfg.DataDir, identityFile))
 		}
 		n.key = key
-		h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))
+		lim := p2plimits.DefaultConfig()
+		lim.ConnsLow, lim.ConnsHigh = cmp.Or(cfg.ConnsLow, lim.ConnsLow), cmp.Or(cfg.ConnsHigh, lim.ConnsHigh)
+		lopts, err := p2plimits.Options(lim)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		h, err := libp2p.New(append(lopts, libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))...)
 		if err != nil {
 			return nil, fmt.Errorf("node: start libp2p host on %v: %w", cfg.Listen, err)
 		}
 		n.host, n.ownsHost = h, true
 	}
 	n.id = n.host.ID()
+	n.view.SetLimits(health.Limits{
+		MaxMirrors: cmp.Or(cfg.MaxMirrors, health.DefaultMaxMirrors),
+		MaxBytes:   cmp.Or(cfg.MaxStatementBytes, health.DefaultMaxBytes),
+		// Mirrors we hold a connection to are not strangers: the
+		// connection manager bounds how many there are.
+		Protected: func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected },
+	})
 	n.seq = uint64(n.clock().UnixMilli())
 	n.metrics = newMetrics(n)
 
@@ -263,6 +310,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	}
 
 	n.wg.Add(3 + len(n.features))
+	n.publishLiveness(protocol.StateUp)
 	go n.heartbeatLoop()
 	go n.syncLoop()
 	go n.maintenanceLoop()
@@ -272,7 +320,6 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 			f.run(n.ctx)
 		}()
 	}
-	n.publishLiveness(protocol.StateUp)
 	n.log.Info("mirror started", "peer", n.id, "addrs", n.Addrs(), "http", n.HTTPURL(), "profile", n.prof.Name)
 	return n, nil
 }
@@ -324,7 +371,18 @@ func (n *Node) writeInfo() error {
 func (n *Node) Leave(ctx context.Context) error {
 	n.mu.Lock()
 	n.left = true
+	wait := n.lastPublished.Add(minPublishGap(n.prof.Heartbeat)).Sub(n.clock())
 	n.mu.Unlock()
+	// Peers ignore a statement that follows the last one too closely
+	// (rate limit): leave no sooner than an announcement could go.
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	n.publishLiveness(protocol.StateLeaving)
 	// Publishing only queues the message; give the per-peer writers a
 	// bounded moment to flush it before the connections close.
@@ -379,6 +437,7 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
+		errs = append(errs, n.lock.Release())
 		for _, e := range errs {
 			if e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) {
 				n.closeErr = errors.Join(n.closeErr, e)

@@ -53,6 +53,10 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	target := fs.Int("redundancy-target", def.RedundancyTarget, "effective redundancy --auto aims for")
 	var payout listFlag
 	fs.Var(&payout, "payout", "UNIT=ADDRESS this mirror is paid at, e.g. STX=SP2J... (repeatable; see docs/PAYOUTS.md)")
+	maxMirrors := fs.Int("max-mirrors", def.MaxMirrors, "most mirrors kept in the health view; strangers are evicted first")
+	maxStatementBytes := fs.String("max-statement-bytes", "16MiB", "memory budget for the statements the health view keeps")
+	connsLow := fs.Int("conns-low", def.ConnsLow, "connection manager low water mark")
+	connsHigh := fs.Int("conns-high", def.ConnsHigh, "connection manager high water mark: above it, connections are trimmed to --conns-low")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pos, err := parseFlags(fs, env, args)
@@ -70,7 +74,12 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	if err != nil {
 		return node.Config{}, nil, usageErrorf("node: --max-storage %q: %v", *maxStorage, err)
 	}
+	stmtBytes, err := parseBytes(*maxStatementBytes)
+	if err != nil {
+		return node.Config{}, nil, usageErrorf("node: --max-statement-bytes %q: %v", *maxStatementBytes, err)
+	}
 	cfg := def
+	cfg.MaxMirrors, cfg.MaxStatementBytes, cfg.ConnsLow, cfg.ConnsHigh = *maxMirrors, stmtBytes, *connsLow, *connsHigh
 	cfg.DataDir = *data
 	if len(listen) > 0 {
 		cfg.Listen = listen
