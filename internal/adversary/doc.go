@@ -12,7 +12,8 @@
 //     within --max-statement-bytes, evicting strangers first), and its
 //     status page keeps answering; one key publishing a thousand statements
 //     a second gets at most two a heartbeat accepted and forwarded (the
-//     per-signer rate limit, checked before the signature).
+//     per-signer rate limit); an honest peer's burst of IHAVEs after spam
+//     is answered, not ignored.
 //   - client*_test.go: a lying bootstrap minting ten thousand mirrors. A
 //     light client contacts at most MaxSources of them, holds its
 //     statements within a byte budget while verifying them as it reads, and

@@ -1,0 +1,177 @@
+package adversary_test
+
+import (
+	"encoding/binary"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// gossipWriter speaks gossipsub's wire format directly: it publishes
+// statements it makes on the fly and keeps none, so the attacker's own
+// memory does not blur the victim's.
+type gossipWriter struct{ s network.Stream }
+
+func newGossipWriter(t testing.TB, h host.Host, to peer.ID) *gossipWriter {
+	t.Helper()
+	// Answer the victim's own gossip stream and throw away what it says.
+	h.SetStreamHandler(pubsub.GossipSubID_v11, func(s network.Stream) { io.Copy(io.Discard, s); s.Close() })
+	s, err := h.NewStream(ctxFor(t, time.Minute), to, pubsub.GossipSubID_v11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reset() })
+	topic := protocol.TopicLiveness
+	sub := true
+	w := &gossipWriter{s: s}
+	w.write(t, &pb.RPC{Subscriptions: []*pb.RPC_SubOpts{{Subscribe: &sub, Topicid: &topic}}})
+	return w
+}
+
+func (w *gossipWriter) write(t testing.TB, rpc *pb.RPC) {
+	t.Helper()
+	b, err := proto.Marshal(rpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := binary.AppendUvarint(nil, uint64(len(b)))
+	if _, err := w.s.Write(append(frame, b...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *gossipWriter) publish(t testing.TB, raw []byte) {
+	topic := protocol.TopicLiveness
+	w.write(t, &pb.RPC{Publish: []*pb.Message{{Data: raw, Topic: &topic}}})
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// Ten thousand valid statements from throwaway keys, a fifth of them as
+// large as the protocol allows: the victim's live heap grows by less than
+// 64 MiB, /api/v1/status keeps answering throughout, and every statement
+// that found no room is counted by reason.
+func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ten thousand signatures: not in -short")
+	}
+	const (
+		total = 10_000
+		fat   = 2_000 // near the 64 KiB limit; the rest are small
+		batch = 16    // below gossipsub's validation queue (32)
+		limit = 64 << 20
+	)
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	clock := newFakeClock()
+	v := newVictim(t, mn, clock.Now, "127.0.0.1:0", nil)
+	ah, _ := newHost(t, mn)
+	if _, err := mn.ConnectPeers(ah.ID(), v.ID()); err != nil {
+		t.Fatal(err)
+	}
+	w := newGossipWriter(t, ah, v.ID())
+
+	// Status keeps answering while the flood runs.
+	var (
+		statusMu  sync.Mutex
+		latencies []time.Duration
+		failures  []string
+	)
+	stop := make(chan struct{})
+	var pollers sync.WaitGroup
+	pollers.Go(func() {
+		hc := &http.Client{Timeout: time.Minute}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			resp, err := hc.Get(v.HTTPURL() + protocol.HTTPStatusPath)
+			d := time.Since(start)
+			statusMu.Lock()
+			if err != nil {
+				failures = append(failures, err.Error())
+			} else {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failures = append(failures, resp.Status)
+				}
+				latencies = append(latencies, d)
+			}
+			statusMu.Unlock()
+		}
+	})
+
+	base := liveHeap()
+	var peak uint64
+	sent := 0
+	for sent < total {
+		for range batch {
+			k := newThrowaway(t)
+			w.publish(t, k.liveness(t, 1, clock.Now(), "http://192.0.2.1:8080", sent < fat, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"))
+			sent++
+		}
+		v.verdicts.waitOthers(t, v.ID(), sent, 2*time.Minute)
+		if sent%1000 == 0 || sent == fat {
+			if h := liveHeap(); h > peak {
+				peak = h
+			}
+		}
+	}
+	close(stop)
+	pollers.Wait()
+	if p := os.Getenv("MIRRORNET_HEAP_PROFILE"); p != "" {
+		f, _ := os.Create(p)
+		runtime.GC()
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+
+	growth := int64(peak) - int64(base)
+	refused := v.refusals(t)
+	t.Logf("live heap %d MiB before, peak %d MiB during the flood (growth %d MiB); view: %d mirrors; refusals: %v",
+		base>>20, peak>>20, growth>>20, len(v.Status().Mirrors), refused)
+	if growth >= limit {
+		t.Fatalf("live heap grew by %d MiB, want < %d MiB", growth>>20, limit>>20)
+	}
+	if refused["over_budget"]+refused["view_full"] == 0 {
+		t.Fatal("no statement refused for want of room: the flood did not reach the limits")
+	}
+
+	statusMu.Lock()
+	defer statusMu.Unlock()
+	if len(failures) > 0 {
+		t.Fatalf("%d status requests failed during the flood, first: %s", len(failures), failures[0])
+	}
+	if len(latencies) == 0 {
+		t.Fatal("no status request completed during the flood")
+	}
+	slices.Sort(latencies)
+	t.Logf("/api/v1/status during the flood: %d requests, p50 %s, p99 %s, max %s", len(latencies),
+		latencies[len(latencies)/2], latencies[len(latencies)*99/100], latencies[len(latencies)-1])
+}

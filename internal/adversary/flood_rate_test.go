@@ -1,0 +1,151 @@
+package adversary_test
+
+import (
+	"crypto/sha256"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// rawGossip is a gossipsub peer with no validator: an attacker that
+// publishes whatever it likes, or an observer that counts what arrives.
+type rawGossip struct {
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	from map[peer.ID]int // statements received, by (unverified) signer
+}
+
+func newRawGossip(t testing.TB, h host.Host) *rawGossip {
+	t.Helper()
+	ctx := ctxFor(t, 10*time.Minute)
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithFloodPublish(true),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { h := sha256.Sum256(m.Data); return string(h[:]) }),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMaxMessageSize(1<<20),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := ps.Join(protocol.TopicLiveness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := top.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &rawGossip{ps: ps, topic: top, from: map[peer.ID]int{}}
+	g.cond = sync.NewCond(&g.mu)
+	go func() {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if id, _, err := attest.Peek(m.Data); err == nil {
+				g.mu.Lock()
+				g.from[id]++
+				g.cond.Broadcast()
+				g.mu.Unlock()
+			}
+		}
+	}()
+	return g
+}
+
+func (g *rawGossip) count(id peer.ID) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.from[id]
+}
+
+// waitFrom waits until a statement of id arrived; the deadline only
+// guards against a hang.
+func (g *rawGossip) waitFrom(t testing.TB, id peer.ID, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	stop := time.AfterFunc(within, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	defer stop.Stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.from[id] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no statement of %s arrived within %s", id, within)
+		}
+		g.cond.Wait()
+	}
+}
+
+// One key publishing a thousand statements a second: the victim accepts,
+// and so forwards, at most two per heartbeat (one per half heartbeat), and
+// counts the rest as rate-limited.
+func TestFloodOneSignerIsRateLimited(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	clock := newFakeClock()
+	v := newVictim(t, mn, clock.Now, "", nil)
+	ah, _ := newHost(t, mn)
+	oh, _ := newHost(t, mn)
+	attacker, observer := newRawGossip(t, ah), newRawGossip(t, oh)
+	for _, h := range []host.Host{ah, oh} {
+		if _, err := mn.ConnectPeers(h.ID(), v.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The path attacker → victim → observer works: a statement of a fresh
+	// key is forwarded.
+	send := func(k throwaway, n int, raw []byte) {
+		t.Helper()
+		if err := attacker.topic.Publish(ctxFor(t, time.Minute), raw, pubsub.WithReadiness(pubsub.MinTopicSize(1))); err != nil {
+			t.Fatal(err)
+		}
+		v.verdicts.waitJudged(t, k.id, n, time.Minute)
+	}
+	marker := newThrowaway(t)
+	send(marker, 1, marker.liveness(t, 1, clock.Now(), "", false))
+	observer.waitFrom(t, marker.id, 30*time.Second)
+
+	spammer := newThrowaway(t)
+	const (
+		perSecond = 1000
+		seconds   = 3
+	)
+	start := clock.Now()
+	for i := range perSecond * seconds {
+		now := clock.Advance(time.Second / perSecond)
+		send(spammer, i+1, spammer.liveness(t, uint64(i+1), now, "", false))
+	}
+	elapsed := clock.Now().Sub(start)
+	heartbeats := int(elapsed/time.Second) + 1
+	accepted := v.verdicts.acceptedFrom(spammer.id)
+	if accepted > 2*heartbeats || accepted == 0 {
+		t.Fatalf("%d of %d statements accepted over %s (%d heartbeats): want 1..%d", accepted, perSecond*seconds, elapsed, heartbeats, 2*heartbeats)
+	}
+
+	// Everything the victim forwarded has reached the observer once a later
+	// statement (of another fresh key) has.
+	after := newThrowaway(t)
+	send(after, 1, after.liveness(t, 1, clock.Advance(time.Second), "", false))
+	observer.waitFrom(t, after.id, 30*time.Second)
+	if got := observer.count(spammer.id); got > accepted {
+		t.Fatalf("observer received %d of the spammer's statements, victim accepted %d", got, accepted)
+	}
+	if got := v.refusals(t)["rate_limited"]; got < float64(perSecond*seconds-accepted) {
+		t.Fatalf("metrics count %v rate-limited statements, want %d", got, perSecond*seconds-accepted)
+	}
+	t.Logf("spammer: %d sent in %s of (virtual) time, %d accepted, %d forwarded to the observer", perSecond*seconds, elapsed, accepted, observer.count(spammer.id))
+}
