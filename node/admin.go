@@ -21,6 +21,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/datadir"
 	"github.com/mirrornet/mirrornet/internal/debugprof"
 	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -57,29 +58,17 @@ type BundleStatus struct {
 }
 
 func (n *Node) startAdmin() error {
+	// The data directory lock (taken in New) proves no other node serves
+	// this socket: a leftover from a crash is replaced. The socket is
+	// owner-only from its creation (umask 0077).
 	path := filepath.Join(n.cfg.DataDir, adminSocket)
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("node: another node is already running with data directory %s", n.cfg.DataDir)
-	}
-	_ = os.Remove(path) // a stale socket from a crash
-	listen := func(path string) (net.Listener, error) {
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(path, 0o600); err != nil {
-			ln.Close()
-			return nil, err
-		}
-		return ln, nil
-	}
+	listen := datadir.ListenUnix
 	if n.listenAdmin != nil {
 		listen = n.listenAdmin
 	}
 	ln, err := listen(path)
 	if err != nil {
-		return fmt.Errorf("node: admin socket %s: %w", path, err)
+		return fmt.Errorf("node: admin socket: %w", err)
 	}
 	n.adminLn = ln
 	mux := http.NewServeMux()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 )
@@ -55,6 +56,43 @@ func loadOrCreateIdentity(dataDir string) (crypto.PrivKey, bool, error) {
 		return nil, false, fmt.Errorf("%w: %v", ErrIdentity, err)
 	}
 	return key, true, nil
+}
+
+// checkIdentity proves that key is this node's identity before anything
+// is signed with it: it must sign and verify a test message (a key file
+// whose public half does not match its private half parses, but every
+// statement it signs would be rejected by every peer), and its peer ID
+// must be the one DATA/node.json recorded, if any (a key file copied from
+// another node, or restored from the wrong backup, would make this mirror
+// impersonate another or lose its own history).
+func checkIdentity(dataDir string, key crypto.PrivKey) (err error) {
+	path := filepath.Join(dataDir, identityFile)
+	defer func() {
+		// crypto/ed25519 panics on a private key whose halves disagree.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s fails the sign/verify self-test (%v); restore the right key from a backup", ErrIdentity, path, r)
+		}
+	}()
+	msg := []byte("mirrornet identity self-test")
+	sig, err := key.Sign(msg)
+	if err != nil {
+		return fmt.Errorf("%w: %s cannot sign (%v); restore the right key from a backup", ErrIdentity, path, err)
+	}
+	if ok, err := key.GetPublic().Verify(msg, sig); err != nil || !ok {
+		return fmt.Errorf("%w: %s fails the sign/verify self-test: its signature does not verify under its own public key; restore the right key from a backup", ErrIdentity, path)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("%w: %s: peer ID: %v", ErrIdentity, path, err)
+	}
+	info, err := ReadInfo(dataDir)
+	if err != nil || info.PeerID == "" {
+		return nil // first start, or no record to compare with
+	}
+	if info.PeerID != id.String() {
+		return fmt.Errorf("%w: %s is the key of %s, but %s says this node is %s; restore the matching key, or remove %s to start as the new identity", ErrIdentity, path, id, nodeInfoFile, info.PeerID, nodeInfoFile)
+	}
+	return nil
 }
 
 // checkDataDir creates the data directory if needed and proves it is
