@@ -11,10 +11,13 @@ import (
 // kind), so that a replayed statement is ignored however long after the
 // original it comes back. With a minimum interval set it is also the
 // per-signer rate limit: a statement arriving sooner than that after the
-// last accepted one of its signer and kind is refused with ErrRateLimited,
-// so one key publishing a thousand statements a second costs each mirror
-// at most one signature check and forward per interval (honest mirrors
-// publish once per heartbeat; the interval is half a heartbeat).
+// last accepted one of its signer and kind is refused with ErrRateLimited
+// (and so not forwarded), unless it was also signed at least that much
+// later. One key publishing a thousand statements a second gets at most one
+// accepted per interval (plus, if it post-dates its statements, a burst of
+// protocol.MaxClockDisparity worth), while an honest mirror (one statement
+// per heartbeat; the interval is half a heartbeat) whose statements reach a
+// starved observer in a bunch loses none of them.
 //
 // Memory: one small entry per (signer, kind) heard from recently; Forget
 // drops the old ones. It is not safe for concurrent use; it does no I/O and
@@ -30,8 +33,9 @@ type seqKey struct {
 }
 
 type seqEntry struct {
-	seq  uint64
-	seen time.Time
+	seq    uint64
+	seen   time.Time // when accepted
+	signed time.Time // the accepted statement's own time
 }
 
 // NewSeqGuard returns an empty guard with no rate limit.
@@ -49,19 +53,21 @@ func (g *SeqGuard) Check(st *Statement) error {
 	return nil
 }
 
-// CheckRate returns ErrRateLimited when the last statement of kind accepted
-// from signer was accepted less than the minimum interval before now. It
-// needs no verified statement, so a caller may ask before paying for a
-// signature check: only accepted (verified) statements move the clock, so
-// a forgery naming someone else's key cannot get their statements limited.
-func (g *SeqGuard) CheckRate(signer peer.ID, kind Kind, now time.Time) error {
+// CheckRate returns ErrRateLimited when the last statement of st's signer
+// and kind was accepted less than the minimum interval before now and
+// signed less than the minimum interval before st.
+func (g *SeqGuard) CheckRate(st *Statement, now time.Time) error {
 	if g.minInterval <= 0 {
 		return nil
 	}
-	if e, ok := g.last[seqKey{signer, kind}]; ok {
-		if d := now.Sub(e.seen); d >= 0 && d < g.minInterval {
-			return fmt.Errorf("%w: %s after the last %s statement from %s (minimum %s)", ErrRateLimited, d.Round(time.Millisecond), kind, signer, g.minInterval)
-		}
+	e, ok := g.last[seqKey{st.Signer, st.Kind}]
+	if !ok {
+		return nil
+	}
+	arrived, signed := now.Sub(e.seen), st.Time.Sub(e.signed)
+	if arrived >= 0 && arrived < g.minInterval && signed < g.minInterval {
+		return fmt.Errorf("%w: %s after the last %s statement from %s, signed %s after it (minimum %s)", ErrRateLimited,
+			arrived.Round(time.Millisecond), st.Kind, st.Signer, signed.Round(time.Millisecond), g.minInterval)
 	}
 	return nil
 }
@@ -72,7 +78,7 @@ func (g *SeqGuard) Admit(st *Statement, now time.Time) error {
 	if err := g.Check(st); err != nil {
 		return err
 	}
-	return g.CheckRate(st.Signer, st.Kind, now)
+	return g.CheckRate(st, now)
 }
 
 // Accept records st as the latest from its signer if it is newer, and
@@ -82,7 +88,7 @@ func (g *SeqGuard) Accept(st *Statement, now time.Time) bool {
 	if g.Check(st) != nil {
 		return false
 	}
-	g.last[seqKey{st.Signer, st.Kind}] = seqEntry{seq: st.Seq, seen: now}
+	g.last[seqKey{st.Signer, st.Kind}] = seqEntry{seq: st.Seq, seen: now, signed: st.Time}
 	return true
 }
 

@@ -140,17 +140,14 @@ func scoreThresholds() *pubsub.PeerScoreThresholds {
 // statements to the node's state atomically with the sequence check.
 //
 // Cost bound per signer: a statement arriving sooner than half a heartbeat
-// after the last accepted one of its signer (and kind) is ignored before its
-// signature is checked, and not forwarded.
+// after the last accepted one of its signer (and kind), and signed less
+// than that after it, is ignored and not forwarded (attest.SeqGuard).
 func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if n.blackhole != nil && from != n.id && n.blackhole(from) {
 		return pubsub.ValidationIgnore
 	}
 	now := n.clock()
-	st, err := n.checkRate(msg.Data, now)
-	if err == nil {
-		st, err = attest.Verify(msg.Data, now)
-	}
+	st, err := attest.Verify(msg.Data, now)
 	if err == nil {
 		err = n.accept(st)
 	}
@@ -176,25 +173,6 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 		n.log.Debug("rejected statement", "from", from, "reason", reason(err), "err", err)
 		return pubsub.ValidationReject
 	}
-}
-
-// checkRate applies the per-signer rate limit to a statement before its
-// signature is checked (the signer is read from the envelope unverified:
-// only verified, accepted statements move the limit, so naming another key
-// gains a forger nothing). A rate-limited statement is returned with only
-// Kind and Signer set, unverified, for metrics and logs.
-func (n *Node) checkRate(raw []byte, now time.Time) (*attest.Statement, error) {
-	signer, kind, err := attest.Peek(raw)
-	if err != nil {
-		return nil, nil // Verify names the problem
-	}
-	n.mu.Lock()
-	err = n.guard.CheckRate(signer, kind, now)
-	n.mu.Unlock()
-	if err != nil {
-		return &attest.Statement{Kind: kind, Signer: signer}, err
-	}
-	return nil, nil
 }
 
 // verdict is attest.Classify extended with the view's refusals, which are
