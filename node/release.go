@@ -47,7 +47,8 @@ import (
 // than MaxUnfollowedApps such apps are known, at most MaxVersionsUnfollowed
 // records each and MaxUnfollowedBytes in all; followed apps (the operator's
 // choice) are not limited. Build attestations are kept only for releases in the
-// book, at most release.MaxBuildersPerRelease builders each.
+// book, and only from the builders each release declares (at most
+// protocol.MaxMaintainers): anyone else's are ignored as "unlisted".
 //
 // Persistence (data directory): releases.book (release.SaveFile, atomic) and
 // apps.json (followed apps and the CIDs this feature follows for them,
@@ -87,6 +88,11 @@ var (
 
 func init() { registerFeature(newReleaseFeature) }
 
+type buildKey struct {
+	app     string
+	version uint64
+}
+
 type buildRawKey struct {
 	app     string
 	version uint64
@@ -111,6 +117,8 @@ type releaseFeature struct {
 	book     *release.Book
 	builds   *release.Builds
 	buildRaw map[buildRawKey][]byte
+	// unlisted counts attestations refused as unlisted, per release.
+	unlisted map[buildKey]int
 	// apps are the followed apps → CIDs this feature follows for them.
 	apps map[string][]string
 	// unfollowedBytes is the size of every record of apps not followed.
@@ -123,7 +131,7 @@ type releaseFeature struct {
 func newReleaseFeature(n *Node) (feature, error) {
 	f := &releaseFeature{
 		n: n, wake: make(chan struct{}, 1), maxApps: MaxUnfollowedApps, maxVersions: MaxVersionsUnfollowed, maxBytes: MaxUnfollowedBytes,
-		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, apps: map[string][]string{},
+		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, unlisted: map[buildKey]int{}, apps: map[string][]string{},
 	}
 	book, skipped, err := release.LoadFile(filepath.Join(n.cfg.DataDir, releaseBookFile), n.clock())
 	if err != nil {
@@ -234,7 +242,7 @@ func toResult(v attest.Verdict) pubsub.ValidationResult {
 
 // releaseVerdict is release.Verdict plus this feature's own Ignore cases.
 func releaseVerdict(err error) attest.Verdict {
-	if errors.Is(err, ErrBookFull) || errors.Is(err, ErrUnknownRelease) {
+	if errors.Is(err, ErrBookFull) || errors.Is(err, ErrUnknownRelease) || errors.Is(err, release.ErrUnlistedBuilder) {
 		return attest.Ignore
 	}
 	return release.Verdict(err)
@@ -259,6 +267,8 @@ func (f *releaseFeature) count(kind string, v attest.Verdict, err error) {
 		reason = "book_full"
 	case errors.Is(err, ErrUnknownRelease):
 		reason = "unknown_release"
+	case errors.Is(err, release.ErrUnlistedBuilder):
+		reason = "unlisted_builder"
 	}
 	if f.n.metrics != nil {
 		f.n.metrics.statements.WithLabelValues(kind, v.String(), reason).Inc()
@@ -374,15 +384,23 @@ func (f *releaseFeature) keepBuild(st *attest.Statement, raw []byte, dryRun bool
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.book.Get(b.App, b.Version); !ok {
+	rel, ok := f.book.Get(b.App, b.Version)
+	if !ok {
 		return fmt.Errorf("%w: %s@%d", ErrUnknownRelease, b.App, b.Version)
 	}
 	k := buildRawKey{b.App, b.Version, b.Builder}
 	if dryRun {
+		if !release.Listed(rel, b.Builder) {
+			return fmt.Errorf("%w: %s for %s@%d", release.ErrUnlistedBuilder, b.Builder, b.App, b.Version)
+		}
 		return nil
 	}
-	if !f.builds.Add(st) {
-		return fmt.Errorf("%w: not newer than %s's last attestation for %s@%d, or too many builders", attest.ErrReplay, b.Builder, b.App, b.Version)
+	if err := f.builds.Add(st, rel); err != nil {
+		if errors.Is(err, release.ErrUnlistedBuilder) {
+			// Bounded: one counter per release in the book.
+			f.unlisted[buildKey{b.App, b.Version}]++
+		}
+		return err
 	}
 	f.buildRaw[k] = raw
 	return nil
@@ -828,6 +846,12 @@ type AppStatus struct {
 	Integrity string              `json:"integrity"`
 	Builders  []string            `json:"builders"`
 	Divergent map[string][]string `json:"divergent,omitempty"`
+	// DeclaredBuilders is the builder set the release names (absent: none);
+	// only its keys' attestations count.
+	DeclaredBuilders *protocol.MaintainerSet `json:"declared_builders,omitempty"`
+	// Unlisted counts attestations of this version by keys the release
+	// does not declare: shown, ignored, not kept.
+	Unlisted int `json:"unlisted"`
 	// Summary is the one-line form (release.Summary).
 	Summary string `json:"summary"`
 	// Holders are the peer IDs of alive mirrors that announce the CID.
@@ -849,6 +873,7 @@ func (f *releaseFeature) status(app string, version uint64) (AppStatus, error) {
 	rec, ok := f.book.Get(app, version)
 	latest, st := f.book.Current(app, now)
 	builds := f.builds.For(app, rec.Version)
+	unlisted := f.unlisted[buildKey{app, rec.Version}]
 	_, followed := f.apps[app]
 	var versions []uint64
 	for _, raw := range f.book.Raw(app) {
@@ -874,6 +899,7 @@ func (f *releaseFeature) status(app string, version uint64) (AppStatus, error) {
 		Expires: time.UnixMilli(rec.Expires).UTC().Format(time.RFC3339),
 		Repo:    rec.Repo, Commit: rec.Commit, Build: rec.Build, Maintainers: rec.Maintainers,
 		Integrity: string(integ.State), Builders: integ.Builders, Divergent: integ.Divergent,
+		DeclaredBuilders: rec.Builders, Unlisted: unlisted,
 		Followed: followed, Holders: []string{}, Versions: versions,
 	}
 	if out.Builders == nil {

@@ -240,15 +240,17 @@ func testLateJoinerSyncsReleasesAndBuilds(t *testing.T) {
 	a := c.nodes[0]
 	keys, set := maintainers(t, 1, 1)
 	res := publish(t, a, writeTree(t))
-	p := release.Params{Name: "late", Version: 1, CID: res.CID, Maintainers: set, Time: time.Now()}
+	// A build attestation by the builder the release declares, through
+	// the admin route.
+	bk, _, _ := crypto.GenerateEd25519Key(nil)
+	bid, _ := release.PublicKey(bk)
+	p := release.Params{Name: "late", Version: 1, CID: res.CID, Maintainers: set, Time: time.Now(),
+		Builders: &protocol.MaintainerSet{Keys: []string{bid}, Threshold: 1}}
 	relRaw := signRelease(t, p, keys...)
 	if _, err := submitRelease(t, a, relRaw); err != nil {
 		t.Fatal(err)
 	}
 	app := protocol.DeriveAppID("late", set)
-	// A build attestation by an independent builder, through the admin route.
-	bk, _, _ := crypto.GenerateEd25519Key(nil)
-	bid, _ := release.PublicKey(bk)
 	now := time.Now()
 	buildRaw, err := attest.SignBuild(bk, protocol.BuildAttestation{Builder: bid, Seq: uint64(now.UnixMilli()), Time: now.UnixMilli(),
 		App: app, Version: 1, Build: "make", CID: res.CID})

@@ -99,6 +99,12 @@ type Release struct {
 	// replaces, which must equal the set currently known and whose
 	// threshold must also sign.
 	Previous *MaintainerSet `json:"previous,omitempty"`
+	// Builders are the builder keys whose [BuildAttestation]s count for
+	// this release's code integrity, and how many of them must attest its
+	// CID (k-of-n, like maintainers). Attestations by any other key are
+	// "unlisted" and change nothing. Absent: no builder is declared, and
+	// the release's integrity stays unverified whatever anyone attests.
+	Builders *MaintainerSet `json:"builders,omitempty"`
 }
 
 func (r *Release) normalize() {
@@ -107,6 +113,9 @@ func (r *Release) normalize() {
 	}
 	if r.Previous != nil && r.Previous.Keys == nil {
 		r.Previous.Keys = []string{}
+	}
+	if r.Builders != nil && r.Builders.Keys == nil {
+		r.Builders.Keys = []string{}
 	}
 }
 
@@ -141,6 +150,11 @@ func (r *Release) Validate() error {
 	if r.Previous != nil {
 		if err := r.Previous.Validate(); err != nil {
 			return fmt.Errorf("previous: %w", err)
+		}
+	}
+	if r.Builders != nil {
+		if err := r.Builders.Validate(); err != nil {
+			return fmt.Errorf("builders: %w", err)
 		}
 	}
 	return nil

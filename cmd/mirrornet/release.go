@@ -25,6 +25,7 @@ import (
 const releaseSynopsis = `PATH --app NAME|APP-ID --version N --key KEY... [--threshold T] [--maintainer PUBKEY]...
        [--repo URL] [--commit SHA] [--build "CMD"] [--expires 720h|RFC3339] [--data DIR] [--json]
        [--previous-key KEY]... [--previous-maintainer PUBKEY]... [--previous-threshold T]
+       [--builder PUBKEY]... [--builder-threshold K]
 
 Publish PATH as version N of an app: import the bundle into the local node and gossip a
 release record (app ID, version, CID, source, build command, expiry) signed by every --key.
@@ -32,6 +33,12 @@ The maintainer set is the public keys of --key plus --maintainer, with threshold
 the number of --key files). The first release names the app (--app NAME); its app ID is
 derived from the name and that first maintainer set and printed. Later releases give --app
 NAME with the same keys, or --app APP-ID. Versions only go up.
+
+Builders: --builder names a key whose build attestations count for the release's code
+integrity; K of them (default: all) must attest its CID for the badge to turn green, and any
+of them attesting another CID turns it red. Attestations by other keys are shown as
+"unlisted" and change nothing. Without --builder, a release by app ID keeps the builders of
+the current release.
 
 Rotation: to change the maintainer set, give the new set with --key/--maintainer/--threshold
 and the current set with --previous-key/--previous-maintainer/--previous-threshold; both
@@ -51,6 +58,9 @@ func runRelease(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.Var(&prevKeyFiles, "previous-key", "rotation: key file of the current maintainer set (repeatable)")
 	fs.Var(&prevMaintainers, "previous-maintainer", "rotation: public key of a current maintainer who does not sign (repeatable)")
 	prevThreshold := fs.Int("previous-threshold", 0, "rotation: threshold of the current maintainer set (default: the number of --previous-key)")
+	var builders listFlag
+	fs.Var(&builders, "builder", "public key of a builder whose attestations count for code integrity (repeatable)")
+	builderThreshold := fs.Int("builder-threshold", 0, "declared builders that must attest the CID (default: all of them)")
 	repo := fs.String("repo", "", "source repository URL")
 	commit := fs.String("commit", "", "source commit")
 	buildCmd := fs.String("build", "", "build command that produces PATH from the source")
@@ -89,6 +99,27 @@ func runRelease(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	var builderSet *protocol.MaintainerSet
+	if len(builders) > 0 {
+		for _, b := range builders {
+			if _, err := attest.ParseKey(b); err != nil {
+				return usageErrorf("release: --builder %q is not a public key (a 12D3KooW... peer ID): %v", b, err)
+			}
+		}
+		bs := release.MaintainerSetOf(*builderThreshold, builders...)
+		if *builderThreshold == 0 {
+			bs.Threshold = len(bs.Keys)
+		}
+		if len(bs.Keys) != len(builders) {
+			return usageErrorf("release: the same key is given twice in --builder")
+		}
+		if bs.Threshold < 1 || bs.Threshold > len(bs.Keys) {
+			return usageErrorf("release: --builder-threshold %d outside 1..%d (the number of builders)", bs.Threshold, len(bs.Keys))
+		}
+		builderSet = &bs
+	} else if *builderThreshold != 0 {
+		return usageErrorf("release: --builder-threshold needs --builder")
+	}
 	var prevKeys []crypto.PrivKey
 	var prevSet *protocol.MaintainerSet
 	if len(prevKeyFiles) > 0 || len(prevMaintainers) > 0 {
@@ -106,13 +137,16 @@ func runRelease(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("release: %w", err)
 	}
 	p := release.Params{Version: version, Repo: *repo, Commit: *commit, Build: *buildCmd,
-		Maintainers: set, Previous: prevSet, Time: now, TTL: ttl}
+		Maintainers: set, Previous: prevSet, Builders: builderSet, Time: now, TTL: ttl}
 	if protocol.IsAppID(*appFlag) {
 		st, err := appStatusFromNode(ctx, ac, *appFlag, 0)
 		if err != nil {
 			return fmt.Errorf("release: %w (for an app's first release give --app NAME)", err)
 		}
 		p.App, p.Name = st.App, st.Name
+		if p.Builders == nil {
+			p.Builders = st.DeclaredBuilders
+		}
 	} else {
 		if strings.HasPrefix(*appFlag, protocol.AppIDPrefix) && len(*appFlag) > 40 {
 			return usageErrorf("release: --app %q looks like a mistyped app ID", *appFlag)
@@ -254,7 +288,7 @@ func (r nodeResolver) Release(ctx context.Context, ref release.AppRef) (protocol
 			st.Name, st.Version, st.Expires, st.App, st.Version)
 	}
 	return protocol.Release{App: st.App, Name: st.Name, Version: st.Version, CID: st.CID, Repo: st.Repo,
-		Commit: st.Commit, Build: st.Build, Maintainers: st.Maintainers}, nil
+		Commit: st.Commit, Build: st.Build, Maintainers: st.Maintainers, Builders: st.DeclaredBuilders}, nil
 }
 
 func init() {

@@ -91,10 +91,15 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 	follower := startNode(t, "--bootstrap", oi.Addrs[0], "--follow", app)
 	waitFor(t, 30*time.Second, "follower holds v1", func() (bool, string) { return holdsOnly(t, follower.data, cid1) })
 
-	// v2, by app ID this time.
+	// v2, by app ID this time, declaring one builder.
+	builder := filepath.Join(keys, "builder.key")
+	builderPub, errOut, code := mirrornet(t, "keygen", builder)
+	if code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
 	site2 := writeSite(t, "v2")
 	out, errOut, code = mirrornet(t, "release", site2, "--data", origin.data, "--app", app, "--version", "2",
-		"--key", k1, "--key", k2, "--threshold", "2", "--json")
+		"--key", k1, "--key", k2, "--threshold", "2", "--builder", strings.TrimSpace(builderPub), "--json")
 	if code != 0 {
 		t.Fatalf("release v2: exit %d: %s", code, errOut)
 	}
@@ -141,12 +146,8 @@ func TestE2EReleaseFollowGet(t *testing.T) {
 		t.Fatalf("status --app: exit %d: %s%s", code, out, errOut)
 	}
 
-	// An independent builder rebuilds v2 and signs it; verify hands the
+	// The declared builder rebuilds v2 and signs it; verify hands the
 	// attestation to the origin, which gossips it: verified · 1 builder.
-	builder := filepath.Join(keys, "builder.key")
-	if _, errOut, code := mirrornet(t, "keygen", builder); code != 0 {
-		t.Fatalf("keygen: exit %d: %s", code, errOut)
-	}
 	out, errOut, code = mirrornet(t, "verify", "--source", site2, "--build", "true", "--out", ".", "--app", app+"@2",
 		"--key", builder, "--data", origin.data)
 	if code != 0 || !strings.Contains(out, "result:   match") || !strings.Contains(out, "gossiped") {

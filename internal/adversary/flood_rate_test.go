@@ -22,9 +22,10 @@ type rawGossip struct {
 	ps    *pubsub.PubSub
 	topic *pubsub.Topic
 
-	mu   sync.Mutex
-	cond *sync.Cond
-	from map[peer.ID]int // statements received, by (unverified) signer
+	mu    sync.Mutex
+	cond  *sync.Cond
+	from  map[peer.ID]int // statements received, by (unverified) signer
+	extra map[string]*pubsub.Topic
 }
 
 func newRawGossip(t testing.TB, h host.Host) *rawGossip {

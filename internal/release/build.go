@@ -36,6 +36,9 @@ type Params struct {
 	Maintainers protocol.MaintainerSet
 	// Previous is the set being replaced, for a rotation only.
 	Previous *protocol.MaintainerSet
+	// Builders are the builder keys whose attestations count for code
+	// integrity, with their threshold; nil declares none.
+	Builders *protocol.MaintainerSet
 	// Time is the signing time; the record expires at Time + TTL
 	// (DefaultTTL if zero).
 	Time time.Time
@@ -48,7 +51,7 @@ func NextParams(prev protocol.Release, cid string, now time.Time) Params {
 	return Params{
 		App: prev.App, Name: prev.Name, Version: prev.Version + 1, CID: cid,
 		Repo: prev.Repo, Build: prev.Build,
-		Maintainers: prev.Maintainers, Time: now,
+		Maintainers: prev.Maintainers, Builders: prev.Builders, Time: now,
 	}
 }
 
@@ -79,6 +82,10 @@ func (p Params) Record() (protocol.Release, error) {
 		prev := sortedSet(*p.Previous)
 		rec.Previous = &prev
 	}
+	if p.Builders != nil {
+		b := sortedSet(*p.Builders)
+		rec.Builders = &b
+	}
 	if rec.App == "" {
 		genesis := rec.Maintainers
 		if rec.Previous != nil {
@@ -86,7 +93,7 @@ func (p Params) Record() (protocol.Release, error) {
 		}
 		rec.App = protocol.DeriveAppID(rec.Name, genesis)
 	}
-	for _, set := range []*protocol.MaintainerSet{&rec.Maintainers, rec.Previous} {
+	for _, set := range []*protocol.MaintainerSet{&rec.Maintainers, rec.Previous, rec.Builders} {
 		if set == nil {
 			continue
 		}

@@ -1,6 +1,8 @@
 package release
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -8,14 +10,15 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// MaxBuildersPerRelease bounds the builders remembered for one app version:
-// far more independent rebuilds than any release gets, small enough that a
-// flood of fresh keys costs little memory.
-const MaxBuildersPerRelease = 64
+// ErrUnlistedBuilder: a build attestation is signed by a key the release
+// does not declare among its builders. It is not kept: it could change
+// nothing, and keeping it would let strangers fill memory.
+var ErrUnlistedBuilder = errors.New("release: unlisted builder: the release does not declare this builder key")
 
 // Builds collects verified build attestations by app version, keeping the
-// latest (highest Seq) per builder. Attestations without an app version
-// are not kept. Not safe for concurrent use; pure.
+// latest (highest Seq) per declared builder: at most len(Builders.Keys)
+// (protocol.MaxMaintainers) per release, so there are no first-come slots
+// for strangers to take. Not safe for concurrent use; pure.
 type Builds struct {
 	byRelease map[buildKey]map[string]protocol.BuildAttestation
 }
@@ -30,30 +33,32 @@ func NewBuilds() *Builds {
 	return &Builds{byRelease: map[buildKey]map[string]protocol.BuildAttestation{}}
 }
 
-// Add keeps a verified build statement (attest.Verify, Kind KindBuild) and
-// reports whether it was kept: not when it names no app version, is not
-// newer than that builder's last one for the version, or the version
-// already has MaxBuildersPerRelease builders.
-func (b *Builds) Add(st *attest.Statement) bool {
-	if st == nil || st.Kind != attest.KindBuild || st.Build == nil || st.Build.App == "" {
-		return false
+// Add keeps a verified build statement (attest.Verify, Kind KindBuild) of
+// rel. It returns ErrUnlistedBuilder when rel does not declare the
+// builder, attest.ErrReplay when it is not newer than that builder's last
+// one for the version, and an error when it does not name rel.
+func (b *Builds) Add(st *attest.Statement, rel protocol.Release) error {
+	if st == nil || st.Kind != attest.KindBuild || st.Build == nil {
+		return fmt.Errorf("%w: not a build attestation", attest.ErrKind)
 	}
 	a := *st.Build
+	if a.App != rel.App || a.Version != rel.Version {
+		return fmt.Errorf("release: attestation names %s@%d, not %s@%d", a.App, a.Version, rel.App, rel.Version)
+	}
+	if !Listed(rel, a.Builder) {
+		return fmt.Errorf("%w: %s for %s@%d", ErrUnlistedBuilder, a.Builder, a.App, a.Version)
+	}
 	k := buildKey{a.App, a.Version}
 	m := b.byRelease[k]
 	if m == nil {
 		m = map[string]protocol.BuildAttestation{}
 		b.byRelease[k] = m
 	}
-	old, ok := m[a.Builder]
-	switch {
-	case ok && old.Seq >= a.Seq:
-		return false
-	case !ok && len(m) >= MaxBuildersPerRelease:
-		return false
+	if old, ok := m[a.Builder]; ok && old.Seq >= a.Seq {
+		return fmt.Errorf("%w: not newer than %s's last attestation for %s@%d", attest.ErrReplay, a.Builder, a.App, a.Version)
 	}
 	m[a.Builder] = a
-	return true
+	return nil
 }
 
 // For returns the kept attestations of app version, sorted by builder: the

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -10,12 +11,21 @@ import (
 
 func TestBuilds(t *testing.T) {
 	m := newMaintainers(t, 70, 3)
-	app := mustRecord(t, genesis(m, 1, 1, cid1, t0)).App
-	sign := func(i int, seq uint64, cid string, version uint64) *attest.Statement {
+	builders := newMaintainers(t, 71, 3)
+	stranger := newMaintainers(t, 72, 1)
+	p := genesis(m, 1, 1, cid1, t0)
+	p.Builders = &protocol.MaintainerSet{Keys: builders.names[:2], Threshold: 1}
+	rel1 := mustRecord(t, p)
+	p2 := p
+	p2.App, p2.Version = rel1.App, 2
+	p2.Builders = &protocol.MaintainerSet{Keys: builders.names, Threshold: 1}
+	rel2 := mustRecord(t, p2)
+	app := rel1.App
+	sign := func(k maintainers, i int, seq uint64, cid string, version uint64) *attest.Statement {
 		t.Helper()
-		name := m.names[i]
+		name := k.names[i]
 		b := protocol.BuildAttestation{Builder: name, Seq: seq, Time: t0.UnixMilli(), App: app, Version: version, Build: "make", CID: cid}
-		raw, err := attest.SignBuild(m.keys[name], b)
+		raw, err := attest.SignBuild(k.keys[name], b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -26,13 +36,27 @@ func TestBuilds(t *testing.T) {
 		return st
 	}
 	bs := NewBuilds()
-	if !bs.Add(sign(0, 1, cid2, 1)) || !bs.Add(sign(1, 1, cid1, 1)) || !bs.Add(sign(0, 2, cid1, 1)) {
-		t.Fatal("attestations not kept")
+	for _, st := range []*attest.Statement{sign(builders, 0, 1, cid2, 1), sign(builders, 1, 1, cid1, 1), sign(builders, 0, 2, cid1, 1)} {
+		if err := bs.Add(st, rel1); err != nil {
+			t.Fatalf("declared builder's attestation not kept: %v", err)
+		}
 	}
-	if bs.Add(sign(0, 2, cid2, 1)) {
-		t.Fatal("kept an attestation not newer than the builder's last")
+	if err := bs.Add(sign(builders, 0, 2, cid2, 1), rel1); !errors.Is(err, attest.ErrReplay) {
+		t.Fatalf("not newer: %v", err)
 	}
-	bs.Add(sign(2, 1, cid2, 2))
+	// No slots for anyone else: strangers, the release's maintainers, a
+	// builder declared only for another version.
+	for _, st := range []*attest.Statement{sign(stranger, 0, 1, cid1, 1), sign(m, 0, 1, cid1, 1), sign(builders, 2, 1, cid1, 1)} {
+		if err := bs.Add(st, rel1); !errors.Is(err, ErrUnlistedBuilder) {
+			t.Fatalf("unlisted %s: %v, want ErrUnlistedBuilder", st.Signer, err)
+		}
+	}
+	if err := bs.Add(sign(builders, 2, 1, cid2, 2), rel2); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.Add(sign(builders, 2, 3, cid2, 2), rel1); err == nil {
+		t.Fatal("kept an attestation of version 2 against release 1")
+	}
 	got := bs.For(app, 1)
 	if len(got) != 2 || got[0].Builder > got[1].Builder {
 		t.Fatalf("For = %+v", got)

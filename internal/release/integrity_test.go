@@ -11,8 +11,10 @@ import (
 func TestCheckIntegrity(t *testing.T) {
 	m := newMaintainers(t, 30, 1)
 	builders := newMaintainers(t, 31, 3).names
+	strangers := newMaintainers(t, 32, 3).names
 	p := genesis(m, 1, 4, cid1, t0)
 	p.Commit = "abc"
+	p.Builders = &protocol.MaintainerSet{Keys: builders, Threshold: 2}
 	rel := mustRecord(t, p)
 	att := func(builder, cid string, version uint64) protocol.BuildAttestation {
 		return protocol.BuildAttestation{Builder: builder, Seq: 1, Time: 1, App: rel.App, Version: version, Build: "make", CID: cid}
@@ -24,23 +26,25 @@ func TestCheckIntegrity(t *testing.T) {
 		builds   []protocol.BuildAttestation
 		want     IntegrityState
 		builders int
+		unlisted int
 		str      string
 	}{
-		{"none", nil, Unverified, 0, "unverified"},
-		{"one builder", []protocol.BuildAttestation{att(builders[0], cid1, 4)}, Verified, 1, "verified · 1 builder"},
-		{"same builder twice counts once", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[0], cid1, 4)}, Verified, 1, "verified · 1 builder"},
-		{"two builders", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4)}, Verified, 2, "verified · 2 builders"},
-		{"maintainer is not independent", []protocol.BuildAttestation{att(m.names[0], cid1, 4)}, Unverified, 0, "unverified"},
-		{"other version ignored", []protocol.BuildAttestation{att(builders[0], cid2, 3)}, Unverified, 0, "unverified"},
-		{"one diverging builder", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4), att(builders[2], cid2, 4)}, Diverges, 2, ""},
-		{"other commit says nothing", []protocol.BuildAttestation{withCommit(att(builders[0], cid2, 4), "other"), withCommit(att(builders[1], cid1, 4), "abc")}, Verified, 1, "verified · 1 builder"},
-		{"maintainer diverging", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(m.names[0], cid2, 4)}, Diverges, 1, ""},
+		{"none", nil, Unverified, 0, 0, "unverified · 0 of 2 builders"},
+		{"one of two", []protocol.BuildAttestation{att(builders[0], cid1, 4)}, Unverified, 1, 0, "unverified · 1 of 2 builders"},
+		{"same builder twice counts once", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[0], cid1, 4)}, Unverified, 1, 0, ""},
+		{"two builders", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4)}, Verified, 2, 0, "verified · 2 builders"},
+		{"strangers change nothing", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(strangers[0], cid1, 4), att(strangers[1], cid1, 4)}, Unverified, 1, 2, "unverified · 1 of 2 builders"},
+		{"a stranger cannot turn it red", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4), att(strangers[0], cid2, 4)}, Verified, 2, 1, "verified · 2 builders"},
+		{"a maintainer not declared is unlisted", []protocol.BuildAttestation{att(m.names[0], cid2, 4)}, Unverified, 0, 1, ""},
+		{"other version ignored", []protocol.BuildAttestation{att(builders[0], cid2, 3)}, Unverified, 0, 0, ""},
+		{"one diverging builder", []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4), att(builders[2], cid2, 4)}, Diverges, 2, 0, ""},
+		{"other commit says nothing", []protocol.BuildAttestation{withCommit(att(builders[0], cid2, 4), "other"), withCommit(att(builders[1], cid1, 4), "abc")}, Unverified, 1, 0, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := CheckIntegrity(rel, c.builds)
-			if got.State != c.want || len(got.Builders) != c.builders {
-				t.Fatalf("got %+v, want %s with %d builders", got, c.want, c.builders)
+			if got.State != c.want || len(got.Builders) != c.builders || len(got.Unlisted) != c.unlisted {
+				t.Fatalf("got %+v, want %s with %d builders, %d unlisted", got, c.want, c.builders, c.unlisted)
 			}
 			if c.str != "" && got.String() != c.str {
 				t.Fatalf("String() = %q, want %q", got.String(), c.str)
@@ -50,8 +54,13 @@ func TestCheckIntegrity(t *testing.T) {
 			}
 		})
 	}
-	if CheckIntegrity(other, []protocol.BuildAttestation{att(builders[0], cid1, 4)}).State != Unverified {
+	if CheckIntegrity(other, []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid1, 4)}).State != Unverified {
 		t.Fatal("attestation for another app counted")
+	}
+	undeclared := rel
+	undeclared.Builders = nil
+	if got := CheckIntegrity(undeclared, []protocol.BuildAttestation{att(builders[0], cid1, 4), att(builders[1], cid2, 4)}); got.State != Unverified || got.String() != "unverified · no builders declared" {
+		t.Fatalf("no builders declared: %+v %q", got, got.String())
 	}
 }
 
