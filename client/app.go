@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -111,38 +110,47 @@ func ResolveApp(ctx context.Context, ref string, opts Options) (cid.Cid, *protoc
 
 // gatherStatements reads the statement streams of every bootstrap, then of
 // the up mirrors their (verified) liveness statements name, up to
-// MaxSources sources in all. It returns every frame read and a note per
-// source that failed.
+// MaxSources sources in all (best evidence and distinct domains first). It
+// returns the release records read and the liveness statements kept (each
+// verified as it streamed in, within the per-source and total byte
+// budgets), and a note per source that failed.
 func gatherStatements(ctx context.Context, boots []bootstrap, o Options) ([][]byte, []string) {
 	var (
-		mu    sync.Mutex
-		all   [][]byte
-		notes []string
-		wg    sync.WaitGroup
+		mu       sync.Mutex
+		releases [][]byte
+		relBytes int64
+		notes    []string
+		wg       sync.WaitGroup
 	)
-	view := newHealthView()
+	view := newHealthView(o.MaxStatementBytes)
 	var p2p *p2pSource
 	defer func() {
 		if p2p != nil {
 			p2p.close()
 		}
 	}()
-	read := func(src string, fn func(context.Context) ([][]byte, error)) {
+	read := func(src string, fn func(context.Context, func([]byte)) error) {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
 			defer cancel()
-			raws, err := fn(cctx)
-			mu.Lock()
-			defer mu.Unlock()
-			all = append(all, raws...)
-			if err != nil {
-				notes = append(notes, src+": "+err.Error())
-			}
-			now := o.Now()
-			for _, raw := range raws {
+			err := fn(cctx, func(raw []byte) {
 				if !protocol.IsSignedRelease(raw) {
-					view.add(src, raw, now)
+					view.add(src, raw, o.Now())
+					return
 				}
+				// Release records are verified by the caller's book;
+				// here they only count against the same budget.
+				mu.Lock()
+				defer mu.Unlock()
+				if relBytes+int64(len(raw)) <= o.MaxStatementBytes {
+					relBytes += int64(len(raw))
+					releases = append(releases, raw)
+				}
+			})
+			if err != nil {
+				mu.Lock()
+				notes = append(notes, src+": "+err.Error())
+				mu.Unlock()
 			}
 		})
 	}
@@ -150,7 +158,9 @@ func gatherStatements(ctx context.Context, boots []bootstrap, o Options) ([][]by
 	for _, b := range boots {
 		if b.http != "" {
 			asked[b.http] = true
-			read(b.http, func(c context.Context) ([][]byte, error) { return httpStatements(c, o.HTTPClient, b.http) })
+			read(b.http, func(c context.Context, each func([]byte)) error {
+				return httpStatements(c, o.HTTPClient, b.http, o.MaxSourceBytes, each)
+			})
 			continue
 		}
 		if p2p == nil {
@@ -162,31 +172,34 @@ func gatherStatements(ctx context.Context, boots []bootstrap, o Options) ([][]by
 		}
 		asked[b.raw] = true
 		ai := *b.p2p
-		read(b.raw, func(c context.Context) ([][]byte, error) { return p2p.statements(c, ai) })
+		read(b.raw, func(c context.Context, each func([]byte)) error {
+			return p2p.statements(c, ai, o.MaxSourceBytes, each)
+		})
 	}
 	wg.Wait()
-	// Second round: other up, fresh mirrors the bootstraps' statements name.
-	mu.Lock()
+	// Second round: other up, fresh mirrors the bootstraps' statements
+	// name, best evidence and distinct domains first.
 	var more []string
-	now := o.Now()
-	for _, st := range view.latest {
-		l := st.Liveness
-		if l.State != protocol.StateUp || l.HTTP == "" || now.Sub(st.Time) > o.MaxAge {
-			continue
-		}
-		if u, err := normalizeHTTP(l.HTTP); err == nil && !asked[u] {
-			more = append(more, u)
-			asked[u] = true
+	for _, c := range spread(view.upMirrors(o.Now(), o.MaxAge)) {
+		if !asked[c.url] {
+			more = append(more, c.url)
+			asked[c.url] = true
 		}
 	}
-	mu.Unlock()
-	slices.Sort(more)
 	if room := o.MaxSources - len(boots); len(more) > room {
 		more = more[:max(room, 0)]
 	}
 	for _, u := range more {
-		read(u, func(c context.Context) ([][]byte, error) { return httpStatements(c, o.HTTPClient, u) })
+		read(u, func(c context.Context, each func([]byte)) error {
+			return httpStatements(c, o.HTTPClient, u, o.MaxSourceBytes, each)
+		})
 	}
 	wg.Wait()
-	return all, notes
+	out := releases
+	view.mu.Lock()
+	for _, st := range view.latest {
+		out = append(out, st.Raw)
+	}
+	view.mu.Unlock()
+	return out, notes
 }

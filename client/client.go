@@ -142,9 +142,17 @@ type Options struct {
 	// per block. Default 1 MiB (the size of one leaf: larger subtrees
 	// are better spread over mirrors block by block); negative: never.
 	SubtreeBytes int64
-	// MaxSources bounds how many mirrors are asked for statements
-	// (bootstraps first, then mirrors they name). Default 8.
+	// MaxSources bounds how many mirrors are contacted at all (asked for
+	// statements or probed): bootstraps first, then mirrors their
+	// statements name, best evidence and distinct domains first. Default
+	// 8 (more bootstraps than that are all contacted).
 	MaxSources int
+	// MaxSourceBytes bounds the statement bytes read from one source
+	// (default 8 MiB: ten thousand honest statements); MaxStatementBytes
+	// the statements kept from all of them, counted twice their size
+	// (default 16 MiB). Statements are verified as they stream in.
+	MaxSourceBytes    int64
+	MaxStatementBytes int64
 	// Seed seeds the exploration choices; 0 picks a random seed.
 	Seed uint64
 	// Now is the clock statements are judged by. Default time.Now.
@@ -179,18 +187,20 @@ type Drop struct {
 // discarding logger of its own).
 func DefaultOptions() Options {
 	return Options{
-		ProgressInterval: 250 * time.Millisecond,
-		MaxAge:           30 * time.Second,
-		Parallel:         12,
-		PerMirror:        3,
-		HedgeDelay:       time.Second,
-		HedgeFactor:      3,
-		StallTimeout:     10 * time.Second,
-		MinRate:          4 << 10,
-		ProbeTimeout:     5 * time.Second,
-		MaxSources:       8,
-		SubtreeBytes:     1 << 20,
-		Now:              time.Now,
+		ProgressInterval:  250 * time.Millisecond,
+		MaxAge:            30 * time.Second,
+		Parallel:          12,
+		PerMirror:         3,
+		HedgeDelay:        time.Second,
+		HedgeFactor:       3,
+		StallTimeout:      10 * time.Second,
+		MinRate:           4 << 10,
+		ProbeTimeout:      5 * time.Second,
+		MaxSources:        8,
+		MaxSourceBytes:    8 << 20,
+		MaxStatementBytes: 16 << 20,
+		SubtreeBytes:      1 << 20,
+		Now:               time.Now,
 	}
 }
 
@@ -208,6 +218,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: MinRate %d is negative", ErrOptions, o.MinRate)
 	case o.MaxSources < 0:
 		return fmt.Errorf("%w: MaxSources %d is negative", ErrOptions, o.MaxSources)
+	case o.MaxSourceBytes < 0 || o.MaxStatementBytes < 0:
+		return fmt.Errorf("%w: MaxSourceBytes and MaxStatementBytes must not be negative", ErrOptions)
 	}
 	for _, d := range []struct {
 		name string
@@ -264,6 +276,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SubtreeBytes == 0 {
 		o.SubtreeBytes = d.SubtreeBytes
+	}
+	if o.MaxSourceBytes == 0 {
+		o.MaxSourceBytes = d.MaxSourceBytes
+	}
+	if o.MaxStatementBytes == 0 {
+		o.MaxStatementBytes = d.MaxStatementBytes
 	}
 	if o.Now == nil {
 		o.Now = d.Now

@@ -317,7 +317,7 @@ func TestHealthView(t *testing.T) {
 	now := time.Now()
 	k1, k2, k3, k4 := newKey(t), newKey(t), newKey(t), newKey(t)
 	root := "bafyroot"
-	v := newHealthView()
+	v := newHealthView(0)
 	// Highest Seq wins whatever the order of arrival.
 	v.add("a", signed(t, k1, 5, now, protocol.StateUp, "http://m1", root), now)
 	v.add("b", signed(t, k1, 4, now, protocol.StateLeaving, "http://m1", root), now)
@@ -333,7 +333,10 @@ func TestHealthView(t *testing.T) {
 	if v.add("a", []byte("junk"), now) || v.rejected["a"] != 2 {
 		t.Errorf("rejected = %v", v.rejected)
 	}
-	got := v.usable(root, now, 30*time.Second)
+	var got []string
+	for _, c := range v.usable(root, now, 30*time.Second) {
+		got = append(got, c.url)
+	}
 	if want := []string{"http://m1"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("usable = %v, want %v", got, want)
 	}

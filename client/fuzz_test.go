@@ -42,7 +42,8 @@ func FuzzReadStatements(f *testing.F) {
 	f.Add(buf.Bytes())
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out, _ := readStatements(bytes.NewReader(body))
+		var out [][]byte
+		readStatements(bytes.NewReader(body), 1<<20, collect(&out))
 		n := 0
 		for _, s := range out {
 			n += len(s)

@@ -2,8 +2,14 @@ package client
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -14,24 +20,45 @@ import (
 
 // healthView is the client's verified picture of the mirrors: the latest
 // (highest Seq) signed liveness statement per signer, gathered from every
-// source. It is pure: no I/O, no clock; the caller passes now.
+// source, and which sources vouched for each. It does no I/O and reads no
+// clock (the caller passes now). Safe for concurrent use: sources are
+// read, and their statements verified, in parallel as they stream in.
+//
+// Cost bound: the statements it keeps count (twice their size, raw and
+// decoded) against maxBytes; once full, statements of new signers are
+// dropped (a lying source cannot make the client hold more), newer ones of
+// known signers still replace the old.
 type healthView struct {
-	latest map[peer.ID]*attest.Statement
+	mu       sync.Mutex
+	maxBytes int64
+	bytes    int64
+	latest   map[peer.ID]*attest.Statement
+	// vouched: which sources delivered a valid statement of each signer,
+	// the evidence mirrors are ranked by.
+	vouched map[peer.ID]map[string]bool
 	// rejected counts statements that failed verification (unsigned,
 	// forged, malformed, from the future), per source, for the log.
 	rejected map[string]int
+	// overBudget counts statements dropped for want of room.
+	overBudget int
 }
 
-func newHealthView() *healthView {
-	return &healthView{latest: map[peer.ID]*attest.Statement{}, rejected: map[string]int{}}
+func newHealthView(maxBytes int64) *healthView {
+	return &healthView{maxBytes: maxBytes, latest: map[peer.ID]*attest.Statement{},
+		vouched: map[peer.ID]map[string]bool{}, rejected: map[string]int{}}
 }
+
+func statementCost(raw []byte) int64 { return 2*int64(len(raw)) + 256 }
 
 // add verifies raw and keeps it if it is a liveness statement newer than
-// the one held for its signer. Statements that are only too old are kept
-// (they prove the mirror dead); everything else that fails verification is
-// counted against source and dropped. It reports whether raw was kept.
+// the one held for its signer and there is room. Statements that are only
+// too old are kept (they prove the mirror dead); everything else that fails
+// verification is counted against source and dropped. It reports whether
+// raw was kept.
 func (v *healthView) add(source string, raw []byte, now time.Time) bool {
 	st, err := attest.Verify(raw, now)
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	if err != nil && !errors.Is(err, attest.ErrTooOld) {
 		v.rejected[source]++
 		return false
@@ -39,42 +66,177 @@ func (v *healthView) add(source string, raw []byte, now time.Time) bool {
 	if st.Kind != attest.KindLiveness || st.Liveness == nil {
 		return false
 	}
-	if old, ok := v.latest[st.Signer]; ok && old.Seq >= st.Seq {
+	old, ok := v.latest[st.Signer]
+	if ok && old.Seq > st.Seq {
+		v.vouch(st.Signer, source)
 		return false
 	}
+	if ok && old.Seq == st.Seq {
+		v.vouch(st.Signer, source)
+		return false
+	}
+	grow := statementCost(raw)
+	if ok {
+		grow -= statementCost(old.Raw)
+	}
+	if v.maxBytes > 0 && grow > 0 && v.bytes+grow > v.maxBytes {
+		v.overBudget++
+		return false
+	}
+	v.bytes += grow
 	v.latest[st.Signer] = st
+	v.vouch(st.Signer, source)
 	return true
 }
 
-// usable returns the normalised HTTP base URLs of mirrors whose latest
-// statement is "up", at most maxAge old at now, and lists root, sorted.
-func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []string {
-	var out []string
-	for _, st := range v.latest {
+func (v *healthView) vouch(id peer.ID, source string) {
+	m := v.vouched[id]
+	if m == nil {
+		m = map[string]bool{}
+		v.vouched[id] = m
+	}
+	m[source] = true
+}
+
+// candidate is a mirror the view says is usable for a root.
+type candidate struct {
+	url      string
+	domain   string
+	vouchers int
+	// sources names the sources that vouched for it (sorted, joined).
+	sources string
+	time    time.Time
+}
+
+// usable returns the mirrors whose latest statement is "up", at most maxAge
+// old at now, and lists root, best evidence first: vouched for by more
+// sources, then fresher, then by URL. Each mirror's URL must be a bare
+// http(s)://host[:port] (statementURL); one URL appears once.
+func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []candidate {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	best := map[string]candidate{}
+	for id, st := range v.latest {
 		l := st.Liveness
-		if l.State != protocol.StateUp || l.HTTP == "" {
+		if l.State != protocol.StateUp || l.HTTP == "" || now.Sub(st.Time) > maxAge {
 			continue
 		}
-		if now.Sub(st.Time) > maxAge {
+		if _, found := slices.BinarySearch(l.Bundles, root); root != "" && !found {
 			continue
 		}
-		if _, found := slices.BinarySearch(l.Bundles, root); !found {
-			continue
-		}
-		u, err := normalizeHTTP(l.HTTP)
+		u, err := statementURL(l.HTTP)
 		if err != nil {
 			continue
 		}
-		out = append(out, u)
+		var srcs []string
+		for src := range v.vouched[id] {
+			srcs = append(srcs, src)
+		}
+		slices.Sort(srcs)
+		c := candidate{url: u, domain: urlDomain(u), vouchers: len(srcs), sources: strings.Join(srcs, " "), time: st.Time}
+		if old, ok := best[u]; !ok || better(c, old) {
+			best[u] = c
+		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	out := make([]candidate, 0, len(best))
+	for _, c := range best {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b candidate) int {
+		if better(a, b) {
+			return -1
+		}
+		if better(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// upMirrors is usable for any root: every up, fresh mirror.
+func (v *healthView) upMirrors(now time.Time, maxAge time.Duration) []candidate {
+	return v.usable("", now, maxAge)
+}
+
+func better(a, b candidate) bool {
+	if a.vouchers != b.vouchers {
+		return a.vouchers > b.vouchers
+	}
+	if !a.time.Equal(b.time) {
+		return a.time.After(b.time)
+	}
+	return a.url < b.url
+}
+
+// spread orders candidates (best evidence first) for contacting: mirrors
+// vouched for by more sources first; within the same number of vouchers,
+// turn by turn between the sources (sets of sources) that vouched, so one
+// source naming ten thousand mirrors gets no more turns than one naming a
+// single mirror; and within one source's mirrors, distinct domains first.
+func spread(cs []candidate) []candidate {
+	out := make([]candidate, 0, len(cs))
+	for i := 0; i < len(cs); {
+		j := i
+		for j < len(cs) && cs[j].vouchers == cs[i].vouchers {
+			j++
+		}
+		tier := cs[i:j]
+		bySource := map[string][]candidate{}
+		var sources []string
+		for _, c := range tier {
+			if _, ok := bySource[c.sources]; !ok {
+				sources = append(sources, c.sources)
+			}
+			bySource[c.sources] = append(bySource[c.sources], c)
+		}
+		queues := make([][]candidate, len(sources))
+		for k, src := range sources {
+			queues[k] = byDomain(bySource[src])
+		}
+		for left := len(tier); left > 0; {
+			for k := range queues {
+				if len(queues[k]) > 0 {
+					out = append(out, queues[k][0])
+					queues[k] = queues[k][1:]
+					left--
+				}
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+// byDomain orders candidates (best first) so that distinct domains come
+// first: the best of each domain in order, then the second of each, and
+// so on.
+func byDomain(cs []candidate) []candidate {
+	groups := map[string][]candidate{}
+	var order []string
+	for _, c := range cs {
+		if _, ok := groups[c.domain]; !ok {
+			order = append(order, c.domain)
+		}
+		groups[c.domain] = append(groups[c.domain], c)
+	}
+	out := make([]candidate, 0, len(cs))
+	for round := 0; len(out) < len(cs); round++ {
+		for _, d := range order {
+			if round < len(groups[d]) {
+				out = append(out, groups[d][round])
+			}
+		}
+	}
+	return out
 }
 
 // statusOf explains why a mirror's URL is not usable, for reports.
 func (v *healthView) statusOf(u string, root string, now time.Time, maxAge time.Duration) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	for _, st := range v.latest {
-		if h, err := normalizeHTTP(st.Liveness.HTTP); err != nil || h != u {
+		if h, err := statementURL(st.Liveness.HTTP); err != nil || h != u {
 			continue
 		}
 		l := st.Liveness
@@ -91,7 +253,68 @@ func (v *healthView) statusOf(u string, root string, now time.Time, maxAge time.
 	return "no statement"
 }
 
-// normalizeHTTP checks an http(s) base URL and strips trailing slashes.
+// errURL: a statement names an HTTP URL the client will not use.
+var errURL = errors.New("client: statement URL is not http(s)://host[:port]")
+
+// statementURL accepts only a bare http(s)://host[:port] (a trailing "/"
+// is allowed) from a statement and returns it without the slash: no path,
+// query, fragment or user info, a host name or IP literal, a port in
+// 1..65535. Anything else a mirror announces is ignored, so a statement
+// cannot point the client at some path of a third party's server.
+func statementURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q", errURL, s)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Host == "" {
+		return "", fmt.Errorf("%w: %q", errURL, s)
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" || strings.ContainsAny(host, " %") {
+		return "", fmt.Errorf("%w: %q", errURL, s)
+	}
+	if port != "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return "", fmt.Errorf("%w: %q", errURL, s)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("%w: %q", errURL, s)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// urlDomain names the failure domain a client can see from a URL alone:
+// the /24 of an IPv4 address, the /48 of an IPv6 one, and for a host name
+// its last two labels (example.org for a.b.example.org).
+func urlDomain(u string) string {
+	host := u
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		bits := 24
+		if a.Is6() {
+			bits = 48
+		}
+		p, _ := a.Prefix(bits)
+		return p.String()
+	}
+	labels := strings.Split(strings.TrimSuffix(strings.ToLower(host), "."), ".")
+	if len(labels) > 2 {
+		labels = labels[len(labels)-2:]
+	}
+	return strings.Join(labels, ".")
+}
+
+// normalizeHTTP checks an http(s) base URL (a bootstrap, which may carry a
+// path) and strips trailing slashes.
 func normalizeHTTP(s string) (string, error) {
 	u, err := parseHTTPBase(s)
 	if err != nil {

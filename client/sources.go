@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -26,28 +25,48 @@ import (
 // needs an entry point, and any mirror given as one already names every
 // mirror it knows in its signed statements.
 
-// gathered is one source's statements.
+// gathered reports that one source's statement stream has ended.
 type gathered struct {
 	src  string
-	raws [][]byte
+	got  int
+	kept int
 	err  error
 }
 
 // discover finds mirrors for f.root: it probes every HTTP bootstrap, reads
-// signed statements from every bootstrap and from the mirrors they name (up
-// to MaxSources), keeps the highest Seq per signer across all of them, and
-// probes each mirror the view says is up, fresh and holding the root. Each
-// probed mirror that holds the root is handed to the fetch loop as soon as it
+// signed statements from every bootstrap and from mirrors they name,
+// verifying each as it streams in (within a byte budget per source and in
+// total), keeps the highest Seq per signer across all of them, and probes
+// mirrors the view says are up, fresh and holding the root. Each probed
+// mirror that holds the root is handed to the fetch loop as soon as it
 // answers.
+//
+// Cost bound: at most max(MaxSources, bootstraps) distinct mirrors are
+// contacted at all (asked for statements or probed), chosen by evidence
+// (vouched for by the most sources, then freshest) and distinct domains
+// first, so a lying bootstrap minting thousands of mirrors cannot make the
+// client send a request to each, nor hold their statements.
 func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 	defer f.send(ctx, func() { f.discovering = false })
 	root := f.root.String()
-	view := newHealthView()
+	view := newHealthView(f.o.MaxStatementBytes)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	contacted := map[string]bool{}
+	limit := max(f.o.MaxSources, len(boots))
+	contact := func(u string) bool {
+		if contacted[u] {
+			return true
+		}
+		if len(contacted) >= limit {
+			return false
+		}
+		contacted[u] = true
+		return true
+	}
 	probed := map[string]bool{}
 	probe := func(u string) {
-		if probed[u] {
+		if probed[u] || !contact(u) {
 			return
 		}
 		probed[u] = true
@@ -62,7 +81,7 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 	results := make(chan gathered)
 	asked := map[string]bool{}
 	outstanding := 0
-	ask := func(key string, fn func(context.Context) ([][]byte, error)) {
+	ask := func(key string, fn func(context.Context, func([]byte)) error) {
 		if asked[key] {
 			return
 		}
@@ -70,10 +89,16 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		outstanding++
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, f.o.ProbeTimeout)
-			raws, err := fn(cctx)
+			g := gathered{src: key}
+			g.err = fn(cctx, func(raw []byte) {
+				g.got++
+				if view.add(key, raw, f.o.Now()) {
+					g.kept++
+				}
+			})
 			cancel()
 			select {
-			case results <- gathered{src: key, raws: raws, err: err}:
+			case results <- g:
 			case <-ctx.Done():
 			}
 		})
@@ -87,8 +112,11 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 	viewed := map[string]bool{} // mirrors taken from the view
 	for _, b := range boots {
 		if b.http != "" {
+			contacted[b.http] = true
 			probe(b.http)
-			ask(b.http, func(c context.Context) ([][]byte, error) { return httpStatements(c, f.o.HTTPClient, b.http) })
+			ask(b.http, func(c context.Context, each func([]byte)) error {
+				return httpStatements(c, f.o.HTTPClient, b.http, f.o.MaxSourceBytes, each)
+			})
 			continue
 		}
 		if p2p == nil {
@@ -99,7 +127,10 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			}
 		}
 		ai := *b.p2p
-		ask(b.raw, func(c context.Context) ([][]byte, error) { return p2p.statements(c, ai) })
+		contacted[b.raw] = true
+		ask(b.raw, func(c context.Context, each func([]byte)) error {
+			return p2p.statements(c, ai, f.o.MaxSourceBytes, each)
+		})
 	}
 	// Mirrors are judged on the union of every bootstrap's statements,
 	// not on the first to answer; but a dead bootstrap holds that up for
@@ -126,16 +157,10 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 				defer t.Stop()
 				grace = t.C
 			}
-		}
-		kept := 0
-		now := f.o.Now()
-		for _, raw := range g.raws {
-			if view.add(g.src, raw, now) {
-				kept++
-			}
-		}
-		if g.src != "" {
-			f.o.Logger.Debug("statements", "source", g.src, "got", len(g.raws), "kept", kept, "rejected", view.rejected[g.src], "err", g.err)
+			view.mu.Lock()
+			rejected, over := view.rejected[g.src], view.overBudget
+			view.mu.Unlock()
+			f.o.Logger.Debug("statements", "source", g.src, "got", g.got, "kept", g.kept, "rejected", rejected, "over_budget_total", over, "err", g.err)
 		}
 		if g.err != nil {
 			note := g.src + ": " + g.err.Error()
@@ -144,9 +169,14 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		if bootsPending > 0 {
 			continue
 		}
+		now := f.o.Now()
 		usable := view.usable(root, now, f.o.MaxAge)
+		isUsable := make(map[string]bool, len(usable))
+		for _, c := range usable {
+			isUsable[c.url] = true
+		}
 		for u := range viewed {
-			if !slices.Contains(usable, u) {
+			if !isUsable[u] {
 				// A newer statement (from any source) says it left,
 				// went stale or dropped the bundle.
 				delete(viewed, u)
@@ -154,14 +184,18 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 				f.send(ctx, func() { f.rejectMirror(u, hard("statement: %s", reason)) })
 			}
 		}
-		for _, u := range usable {
+		for _, c := range spread(usable) {
+			u := c.url
+			if len(contacted) >= limit && !contacted[u] {
+				break
+			}
 			if !isBoot[u] && !probed[u] {
 				viewed[u] = true
 			}
 			probe(u)
-			if len(asked) < max(f.o.MaxSources, len(boots)) {
-				ask(u, func(c context.Context) ([][]byte, error) { return httpStatements(c, f.o.HTTPClient, u) })
-			}
+			ask(u, func(c context.Context, each func([]byte)) error {
+				return httpStatements(c, f.o.HTTPClient, u, f.o.MaxSourceBytes, each)
+			})
 		}
 	}
 }
@@ -208,43 +242,54 @@ func (f *fetcher) probe(ctx context.Context, u string) {
 // errStatements: a source's statement stream was unusable.
 var errStatements = errors.New("client: bad statement stream")
 
-// readStatements reads frames until an empty one, at most
-// MaxSyncStatements. Statements read before an error are returned with it.
-func readStatements(r io.Reader) ([][]byte, error) {
+// readStatements reads frames until an empty one and hands each to each as
+// it arrives (the caller verifies it at once and keeps what it needs: a
+// source's stream is never buffered whole). It stops with errStatements
+// after MaxSyncStatements frames or more than maxBytes bytes (0: no byte
+// limit); frames read before are kept.
+func readStatements(r io.Reader, maxBytes int64, each func([]byte)) error {
+	var read int64
 	br := bufio.NewReader(r)
-	var out [][]byte
-	for len(out) < protocol.MaxSyncStatements {
+	for i := 0; i < protocol.MaxSyncStatements; i++ {
 		b, err := protocol.ReadFrame(br, protocol.MaxStatementSize)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return out, fmt.Errorf("%w: ended without the empty frame", errStatements)
+				return fmt.Errorf("%w: ended without the empty frame", errStatements)
 			}
-			return out, fmt.Errorf("%w: %v", errStatements, err)
+			return fmt.Errorf("%w: %v", errStatements, err)
 		}
 		if len(b) == 0 {
-			return out, nil
+			return nil
 		}
-		out = append(out, b)
+		read += int64(len(b))
+		if maxBytes > 0 && read > maxBytes {
+			return fmt.Errorf("%w: more than %d bytes of statements (the per-source budget)", errStatements, maxBytes)
+		}
+		each(b)
 	}
-	return out, fmt.Errorf("%w: more than %d statements", errStatements, protocol.MaxSyncStatements)
+	return fmt.Errorf("%w: more than %d statements", errStatements, protocol.MaxSyncStatements)
 }
 
-// httpStatements reads a mirror's statements over HTTP.
-func httpStatements(ctx context.Context, hc *http.Client, base string) ([][]byte, error) {
+// collect keeps every frame (for callers that want them all); bounded by
+// readStatements' limits.
+func collect(out *[][]byte) func([]byte) { return func(b []byte) { *out = append(*out, b) } }
+
+// httpStatements streams a mirror's statements over HTTP into each.
+func httpStatements(ctx context.Context, hc *http.Client, base string, maxBytes int64, each func([]byte)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+protocol.HTTPStatementsPath, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Accept", protocol.StatementsContentType)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", errStatements, shortErr(err))
+		return fmt.Errorf("%w: %s", errStatements, shortErr(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: HTTP %d", errStatements, resp.StatusCode)
+		return fmt.Errorf("%w: HTTP %d", errStatements, resp.StatusCode)
 	}
-	return readStatements(resp.Body)
+	return readStatements(resp.Body, maxBytes, each)
 }
 
 // p2pSource reads statements over libp2p with an ephemeral identity; it
@@ -265,13 +310,13 @@ func newP2PSource() (*p2pSource, error) {
 
 func (p *p2pSource) close() { p.h.Close() }
 
-func (p *p2pSource) statements(ctx context.Context, ai peer.AddrInfo) ([][]byte, error) {
+func (p *p2pSource) statements(ctx context.Context, ai peer.AddrInfo, maxBytes int64, each func([]byte)) error {
 	if err := p.h.Connect(ctx, ai); err != nil {
-		return nil, fmt.Errorf("%w: connect: %v", errStatements, err)
+		return fmt.Errorf("%w: connect: %v", errStatements, err)
 	}
 	s, err := p.h.NewStream(ctx, ai.ID, protocol.SyncProtocolID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v", errStatements, protocol.SyncProtocolID, err)
+		return fmt.Errorf("%w: open %s: %v", errStatements, protocol.SyncProtocolID, err)
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -279,12 +324,12 @@ func (p *p2pSource) statements(ctx context.Context, ai peer.AddrInfo) ([][]byte,
 	}
 	req, err := protocol.Encode(&protocol.SyncRequest{Kinds: []string{"liveness"}})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := protocol.WriteFrame(s, req); err != nil {
 		s.Reset()
-		return nil, fmt.Errorf("%w: write request: %v", errStatements, err)
+		return fmt.Errorf("%w: write request: %v", errStatements, err)
 	}
 	s.CloseWrite()
-	return readStatements(s)
+	return readStatements(s, maxBytes, each)
 }

@@ -98,6 +98,7 @@ type victim struct {
 	*node.Node
 	reg      *prometheus.Registry
 	verdicts *verdicts
+	dataDir  string
 }
 
 // newHost adds a mocknet host with a fresh Ed25519 key, linked to all.
@@ -131,7 +132,7 @@ func newVictim(t testing.TB, mn mocknet.Mocknet, clock func() time.Time, httpAdd
 	if edit != nil {
 		edit(&cfg)
 	}
-	v := &victim{reg: prometheus.NewRegistry(), verdicts: newVerdicts()}
+	v := &victim{reg: prometheus.NewRegistry(), verdicts: newVerdicts(), dataDir: cfg.DataDir}
 	var log *slog.Logger
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
