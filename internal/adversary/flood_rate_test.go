@@ -35,6 +35,7 @@ func newRawGossip(t testing.TB, h host.Host) *rawGossip {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { h := sha256.Sum256(m.Data); return string(h[:]) }),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
 		pubsub.WithMaxMessageSize(1<<20),
 	)
 	if err != nil {
