@@ -42,6 +42,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithNoAuthor(),
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCSize),
+		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithRawTracer(&n.gossipBytes),
 	)
 	if err != nil {
@@ -66,6 +67,24 @@ func (n *Node) startGossip() error {
 		go n.drain(sub)
 	}
 	return nil
+}
+
+// gossipParams are gossipsub's defaults with explicit control-message
+// limits that honest traffic never reaches. After a burst of spam an honest
+// peer announces up to MaxIHaveLength message IDs per topic per heartbeat;
+// at about 34 bytes an ID that is three frames of MaxGossipRPCSize, so
+// with our four topics a dozen IHAVE messages in one heartbeat, beyond
+// gossipsub's default of ten: the rest, and the honest statements they
+// announce, would be ignored. The limits below leave a fourfold margin;
+// what a peer may ask for in return stays bounded by MaxIHaveLength.
+func gossipParams() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.MaxIHaveLength = 5000
+	p.MaxIHaveMessages = 64
+	// One IDONTWANT per large message a mesh peer received: at most the
+	// statements a heartbeat can carry from every signer.
+	p.MaxIDontWantMessages = 4096
+	return p
 }
 
 // allTopics are the core's topics and every feature's.

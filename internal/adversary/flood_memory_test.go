@@ -32,6 +32,13 @@ func newGossipWriter(t testing.TB, h host.Host, to peer.ID) *gossipWriter {
 	t.Helper()
 	// Answer the victim's own gossip stream and throw away what it says.
 	h.SetStreamHandler(pubsub.GossipSubID_v11, func(s network.Stream) { io.Copy(io.Discard, s); s.Close() })
+	return newGossipWriterOnly(t, h, to)
+}
+
+// newGossipWriterOnly opens the stream and subscribes; the caller handles
+// the victim's stream to h.
+func newGossipWriterOnly(t testing.TB, h host.Host, to peer.ID) *gossipWriter {
+	t.Helper()
 	s, err := h.NewStream(ctxFor(t, time.Minute), to, pubsub.GossipSubID_v11)
 	if err != nil {
 		t.Fatal(err)
