@@ -75,9 +75,16 @@ func TestVerifyAgreesWithRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The release declares the builder whose attestation will count.
+	builderKey := filepath.Join(t.TempDir(), "builder.key")
+	builder, err := release.GenerateKeyFile(builderKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bset := release.MaintainerSetOf(1, builder)
 	now := time.Now()
 	raw, err := release.Build(release.Params{Name: "demo", Version: 1, CID: cid, Build: sampleBuild,
-		Maintainers: release.MaintainerSetOf(1, pub), Time: now}, keyPath)
+		Maintainers: release.MaintainerSetOf(1, pub), Builders: &bset, Time: now}, keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,12 +100,7 @@ func TestVerifyAgreesWithRelease(t *testing.T) {
 	newReleaseResolver = func(context.Context, *cmdEnv, string) (releaseResolver, error) { return bookResolver{book}, nil }
 	t.Cleanup(func() { newReleaseResolver = prev })
 
-	// A builder rebuilds from the same source and attests.
-	builderKey := filepath.Join(t.TempDir(), "builder.key")
-	builder, err := release.GenerateKeyFile(builderKey, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The builder rebuilds from the same source and attests.
 	src := writeSource(t, "console.log(1)\n")
 	out, _, err := runInProcess(t, "verify", "--source", src, "--build", sampleBuild, "--out", "dist",
 		"--app", rel.Record.App, "--key", builderKey, "--repo", "https://example.org/demo.git", "--commit", "abc123")
