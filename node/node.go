@@ -154,6 +154,8 @@ type Node struct {
 	importing int
 	// lastPublished is when this node last published its liveness.
 	lastPublished time.Time
+	// alive caches the view's alive set (aliveLocked).
+	alive aliveCache
 
 	ctx       context.Context
 	cancel    context.CancelFunc

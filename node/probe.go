@@ -179,7 +179,7 @@ func (v lockedView) Mirrors(now time.Time) []runner.Mirror {
 func (v lockedView) Alive(now time.Time) []peer.ID {
 	v.n.mu.Lock()
 	defer v.n.mu.Unlock()
-	return runner.HealthView{V: v.n.view}.Alive(now)
+	return v.n.aliveLocked(now)
 }
 
 func (v lockedView) Holds(target peer.ID, bundle string, now time.Time) bool {

@@ -226,5 +226,6 @@ func (v *View) removeLocked(id peer.ID) {
 	if e, ok := v.entries[id]; ok {
 		v.bytes -= StatementCost(e)
 		delete(v.entries, id)
+		v.version++
 	}
 }

@@ -87,6 +87,17 @@ type View struct {
 	// fullUntil: until then no stranger can be admitted (nothing it may
 	// evict), so strangers are refused without a scan.
 	fullUntil time.Time
+	// version rises with every change of entries or lag.
+	version uint64
+}
+
+// Version rises whenever the view changes (a statement applied or
+// evicted, a mirror pruned, the local lag set): callers may cache what
+// they derive from it for one (version, now).
+func (v *View) Version() uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.version
 }
 
 // New returns an empty view. It panics if cfg is invalid: validate
@@ -137,6 +148,7 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	v.removeLocked(st.Signer)
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
+	v.version++
 	return true, nil
 }
 
@@ -292,7 +304,10 @@ func (v *View) Prune(now time.Time) int {
 // set 0 again once the node keeps time.
 func (v *View) SetLocalLag(lag time.Duration) {
 	v.mu.Lock()
-	v.lag = max(lag, 0)
+	if l := max(lag, 0); l != v.lag {
+		v.lag = l
+		v.version++
+	}
 	v.mu.Unlock()
 }
 

@@ -107,6 +107,8 @@ type Evidence struct {
 	cachedAdds  int
 	cachedNow   time.Time
 	cachedAlive string
+	// cachedAliveIDs is the alive slice the cache was judged on.
+	cachedAliveIDs []peer.ID
 }
 
 // NewEvidence returns empty evidence. domains may be nil (every peer
@@ -289,10 +291,20 @@ func (e *Evidence) Results(now time.Time) []Result {
 // not modify the returned maps.
 func (e *Evidence) Judge(now time.Time) Judgement {
 	alive := e.view.Alive(now)
+	e.mu.Lock()
+	// A view that hands back the very same slice for the same now (the
+	// node caches it) has not changed: skip sorting ten thousand IDs per
+	// call, which made a status page over a large view quadratic.
+	if e.cached != nil && e.cachedAdds == e.adds && e.cachedNow.Equal(now) && sameSlice(alive, e.cachedAliveIDs) {
+		defer e.mu.Unlock()
+		return *e.cached
+	}
+	e.mu.Unlock()
 	key := aliveKey(alive)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cached != nil && e.cachedAdds == e.adds && e.cachedNow.Equal(now) && e.cachedAlive == key {
+		e.cachedAliveIDs = alive
 		return *e.cached
 	}
 	in := Input{Config: e.cfg, Alive: alive, Domain: e.domainOf, Now: now, CanaryPass: make(map[peer.ID]time.Time, len(e.canary))}
@@ -304,8 +316,14 @@ func (e *Evidence) Judge(now time.Time) Judgement {
 		in.Results = append(in.Results, td.recent...)
 	}
 	j := Judge(in)
-	e.cached, e.cachedAdds, e.cachedNow, e.cachedAlive = &j, e.adds, now, key
+	e.cached, e.cachedAdds, e.cachedNow, e.cachedAlive, e.cachedAliveIDs = &j, e.adds, now, key, alive
 	return j
+}
+
+// sameSlice reports whether a and b are the same slice (same backing
+// array and length), not merely equal.
+func sameSlice(a, b []peer.ID) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func aliveKey(alive []peer.ID) string {
