@@ -320,7 +320,11 @@ func (c *AdminClient) Import(ctx context.Context, path string, progress func(int
 	}
 	err = c.do(req, &res)
 	pr.CloseWithError(errors.New("request finished"))
-	if ierr := <-importErr; ierr != nil && !strings.Contains(ierr.Error(), "request finished") {
+	// The reading side's own error (a permission error, say) says more than
+	// the request's; but when the request failed first (a stale socket, a
+	// node that stopped), the reader only saw its pipe closed.
+	if ierr := <-importErr; ierr != nil && !strings.Contains(ierr.Error(), "request finished") &&
+		!(err != nil && errors.Is(ierr, io.ErrClosedPipe)) {
 		return res, ierr
 	}
 	return res, err
