@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -190,8 +191,8 @@ func viaRelay(b *testing.B, holders []*Replicator, delay time.Duration, mbit int
 // bitswap-1 / raw-tcp and 3-vs-1 = bitswap-3 / bitswap-1.
 func BenchmarkReplicateRelay(b *testing.B) {
 	size := envInt("MIRRORNET_BENCH_RELAY_MIB", 128) << 20
-	delay := time.Duration(envInt("MIRRORNET_BENCH_RELAY_MS", 20)) * time.Millisecond
-	mbit := envInt("MIRRORNET_BENCH_RELAY_MBIT", 300)
+	delay := time.Duration(envIntOrZero("MIRRORNET_BENCH_RELAY_MS", 20)) * time.Millisecond
+	mbit := envIntOrZero("MIRRORNET_BENCH_RELAY_MBIT", 300)
 	newHost := func() host.Host { return tcpHost(b) }
 	holders, _, root := benchHolders(b, size, newHost)
 	infos := viaRelay(b, holders, delay, mbit)
@@ -220,4 +221,12 @@ func BenchmarkReplicateRelay(b *testing.B) {
 	b.ReportMetric(mbs(t3), "bitswap-3-MB/s")
 	b.ReportMetric(tRaw.Seconds()/t1.Seconds(), "x-raw")
 	b.ReportMetric(t1.Seconds()/t3.Seconds(), "3-vs-1")
+}
+
+// envIntOrZero is envInt that also accepts 0.
+func envIntOrZero(name string, def int) int {
+	if os.Getenv(name) == "0" {
+		return 0
+	}
+	return envInt(name, def)
 }
