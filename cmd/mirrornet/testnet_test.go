@@ -185,16 +185,21 @@ func startTestnet(t *testing.T, args ...string) (*exec.Cmd, string, string, chan
 
 func interruptAndWait(t *testing.T, cmd *exec.Cmd, done chan error, stderr *bytes.Buffer) {
 	t.Helper()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+	signalAndWait(t, cmd, done, stderr, os.Interrupt)
+}
+
+func signalAndWait(t *testing.T, cmd *exec.Cmd, done chan error, stderr *bytes.Buffer, sig os.Signal) {
+	t.Helper()
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("testnet exited with %v after SIGINT: %s", err, stderr.String())
+			t.Fatalf("testnet exited with %v after %v: %s", err, sig, stderr.String())
 		}
 	case <-time.After(time.Minute):
-		t.Fatal("testnet did not exit within 1m of SIGINT")
+		t.Fatalf("testnet did not exit within 1m of %v", sig)
 	}
 }
 
@@ -227,6 +232,18 @@ func TestTestnetSIGINTStopsEveryMirrorAndCleansUp(t *testing.T) {
 		assertAllGone(t, rec)
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("temporary directory %s left behind (%v)", dir, err)
+		}
+	})
+	t.Run("SIGHUP (terminal closed)", func(t *testing.T) {
+		cmd, dir, _, done, stderr := startTestnet(t, "--nodes", "2")
+		rec, err := testnet.ReadRecord(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signalAndWait(t, cmd, done, stderr, syscall.SIGHUP)
+		assertAllGone(t, rec)
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("temporary directory %s left behind after SIGHUP (%v)", dir, err)
 		}
 	})
 	t.Run("given dir is kept", func(t *testing.T) {
