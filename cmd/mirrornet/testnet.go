@@ -20,7 +20,7 @@ func testnetConfig(env *cmdEnv, args []string) (cfg testnet.Config, demo, asJSON
 	def := testnet.DefaultConfig()
 	fs := newFlagSet(env, "testnet", testnetSynopsis)
 	nodes := fs.Int("nodes", def.Nodes, "number of mirrors")
-	dir := fs.String("dir", "", "directory for the mirrors' data, logs and testnet.json (kept); default a temporary directory removed on exit")
+	dir := fs.String("dir", "", "directory for the mirrors' data, logs and testnet.json (kept; refused if it holds an earlier testnet); default a temporary directory removed on exit")
 	demoFlag := fs.Bool("demo", false, "run the disaster-recovery story unattended: publish, replicate, stop the origin, resolve from the survivors; exit 0 only if every step succeeded")
 	jsonFlag := fs.Bool("json", false, "with --demo: print the step report as JSON on stdout (narration goes to stderr)")
 	httpPort := fs.Int("http-port", 0, "serve mirror I's gateway on 127.0.0.1:PORT+I (0: free ports)")

@@ -251,6 +251,11 @@ func (t *Testnet) makeDir() error {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrDir, d, unwrapPathErr(err))
 	}
+	// An earlier testnet's state (keys, blocks, follows) would come back
+	// silently and make this run something other than a fresh network.
+	if _, err := os.Stat(filepath.Join(d, RecordFile)); err == nil {
+		return fmt.Errorf("%w: %s holds an earlier testnet (%s): remove it or give another --dir", ErrDir, d, RecordFile)
+	}
 	f, err := os.CreateTemp(d, ".probe-*")
 	if err != nil {
 		return fmt.Errorf("%w: %s is not writable: %v", ErrDir, d, unwrapPathErr(err))

@@ -188,6 +188,12 @@ func TestGivenDirIsKeptAndStaleNodeJSONIgnored(t *testing.T) {
 			t.Fatalf("%s (pid %d) left running after a failed Start", m.Name, m.PID)
 		}
 	}
+	// Running again in the same --dir would silently bring that state
+	// back: refused, in one line that says what to do.
+	_, err = Start(context.Background(), cfg)
+	if !errors.Is(err, ErrDir) || !strings.Contains(err.Error(), "holds an earlier testnet") {
+		t.Fatalf("second Start in the same dir = %v", err)
+	}
 }
 
 func TestFailedMirrorStopsEveryOther(t *testing.T) {
