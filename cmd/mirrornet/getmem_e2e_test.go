@@ -6,12 +6,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,19 +61,100 @@ func fileSum(t testing.TB, p string) [32]byte {
 }
 
 // runMeasured runs the binary and returns its peak resident set (bytes).
+//
+// The peak is measured by a tiny launcher, not taken from this process's
+// wait: Linux counts into a child's ru_maxrss the resident set of the
+// process that forked it (at exec, the old address space's high-water mark
+// is kept), and Go forks with the parent's memory shared, so a wait here
+// would report this test process's own peak (which depends on the tests it
+// ran before and on the race detector), not mirrornet's. The launcher's
+// few MiB are what the exec inherits instead.
 func runMeasured(t testing.TB, env []string, args ...string) (int64, string) {
 	t.Helper()
+	launcher := rssLauncher(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
+	out := filepath.Join(t.TempDir(), "maxrss")
+	cmd := exec.CommandContext(ctx, launcher, append([]string{out, binPath}, args...)...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v: %v: %s", args, err, errb.String())
 	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("%v: launcher wrote no peak RSS: %v", args, err)
+	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("%v: launcher's peak RSS %q: %v", args, b, err)
+	}
+	return kib << 10, errb.String() // Linux reports KiB
+}
+
+// rssLauncherSrc runs its arguments after the first as a command, writes
+// the command's peak RSS (KiB) to the file named by the first, and exits
+// with the command's status.
+const rssLauncherSrc = `package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+)
+
+func main() {
+	cmd := exec.Command(os.Args[2], os.Args[3:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		fmt.Fprintln(os.Stderr, "rss launcher:", err)
+		os.Exit(2)
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return ru.Maxrss << 10, errb.String() // Linux reports KiB
+	if err := os.WriteFile(os.Args[1], []byte(strconv.FormatInt(ru.Maxrss, 10)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "rss launcher:", err)
+		os.Exit(2)
+	}
+	os.Exit(cmd.ProcessState.ExitCode())
+}
+`
+
+var (
+	rssLauncherOnce sync.Once
+	rssLauncherPath string
+	rssLauncherErr  error
+)
+
+// rssLauncher builds the launcher once (plain go build: no race detector,
+// a few MiB resident).
+func rssLauncher(t testing.TB) string {
+	t.Helper()
+	rssLauncherOnce.Do(func() {
+		dir := filepath.Join(filepath.Dir(binPath), "rsslauncher")
+		if rssLauncherErr = os.MkdirAll(dir, 0o755); rssLauncherErr != nil {
+			return
+		}
+		if rssLauncherErr = os.WriteFile(filepath.Join(dir, "main.go"), []byte(rssLauncherSrc), 0o644); rssLauncherErr != nil {
+			return
+		}
+		build := exec.Command("go", "build", "-o", "rsslauncher", "main.go")
+		build.Dir = dir
+		build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=", "GO111MODULE=on")
+		var msg []byte
+		if msg, rssLauncherErr = build.CombinedOutput(); rssLauncherErr != nil {
+			rssLauncherErr = fmt.Errorf("%w: %s", rssLauncherErr, msg)
+			return
+		}
+		rssLauncherPath = filepath.Join(dir, "rsslauncher")
+	})
+	if rssLauncherErr != nil {
+		t.Fatalf("build the RSS launcher: %v", rssLauncherErr)
+	}
+	return rssLauncherPath
 }
 
 // `mirrornet get` of a bundle several times larger than the memory it is
