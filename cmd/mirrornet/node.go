@@ -16,7 +16,7 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-const nodeSynopsis = "[--data DIR] [--listen MULTIADDR]... [--http ADDR] [--bootstrap MULTIADDR]... [--mdns=false] [--profile local|lan|wan] [--follow CID]..."
+const nodeSynopsis = "[--data DIR] [--listen MULTIADDR]... [--http ADDR] [--public-url URL] [--bootstrap MULTIADDR]... [--follow CID|APP-ID]... [--profile local|lan|wan] [--max-storage SIZE] [more flags below]"
 
 // nodeConfig turns `mirrornet node` flags and MIRRORNET_* environment
 // variables into a validated node.Config and a logger, starting nothing. The

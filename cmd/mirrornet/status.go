@@ -17,7 +17,7 @@ import (
 )
 
 func runStatus(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlagSet(env, "status", "[--http URL] [--data DIR] [--json]")
+	fs := newFlagSet(env, "status", "[--http URL] [--data DIR] [--json] [--bundle CID | --app APP-ID]")
 	data := dataFlag(fs)
 	base := fs.String("http", "", "HTTP URL of the node to ask (default: the local node's, from DATA/node.json, else http://127.0.0.1:8080)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
