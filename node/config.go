@@ -124,7 +124,7 @@ type Config struct {
 	// for) are evicted first, and only by newcomers that rank above them.
 	MaxMirrors int
 	// MaxStatementBytes is the memory budget for the statements the view
-	// keeps (default 24 MiB; see health.StatementCost).
+	// keeps (default 16 MiB; see health.StatementCost).
 	MaxStatementBytes int64
 	// ConnsLow and ConnsHigh are the connection manager's water marks:
 	// above ConnsHigh connections, the least useful are closed down to

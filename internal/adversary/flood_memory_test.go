@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net/http"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -152,12 +150,6 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 	}
 	close(stop)
 	pollers.Wait()
-	if p := os.Getenv("MIRRORNET_HEAP_PROFILE"); p != "" {
-		f, _ := os.Create(p)
-		runtime.GC()
-		pprof.WriteHeapProfile(f)
-		f.Close()
-	}
 
 	growth := int64(peak) - int64(base)
 	refused := v.refusals(t)
