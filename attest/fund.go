@@ -3,7 +3,6 @@ package attest
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -158,32 +157,12 @@ func recordDomain(kind Kind) (string, string, error) {
 }
 
 func cosign(s *protocol.SignedRecord, domain, ptype string, signers protocol.MaintainerSet, keys []crypto.PrivKey) ([]byte, error) {
-	msg := signingBytes(domain, ptype, s.Record)
-	for _, key := range keys {
-		name, err := KeyString(key.GetPublic())
-		if err != nil {
-			return nil, err
-		}
-		if !signers.Has(name) {
-			return nil, fmt.Errorf("%w: %s", ErrNotSigner, name)
-		}
-		if slices.ContainsFunc(s.Signatures, func(sig protocol.ReleaseSignature) bool { return sig.Key == name }) {
-			continue
-		}
-		sig, err := key.Sign(msg)
-		if err != nil {
-			return nil, fmt.Errorf("attest: sign record: %w", err)
-		}
-		s.Signatures = append(s.Signatures, protocol.ReleaseSignature{Key: name, Sig: sig})
-	}
-	raw, err := protocol.Encode(s)
+	sigs, err := appendSignatures(s.Signatures, signingBytes(domain, ptype, s.Record), signers.Has, ErrNotSigner, keys)
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) > protocol.MaxStatementSize {
-		return nil, fmt.Errorf("%w: %d bytes", ErrOversize, len(raw))
-	}
-	return raw, nil
+	s.Signatures = sigs
+	return encodeSigned(s)
 }
 
 // verifyRecord checks every signature of a signed record against the

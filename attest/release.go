@@ -130,7 +130,20 @@ func CosignRelease(raw []byte, keys ...crypto.PrivKey) ([]byte, error) {
 }
 
 func addSignatures(s *protocol.SignedRelease, rec *protocol.Release, keys []crypto.PrivKey) ([]byte, error) {
-	msg := releaseSigningBytes(s.Release)
+	may := func(name string) bool {
+		return rec.Maintainers.Has(name) || (rec.Previous != nil && rec.Previous.Has(name))
+	}
+	sigs, err := appendSignatures(s.Signatures, releaseSigningBytes(s.Release), may, ErrUnknownSigner, keys)
+	if err != nil {
+		return nil, err
+	}
+	s.Signatures = sigs
+	return encodeSigned(s)
+}
+
+// appendSignatures signs msg with each of keys that has not signed yet;
+// a key for which may is false is refused with notAllowed.
+func appendSignatures(sigs []protocol.ReleaseSignature, msg []byte, may func(string) bool, notAllowed error, keys []crypto.PrivKey) ([]protocol.ReleaseSignature, error) {
 	for _, key := range keys {
 		if key.Type() != crypto.Ed25519 {
 			return nil, ErrKeyType
@@ -139,19 +152,24 @@ func addSignatures(s *protocol.SignedRelease, rec *protocol.Release, keys []cryp
 		if err != nil {
 			return nil, err
 		}
-		if !rec.Maintainers.Has(name) && (rec.Previous == nil || !rec.Previous.Has(name)) {
-			return nil, fmt.Errorf("%w: %s", ErrUnknownSigner, name)
+		if !may(name) {
+			return nil, fmt.Errorf("%w: %s", notAllowed, name)
 		}
-		if slices.ContainsFunc(s.Signatures, func(sig protocol.ReleaseSignature) bool { return sig.Key == name }) {
+		if slices.ContainsFunc(sigs, func(sig protocol.ReleaseSignature) bool { return sig.Key == name }) {
 			continue
 		}
 		sig, err := key.Sign(msg)
 		if err != nil {
-			return nil, fmt.Errorf("attest: sign release: %w", err)
+			return nil, fmt.Errorf("attest: sign: %w", err)
 		}
-		s.Signatures = append(s.Signatures, protocol.ReleaseSignature{Key: name, Sig: sig})
+		sigs = append(sigs, protocol.ReleaseSignature{Key: name, Sig: sig})
 	}
-	raw, err := protocol.Encode(s)
+	return sigs, nil
+}
+
+// encodeSigned encodes a multi-signed record within the statement size.
+func encodeSigned(v any) ([]byte, error) {
+	raw, err := protocol.Encode(v)
 	if err != nil {
 		return nil, err
 	}
