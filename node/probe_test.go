@@ -240,9 +240,12 @@ func TestProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	if got := badgeOf(t, a, "/badge/peer/"+liar.ID().String()+"/backup"); !strings.HasPrefix(got, "verified") {
 		t.Errorf("peer badge %q, want verified", got)
 	}
-	if s := a.probeFeatureOf().appScore(liar.ID()); s <= 0 {
-		t.Errorf("P5 of a verified mirror is %v, want positive", s)
-	}
+	// P5 is refreshed at the end of each probe round, after the verdict
+	// that status reports live.
+	waitFor(t, 30*time.Second, "positive P5 for a verified mirror", func() (bool, string) {
+		s := a.probeFeatureOf().appScore(liar.ID())
+		return s > 0, fmt.Sprintf("P5 %v", s)
+	})
 
 	// Sync carries the evidence: a mirror connected to nobody, handed
 	// what A serves to a sync request, verifies all three at once.
