@@ -27,7 +27,7 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// The releases feature (issue 7) makes signed release records and build
+// The releases feature makes signed release records and build
 // attestations live in the network:
 //
 //   - gossip: TopicRelease carries signed releases, applied to a
