@@ -17,8 +17,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
-	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mirrornet/mirrornet/internal/announce"
@@ -28,6 +26,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
+	"github.com/mirrornet/mirrornet/internal/probe/service"
 	"github.com/mirrornet/mirrornet/internal/redirect"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
 	"github.com/mirrornet/mirrornet/internal/swbundle"
@@ -258,7 +257,7 @@ func (n *Node) observeHTTPAddr() error {
 				changed := false
 				switch e := ev.(type) {
 				case event.EvtPeerIdentificationCompleted:
-					if ip, ok := observedIP(e.ObservedAddr); ok {
+					if ip, ok := service.ConnIP(e.ObservedAddr); ok {
 						changed = n.announcer.Observe(e.Peer.String(), ip)
 					}
 				case event.EvtPeerConnectednessChanged:
@@ -276,23 +275,6 @@ func (n *Node) observeHTTPAddr() error {
 		}
 	}()
 	return nil
-}
-
-// observedIP is the IP of an observed address; relayed addresses say
-// nothing about where this node is reachable.
-func observedIP(a ma.Multiaddr) (netip.Addr, bool) {
-	if a == nil {
-		return netip.Addr{}, false
-	}
-	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-		return netip.Addr{}, false
-	}
-	ip, err := manet.ToIP(a)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	addr, ok := netip.AddrFromSlice(ip)
-	return addr.Unmap(), ok
 }
 
 // MirrorStatus is one mirror in the status JSON.

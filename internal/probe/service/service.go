@@ -396,9 +396,9 @@ func (f *Service) Close() error {
 	return err
 }
 
-// connIP extracts the IP of a connection address; relayed addresses say
-// nothing about where the peer is.
-func connIP(a ma.Multiaddr) (netip.Addr, bool) {
+// ConnIP extracts the IP of a connection or observed address; relayed
+// addresses say nothing about where the peer is.
+func ConnIP(a ma.Multiaddr) (netip.Addr, bool) {
 	if a == nil {
 		return netip.Addr{}, false
 	}
@@ -417,13 +417,13 @@ func connIP(a ma.Multiaddr) (netip.Addr, bool) {
 // places the peer, the local address places this node. Call it on every
 // connection (a network notifee).
 func (f *Service) ObserveConn(p peer.ID, remote, local ma.Multiaddr) {
-	if ip, ok := connIP(remote); ok {
+	if ip, ok := ConnIP(remote); ok {
 		f.placer.Observe(p, ip)
 		f.mu.Lock()
 		f.observed[p] = true
 		f.mu.Unlock()
 	}
-	if ip, ok := connIP(local); ok && !ip.IsUnspecified() {
+	if ip, ok := ConnIP(local); ok && !ip.IsUnspecified() {
 		f.placer.Observe(f.self, ip)
 	}
 }
@@ -596,7 +596,7 @@ func (f *Service) refreshPlacement(now time.Time, forget bool) {
 	// where others see us: it outweighs the local addresses of our
 	// connections, which behind NAT are private.
 	for _, a := range f.net.Addrs() {
-		if ip, ok := connIP(a); ok && ip.IsGlobalUnicast() && !ip.IsPrivate() {
+		if ip, ok := ConnIP(a); ok && ip.IsGlobalUnicast() && !ip.IsPrivate() {
 			f.placer.Observe(f.self, ip)
 		}
 	}

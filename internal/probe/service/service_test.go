@@ -64,7 +64,7 @@ func TestProbeConnIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := ""
-		if ip, ok := connIP(a); ok {
+		if ip, ok := ConnIP(a); ok {
 			got = ip.String()
 		}
 		if got != tc.want {
