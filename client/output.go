@@ -24,6 +24,8 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 	car "github.com/ipld/go-car/v2"
 	"github.com/ipld/go-car/v2/storage"
+
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 )
 
 // Result is a verified bundle held in memory.
@@ -182,10 +184,11 @@ func (d blockDAG) entry(ctx context.Context, c cid.Cid) (entry, error) {
 
 func (e entry) isDir() bool { return e.kind == upb.Data_Directory || e.kind == upb.Data_HAMTShard }
 
-// checkName refuses directory entry names that could escape the output.
+// checkName refuses directory entry names that could escape the output,
+// with the rule publish applies to the names it imports (verify.CheckName).
 func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
-		return fmt.Errorf("%w: unsafe entry name %q", ErrUnsupported, name)
+	if err := verify.CheckName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	return nil
 }

@@ -56,7 +56,12 @@ var (
 	// ErrUnsupportedFile means the path is neither a regular file, a
 	// directory nor a symlink (a device, socket or FIFO).
 	ErrUnsupportedFile = errors.New("bundle: unsupported file type")
+	// ErrBadName means a file name inside the imported directory is one
+	// `mirrornet get -o` would refuse to write: publish and get share one
+	// rule, verify.NameProblem.
+	ErrBadName = verify.ErrBadName
 )
+
 
 // Result summarises an import.
 type Result struct {
@@ -73,7 +78,9 @@ type Result struct {
 // stored as UnixFS symlink nodes, as kubo does by default; a symlink given as
 // path itself is followed.
 //
-// Errors name the path: `bundle: open /x/y: permission denied`.
+// Errors name the path: `bundle: open /x/y: permission denied`. A file name
+// that get -o would refuse to write (verify.NameProblem) is refused with
+// ErrBadName, naming the file.
 func Import(ctx context.Context, path string, put func(blocks.Block) error, progress func(done int64)) (Result, error) {
 	return importPath(ctx, path, put, progress, Profile.ChunkSize, Profile.HAMTShardingSize)
 }
@@ -216,6 +223,11 @@ func (im *importer) dir(path string) (ipld.Node, error) {
 	}
 	for _, e := range entries {
 		child := filepath.Join(path, e.Name())
+		if why := verify.NameProblem(e.Name()); why != "" {
+			// Refused here rather than by get -o after the bundle has
+			// spread to every mirror.
+			return nil, fmt.Errorf("%w: %s: the name %s; rename it", ErrBadName, child, why)
+		}
 		var nd ipld.Node
 		switch t := e.Type(); {
 		case t.IsDir():
