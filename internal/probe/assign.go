@@ -26,6 +26,9 @@ func EpochOf(t time.Time, length time.Duration) uint64 {
 // score is SHA-256(domain || be64(epoch) || uvarint-prefixed target ||
 // uvarint-prefixed observer), as specified in package protocol.
 func score(epoch uint64, target, observer peer.ID) [32]byte {
+	if scoreHook != nil {
+		scoreHook()
+	}
 	b := make([]byte, 0, len(assignDomain)+8+2*(binary.MaxVarintLen64+40))
 	b = append(b, assignDomain...)
 	b = binary.BigEndian.AppendUint64(b, epoch)
@@ -35,6 +38,10 @@ func score(epoch uint64, target, observer peer.ID) [32]byte {
 	b = append(b, observer...)
 	return sha256.Sum256(b)
 }
+
+// scoreHook, if set (tests), is called for every score computed: the
+// cost of committee questions is counted in scores.
+var scoreHook func()
 
 type scored struct {
 	id peer.ID

@@ -155,9 +155,9 @@ func (e *Evidence) Add(st *attest.Statement, now time.Time) error {
 	if !e.view.Holds(target, p.Bundle, now) {
 		return fmt.Errorf("%w: %s does not list %s", ErrNotHeld, target, p.Bundle)
 	}
-	alive := e.view.Alive(now)
-	if !Assigned(p.Epoch, st.Signer, target, alive, e.cfg.Observers) &&
-		!Seated(Committee(p.Epoch, target, append(slices.Clone(alive), st.Signer), e.domainOf, e.cfg.Observers), e.domainOf(st.Signer)) {
+	seats := NewSeating(e.view.Alive(now), e.domainOf)
+	if !seats.Assigned(p.Epoch, st.Signer, target, e.cfg.Observers) &&
+		!seats.DomainSeated(p.Epoch, target, e.domainOf(st.Signer), e.cfg.Observers, st.Signer) {
 		return fmt.Errorf("%w: %s for %s in epoch %d", ErrNotAssigned, st.Signer, target, p.Epoch)
 	}
 	_, canary, _ := protocol.ChallengeNonce(p.Challenge)

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -161,21 +160,23 @@ func Judge(in Input) Judgement {
 		}
 	}
 
-	// Seats per (target, epoch), computed once each.
-	type te struct {
+	// Committee questions: one Seating for the alive set; whether a
+	// domain is seated is asked once per (target, epoch, domain).
+	seating := NewSeating(in.Alive, domainOf)
+	type ted struct {
 		t peer.ID
 		e uint64
+		d string
 	}
-	seats := map[te][]Seat{}
-	aliveWith := func(extra []peer.ID) []peer.ID { return append(slices.Clone(in.Alive), extra...) }
-	seatsOf := func(t peer.ID, e uint64, observers []peer.ID) []Seat {
-		k := te{t, e}
-		s, ok := seats[k]
+	seatedMemo := map[ted]bool{}
+	// Observers that vouch for a target are alive as far as the committee
+	// is concerned, even when this view lags theirs.
+	seated := func(t peer.ID, e uint64, d string, observers []peer.ID) bool {
+		k := ted{t, e, d}
+		s, ok := seatedMemo[k]
 		if !ok {
-			// Observers that vouch for a target are alive as far as the
-			// committee is concerned, even when this view lags theirs.
-			s = Committee(e, t, aliveWith(observers), domainOf, in.Config.Observers)
-			seats[k] = s
+			s = seating.DomainSeated(e, t, d, in.Config.Observers, observers...)
+			seatedMemo[k] = s
 		}
 		return s
 	}
@@ -190,12 +191,11 @@ func Judge(in Input) Judgement {
 		}
 		return out
 	}
-	epochNow := EpochOf(in.Now, in.Config.EpochLength)
 
 	decide := func(t peer.ID, rs []Result, w map[peer.ID]float64) TargetStatus {
 		st := TargetStatus{Target: t, State: StateUnverified}
 		obs := observersOf(rs)
-		st.Seats = len(seatsOf(t, epochNow, obs))
+		st.Seats = seating.Seats(t, in.Config.Observers, obs...)
 		type vote struct {
 			n         int
 			sum, fail float64
@@ -206,7 +206,7 @@ func Judge(in Input) Judgement {
 		var order []string
 		for _, r := range rs {
 			d := domainOf(r.Observer)
-			if !Seated(seatsOf(t, r.Epoch, obs), d) {
+			if !seated(t, r.Epoch, d, obs) {
 				continue
 			}
 			v := votes[d]

@@ -149,31 +149,25 @@ func (c Config) Validate() error {
 // Option sets an optional dependency.
 type Option func(*Runner)
 
-// Seater tells whether this mirror holds a committee seat for a target in
-// an epoch (probe.Committee, in this mirror's view of failure domains).
-// The runner probes the targets it is assigned and those it holds a seat
-// for. Implementations must not block.
-type Seater interface {
-	Seated(epoch uint64, target peer.ID, alive []peer.ID) bool
-}
-
-// WithSeater makes the runner also probe where it holds a committee seat.
-func WithSeater(s Seater) Option { return func(rn *Runner) { rn.seater = s } }
+// WithDomains makes the runner also probe the targets where this mirror
+// holds a committee seat (probe.Committee), placing peers in failure
+// domains with d (this mirror's own view of them).
+func WithDomains(d probe.Domains) Option { return func(rn *Runner) { rn.domains = d } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(rn *Runner) { rn.log = l } }
 
 // Runner probes this mirror's assigned targets each round.
 type Runner struct {
-	cfg    Config
-	self   peer.ID
-	key    crypto.PrivKey
-	view   ViewReader
-	fetch  Fetcher
-	pub    Publisher
-	clock  func() time.Time
-	seater Seater
-	log    *slog.Logger
+	cfg     Config
+	self    peer.ID
+	key     crypto.PrivKey
+	view    ViewReader
+	fetch   Fetcher
+	pub     Publisher
+	clock   func() time.Time
+	domains probe.Domains
+	log     *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -263,12 +257,19 @@ func (r *Runner) ProbeOnce(ctx context.Context, now time.Time) ([]protocol.Probe
 		alive = append(alive, r.self)
 	}
 	epoch, round := probe.EpochOf(now, r.cfg.EpochLength), probe.RoundOf(now, r.cfg.EpochLength)
+	// One Seating per round: each target then costs an expected
+	// O(Observers log N) scores, not the N of a whole committee.
+	var domainOf func(peer.ID) string
+	if r.domains != nil {
+		domainOf = r.domains.Domain
+	}
+	seats := probe.NewSeating(alive, domainOf)
 	var todo []Mirror
 	for _, m := range mirrors {
 		if m.ID == r.self || m.HTTP == "" || len(m.Bundles) == 0 {
 			continue
 		}
-		if probe.Assigned(epoch, r.self, m.ID, alive, r.cfg.Observers) || r.seater != nil && r.seater.Seated(epoch, m.ID, alive) {
+		if seats.Assigned(epoch, r.self, m.ID, r.cfg.Observers) || r.domains != nil && seats.HoldsSeat(epoch, m.ID, r.self, r.cfg.Observers) {
 			todo = append(todo, m)
 		}
 	}

@@ -323,7 +323,7 @@ func New(cfg Config, key crypto.PrivKey, view View, nw Network, store Store, pub
 	// The probe client's own transport: Close drops its idle connections.
 	f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	f.runner, err = runner.NewRunner(cfg.Runner, self, key, view, &runner.HTTPFetcher{Client: f.client}, pub, clock,
-		runner.WithLogger(log), runner.WithSeater(seater{f}))
+		runner.WithLogger(log), runner.WithDomains(placer))
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
@@ -370,19 +370,6 @@ func (f *Service) WrapHTTP(h http.Handler) http.Handler {
 		return h
 	}
 	return rh
-}
-
-// seater tells the runner where this mirror holds a committee seat, in
-// its own view of failure domains.
-type seater struct{ f *Service }
-
-func (s seater) Seated(epoch uint64, target peer.ID, alive []peer.ID) bool {
-	for _, st := range probe.Committee(epoch, target, alive, s.f.placer.Domain, s.f.cfg.Observers) {
-		if st.Holder == s.f.self {
-			return true
-		}
-	}
-	return false
 }
 
 // Close stops the runner and drops idle probe connections. Run must have
