@@ -62,7 +62,6 @@ var (
 	ErrBadName = verify.ErrBadName
 )
 
-
 // Result summarises an import.
 type Result struct {
 	Root   cid.Cid
