@@ -111,7 +111,8 @@ func (n *Node) startHTTP() error {
 	// App origins get the verifying service worker and, on a browser's
 	// first visit, its bootstrap page (internal/swbundle).
 	sw, err := swbundle.New(swbundle.Config{SubdomainHosts: subHosts},
-		swbundle.WithOrigins(n.workerOrigin), swbundle.WithSeeds(n.workerSeeds), swbundle.WithLogger(n.log))
+		swbundle.WithOrigins(n.workerOrigin), swbundle.WithSeeds(n.workerSeeds),
+		swbundle.WithReleases(n.releaseRecords), swbundle.WithLogger(n.log))
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("node: service worker: %w", err)

@@ -57,6 +57,19 @@ func (n *Node) workerOrigin(host string) (swbundle.Origin, bool) {
 	return swbundle.Origin{}, false
 }
 
+// releaseRecords returns app's signed release records, oldest first, for
+// the worker to verify (the slices are shared: do not modify).
+func (n *Node) releaseRecords(app string) [][]byte {
+	for _, f := range n.features {
+		if rf, ok := f.(*releaseFeature); ok {
+			rf.mu.Lock()
+			defer rf.mu.Unlock()
+			return rf.book.Raw(app)
+		}
+	}
+	return nil
+}
+
 // releaseVersion is the version of app's latest release record when it
 // names root, else 0 (an older release still being served).
 func (n *Node) releaseVersion(app string, root cid.Cid) uint64 {

@@ -1,6 +1,7 @@
 package swbundle_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/browsertest"
 	"github.com/mirrornet/mirrornet/internal/swbundle"
 	"github.com/mirrornet/mirrornet/node"
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 // mirror is one in-process mirror behind a fault-injecting proxy: the
@@ -45,6 +47,12 @@ type mirror struct {
 	lie     atomic.Bool  // flip a byte of tamperMarker in gateway responses
 	// seeds, if set, replace the seeds in the worker config it serves.
 	seeds atomic.Pointer[[]string]
+	// config, if set, rewrites the worker config it serves (a mirror
+	// lying about the app's release).
+	config atomic.Pointer[func(*swbundle.WorkerConfig)]
+	// stripReleases drops the signed release records from its statements
+	// stream (a mirror hiding the app's releases).
+	stripReleases atomic.Bool
 
 	handler  http.Handler
 	mu       sync.Mutex
@@ -110,7 +118,8 @@ func startMirror(t testing.TB, name string, bootstrap []string, opts ...func(*no
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = m.modify
 	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if seeds := m.seeds.Load(); seeds != nil && r.URL.Path == swbundle.ConfigPath {
+		seeds, rewrite := m.seeds.Load(), m.config.Load()
+		if (seeds != nil || rewrite != nil) && r.URL.Path == swbundle.ConfigPath {
 			rec := httptest.NewRecorder()
 			rp.ServeHTTP(rec, r)
 			var cfg swbundle.WorkerConfig
@@ -118,9 +127,34 @@ func startMirror(t testing.TB, name string, bootstrap []string, opts ...func(*no
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
-			cfg.Seeds = *seeds
+			if seeds != nil {
+				cfg.Seeds = *seeds
+			}
+			if rewrite != nil {
+				(*rewrite)(&cfg)
+			}
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(cfg)
+			return
+		}
+		if m.stripReleases.Load() && r.URL.Path == protocol.HTTPStatementsPath {
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			br := bufio.NewReader(rec.Body)
+			var out bytes.Buffer
+			for {
+				f, err := protocol.ReadFrame(br, protocol.MaxStatementSize)
+				if err != nil || len(f) == 0 {
+					break
+				}
+				if !protocol.IsSignedRelease(f) {
+					protocol.WriteFrame(&out, f)
+				}
+			}
+			protocol.WriteFrame(&out, nil)
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Content-Type", protocol.StatementsContentType)
+			w.Write(out.Bytes())
 			return
 		}
 		if d := time.Duration(m.delay.Load()); d > 0 && strings.HasPrefix(r.URL.Path, "/ipfs/") {

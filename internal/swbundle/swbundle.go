@@ -25,7 +25,10 @@
 // Routes on an app origin:
 //
 //	/.mirrornet/sw.js        the worker (Service-Worker-Allowed: /)
-//	/.mirrornet/config.json  the root CID and the mirrors to start from
+//	/.mirrornet/config.json  the root CID, the mirrors to start from and,
+//	                         on an app host, the app's signed release
+//	                         records (the worker verifies them and serves
+//	                         the release they prove, not the root named)
 //	/.mirrornet/             the status page (answered by the worker; the
 //	                         mirror answers it with the bootstrap page)
 //
@@ -76,6 +79,12 @@ const DirectCookie = "mirrornet-direct"
 // asks at most 8 for statements, like the Go light client).
 const MaxSeeds = 8
 
+// MaxReleases bounds the release records in the worker's config: the
+// newest ones of the app's chain. A chain whose maintainers rotated more
+// than this many records ago is anchored by the worker from the records
+// mirrors' statement streams carry.
+const MaxReleases = 64
+
 // ErrConfig is wrapped by every Validate error.
 var ErrConfig = errors.New("swbundle: invalid config")
 
@@ -121,6 +130,17 @@ type OriginFunc func(host string) (Origin, bool)
 // use.
 type SeedsFunc func(root cid.Cid) []string
 
+// ReleasesFunc returns an app's signed release records
+// (protocol.SignedRelease bytes), oldest first; the worker verifies them
+// itself. Called on the request goroutine, only for the worker's config;
+// the slices are only read.
+type ReleasesFunc func(app string) [][]byte
+
+// WithReleases sets where an app host's config gets the app's release
+// records. Default: none, and the worker learns them from the statement
+// streams of the mirrors it asks.
+func WithReleases(f ReleasesFunc) Option { return func(s *Server) { s.releases = f } }
+
 // Option sets an optional dependency of New.
 type Option func(*Server)
 
@@ -139,10 +159,11 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
 // Server serves the worker and its pages. Safe for concurrent use.
 type Server struct {
-	hosts   map[string]bool
-	origins OriginFunc
-	seeds   SeedsFunc
-	log     *slog.Logger
+	hosts    map[string]bool
+	origins  OriginFunc
+	seeds    SeedsFunc
+	releases ReleasesFunc
+	log      *slog.Logger
 }
 
 // New returns a Server for cfg.
@@ -288,9 +309,17 @@ type WorkerConfig struct {
 	// Seeds are mirror base URLs to ask for statements first.
 	Seeds []string `json:"seeds"`
 	// App and Version name the app release Root belongs to, when the
-	// origin is an app host; empty and 0 on a {cid}.ipfs. origin.
+	// origin is an app host; empty and 0 on a {cid}.ipfs. origin. The
+	// worker pins App when it installs; Root and Version are this
+	// mirror's word only, for people reading the config.
 	App     string `json:"app,omitempty"`
 	Version uint64 `json:"version,omitempty"`
+	// Releases are the app's signed release records (base64 of
+	// protocol.SignedRelease bytes, at most MaxReleases, oldest first): the
+	// worker on an app host serves the newest release whose record it
+	// verifies (threshold of maintainers, anchored in the app ID, never
+	// older than one it verified before), whatever Root says.
+	Releases [][]byte `json:"releases,omitempty"`
 	// Worker is the hex SHA-256 of the worker bundle.
 	Worker string `json:"worker"`
 }
@@ -305,7 +334,14 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request, origin Orig
 	if err != nil || root.Version() == 0 {
 		rootStr = cid.NewCidV1(root.Type(), root.Hash()).String()
 	}
-	cfg := WorkerConfig{Root: rootStr, Seeds: []string{}, App: origin.App, Version: origin.Version, Worker: BundleHash}
+	var rels [][]byte
+	if origin.App != "" && s.releases != nil {
+		rels = s.releases(origin.App)
+	}
+	if len(rels) > MaxReleases {
+		rels = rels[len(rels)-MaxReleases:]
+	}
+	cfg := WorkerConfig{Root: rootStr, Seeds: []string{}, App: origin.App, Version: origin.Version, Releases: rels, Worker: BundleHash}
 	if s.seeds != nil {
 		for _, u := range s.seeds(root) {
 			if len(cfg.Seeds) == MaxSeeds {

@@ -4,6 +4,7 @@
 
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { FrameReader, HealthView, StatementsContentType, StatementsPath, normalizeHTTP } from './statements.js'
+import { isSignedRelease } from './releases.js'
 
 // Caps and timings. The statement caps are the Go light client's
 // (client.DefaultOptions): at most MaxSources mirrors asked for statements,
@@ -76,10 +77,14 @@ export async function readBounded (resp, max, stallMs, signal, onChunk) {
 }
 
 export class Pool {
-  // root: the app's CID string; seeds: mirror URLs to start from; log:
-  // console-like; now: () => Unix ms.
-  constructor ({ root, seeds = [], log = console, now = Date.now, fetchFn = (...a) => fetch(...a), secureOnly = false }) {
+  // root: the app's CID string (null until an app host's release is
+  // verified); seeds: mirror URLs to start from; log: console-like; now:
+  // () => Unix ms; onRelease(raw, source): called, and awaited, with each
+  // signed release record a statements stream carries (they travel next
+  // to liveness statements), for the caller to verify.
+  constructor ({ root, seeds = [], log = console, now = Date.now, fetchFn = (...a) => fetch(...a), secureOnly = false, onRelease = null }) {
     this.root = root
+    this.onRelease = onRelease
     this.log = log
     this.now = now
     this.fetch = fetchFn
@@ -165,7 +170,7 @@ export class Pool {
   async fetchStatements (src) {
     const ctl = new AbortController()
     const timer = setTimeout(() => ctl.abort(new Error(`no answer in ${ProbeTimeoutMs} ms`)), ProbeTimeoutMs)
-    const rec = { at: this.now(), got: 0, rejected: 0, err: '' }
+    const rec = { at: this.now(), got: 0, rejected: 0, releases: 0, err: '' }
     this.sources.set(src, rec)
     const raws = []
     let failure = null
@@ -184,6 +189,11 @@ export class Pool {
     }
     const now = this.now()
     for (const raw of raws) {
+      if (isSignedRelease(raw)) {
+        rec.releases++
+        if (this.onRelease != null) await this.onRelease(raw, src)
+        continue
+      }
       rec.got++
       const err = await this.view.add(src, raw, now)
       if (err != null) {
@@ -201,9 +211,24 @@ export class Pool {
     this.note(msg)
   }
 
+  // setRoot changes the CID the pool serves (an app host's new release):
+  // mirrors are usable when their statements list it.
+  setRoot (root) {
+    if (root === this.root) return
+    this.root = root
+    this.note(`now serving ${root}`)
+    this.applyView()
+  }
+
+  // holders counts the mirrors whose fresh statements list root.
+  holders (root) {
+    return this.view.usable(root, this.now(), MaxAgeMs).filter(u => !(this.secureOnly && u.url.startsWith('http:'))).length
+  }
+
   // applyView recomputes which mirrors are usable for the root.
   applyView () {
     const now = this.now()
+    if (this.root == null) return
     const usable = this.view.usable(this.root, now, MaxAgeMs, (st, e) => {
       if (this.badURLs.has(st.signer + st.liveness.seq)) return
       this.badURLs.add(st.signer + st.liveness.seq)

@@ -23,7 +23,7 @@ export function statusPage (s) {
 <h1>mirrornet status for this app</h1>
 <dl>
 <dt>Verified CID</dt><dd><code id="root">${esc(s.root)}</code> ${s.verified ? '<span class="ok">(bytes verified)</span>' : '(nothing served yet)'}</dd>
-<dt>Release</dt><dd id="release">${s.app ? `app <code>${esc(s.app)}</code>, version ${esc(s.release_version)}` : 'content-addressed origin (no release record)'}</dd>
+<dt>Release</dt><dd id="release">${s.app ? `app <code>${esc(s.app)}</code>, version ${esc(s.release_version)}${s.release_version ? ` <span class="ok">(signed by ${s.release_signers.length} maintainer(s), threshold ${esc(s.release_threshold)}, verified in this browser)</span>` : ''}${s.release_expired ? ' <span class="bad">(expired: no newer release known)</span>' : ''}${s.release_latest > s.release_version ? ` (version ${esc(s.release_latest)} verified, not yet held by a mirror)` : ''}${s.releases_rejected ? ` <span class="bad">${esc(s.releases_rejected)} release record(s) refused</span>` : ''}` : 'content-addressed origin (no release record)'}</dd>
 <dt>Origin</dt><dd><code>${esc(s.origin)}</code></dd>
 <dt>Worker started</dt><dd>${esc(s.worker_started)}</dd>
 ${s.last_error ? `<dt>Last error</dt><dd class="bad">${esc(s.last_error)}</dd>` : ''}

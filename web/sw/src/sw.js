@@ -22,6 +22,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagPB from '@ipld/dag-pb'
 import { Pool, NoMirrorError } from './mirrors.js'
 import { verifyStatement, verdictOf } from './statements.js'
+import { ReleaseBook, addRelease, addAll, base64Decode, base64Encode, isAppID } from './releases.js'
 import { statusPage, errorPage } from './pages.js'
 
 // MaxResponseBytes: a response is assembled in full before the page sees
@@ -34,6 +35,12 @@ const MaxCARBudget = 16 << 20
 const CacheName = 'mirrornet-v1'
 const ConfigURL = '/.mirrornet/config.json'
 const KnownURL = '/.mirrornet/known.json'
+// ReleasesURL persists, on an app host, the app this worker serves (pinned
+// when it installed), the signed release records it verified (so that an
+// older record is refused after a restart too) and the version it serves.
+const ReleasesURL = '/.mirrornet/releases.json'
+// MaxKeptReleases bounds the records persisted and taken from a config.
+const MaxKeptReleases = 256
 
 const log = console
 
@@ -94,12 +101,42 @@ async function init () {
   let cfg = await readCached(ConfigURL)
   if (cfg == null) cfg = await fetchConfig()
   let root = rootFromHost(self.location.hostname)
-  if (root == null && cfg.root) root = CID.parse(cfg.root)
-  if (root == null) throw new Error('this origin names no app (no {cid}.ipfs. label and no configured root)')
+  const cidOrigin = root != null
+  // An app host's release is the one its maintainers signed, verified
+  // here: never the root the mirror's config names.
+  let releases = null
+  if (!cidOrigin) {
+    releases = await AppReleases.open(cfg.app)
+    await releases.add(configReleases(cfg), 'the origin')
+  }
   const known = (await readCached(KnownURL)) ?? []
   const seeds = [...(Array.isArray(cfg.seeds) ? cfg.seeds : []), ...(Array.isArray(known) ? known : [])]
-  const pool = new Pool({ root: root.toString(), seeds, log, secureOnly: self.location.protocol === 'https:' })
+  const pool = new Pool({
+    root: root?.toString() ?? null,
+    seeds,
+    log,
+    secureOnly: self.location.protocol === 'https:',
+    onRelease: releases ? (raw, src) => releases.addOne(raw, src) : null
+  })
+  if (releases) releases.attach(pool)
   pool.note(`worker started; seeds: ${pool.seeds.join(', ') || 'none'}`)
+  if (releases) {
+    // Nothing verified from the origin: ask the mirrors, whose statement
+    // streams carry the release records they hold.
+    if (releases.current() == null) await pool.refresh()
+    const cur = releases.current()
+    if (cur == null) {
+      throw new Error(`no release record of app ${releases.app} verifies (signed by a threshold of its maintainers, ` +
+        `anchored in its app ID, not older than one seen before)${releases.lastRejection ? ': ' + releases.lastRejection : ''}`)
+    }
+    root = CID.parse(cur.record.cid)
+    await releases.serve(cur)
+    if (cfg.root && cfg.root !== root.toString()) {
+      pool.note(`the origin names ${cfg.root} as the app's release; the verified release ${cur.record.version} is ${root}`)
+    }
+    pool.setRoot(root.toString())
+  }
+  if (root == null) throw new Error('this origin names no app (no {cid}.ipfs. label and no configured root)')
 
   const blockstore = new MemoryBlockstore()
   const broker = {
@@ -113,15 +150,169 @@ async function init () {
   await helia.start()
   const vf = new VerifiedFetch(helia)
   const verifiedFetch = (resource, options) => vf.fetch(resource, options)
-  const cidOrigin = rootFromHost(self.location.hostname) != null
-  const st = { cfg, root, cidOrigin, pool, blockstore, verifiedFetch, served: null, lastError: null, started: Date.now() }
+  const st = { cfg, root, cidOrigin, releases, pool, blockstore, verifiedFetch, served: null, lastError: null, started: Date.now() }
   return st
+}
+
+function configReleases (cfg) {
+  if (!Array.isArray(cfg.releases)) return []
+  const out = []
+  for (const r of cfg.releases.slice(-MaxKeptReleases)) {
+    try {
+      out.push(base64Decode(String(r)))
+    } catch {
+      log.warn('mirrornet: skipping a release record in the config that is not base64')
+    }
+  }
+  return out
+}
+
+// AppReleases is an app host's chain of verified release records and the
+// release this worker serves, persisted in the worker's cache.
+class AppReleases {
+  // open pins the app: the one persisted at install, else the one the
+  // installing config names.
+  static async open (cfgApp) {
+    const saved = await readCached(ReleasesURL)
+    const app = saved?.app ?? cfgApp
+    if (!isAppID(app)) throw new Error(`this origin names no app (config app ${JSON.stringify(String(cfgApp ?? '')).slice(0, 80)})`)
+    const r = new AppReleases(app)
+    if (saved == null) {
+      await r.persist()
+    } else {
+      if (cfgApp != null && cfgApp !== app) log.warn(`mirrornet: the origin now names app ${cfgApp}; this worker serves ${app}, pinned when it installed`)
+      const raws = []
+      for (const b of Array.isArray(saved.records) ? saved.records : []) {
+        try { raws.push(base64Decode(String(b))) } catch {}
+      }
+      await r.add(raws, 'the worker\'s cache')
+      r.serving = Number(saved.serving) || 0
+    }
+    return r
+  }
+
+  constructor (app) {
+    this.app = app
+    this.book = new ReleaseBook()
+    this.serving = 0 // version
+    this.rejected = 0
+    this.lastRejection = ''
+    this.pool = null
+    this.early = [] // events before the pool exists
+    this.seen = new Set() // records already applied or refused (base64)
+  }
+
+  attach (pool) {
+    this.pool = pool
+    for (const e of this.early) pool.note(e)
+    this.early = []
+  }
+
+  event (msg) {
+    if (this.pool) this.pool.note(msg)
+    else this.early.push(msg)
+  }
+
+  note (msg) {
+    this.event(msg)
+    log.warn('mirrornet: ' + msg)
+  }
+
+  // fresh drops records this worker has already judged: a statements
+  // stream repeats the whole chain on every refresh.
+  fresh (raws) {
+    const out = []
+    for (const raw of raws) {
+      const k = base64Encode(raw)
+      if (this.seen.has(k)) continue
+      if (this.seen.size > 1024) this.seen.clear()
+      this.seen.add(k)
+      out.push(raw)
+    }
+    return out
+  }
+
+  // add verifies raws (in version order) and applies those that extend
+  // the chain; records that break a rule are named on the console and the
+  // status page and change nothing.
+  async add (raws, source) {
+    raws = this.fresh(raws)
+    if (raws.length === 0) return
+    const res = await addAll(this.book, raws, Date.now(), this.app)
+    let changed = false
+    for (const v of res) changed = this.record(v, source) || changed
+    if (changed) await this.persist()
+  }
+
+  async addOne (raw, source) {
+    if (this.fresh([raw]).length === 0) return
+    if (this.record(await addRelease(this.book, raw, Date.now(), this.app), source)) await this.persist()
+  }
+
+  record (v, source) {
+    if (v.rel != null) {
+      this.event(`verified release ${v.rel.record.version} of the app (${v.rel.record.cid}) from ${source}, signed by ${v.rel.signers.length} maintainer(s)${v.reason === 'expired' ? '; it has expired' : ''}`)
+      return true
+    }
+    if (v.reason === 'other_app' || v.reason === 'duplicate') return false
+    if (v.verdict === 'reject') {
+      this.rejected++
+      this.lastRejection = `${source}: ${v.error}`
+    }
+    this.note(`refused a release record from ${source}: ${v.error}`)
+    return false
+  }
+
+  latest () { return this.book.latest(this.app) }
+
+  // current is the release served: the one chosen before, else the latest.
+  current () { return this.book.get(this.app, this.serving) ?? this.latest() }
+
+  async serve (rel) {
+    if (this.serving === rel.record.version) return
+    this.serving = rel.record.version
+    await this.persist()
+  }
+
+  persist () {
+    return writeCached(ReleasesURL, {
+      app: this.app,
+      records: this.book.raw(this.app).slice(-MaxKeptReleases).map(base64Encode),
+      serving: this.serving
+    })
+  }
+}
+
+// advance moves an app host to its latest verified release once a mirror
+// lists it as held; called at the start of a navigation, so a page and its
+// resources always come from one release.
+async function advance (st) {
+  const r = st.releases
+  const latest = r?.latest()
+  if (latest == null || latest.record.version <= r.serving) return
+  if (st.pool.holders(latest.record.cid) === 0) {
+    st.pool.note(`release ${latest.record.version} is verified; waiting for a mirror to hold ${latest.record.cid}`)
+    return
+  }
+  let next
+  try {
+    next = CID.parse(latest.record.cid)
+  } catch (e) {
+    st.pool.note(`release ${latest.record.version} names ${latest.record.cid}, which is not a CID`)
+    return
+  }
+  st.pool.note(`moving to release ${latest.record.version} (${next})`)
+  st.root = next
+  st.pool.setRoot(next.toString())
+  await r.serve(latest)
 }
 
 // followRelease: an app host's release changes over time. On each
 // navigation the worker asks the origin for its config again (in the
-// background); when it names another root, the next navigation starts
-// over with it. An origin that does not answer changes nothing.
+// background) and verifies the release records in it; mirrors' statement
+// streams bring records too. A newer verified release is served from the
+// next navigation on. Whatever the config says about the root changes
+// nothing, and an origin that does not answer changes nothing either.
 async function followRelease (st) {
   try {
     const ctl = new AbortController()
@@ -130,11 +321,7 @@ async function followRelease (st) {
     clearTimeout(timer)
     if (!r.ok) return
     const cfg = await r.json()
-    if (typeof cfg.root !== 'string' || cfg.root === st.root.toString()) return
-    CID.parse(cfg.root)
-    await writeCached(ConfigURL, cfg)
-    st.pool.note(`the origin now serves ${cfg.root} (version ${cfg.version ?? '?'}); the next load uses it`)
-    if (statePromise != null && (await statePromise) === st) statePromise = null
+    await st.releases.add(configReleases(cfg), 'the origin')
   } catch (e) {
     log.warn(`mirrornet: could not check the app's current release: ${e.message ?? e}`)
   }
@@ -157,6 +344,7 @@ async function freshLoad (st) {
   st.blockstore.data.clear()
   const pool = st.pool
   await pool.ready()
+  if (st.releases) await advance(st)
   if (st.root.code !== dagPB.code) return
   const budgetOf = rootBytes => {
     let budget = rootBytes.length + 1024
@@ -187,12 +375,19 @@ function statusJSON (st) {
     avg_ms: Math.round(m.ewmaMs * 10) / 10,
     dropped: m.dropped ? m.dropped.reason : ''
   }))
-  const sources = [...st.pool.sources.entries()].map(([url, s]) => ({ url, statements: s.got, rejected: s.rejected, error: s.err }))
+  const sources = [...st.pool.sources.entries()].map(([url, s]) => ({ url, statements: s.got, rejected: s.rejected, releases: s.releases, error: s.err }))
+  const r = st.releases
+  const cur = r?.current()
   return {
     root: st.root.toString(),
     verified: st.served != null,
-    app: st.cfg.app ?? '',
-    release_version: st.cfg.version ?? 0,
+    app: r?.app ?? '',
+    release_version: cur?.record.version ?? 0,
+    release_latest: r?.latest()?.record.version ?? 0,
+    release_signers: cur?.signers ?? [],
+    release_threshold: cur?.record.maintainers.threshold ?? 0,
+    release_expired: cur != null && Date.now() >= cur.record.expires,
+    releases_rejected: r?.rejected ?? 0,
     origin: self.location.origin,
     worker_started: new Date(st.started).toISOString(),
     last_error: st.lastError ?? '',
@@ -213,6 +408,9 @@ async function handle (event) {
   }
   if (url.pathname === '/.mirrornet/verify' && req.method === 'POST') {
     return selfCheck(req, url)
+  }
+  if (url.pathname === '/.mirrornet/verify-release' && req.method === 'POST') {
+    return selfCheckReleases(req, url)
   }
   if (url.pathname === '/.mirrornet/' || url.pathname === '/.mirrornet') {
     if (url.searchParams.get('format') === 'json') {
@@ -285,6 +483,34 @@ async function selfCheck (req, url) {
   const v = verdictOf(err)
   if (err) v.error = err.message
   return new Response(JSON.stringify(v), { headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } })
+}
+
+// selfCheckReleases answers POST /.mirrornet/verify-release?now=UNIX-MS
+// (body: a JSON list of base64 signed releases) with the verdict of each
+// record, applied in the order given to an empty book, and the latest
+// release the book then holds: the release rules, checkable against the
+// Go implementation. Pure: it touches no state.
+async function selfCheckReleases (req, url) {
+  const now = Number(url.searchParams.get('now') ?? Date.now())
+  const book = new ReleaseBook()
+  const out = []
+  let list = []
+  try {
+    list = await req.json()
+  } catch {}
+  for (const b of Array.isArray(list) ? list : []) {
+    let raw
+    try {
+      raw = base64Decode(String(b))
+    } catch (e) {
+      out.push({ verdict: 'reject', reason: 'malformed', error: e.message })
+      continue
+    }
+    const v = await addRelease(book, raw, now)
+    if (v.rel) out.push({ verdict: v.verdict, reason: v.reason, version: v.rel.record.version, app: v.rel.record.app })
+    else out.push(v)
+  }
+  return new Response(JSON.stringify({ results: out }), { headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' } })
 }
 
 async function readAll (resp) {
