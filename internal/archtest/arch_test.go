@@ -260,6 +260,20 @@ func TestOnlyCmdImportsNode(t *testing.T) {
 	}
 }
 
+// TestNetsimOnlyInTests: internal/netsim, the simulated network of the
+// scale benchmarks, never reaches a shipped binary (goList reads non-test
+// imports only).
+func TestNetsimOnlyInTests(t *testing.T) {
+	root := moduleRoot(t)
+	netsim := module + "/internal/netsim"
+	g := goList(t, root, "./...")
+	for path, p := range g {
+		if slices.Contains(p.Imports, netsim) {
+			t.Errorf("%s imports %s: only tests and benchmarks may", path, netsim)
+		}
+	}
+}
+
 // TestCheckerCatchesViolations proves the checks above can fail: a
 // synthetic graph with each kind of forbidden dependency, reached
 // indirectly, is reported with its chain.

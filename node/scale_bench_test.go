@@ -1,0 +1,818 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/netsim"
+)
+
+// BenchmarkScale runs N mirrors (full node.Node instances as shipped: real
+// gossipsub, real Ed25519 signatures, Noise and yamux) on a simulated
+// network (internal/netsim: 10 ms one-way links, optional loss), and then,
+// in the same run and on the same kind of network, N hashicorp/memberlist
+// members twice: DefaultLANConfig, and a config tuned to our profile's
+// detection timeout. Each system goes through the same script, one after
+// the other (never two at once, so each has both cores):
+//
+//  1. start N members, connect/join them, wait until every view holds all N
+//     alive; memory per member = (heap after GC, RSS) growth / N;
+//  2. settle, then an idle window: bytes sent and received per member per
+//     second, counted at the transport (every byte the member hands to the
+//     network: gossip, probes, sync, identify; memberlist: UDP and TCP),
+//     and CPU per member (process CPU time / N / wall time);
+//  3. crash one member (its address is cut off first, so no FIN or RST
+//     reaches anyone, then it is closed): time until 99% and 100% of the
+//     others hold it dead;
+//  4. partition the network 50/50 for a while, heal it, and time until
+//     every view again holds exactly the live members (alive or suspect)
+//     and the crashed one not;
+//  5. false "dead": a live member's state turning dead in a live
+//     observer's view outside the partition (memberlist: NotifyLeave for a
+//     live member; mirrornet: a rise in the observer's count of dead
+//     members other than the crashed one, sampled every 250 ms of
+//     simulated time).
+//
+// Loss is modelled by netsim: each datagram or stream segment is lost with
+// the given probability; a lost stream segment is sent again after
+// max(200 ms, 4 × latency) and what follows it on that connection waits
+// (TCP). Both systems see the same network.
+//
+// Time can be stretched for both systems alike when N members do not fit
+// two cores in real time: MIRRORNET_SCALE_STRETCH=k multiplies every timer
+// of both protocols and the link latency and RTO by k; durations are
+// divided by k and rates given per simulated second.
+//
+//	go test ./node -run XXX -bench Scale -benchtime 1x -timeout 3h
+//	MIRRORNET_SCALE_N=100 MIRRORNET_SCALE_LOSS=1 go test ./node -run XXX -bench Scale -benchtime 1x
+//	MIRRORNET_SCALE_SYSTEMS=mirrornet  (or memberlist-lan, memberlist-tuned)
+func BenchmarkScale(b *testing.B) {
+	ns := envInts(b, "MIRRORNET_SCALE_N", []int{100, 300, 1000})
+	losses := envInts(b, "MIRRORNET_SCALE_LOSS", []int{0, 1})
+	for _, n := range ns {
+		for _, loss := range losses {
+			b.Run(fmt.Sprintf("N=%d/loss=%d%%", n, loss), func(b *testing.B) {
+				for range b.N {
+					runScale(b, n, float64(loss)/100)
+				}
+			})
+		}
+	}
+}
+
+// envInts parses a comma-separated list of whole numbers from the
+// environment, or returns def.
+func envInts(b *testing.B, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		x, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || x < 0 {
+			b.Fatalf("%s=%q: want whole numbers separated by commas", name, v)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// scaleStretch is MIRRORNET_SCALE_STRETCH (default 1).
+func scaleStretch(b *testing.B) int {
+	v := os.Getenv("MIRRORNET_SCALE_STRETCH")
+	if v == "" {
+		return 1
+	}
+	k, err := strconv.Atoi(v)
+	if err != nil || k < 1 {
+		b.Fatalf("MIRRORNET_SCALE_STRETCH=%q: want a whole number >= 1", v)
+	}
+	return k
+}
+
+// A scaleSystem is one membership protocol under test.
+type scaleSystem interface {
+	// start builds and joins n members on nw and returns once every
+	// member's view holds all n alive.
+	start(b *testing.B, nw *netsim.Network, ips []netip.Addr)
+	// deadCounts returns, per live member, how many members its view holds
+	// dead (ignoring the one crashed, if any); -1 for a crashed one.
+	deadCounts() []int
+	// knowsDead reports whether live member obs holds member v dead.
+	knowsDead(obs, v int) bool
+	// agree reports whether every live member's view holds exactly the
+	// live members (alive or suspect).
+	agree() bool
+	// crash stops member v without a word (its address is already cut
+	// off).
+	crash(v int)
+	// falseDeadEvents counts dead verdicts about live members seen by
+	// event (-1: not available, the harness samples deadCounts).
+	falseDeadEvents() int
+	// resetFalseDead starts counting false dead events afresh.
+	setCounting(on bool)
+	close()
+}
+
+// scaleResult is what one system measured.
+type scaleResult struct {
+	heapPer, rssPer      float64 // bytes per member
+	sentPer, recvPer     float64 // bytes per member per simulated second
+	cpuPer               float64 // fraction of a core per member (simulated time)
+	know99, know100      time.Duration
+	healAgree            time.Duration // -1: not within the limit
+	falseDead            int
+	startup              time.Duration
+	partitionDeadPercent float64 // share of cross-side pairs dead before the heal
+	lagMax               time.Duration
+}
+
+func runScale(b *testing.B, n int, loss float64) {
+	k := scaleStretch(b)
+	latency := benchLinkLatency(b, 10*time.Millisecond)
+	prof, _ := health.ProfileByName("lan")
+	systems := map[string]func() scaleSystem{
+		"mirrornet":        func() scaleSystem { return &mnSystem{stretch: k} },
+		"memberlist-lan":   func() scaleSystem { return &mlSystem{cfg: mlLANConfig(k), stretch: k} },
+		"memberlist-tuned": func() scaleSystem { return &mlSystem{cfg: mlTunedConfig(k, n, prof), stretch: k} },
+	}
+	order := []string{"mirrornet", "memberlist-lan", "memberlist-tuned"}
+	if v := os.Getenv("MIRRORNET_SCALE_SYSTEMS"); v != "" {
+		order = strings.Split(v, ",")
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	b.Logf("N=%d loss=%.0f%% stretch=%d latency=%v load average at start: %s", n, loss*100, k, latency, strings.TrimSpace(string(load)))
+	res := map[string]scaleResult{}
+	for _, name := range order {
+		mk, ok := systems[name]
+		if !ok {
+			b.Fatalf("MIRRORNET_SCALE_SYSTEMS: unknown system %q", name)
+		}
+		r := runScaleSystem(b, mk(), n, loss, k, latency)
+		res[name] = r
+		b.Logf("%s: %+v", name, r)
+		unit := func(what string) string { return name + "-" + what }
+		b.ReportMetric(r.sentPer, unit("sent-B/s/member"))
+		b.ReportMetric(r.recvPer, unit("recv-B/s/member"))
+		b.ReportMetric(r.cpuPer*100, unit("CPU-%core/member"))
+		b.ReportMetric(r.heapPer/1024, unit("heap-KiB/member"))
+		b.ReportMetric(r.rssPer/1024, unit("RSS-KiB/member"))
+		b.ReportMetric(r.know99.Seconds(), unit("crash-99%-s"))
+		b.ReportMetric(r.know100.Seconds(), unit("crash-100%-s"))
+		b.ReportMetric(r.healAgree.Seconds(), unit("heal-agree-s"))
+		b.ReportMetric(float64(r.falseDead), unit("false-dead"))
+		b.ReportMetric(r.partitionDeadPercent, unit("partition-dead-%"))
+		b.ReportMetric(float64(r.lagMax.Milliseconds()), unit("timer-lag-max-ms"))
+	}
+	mn, lan := res["mirrornet"], res["memberlist-lan"]
+	if mn.know99 > 0 && lan.know99 > 0 {
+		b.ReportMetric(float64(mn.know99)/float64(lan.know99), "crash-99%-ratio-vs-lan")
+	}
+	if mn.sentPer > 0 && lan.sentPer > 0 {
+		b.ReportMetric((mn.sentPer+mn.recvPer)/(lan.sentPer+lan.recvPer), "bytes-ratio-vs-lan")
+	}
+	if t := res["memberlist-tuned"]; mn.sentPer > 0 && t.sentPer > 0 {
+		b.ReportMetric((mn.sentPer+mn.recvPer)/(t.sentPer+t.recvPer), "bytes-ratio-vs-tuned")
+		if t.know99 > 0 {
+			b.ReportMetric(float64(mn.know99)/float64(t.know99), "crash-99%-ratio-vs-tuned")
+		}
+	}
+	b.ReportMetric(float64(k), "time-stretch")
+}
+
+// memStats returns the heap in use after a full collection and the RSS.
+func memStats() (heap, rss int64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	status, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			rss = kb << 10
+		}
+	}
+	return int64(ms.HeapInuse), rss
+}
+
+// threadCPU is the calling OS thread's CPU time so far (lock the
+// goroutine to its thread).
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func runScaleSystem(b *testing.B, sys scaleSystem, n int, loss float64, k int, latency time.Duration) scaleResult {
+	b.Helper()
+	d := time.Duration(k)
+	nw, err := netsim.New(netsim.Config{Latency: latency * d, Loss: loss, RTO: max(200*time.Millisecond, 4*latency) * d, Seed: uint64(n)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ips := make([]netip.Addr, n)
+	for i := range n {
+		ips[i] = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	var r scaleResult
+	heap0, rss0 := memStats()
+	t0 := time.Now()
+	sys.start(b, nw, ips)
+	defer sys.close()
+	r.startup = time.Since(t0) / d
+	heap1, rss1 := memStats()
+	r.heapPer = float64(heap1-heap0) / float64(n)
+	r.rssPer = float64(rss1-rss0) / float64(n)
+
+	// False "dead" from here on: by event where the system has them, else
+	// by sampling every live observer's dead count.
+	crashed := -1
+	var mu sync.Mutex
+	sampled := 0
+	var sampleCost time.Duration
+	counting := true
+	var prev []int
+	sample := func() {
+		s := threadCPU()
+		c := sys.deadCounts()
+		mu.Lock()
+		if counting && prev != nil {
+			for i := range c {
+				if i != crashed && c[i] > prev[i] {
+					sampled += c[i] - prev[i]
+					if diagFalseDead {
+						fmt.Printf("DIAG t=%v observer=%d dead %d -> %d (crashed %d)\n", time.Since(t0).Round(time.Millisecond), i, prev[i], c[i], crashed)
+					}
+				}
+			}
+		}
+		prev = c
+		sampleCost += threadCPU() - s
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	byEvent := sys.falseDeadEvents() >= 0
+	if !byEvent {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One OS thread, so that its CPU time can be told apart.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			t := time.NewTicker(250 * time.Millisecond * d)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					sample()
+				}
+			}
+		}()
+	}
+	// How late a 100 ms timer fires: the harness's own view of CPU
+	// starvation (other processes on the machine, or too many members).
+	var lagMax atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		const every = 100 * time.Millisecond
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				now := time.Now()
+				if l := int64(now.Sub(last) - every); l > lagMax.Load() {
+					lagMax.Store(l)
+				}
+				last = now
+			}
+		}
+	}()
+	stopSampling := func() {
+		cancel()
+		wg.Wait()
+	}
+	defer stopSampling()
+
+	// Settle, then the idle window.
+	sleepFor(5 * time.Second * d)
+	sent0, recv0 := nw.Totals()
+	mu.Lock()
+	cost0 := sampleCost
+	mu.Unlock()
+	cpu0, w0 := cpuTime(), time.Now()
+	sleepFor(10 * time.Second * d)
+	cpu1, wall := cpuTime(), time.Since(w0)
+	sent1, recv1 := nw.Totals()
+	mu.Lock()
+	cost1 := sampleCost
+	mu.Unlock()
+	sim := wall.Seconds() / float64(k)
+	r.sentPer = float64(sent1-sent0) / float64(n) / sim
+	r.recvPer = float64(recv1-recv0) / float64(n) / sim
+	// The sampler's own work (its thread's CPU time) is not the members'.
+	r.cpuPer = (cpu1 - cpu0 - (cost1 - cost0)).Seconds() / float64(n) / sim
+
+	// Crash.
+	victim := n / 2
+	mu.Lock()
+	crashed = victim
+	mu.Unlock()
+	nw.Isolate(ips[victim])
+	tc := time.Now()
+	sys.crash(victim)
+	need99 := int(math.Ceil(0.99 * float64(n-1)))
+	poll := time.NewTicker(10 * time.Millisecond * d)
+	deadline := time.Now().Add(120 * time.Second * d)
+	for {
+		known := 0
+		for i := range n {
+			if i != victim && sys.knowsDead(i, victim) {
+				known++
+			}
+		}
+		el := time.Since(tc) / d
+		if known >= need99 && r.know99 == 0 {
+			r.know99 = el
+		}
+		if known == n-1 {
+			r.know100 = el
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Errorf("%T: crash known by %d of %d after %v", sys, known, n-1, el)
+			r.know100 = -1
+			break
+		}
+		<-poll.C
+	}
+	poll.Stop()
+
+	// Partition 50/50, then heal.
+	sleepFor(2 * time.Second * d)
+	sys.setCounting(false)
+	mu.Lock()
+	counting = false
+	prePartition := sampled
+	mu.Unlock()
+	if byEvent {
+		prePartition = sys.falseDeadEvents()
+	}
+	half := func(ip netip.Addr) bool { return slices.Index(ips, ip) < n/2 }
+	nw.Partition(half, ips)
+	sleepFor(30 * time.Second * d)
+	c := sys.deadCounts()
+	cross, deadCross := 0, 0
+	for i := range n {
+		if i == victim {
+			continue
+		}
+		other := n / 2 // live members on the other side
+		if i < n/2 {
+			other = n - n/2
+		}
+		if (i < n/2) != (victim < n/2) {
+			other-- // the victim, dead already
+		}
+		cross += other
+		deadCross += min(other, max(0, c[i]))
+	}
+	if cross > 0 {
+		r.partitionDeadPercent = 100 * float64(deadCross) / float64(cross)
+	}
+	nw.Heal()
+	th := time.Now()
+	r.healAgree = -1
+	deadline = time.Now().Add(60 * time.Second * d)
+	for time.Now().Before(deadline) {
+		if sys.agree() {
+			r.healAgree = time.Since(th) / d
+			break
+		}
+		sleepFor(100 * time.Millisecond * d)
+	}
+	if r.healAgree >= 0 {
+		// False "dead" again once agreed: a short tail.
+		mu.Lock()
+		prev, counting = nil, true
+		mu.Unlock()
+		sys.setCounting(true)
+		sleepFor(5 * time.Second * d)
+	}
+	stopSampling()
+	if byEvent {
+		r.falseDead = sys.falseDeadEvents()
+	} else {
+		mu.Lock()
+		r.falseDead = sampled
+		mu.Unlock()
+	}
+	r.lagMax = time.Duration(lagMax.Load())
+	b.Logf("%T: false dead before the partition %d, after the heal %d", sys, prePartition, r.falseDead-prePartition)
+	return r
+}
+
+// sleepFor waits out a measurement window of the benchmark (not a
+// synchronisation: the windows are what is measured).
+func sleepFor(d time.Duration) { <-time.After(d) }
+
+// mnSystem is mirrornet: full nodes on netsim hosts.
+type mnSystem struct {
+	stretch int
+	hosts   []host.Host
+	nodes   []*Node
+	dead    []bool
+}
+
+func (s *mnSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
+	n := len(ips)
+	d := time.Duration(s.stretch)
+	s.dead = make([]bool, n)
+	for i := range n {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, err := nw.NewHost(ips[i], sk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.hosts = append(s.hosts, h)
+		cfg := testConfig(b)
+		cfg.Profile = "lan"
+		stretchConfig(&cfg, d)
+		nd, err := New(cfg, WithHost(h, sk))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.nodes = append(s.nodes, nd)
+	}
+	// Each mirror dials the next one and three at random (about eight
+	// connections each), as bootstrap and discovery would give it.
+	rng := rand.New(rand.NewPCG(uint64(n), 3))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		for j := range 4 {
+			t := (i + 1) % n
+			if j > 0 {
+				t = rng.IntN(n)
+			}
+			if t == i {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				// A loaded machine can time out a handshake: retry, and
+				// leave the rest to gossip (views must still fill up).
+				for range 3 {
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second*d)
+					err := s.hosts[i].Connect(ctx, peer.AddrInfo{ID: s.hosts[t].ID(), Addrs: s.hosts[t].Addrs()})
+					cancel()
+					if err == nil {
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	deadline := time.Now().Add(300 * time.Second * d)
+	for !s.allAlive(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("mirrornet: views not complete within %v", 300*time.Second*d)
+		}
+		sleepFor(250 * time.Millisecond)
+	}
+}
+
+// stretchConfig multiplies every liveness timer of cfg by d.
+func stretchConfig(cfg *Config, d time.Duration) {
+	cfg.Heartbeat *= d
+	cfg.Health.SuspectAfter *= d
+	cfg.Health.DeadAfter *= d
+	cfg.Health.ForgetAfter *= d
+}
+
+// counts is member i's view: how many mirrors in each state.
+func (s *mnSystem) counts(i int) map[health.State]int {
+	nd := s.nodes[i]
+	now := nd.clock()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.view.Counts(now)
+}
+
+func (s *mnSystem) allAlive(n int) bool {
+	for i := range s.nodes {
+		if s.counts(i)[health.StateAlive] < n {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *mnSystem) deadCounts() []int {
+	out := make([]int, len(s.nodes))
+	for i := range s.nodes {
+		if s.dead[i] {
+			out[i] = -1
+			continue
+		}
+		c := s.counts(i)
+		out[i] = c[health.StateDead]
+		for j, gone := range s.dead {
+			if gone && j != i && s.knowsDead(i, j) {
+				out[i]--
+			}
+		}
+	}
+	return out
+}
+
+func (s *mnSystem) knowsDead(obs, v int) bool {
+	nd := s.nodes[obs]
+	now := nd.clock()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	m, ok := nd.view.Mirror(s.nodes[v].ID(), now)
+	return ok && m.State == health.StateDead
+}
+
+func (s *mnSystem) agree() bool {
+	live := 0
+	for _, d := range s.dead {
+		if !d {
+			live++
+		}
+	}
+	for i := range s.nodes {
+		if s.dead[i] {
+			continue
+		}
+		c := s.counts(i)
+		if c[health.StateAlive]+c[health.StateSuspect] != live {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *mnSystem) crash(v int) {
+	s.dead[v] = true
+	s.nodes[v].Close()
+	s.hosts[v].Close()
+}
+
+func (s *mnSystem) falseDeadEvents() int { return -1 }
+func (s *mnSystem) setCounting(bool)     {}
+
+func (s *mnSystem) close() {
+	var wg sync.WaitGroup
+	for i := range s.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.nodes[i].Close()
+			s.hosts[i].Close()
+		}()
+	}
+	wg.Wait()
+}
+
+// mlLANConfig is memberlist's DefaultLANConfig with every timer stretched
+// by k.
+func mlLANConfig(k int) *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	stretchML(c, k)
+	return c
+}
+
+// mlTunedConfig is memberlist tuned to detect a crash in about our
+// profile's DeadAfter at n members: probes every heartbeat with a 200 ms
+// timeout (DefaultLocalConfig's), gossip every 100 ms, and a suspicion
+// multiplier such that probe interval + suspicion timeout (SuspicionMult ×
+// log10(n+1) × probe interval) is about DeadAfter.
+func mlTunedConfig(k, n int, prof health.Profile) *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	c.ProbeInterval = prof.Heartbeat
+	c.ProbeTimeout = 200 * time.Millisecond
+	c.GossipInterval = 100 * time.Millisecond
+	susp := (prof.Health.DeadAfter - prof.Heartbeat).Seconds() / (math.Log10(float64(n+1)) * prof.Heartbeat.Seconds())
+	c.SuspicionMult = max(1, int(math.Round(susp)))
+	stretchML(c, k)
+	return c
+}
+
+func stretchML(c *memberlist.Config, k int) {
+	d := time.Duration(k)
+	c.TCPTimeout *= d
+	c.PushPullInterval *= d
+	c.ProbeInterval *= d
+	c.ProbeTimeout *= d
+	c.GossipInterval *= d
+	c.GossipToTheDeadTime *= d
+}
+
+// mlSystem is N memberlist members on netsim.
+type mlSystem struct {
+	cfg     *memberlist.Config
+	stretch int
+	members []*memberlist.Memberlist
+	names   map[string]int
+	dead    []atomic.Bool
+	// left[i][j]: member i has seen j dead or left.
+	mu        sync.Mutex
+	left      []map[int]bool
+	counting  bool
+	falseDead int
+}
+
+type mlEvents struct {
+	s *mlSystem
+	i int
+}
+
+func (e mlEvents) NotifyJoin(n *memberlist.Node)   { e.s.event(e.i, n.Name, false) }
+func (e mlEvents) NotifyUpdate(n *memberlist.Node) {}
+func (e mlEvents) NotifyLeave(n *memberlist.Node)  { e.s.event(e.i, n.Name, true) }
+
+func (s *mlSystem) event(i int, name string, gone bool) {
+	j, ok := s.names[name]
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gone {
+		s.left[i][j] = true
+		if s.counting && !s.dead[j].Load() && !s.dead[i].Load() {
+			s.falseDead++
+		}
+	} else {
+		delete(s.left[i], j)
+	}
+}
+
+func (s *mlSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
+	n := len(ips)
+	s.names = map[string]int{}
+	s.dead = make([]atomic.Bool, n)
+	s.left = make([]map[int]bool, n)
+	for i := range n {
+		s.names[fmt.Sprintf("m%d", i)] = i
+		s.left[i] = map[int]bool{}
+	}
+	for i := range n {
+		tr, err := nw.MemberlistTransport(netip.AddrPortFrom(ips[i], 7946))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := *s.cfg
+		cfg.Name = fmt.Sprintf("m%d", i)
+		cfg.Transport = tr
+		cfg.LogOutput = io.Discard
+		cfg.Events = mlEvents{s: s, i: i}
+		m, err := memberlist.Create(&cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.members = append(s.members, m)
+		if i > 0 {
+			var err error
+			for range 5 {
+				seeds := []string{s.members[0].LocalNode().FullAddress().Addr, s.members[i/2].LocalNode().FullAddress().Addr, s.members[i-1].LocalNode().FullAddress().Addr}
+				if _, err = m.Join(seeds); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(300 * time.Second * time.Duration(s.stretch))
+	for {
+		all := true
+		for _, m := range s.members {
+			if m.NumMembers() < n {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("memberlist: views not complete")
+		}
+		sleepFor(250 * time.Millisecond)
+	}
+	s.mu.Lock()
+	s.counting = true
+	s.mu.Unlock()
+}
+
+func (s *mlSystem) deadCounts() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int, len(s.members))
+	for i := range s.members {
+		if s.dead[i].Load() {
+			out[i] = -1
+			continue
+		}
+		for j := range s.left[i] {
+			if !s.dead[j].Load() {
+				out[i]++
+			}
+		}
+	}
+	return out
+}
+
+func (s *mlSystem) knowsDead(obs, v int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.left[obs][v]
+}
+
+func (s *mlSystem) agree() bool {
+	live := 0
+	for i := range s.dead {
+		if !s.dead[i].Load() {
+			live++
+		}
+	}
+	for i, m := range s.members {
+		if !s.dead[i].Load() && m.NumMembers() != live {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *mlSystem) crash(v int) {
+	s.dead[v].Store(true)
+	s.members[v].Shutdown()
+}
+
+func (s *mlSystem) falseDeadEvents() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.falseDead
+}
+
+func (s *mlSystem) setCounting(on bool) {
+	s.mu.Lock()
+	s.counting = on
+	s.mu.Unlock()
+}
+
+func (s *mlSystem) close() {
+	var wg sync.WaitGroup
+	for _, m := range s.members {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Shutdown() }()
+	}
+	wg.Wait()
+}
