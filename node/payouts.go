@@ -253,6 +253,7 @@ func (f *payoutsFeature) run(ctx context.Context) {
 		case <-t.C:
 			now := f.n.clock()
 			f.snapshot(now)
+			f.k.Prejudge(now)
 			for _, raw := range f.k.Due(now) {
 				if err := f.n.publish(protocol.TopicFund, raw); err != nil {
 					f.n.log.Debug("publish ledger root", "err", err)

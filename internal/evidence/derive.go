@@ -8,9 +8,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/ledger"
@@ -44,7 +43,8 @@ func (r *Report) use(kind string)    { r.Used[kind]++ }
 // RoundJudge decides which targets a committee majority verified in one
 // probe round, from that round's probe results (already signature-checked,
 // every receipt on a pass included), the mirrors alive in it and their
-// failure domains. It must be pure.
+// failure domains. It must be pure and safe for concurrent use (rounds
+// are judged in parallel).
 type RoundJudge func(round uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool
 
 // Params are what Derive needs besides the set.
@@ -335,15 +335,30 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 		}
 	}
 
-	// Rounds.
+	// Rounds: each judged on its own (they share nothing), on every core.
+	// A round's results are put in one canonical order first, so that its
+	// verdict depends only on the set of statements (and a RoundCache
+	// keyed by that set is sound).
+	verdicts := make([]map[string]bool, nRounds)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), nRounds) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				r := int(next.Add(1) - 1)
+				if r >= nRounds {
+					return
+				}
+				verdicts[r] = judgeOne(p.Judge, firstRound+uint64(r), alive[r], probes[r], domainOf)
+			}
+		}()
+	}
+	wg.Wait()
 	verified := map[string][]bool{}
-	for r := range nRounds {
-		var al []string
-		for peer := range alive[r] {
-			al = append(al, peer)
-		}
-		sort.Strings(al)
-		for peer, ok := range p.Judge(firstRound+uint64(r), probes[r], al, domainOf) {
+	for r, v := range verdicts {
+		for peer, ok := range v {
 			if !ok {
 				continue
 			}
@@ -429,6 +444,48 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	return in, rep, nil
 }
 
+// judgeOne puts one round's evidence in canonical order (alive sorted,
+// results by cmpProbe) and judges it, so that the verdict depends only on
+// the set of statements (and a RoundCache keyed by that set is sound).
+// It sorts probes in place.
+func judgeOne(j RoundJudge, round uint64, alive map[string]bool, probes []*attest.Statement, domainOf func(string) string) map[string]bool {
+	al := make([]string, 0, len(alive))
+	for peer := range alive {
+		al = append(al, peer)
+	}
+	sort.Strings(al)
+	slices.SortFunc(probes, cmpProbe)
+	return j(round, probes, al, domainOf)
+}
+
+// JudgeRound judges one probe round from its statements as Derive does
+// inside an epoch: the mirrors with an "up" liveness sample are alive, the
+// probe results vote; sts must hold one statement per slot (see SlotOf),
+// all timed in the round, as a keeper's do. A mirror calls it as each
+// round closes with a RoundCache's judge (see Keeper.Prejudge in package
+// payouts), so that the epoch's ledger finds the verdicts remembered.
+// domainOf places a peer ("" is unknown).
+func JudgeRound(j RoundJudge, round uint64, sts []*attest.Statement, domainOf func(string) string) map[string]bool {
+	alive := map[string]bool{}
+	var probes []*attest.Statement
+	for _, st := range sts {
+		switch st.Kind {
+		case attest.KindLiveness:
+			if st.Liveness.State == protocol.StateUp {
+				alive[st.Liveness.Peer] = true
+			}
+		case attest.KindProbe:
+			probes = append(probes, st)
+		}
+	}
+	return judgeOne(j, round, alive, probes, func(p string) string {
+		if d := domainOf(p); d != "" {
+			return d
+		}
+		return ledger.UnknownDomain
+	})
+}
+
 // FundSigners returns the key set that signs for the fund fundID of app in
 // s: its funders for a bounty, else the app's maintainers by the releases
 // in s.
@@ -502,15 +559,23 @@ func Verifies(raw []byte) bool {
 }
 
 // Peers returns every peer ID named as a subject, target or credited
-// mirror in s, sorted.
+// mirror in s, sorted. It verifies every item; a keeper that verified its
+// statements on arrival calls PeersOf.
 func Peers(s *Set) []string {
-	seen := map[string]bool{}
+	var sts []*attest.Statement
 	for _, raw := range s.Items() {
-		st, err := verifyAny(raw)
-		if err != nil {
-			continue
+		if st, err := verifyAny(raw); err == nil {
+			sts = append(sts, st)
 		}
-		seen[st.Signer.String()] = true
+	}
+	return PeersOf(sts)
+}
+
+// PeersOf is Peers over verified statements.
+func PeersOf(sts []*attest.Statement) []string {
+	seen := map[string]bool{}
+	for _, st := range sts {
+		seen[subject(st)] = true
 		switch {
 		case st.Probe != nil:
 			seen[st.Probe.Target] = true
@@ -528,6 +593,27 @@ func Peers(s *Set) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// subject is a statement's signer in string form, from the payload where
+// it names the signer (attest checked they match): encoding two million
+// peer IDs would cost seconds.
+func subject(st *attest.Statement) string {
+	switch {
+	case st.Liveness != nil:
+		return st.Liveness.Peer
+	case st.Probe != nil:
+		return st.Probe.Observer
+	case st.Payout != nil:
+		return st.Payout.Peer
+	case st.Witness != nil:
+		return st.Witness.Witness
+	case st.LedgerRoot != nil:
+		return st.LedgerRoot.Peer
+	case st.Receipt != nil:
+		return st.Receipt.Client
+	}
+	return st.Signer.String()
 }
 
 // Slot is the place one statement fills in an epoch's evidence: a
@@ -586,48 +672,6 @@ func cmpS(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-// CommitteeJudge is the RoundJudge of the network's probe rules (package
-// probe): in each probe epoch a target's results count from the observers
-// seated on its committee, one vote per observed failure domain, and it is
-// verified when a majority of the seats, from at least K healthy domains,
-// passed it. cfg is the network profile's probe config.
-func CommitteeJudge(cfg probe.Config) RoundJudge {
-	return func(round uint64, results []*attest.Statement, alive []string, domainOf func(string) string) map[string]bool {
-		var ids []peer.ID
-		for _, a := range alive {
-			if id, err := peer.Decode(a); err == nil {
-				ids = append(ids, id)
-			}
-		}
-		var rs []probe.Result
-		canary := map[peer.ID]time.Time{}
-		for _, st := range results {
-			pr := st.Probe
-			target, err := peer.Decode(pr.Target)
-			if err != nil {
-				continue
-			}
-			_, isCanary, _ := protocol.ChallengeNonce(pr.Challenge)
-			r := probe.Result{Observer: st.Signer, Target: target, Epoch: pr.Epoch, Round: pr.Round, Seq: pr.Seq,
-				At: time.UnixMilli(pr.Time), Pass: pr.Outcome == protocol.OutcomePass, Canary: isCanary}
-			if r.Canary && r.Pass && r.At.After(canary[r.Observer]) {
-				canary[r.Observer] = r.At
-			}
-			rs = append(rs, r)
-		}
-		c := cfg
-		c.Window = cfg.EpochLength
-		end := time.UnixMilli(int64(round+1)*cfg.EpochLength.Milliseconds() - 1)
-		j := probe.Judge(probe.Input{Config: c, Results: rs, Alive: ids, CanaryPass: canary, Now: end,
-			Domain: func(p peer.ID) string { return domainOf(p.String()) }})
-		out := make(map[string]bool, len(j.Targets))
-		for t, st := range j.Targets {
-			out[t.String()] = st.State == probe.StateVerified
-		}
-		return out
-	}
 }
 
 // JudgeFor is the RoundJudge an evidence manifest names: the committee

@@ -70,6 +70,17 @@ func (s *Set) Add(raw []byte) bool {
 	return true
 }
 
+// AddDigest is Add for a caller that already knows raw's SHA-256 h (a
+// keeper that keyed its statements by it): it saves hashing every item of
+// a day's evidence again.
+func (s *Set) AddDigest(h [32]byte, raw []byte) bool {
+	if _, ok := s.items[h]; ok {
+		return false
+	}
+	s.items[h] = raw
+	return true
+}
+
 // Len is the number of items.
 func (s *Set) Len() int { return len(s.items) }
 
@@ -101,9 +112,12 @@ func (s *Set) Get(h [32]byte) ([]byte, bool) { b, ok := s.items[h]; return b, ok
 
 // Root is the set's identity: hex SHA-256 over the concatenated sorted item
 // digests.
-func (s *Set) Root() string {
+func (s *Set) Root() string { return RootOf(s.Digests()) }
+
+// RootOf is the root of a set whose sorted item digests are ds.
+func RootOf(ds [][32]byte) string {
 	h := sha256.New()
-	for _, d := range s.Digests() {
+	for _, d := range ds {
 		h.Write(d[:])
 	}
 	return hex.EncodeToString(h.Sum(nil))

@@ -87,7 +87,8 @@ type Domains interface {
 
 type item struct {
 	raw []byte
-	at  int64 // statement time, Unix ms
+	st  *attest.Statement // verified on arrival
+	at  int64             // statement time, Unix ms
 }
 
 type fundKey struct {
@@ -117,6 +118,14 @@ type Keeper struct {
 	slots map[evidence.Slot]slotted
 	// tables are the latest ledger computed per fund (by Due).
 	tables map[string]*ledger.Table
+	// byRound indexes the liveness and probe items by probe round, for
+	// Prejudge.
+	byRound map[int64]map[[32]byte]bool
+	// rounds remembers round verdicts; judge is the ledger's judge through
+	// it. judged is the last round Prejudge judged.
+	rounds *evidence.RoundCache
+	judge  evidence.RoundJudge
+	judged int64
 }
 
 type slotted struct {
@@ -167,10 +176,20 @@ func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*K
 	if err != nil {
 		return nil, err
 	}
+	// Every round of the retention, and a day more: verdicts of rounds
+	// whose evidence changed after they were judged.
+	keep := int(cfg.Retention/cfg.ProbeEpoch) + int(24*time.Hour/cfg.ProbeEpoch)
+	rounds := evidence.NewRoundCache(keep)
 	return &Keeper{cfg: cfg, self: self, key: key, releases: releases, domains: domains,
 		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
 		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{},
-		Refused: map[string]int{}, slots: map[evidence.Slot]slotted{}, tables: map[string]*ledger.Table{}}, nil
+		Refused: map[string]int{}, slots: map[evidence.Slot]slotted{}, tables: map[string]*ledger.Table{},
+		byRound: map[int64]map[[32]byte]bool{}, rounds: rounds, judge: rounds.Judge(evidence.JudgeFor(cfg.manifest()))}, nil
+}
+
+// manifest is the part of an export's manifest the keeper's config fixes.
+func (c Config) manifest() evidence.Manifest {
+	return evidence.Manifest{ProbeEpochMS: c.ProbeEpoch.Milliseconds(), K: c.K}
 }
 
 // Observe keeps a verified liveness, probe or witness statement as
@@ -207,10 +226,15 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 		if it, ok := k.items[old.digest]; ok {
 			k.bytes -= int64(len(it.raw))
 			delete(k.items, old.digest)
+			delete(k.byRound[slot.Round], old.digest)
 		}
 		k.slots[slot] = slotted{digest: h, seq: st.Seq}
+		if k.byRound[slot.Round] == nil {
+			k.byRound[slot.Round] = map[[32]byte]bool{}
+		}
+		k.byRound[slot.Round][h] = true
 	}
-	k.items[h] = item{raw: st.Raw, at: st.Time.UnixMilli()}
+	k.items[h] = item{raw: st.Raw, st: st, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
 	return true
 }
@@ -343,30 +367,41 @@ func (k *Keeper) Statements() [][]byte {
 // (plus what was merged from peers), with the manifest to export it and
 // the ledger roots signed for it.
 func (k *Keeper) Export(fundID string, epochNo uint64, now time.Time) (evidence.Manifest, *evidence.Set, [][]byte, error) {
+	m, s, _, roots, err := k.collect(fundID, epochNo, now)
+	return m, s, roots, err
+}
+
+// collect is Export, with the statements of the set the keeper verified on
+// arrival, by digest.
+func (k *Keeper) collect(fundID string, epochNo uint64, now time.Time) (evidence.Manifest, *evidence.Set, map[[32]byte]*attest.Statement, [][]byte, error) {
 	f, err := k.FundOf(fundID)
 	if err != nil {
-		return evidence.Manifest{}, nil, nil, err
+		return evidence.Manifest{}, nil, nil, nil, err
 	}
 	fr := f.Record
 	start, end := fr.EpochStart(epochNo), fr.EpochStart(epochNo+1)
 	if now.UnixMilli() < end {
-		return evidence.Manifest{}, nil, nil, fmt.Errorf("%w: epoch %d of %s closes at %s", ErrNotClosed, epochNo, fr.ID(), time.UnixMilli(end).UTC().Format(time.RFC3339))
+		return evidence.Manifest{}, nil, nil, nil, fmt.Errorf("%w: epoch %d of %s closes at %s", ErrNotClosed, epochNo, fr.ID(), time.UnixMilli(end).UTC().Format(time.RFC3339))
 	}
 	s := evidence.NewSet()
 	s.Add(f.Raw)
 	for _, r := range k.releases.Raw(fr.App) {
 		s.Add(r)
 	}
+	sts := map[[32]byte]*attest.Statement{}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, st := range k.payout {
 		if st.Time.UnixMilli() < end {
-			s.Add(st.Raw)
+			h := digest(st.Raw)
+			s.AddDigest(h, st.Raw)
+			sts[h] = st
 		}
 	}
-	for _, it := range k.items {
+	for h, it := range k.items {
 		if it.at >= start && it.at < end {
-			s.Add(it.raw)
+			s.AddDigest(h, it.raw)
+			sts[h] = it.st
 		}
 	}
 	fk := fundKey{fr.ID(), epochNo}
@@ -375,17 +410,21 @@ func (k *Keeper) Export(fundID string, epochNo uint64, now time.Time) (evidence.
 		roots = append(roots, st.Raw)
 	}
 	sort.Slice(roots, func(i, j int) bool { return string(roots[i]) < string(roots[j]) })
-	m := evidence.Manifest{App: fr.App, Fund: fr.ID(), Epoch: epochNo, ProbeEpochMS: k.cfg.ProbeEpoch.Milliseconds(), K: k.cfg.K, Domains: k.domainMapLocked(s)}
-	return m, s, roots, nil
+	m := evidence.Manifest{App: fr.App, Fund: fr.ID(), Epoch: epochNo, ProbeEpochMS: k.cfg.ProbeEpoch.Milliseconds(), K: k.cfg.K, Domains: k.domainMapLocked(sts)}
+	return m, s, sts, roots, nil
 }
 
 // domainMapLocked places every peer named in s.
-func (k *Keeper) domainMapLocked(s *evidence.Set) map[string]string {
+func (k *Keeper) domainMapLocked(sts map[[32]byte]*attest.Statement) map[string]string {
 	out := map[string]string{}
 	if k.domains == nil {
 		return out
 	}
-	for _, p := range evidence.Peers(s) {
+	list := make([]*attest.Statement, 0, len(sts))
+	for _, st := range sts {
+		list = append(list, st)
+	}
+	for _, p := range evidence.PeersOf(list) {
 		id, err := peer.Decode(p)
 		if err != nil {
 			continue
@@ -426,14 +465,100 @@ func (k *Keeper) Merge(s *evidence.Set, now time.Time) int {
 }
 
 // Ledger computes the ledger of a closed fund epoch from the keeper's
-// evidence.
+// evidence. It computes what Compute computes on the epoch's export, from
+// the statements as verified on arrival (no signature is checked again)
+// and with the round verdicts Prejudge remembered.
 func (k *Keeper) Ledger(fundID string, epochNo uint64, now time.Time) (*ledger.Table, ledger.Input, *evidence.Report, error) {
-	m, s, _, err := k.Export(fundID, epochNo, now)
+	m, s, sts, _, err := k.collect(fundID, epochNo, now)
 	if err != nil {
 		return nil, ledger.Input{}, nil, err
 	}
-	return Compute(m, s)
+	t, in, rep, err := k.compute(m, s, sts)
+	return t, in, rep, err
 }
+
+// compute derives and computes the ledger of collected evidence: the
+// statements in digest order, as Parse lists them.
+func (k *Keeper) compute(m evidence.Manifest, s *evidence.Set, sts map[[32]byte]*attest.Statement) (*ledger.Table, ledger.Input, *evidence.Report, error) {
+	ds := s.Digests()
+	ps := &evidence.Parsed{Root: evidence.RootOf(ds), Statements: make([]*attest.Statement, 0, len(sts))}
+	for _, h := range ds {
+		if st := sts[h]; st != nil {
+			ps.Statements = append(ps.Statements, st)
+			continue
+		}
+		one := evidence.NewSet()
+		raw, _ := s.Get(h)
+		one.Add(raw)
+		p := evidence.Parse(one) // the fund record and the releases
+		ps.Releases = append(ps.Releases, p.Releases...)
+		ps.Funds = append(ps.Funds, p.Funds...)
+		ps.Statements = append(ps.Statements, p.Statements...)
+		ps.Invalid += p.Invalid
+	}
+	in, rep, err := evidence.DeriveParsed(ps, evidence.Params{Manifest: m, Domains: m.Domains, Judge: k.judge})
+	if err != nil {
+		return nil, in, rep, err
+	}
+	t, err := ledger.Compute(in)
+	return t, in, rep, err
+}
+
+// maxPrejudge bounds the rounds one Prejudge call judges (about a second
+// of CPU at 1,000 mirrors), so that a keeper with a day of evidence to
+// catch up on does not stall its caller's loop.
+const maxPrejudge = 12
+
+// Prejudge judges the probe rounds that have closed since the last call
+// (a round once the one after it has closed too, so that late results
+// have arrived) and remembers their verdicts, so that an epoch's ledger
+// judges at most its last round when the epoch closes. The node calls it
+// from its loop. It judges nothing while the keeper knows no fund, and it
+// reports how many rounds it judged.
+func (k *Keeper) Prejudge(now time.Time) int {
+	roundMS := k.cfg.ProbeEpoch.Milliseconds()
+	last := now.UnixMilli()/roundMS - 2 // the round before the last closed one
+	k.mu.Lock()
+	if len(k.funds) == 0 {
+		k.mu.Unlock()
+		return 0
+	}
+	first := max(k.judged+1, (now.UnixMilli()-k.cfg.Retention.Milliseconds())/roundMS)
+	k.mu.Unlock()
+	n := 0
+	for r := first; r <= last && n < maxPrejudge; r++ {
+		k.mu.Lock()
+		var sts []*attest.Statement
+		for h := range k.byRound[r] {
+			if it, ok := k.items[h]; ok {
+				sts = append(sts, it.st)
+			}
+		}
+		k.judged = r
+		k.mu.Unlock()
+		if len(sts) == 0 {
+			continue
+		}
+		evidence.JudgeRound(k.judge, uint64(r), sts, k.domainOfString)
+		n++
+	}
+	return n
+}
+
+// domainOfString places a peer given in string form.
+func (k *Keeper) domainOfString(p string) string {
+	if k.domains == nil {
+		return ""
+	}
+	id, err := peer.Decode(p)
+	if err != nil {
+		return ""
+	}
+	return k.domains.Domain(id)
+}
+
+// RoundsRemembered is how many round verdicts the keeper holds.
+func (k *Keeper) RoundsRemembered() int { return k.rounds.Len() }
 
 // Compute derives and computes the ledger of an exported epoch (what
 // `mirrornet ledger verify` runs offline).
@@ -462,7 +587,7 @@ func (k *Keeper) Due(now time.Time) [][]byte {
 		if time.Duration(now.UnixMilli()-fr.EpochStart(e+1))*time.Millisecond > k.cfg.Retention {
 			continue
 		}
-		m, s, _, err := k.Export(fr.ID(), e, now)
+		m, s, sts, _, err := k.collect(fr.ID(), e, now)
 		if err != nil {
 			continue
 		}
@@ -473,7 +598,7 @@ func (k *Keeper) Due(now time.Time) [][]byte {
 		if same {
 			continue
 		}
-		t, _, _, err := Compute(m, s)
+		t, _, _, err := k.compute(m, s, sts)
 		if err != nil {
 			continue
 		}
@@ -554,6 +679,11 @@ func (k *Keeper) Prune(now time.Time) {
 	for sl := range k.slots {
 		if sl.Round < round {
 			delete(k.slots, sl)
+		}
+	}
+	for r := range k.byRound {
+		if r < round {
+			delete(k.byRound, r)
 		}
 	}
 	for h, it := range k.items {

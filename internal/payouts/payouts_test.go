@@ -177,3 +177,55 @@ func TestSlotsIndependentOfOrder(t *testing.T) {
 		t.Fatal("the slot does not hold the latest result")
 	}
 }
+
+// A keeper that judges each probe round as it closes computes, when the
+// epoch closes, the ledger an outsider computes from the export, judging
+// only the epoch's last round then.
+func TestPrejudgeLeavesOneRoundForTheClose(t *testing.T) {
+	sc := evidencetest.Build(t, 6, map[int]string{4: "net:x", 5: "net:x"})
+	k := keeper(t, sc, 1)
+	all := make([]int, len(sc.Items))
+	for i := range all {
+		all[i] = i
+	}
+	closed := time.UnixMilli(evidencetest.Epoch0 + sc.Fund.EpochMS)
+	feed(t, k, sc, all, closed)
+	judged := 0
+	for r := int64(1); r <= 12; r++ {
+		judged += k.Prejudge(time.UnixMilli(evidencetest.Epoch0 + r*evidencetest.RoundMS))
+	}
+	if judged != 11 || k.RoundsRemembered() != 11 {
+		t.Fatalf("judged %d rounds as they closed, %d remembered; want 11 (the last one waits for the next round)", judged, k.RoundsRemembered())
+	}
+	if k.Prejudge(closed) != 0 {
+		t.Fatal("a round was judged twice")
+	}
+	hits, misses := k.rounds.Hits, k.rounds.Misses
+	tab, _, _, err := k.Ledger(sc.Fund.ID(), 0, closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.rounds.Misses-misses != 1 || k.rounds.Hits-hits != 11 {
+		t.Fatalf("at the close: %d rounds judged, %d remembered; want 1 and 11", k.rounds.Misses-misses, k.rounds.Hits-hits)
+	}
+	m, s, _, err := k.Export(sc.Fund.ID(), 0, closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, _, err := Compute(m, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Hash() != tab.Hash() || out.Root != tab.Root {
+		t.Fatal("the keeper's ledger differs from the outsider's")
+	}
+	paid := 0
+	for _, p := range tab.Payouts {
+		if p.Amount > 0 {
+			paid++
+		}
+	}
+	if paid < 5 {
+		t.Fatalf("%d mirrors paid", paid)
+	}
+}

@@ -37,6 +37,11 @@ type Input struct {
 	// if any (evidence remembers them longer than the window).
 	CanaryPass map[peer.ID]time.Time
 	Now        time.Time
+	// Committees, when set, returns target's committee in epoch over
+	// Alive exactly as [Committee] draws it (a [Draw] does, faster), or
+	// false to have Judge draw it. A ledger judging a day of rounds sets
+	// it; the verdicts are the same either way.
+	Committees func(target peer.ID, epoch uint64) ([]Seat, bool)
 }
 
 // Judgement is the verdict on every target of the input, and the weight
@@ -169,11 +174,31 @@ func Judge(in Input) Judgement {
 		d string
 	}
 	seatedMemo := map[ted]bool{}
+	type te struct {
+		t peer.ID
+		e uint64
+	}
+	type answer struct {
+		seats []Seat
+		ok    bool
+	}
+	drawn := map[te]answer{}
 	// Observers that vouch for a target are alive as far as the committee
 	// is concerned, even when this view lags theirs.
 	seated := func(t peer.ID, e uint64, d string, observers []peer.ID) bool {
 		k := ted{t, e, d}
 		s, ok := seatedMemo[k]
+		if !ok && len(observers) == 0 && in.Committees != nil {
+			a, asked := drawn[te{t, e}]
+			if !asked {
+				a.seats, a.ok = in.Committees(t, e)
+				drawn[te{t, e}] = a
+			}
+			if a.ok {
+				s, ok = Seated(a.seats, d), true
+				seatedMemo[k] = s
+			}
+		}
 		if !ok {
 			s = seating.DomainSeated(e, t, d, in.Config.Observers, observers...)
 			seatedMemo[k] = s
