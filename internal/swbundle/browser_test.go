@@ -45,6 +45,8 @@ type mirror struct {
 	port    string
 	delay   atomic.Int64 // ns added before every gateway response
 	lie     atomic.Bool  // flip a byte of tamperMarker in gateway responses
+	lieRaw  atomic.Bool  // flip the middle byte of every block (?format=raw) it serves
+	raws    atomic.Int64 // block requests (?format=raw) answered
 	// seeds, if set, replace the seeds in the worker config it serves.
 	seeds atomic.Pointer[[]string]
 	// config, if set, rewrites the worker config it serves (a mirror
@@ -200,7 +202,15 @@ func (m *mirror) up(t testing.TB) {
 
 // modify makes a lying mirror's gateway answers carry one wrong byte.
 func (m *mirror) modify(resp *http.Response) error {
-	if !m.lie.Load() || !strings.HasPrefix(resp.Request.URL.Path, "/ipfs/") || resp.StatusCode != http.StatusOK {
+	if !strings.HasPrefix(resp.Request.URL.Path, "/ipfs/") || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	raw := resp.Request.URL.Query().Get("format") == "raw"
+	if raw {
+		m.raws.Add(1)
+	}
+	lieRaw := raw && m.lieRaw.Load()
+	if !m.lie.Load() && !lieRaw {
 		return nil
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -208,8 +218,11 @@ func (m *mirror) modify(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	if i := bytes.Index(body, tamperMarker); i >= 0 {
+	if i := bytes.Index(body, tamperMarker); i >= 0 && m.lie.Load() {
 		body[i+5] ^= 0x01
+	}
+	if lieRaw && len(body) > 0 {
+		body[len(body)/2] ^= 0x01
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
@@ -264,6 +277,12 @@ func threeMirrors(t testing.TB) (a, b, c *mirror, root string) {
 	if err := sampledapp.WriteTo(dir); err != nil {
 		t.Fatal(err)
 	}
+	return threeMirrorsOf(t, dir)
+}
+
+// threeMirrorsOf is threeMirrors for the app in dir.
+func threeMirrorsOf(t testing.TB, dir string) (a, b, c *mirror, root string) {
+	t.Helper()
 	a = startMirror(t, "A", nil)
 	b = startMirror(t, "B", a.node.Addrs())
 	c = startMirror(t, "C", a.node.Addrs())
