@@ -27,7 +27,6 @@
 package replicate
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,14 +38,11 @@ import (
 	"github.com/ipfs/boxo/bitswap/client"
 	"github.com/ipfs/boxo/bitswap/server"
 	"github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/exchange"
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/internal/bitswapserve"
-	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/internal/store/ipfsbs"
 )
@@ -64,10 +60,17 @@ var (
 
 // Config tunes replication.
 type Config struct {
-	// Parallel is the number of blocks requested at once (and written at
-	// once). 32 keeps a 1 MiB-chunk bundle streaming over one connection
-	// without holding more than ~32 MiB in flight.
+	// Parallel is the number of blocks asked for at once through the
+	// fallback bitswap session (blocks no known holder has; see fetch.go).
 	Parallel int
+
+	// WindowMin and WindowMax bound the bytes of blocks asked of one
+	// holder and not yet received. Between them the window follows the
+	// bandwidth-delay product measured on the path to the holder (see
+	// window). 8 MiB keeps a loopback or LAN link busy before anything is
+	// measured; 64 MiB covers 1 Gbit/s at 250 ms twice over.
+	WindowMin int
+	WindowMax int
 
 	// ServeOutstandingBytes caps the bytes the bitswap server queues for one
 	// peer at a time (0: boxo's default of 1 MiB, i.e. one 1 MiB chunk, which
@@ -80,13 +83,16 @@ type Config struct {
 
 // DefaultConfig returns the default configuration.
 func DefaultConfig() Config {
-	return Config{Parallel: 32, ServeOutstandingBytes: 16 << 20, Serve: bitswapserve.DefaultConfig()}
+	return Config{Parallel: 32, WindowMin: 8 << 20, WindowMax: 64 << 20, ServeOutstandingBytes: 16 << 20, Serve: bitswapserve.DefaultConfig()}
 }
 
 // Validate reports a configuration error naming the field.
 func (c Config) Validate() error {
 	if c.Parallel < 1 || c.Parallel > 1024 {
 		return fmt.Errorf("replicate: Config.Parallel must be in 1..1024, got %d", c.Parallel)
+	}
+	if c.WindowMin < 1<<10 || c.WindowMax < c.WindowMin {
+		return fmt.Errorf("replicate: Config.WindowMin must be >= 1 KiB and WindowMax >= WindowMin, got %d and %d", c.WindowMin, c.WindowMax)
 	}
 	if c.ServeOutstandingBytes < 0 {
 		return fmt.Errorf("replicate: Config.ServeOutstandingBytes must be >= 0, got %d", c.ServeOutstandingBytes)
@@ -130,8 +136,10 @@ type Replicator struct {
 	log  *slog.Logger
 
 	bs *bitswap.Bitswap
-	// serve is the bitswap network, wrapped to guard the serving side.
+	// serve is the bitswap network, wrapped to guard the serving side;
+	// hn wraps it again to hand received blocks to fetches (fetch.go).
 	serve *bitswapserve.Network
+	hn    *hookNet
 	// bstore is the adapter handed to bitswap: reads show held bundles
 	// only; Puts trust the CIDs bitswap derived from the bytes.
 	bstore *ipfsbs.Blockstore
@@ -139,6 +147,9 @@ type Replicator struct {
 	cancel context.CancelFunc
 
 	closeOnce sync.Once
+
+	fmu     sync.Mutex
+	fetches map[*walk]struct{} // walks in progress
 }
 
 // New starts bitswap on h, serving the held bundles of st. The caller keeps
@@ -157,9 +168,10 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Replicator{
 		h: h, st: st, find: find, cfg: cfg,
-		log:    o.log.With("component", "replicate"),
-		ctx:    ctx,
-		cancel: cancel,
+		log:     o.log.With("component", "replicate"),
+		ctx:     ctx,
+		cancel:  cancel,
+		fetches: map[*walk]struct{}{},
 	}
 	r.bstore = ipfsbs.New(st, ipfsbs.WithFilter(st.HeldBlock), ipfsbs.WithBitswapDecodedPuts())
 	bsOpts := []bitswap.Option{
@@ -181,8 +193,9 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 		return nil, err
 	}
 	r.serve = serve
+	r.hn = &hookNet{Network: serve, r: r}
 	bsOpts = append(bsOpts, serve.ServerOptions()...)
-	r.bs = bitswap.New(ctx, serve, nil, nonZeroSizes{r.bstore}, bsOpts...)
+	r.bs = bitswap.New(ctx, r.hn, nil, nonZeroSizes{r.bstore}, bsOpts...)
 	return r, nil
 }
 
@@ -196,24 +209,34 @@ func (r *Replicator) Close() error {
 	return nil
 }
 
-// connect dials the holders of root in parallel and returns how many are
-// connected.
-func (r *Replicator) connect(ctx context.Context, root cid.Cid) int {
-	var wg sync.WaitGroup
+// connect dials the holders of root in parallel and returns those
+// connected and how many peers are connected in all.
+func (r *Replicator) connect(ctx context.Context, root cid.Cid) ([]peer.ID, int) {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		ids []peer.ID
+	)
+	seen := map[peer.ID]bool{}
 	for _, ai := range r.find.Holders(root) {
-		if ai.ID == r.h.ID() {
+		if ai.ID == r.h.ID() || seen[ai.ID] {
 			continue
 		}
+		seen[ai.ID] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := r.h.Connect(ctx, ai); err != nil {
 				r.log.Debug("holder unreachable", "peer", ai.ID, "err", err)
+				return
 			}
+			mu.Lock()
+			ids = append(ids, ai.ID)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return len(r.h.Network().Peers())
+	return ids, len(r.h.Network().Peers())
 }
 
 // Fetch follows root, fetches every missing block of its DAG from the
@@ -235,15 +258,15 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 	if r.st.Held(root) {
 		return nil
 	}
-	if r.connect(ctx, root) == 0 {
+	holders, connected := r.connect(ctx, root)
+	if connected == 0 {
 		// nobody to ask: succeed only if everything is already here
 		if _, err := r.st.MarkHeld(root); err != nil {
 			return fmt.Errorf("%w: %s", ErrNoHolders, root)
 		}
 		return nil
 	}
-	sess := r.bs.NewSession(ctx)
-	p, err := r.fetchDAG(ctx, sess, root, Progress{}, progress)
+	p, err := r.fetchDAG(ctx, holders, root, Progress{}, progress)
 	if err != nil {
 		return err
 	}
@@ -252,7 +275,7 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 		// The walk found a block torn by an earlier crash (present, never
 		// made durable) and deleted it: fetch what is missing once more.
 		r.log.Info("bundle incomplete after fetch; fetching again", "root", root, "err", err)
-		if p, err = r.fetchDAG(ctx, sess, root, p, progress); err != nil {
+		if p, err = r.fetchDAG(ctx, holders, root, p, progress); err != nil {
 			return err
 		}
 		_, err = r.st.MarkHeld(root)
@@ -262,126 +285,6 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 	}
 	r.log.Info("bundle held", "root", root, "blocks", p.Blocks, "fetched", p.Fetched, "bytes", p.Bytes)
 	return nil
-}
-
-// fetchDAG walks root's DAG with cfg.Parallel workers, making every block
-// present and verified, and returns the progress counters. A second pass
-// counts the DAG's blocks again and adds to p.Fetched.
-func (r *Replicator) fetchDAG(ctx context.Context, sess exchange.Fetcher, root cid.Cid, p Progress, progress func(Progress)) (Progress, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		links   []cid.Cid
-		size    int
-		fetched bool
-		err     error
-	}
-	work := make(chan cid.Cid)
-	results := make(chan result)
-	var wg sync.WaitGroup
-	for range r.cfg.Parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range work {
-				links, size, fetched, err := r.one(ctx, sess, c)
-				select {
-				case results <- result{links, size, fetched, err}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-	defer wg.Wait()
-	defer close(work)
-	defer cancel() // unblock workers before waiting for them
-
-	queue := []cid.Cid{root}
-	seen := map[string]struct{}{root.KeyString(): {}}
-	inflight := 0
-	p.Blocks, p.Bytes = 0, 0 // a second pass counts the DAG again
-	for len(queue) > 0 || inflight > 0 {
-		var send chan cid.Cid
-		var next cid.Cid
-		if len(queue) > 0 {
-			send, next = work, queue[len(queue)-1]
-		}
-		select {
-		case send <- next:
-			queue = queue[:len(queue)-1]
-			inflight++
-		case res := <-results:
-			inflight--
-			if res.err != nil {
-				return p, res.err
-			}
-			p.Blocks++
-			p.Bytes += int64(res.size)
-			if res.fetched {
-				p.Fetched++
-			}
-			if progress != nil {
-				progress(p)
-			}
-			// push in reverse so the queue pops children in link order
-			for i := len(res.links) - 1; i >= 0; i-- {
-				l := res.links[i]
-				if _, ok := seen[l.KeyString()]; !ok {
-					seen[l.KeyString()] = struct{}{}
-					queue = append(queue, l)
-				}
-			}
-		case <-ctx.Done():
-			if r.ctx.Err() != nil {
-				return p, ErrClosed
-			}
-			return p, fmt.Errorf("replicate: fetching %s: %d blocks done: %w", root, p.Blocks, ctx.Err())
-		}
-	}
-	return p, nil
-}
-
-// one makes block c present and verified and returns its links and size.
-func (r *Replicator) one(ctx context.Context, sess exchange.Fetcher, c cid.Cid) ([]cid.Cid, int, bool, error) {
-	if ok, _ := r.st.Has(c); ok {
-		if c.Type() == cid.Raw {
-			n, err := r.st.GetSize(c)
-			if err == nil {
-				return nil, n, false, nil
-			}
-		} else if data, err := r.st.Get(c); err == nil {
-			links, err := verify.Links(c, data)
-			if err != nil {
-				return nil, 0, false, fmt.Errorf("replicate: %w", err)
-			}
-			return links, len(data), false, nil
-		}
-		// missing or corrupt after all: fetch it
-	}
-	var blk blocks.Block
-	if empty, err := c.Prefix().Sum(nil); err == nil && empty.Equals(c) {
-		// The block of zero bytes (an empty file) is known from its CID;
-		// boxo's bitswap server never sends it (see nonZeroSizes).
-		blk, _ = blocks.NewBlockWithCid(nil, c)
-	} else if blk, err = sess.GetBlock(ctx, c); err != nil {
-		return nil, 0, false, fmt.Errorf("replicate: fetching block %s: %w", c, err)
-	}
-	// bitswap's decoder derived blk's CID from its bytes (see
-	// ipfsbs.WithBitswapDecodedPuts): comparing multihashes is enough, and
-	// the store does not hash the block again.
-	if !bytes.Equal(blk.Cid().Hash(), c.Hash()) {
-		return nil, 0, false, fmt.Errorf("%w: %s", ErrBadBlock, c)
-	}
-	data := blk.RawData()
-	if err := r.bstore.Put(ctx, blk); err != nil {
-		return nil, 0, false, fmt.Errorf("replicate: %w", err)
-	}
-	links, err := verify.Links(c, data)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("replicate: %w", err)
-	}
-	return links, len(data), true, nil
 }
 
 // nonZeroSizes reports a zero-length block's size as 1 to bitswap's server:
