@@ -332,15 +332,7 @@ func (n *Node) statusWith(self func(SelfStatus), each func(MirrorStatus) bool) {
 	n.mu.Lock()
 	ms := n.view.Mirrors(now)
 	n.mu.Unlock()
-	me := SelfStatus{
-		PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL(), Version: Version,
-		Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
-	}
-	for _, b := range n.store.Bundles() {
-		if b.State == "held" {
-			me.Bundles = append(me.Bundles, b.Root.String())
-		}
-	}
+	me := n.selfStatus()
 	self(me)
 	ev := map[string]MirrorEvidence{}
 	if pf := n.probeFeatureOf(); pf != nil {
@@ -372,12 +364,6 @@ func mirrorStatus(m health.Mirror) MirrorStatus {
 	return s
 }
 
-func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = n.writeStatus(w)
-}
-
 func (n *Node) serveStatements(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", protocol.StatementsContentType)
 	w.Header().Set("Cache-Control", "no-store")
@@ -386,11 +372,11 @@ func (n *Node) serveStatements(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	st := n.Status()
+	self := n.selfStatus()
 	var b strings.Builder
-	fmt.Fprintf(&b, "mirrornet mirror %s (%s)\n\n", st.Self.PeerID, Version)
-	fmt.Fprintf(&b, "bundles held: %d\n", len(st.Self.Bundles))
-	for _, c := range st.Self.Bundles {
+	fmt.Fprintf(&b, "mirrornet mirror %s (%s)\n\n", self.PeerID, Version)
+	fmt.Fprintf(&b, "bundles held: %d\n", len(self.Bundles))
+	for _, c := range self.Bundles {
 		fmt.Fprintf(&b, "  %s  %s\n", c, subdomainURL(n.HTTPURL(), c))
 	}
 	fmt.Fprintf(&b, "\nstatus: %s\nstatements: %s\nmetrics: /metrics\n", protocol.HTTPStatusPath, protocol.HTTPStatementsPath)

@@ -3,6 +3,9 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,4 +52,82 @@ func TestWriteStatusMatchesEncode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// getStatus calls the status handler as the HTTP side would.
+func getStatus(n *Node) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	n.serveStatus(rec, httptest.NewRequest(http.MethodGet, protocol.HTTPStatusPath, nil))
+	return rec
+}
+
+// The status page answers while a long loop holds the node's lock (a
+// probe round or a payout snapshot over ten thousand mirrors used to make
+// every status request wait for it), with the JSON Status() encodes.
+func TestStatusAnswersWhileNodeLockHeld(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	if rec := getStatus(n); rec.Code != http.StatusOK {
+		t.Fatalf("status: %d %s", rec.Code, rec.Body)
+	}
+	n.mu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			n.mu.Unlock()
+		}
+	}
+	defer unlock()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- getStatus(n) }()
+	var rec *httptest.ResponseRecorder
+	select {
+	case rec = <-done:
+	case <-time.After(time.Minute): // a failure guard, not a latency bound
+		unlock()
+		<-done
+		t.Fatal("the status page waited for the node's lock")
+	}
+	unlock()
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("status while locked: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	want := &bytes.Buffer{}
+	enc := json.NewEncoder(want)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(n.Status()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec.Body.Bytes(), want.Bytes()) {
+		t.Fatalf("served status differs from Status():\n%s\nwant:\n%s", rec.Body, want)
+	}
+}
+
+// A small view is served as it is when the request arrives: a mirror
+// accepted just before a status request is in its answer.
+func TestStatusShowsAcceptedMirror(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	getStatus(n)
+	sk, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(sk)
+	now := n.clock()
+	raw, err := attest.SignLiveness(sk, protocol.Liveness{Peer: id.String(), State: protocol.StateUp, Seq: 1, Time: now.UnixMilli(), Addrs: []string{}, Bundles: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := attest.Verify(raw, now.Add(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.accept(st); err != nil {
+		t.Fatal(err)
+	}
+	// Polled: a loaded machine may take longer than the wait for a fresh
+	// snapshot, and then the previous one is served.
+	waitFor(t, 30*time.Second, "the new mirror in the status page", func() (bool, string) {
+		body := getStatus(n).Body.String()
+		return strings.Contains(body, id.String()), body
+	})
 }

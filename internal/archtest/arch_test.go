@@ -41,6 +41,7 @@ var pure = []struct {
 	{"internal/ledger", false},
 	{"internal/evidence", false},
 	{"internal/payouts", false},
+	{"internal/snapcache", true},
 }
 
 // rule is one forbidden dependency of a pure package.
