@@ -247,8 +247,8 @@ func runScaleSystem(b *testing.B, sys scaleSystem, n int, loss float64, k int, l
 	var r scaleResult
 	heap0, rss0 := memStats()
 	t0 := time.Now()
-	sys.start(b, nw, ips)
 	defer sys.close()
+	sys.start(b, nw, ips)
 	r.startup = time.Since(t0) / d
 	heap1, rss1 := memStats()
 	r.heapPer = float64(heap1-heap0) / float64(n)
@@ -465,30 +465,47 @@ func (s *mnSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
 	n := len(ips)
 	d := time.Duration(s.stretch)
 	s.dead = make([]bool, n)
+	s.hosts = make([]host.Host, n)
+	s.nodes = make([]*Node, n)
+	// Start them a few at a time: a node's start is mostly waiting (store,
+	// admin socket, first publication).
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
 	for i := range n {
-		sk, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		h, err := nw.NewHost(ips[i], sk)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.hosts = append(s.hosts, h)
-		cfg := testConfig(b)
-		cfg.Profile = "lan"
-		stretchConfig(&cfg, d)
-		nd, err := New(cfg, WithHost(h, sk))
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.nodes = append(s.nodes, nd)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sk, _, err := crypto.GenerateEd25519Key(nil)
+			var h host.Host
+			if err == nil {
+				h, err = nw.NewHost(ips[i], sk)
+			}
+			var nd *Node
+			if err == nil {
+				cfg := testConfig(b)
+				cfg.Profile = "lan"
+				stretchConfig(&cfg, d)
+				nd, err = New(cfg, WithHost(h, sk))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("mirror %d: %w", i, err)
+			}
+			s.hosts[i], s.nodes[i] = h, nd
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
 	}
 	// Each mirror dials the next one and three at random (about eight
 	// connections each), as bootstrap and discovery would give it.
 	rng := rand.New(rand.NewPCG(uint64(n), 3))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
+	sem = make(chan struct{}, 64)
 	for i := range n {
 		for j := range 4 {
 			t := (i + 1) % n
@@ -612,8 +629,12 @@ func (s *mnSystem) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.nodes[i].Close()
-			s.hosts[i].Close()
+			if s.nodes[i] != nil {
+				s.nodes[i].Close()
+			}
+			if s.hosts[i] != nil {
+				s.hosts[i].Close()
+			}
 		}()
 	}
 	wg.Wait()
