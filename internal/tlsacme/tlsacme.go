@@ -13,10 +13,14 @@
 //     on the HTTPS listener). The solvers never open listeners of their
 //     own when the mirror already serves those ports.
 //   - {cid}.ipfs.PUBLIC-HOST subdomains need a wildcard certificate, which
-//     ACME issues only through DNS-01: the operator provides it
-//     (Config.WildcardCert/WildcardKey, e.g. from their DNS-01 tooling)
-//     and it is served for those names; without it the subdomains are
-//     served over plain HTTP only.
+//     ACME issues only through DNS-01: with Config.DNSNames and a
+//     DNSProvider (internal/dnsupdate: RFC 2136 updates to the operator's
+//     own name server) it is obtained and renewed here, through DNS-01
+//     for those names only (the other names keep HTTP-01 and
+//     TLS-ALPN-01, since an --app host's zone is not the operator's);
+//     or the operator provides it (Config.WildcardCert/WildcardKey, from
+//     their own DNS-01 tooling). Without either the subdomains are served
+//     over plain HTTP only.
 //   - State in the data directory: certificates, keys and the ACME account
 //     live under Config.Storage (DATA/acme), so a restart reuses them and
 //     does not hit CA rate limits.
@@ -77,6 +81,17 @@ type Config struct {
 	// on, where the CA's validation arrives (80 and 443 behind a port
 	// forward, other ports in tests).
 	HTTPPort, TLSPort int
+	// DNSNames get certificates through DNS-01 challenges, whose TXT
+	// records DNSProvider sets: typically "*.ipfs." + the public host.
+	// Each is a wildcard ("*." and a host name). Optional; needs
+	// DNSProvider.
+	DNSNames []string
+	// DNSProvider sets and removes the challenges' TXT records.
+	DNSProvider certmagic.DNSProvider
+	// DNSResolvers (host:port) are asked for the zone of a challenge name
+	// and whether its record has propagated. Default: the system's
+	// resolvers, then the zone's authoritative servers.
+	DNSResolvers []string
 }
 
 // Validate names the first invalid field.
@@ -92,7 +107,16 @@ func (c Config) Validate() error {
 	if (c.WildcardCert == "") != (c.WildcardKey == "") {
 		return fmt.Errorf("%w: a wildcard certificate needs both its certificate and its key file", ErrConfig)
 	}
-	if len(c.Names) == 0 && c.WildcardCert == "" {
+	for _, n := range c.DNSNames {
+		host, ok := strings.CutPrefix(n, "*.")
+		if !ok || n != strings.ToLower(n) || !announce.ValidHostname(host) || !strings.Contains(host, ".") {
+			return fmt.Errorf("%w: DNS-01 name %q is not a wildcard a CA can issue for (want *.HOST)", ErrConfig, n)
+		}
+	}
+	if len(c.DNSNames) > 0 && c.DNSProvider == nil {
+		return fmt.Errorf("%w: DNS-01 names %v need a DNS provider", ErrConfig, c.DNSNames)
+	}
+	if len(c.Names) == 0 && c.WildcardCert == "" && len(c.DNSNames) == 0 {
 		return fmt.Errorf("%w: no names to serve over HTTPS (set a https public URL, --app hosts or a certificate)", ErrConfig)
 	}
 	return nil
@@ -119,6 +143,10 @@ type Manager struct {
 	magic  *certmagic.Config
 	issuer *certmagic.ACMEIssuer
 	names  map[string]bool
+	// magicDNS obtains the DNS-01 names, with an issuer that solves
+	// DNS-01 only; nil without DNS names.
+	magicDNS *certmagic.Config
+	dnsNames map[string]bool
 
 	closeOnce sync.Once
 }
@@ -135,24 +163,36 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 	if cfg.CA == "" {
 		cfg.CA = LetsEncrypt
 	}
-	m := &Manager{cfg: cfg, names: map[string]bool{}}
+	m := &Manager{cfg: cfg, names: map[string]bool{}, dnsNames: map[string]bool{}}
 	for _, n := range cfg.Names {
 		m.names[n] = true
 	}
+	for _, n := range cfg.DNSNames {
+		m.dnsNames[n] = true
+	}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		Logger:           o.log,
-	})
-	m.magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: cfg.Storage},
-		Logger:  o.log,
-		OnEvent: func(_ context.Context, event string, data map[string]any) error {
-			if o.onEvent != nil {
-				o.onEvent(event, data)
+		// Renewals go through the config that obtained the certificate.
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			if m.magicDNS != nil && slices.ContainsFunc(c.Names, func(n string) bool { return m.dnsNames[n] }) {
+				return m.magicDNS, nil
 			}
-			return nil
+			return m.magic, nil
 		},
+		Logger: o.log,
 	})
+	newConfig := func() *certmagic.Config {
+		return certmagic.New(m.cache, certmagic.Config{
+			Storage: &certmagic.FileStorage{Path: cfg.Storage},
+			Logger:  o.log,
+			OnEvent: func(_ context.Context, event string, data map[string]any) error {
+				if o.onEvent != nil {
+					o.onEvent(event, data)
+				}
+				return nil
+			},
+		})
+	}
+	m.magic = newConfig()
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
 		CA:             cfg.CA,
 		Email:          cfg.Email,
@@ -165,6 +205,23 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 	m.magic.Issuers = []certmagic.Issuer{m.issuer}
 	// Never issue for a name that is not configured, whatever SNI says.
 	m.magic.OnDemand = nil
+	if len(cfg.DNSNames) > 0 {
+		m.magicDNS = newConfig()
+		m.magicDNS.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(m.magicDNS, certmagic.ACMEIssuer{
+			CA:           cfg.CA,
+			Email:        cfg.Email,
+			Agreed:       true,
+			TrustedRoots: cfg.CARoots,
+			Logger:       o.log,
+			// Setting a DNS-01 solver makes this issuer solve DNS-01 only.
+			DNS01Solver: &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
+				DNSProvider: cfg.DNSProvider,
+				Resolvers:   slices.Clone(cfg.DNSResolvers),
+				Logger:      o.log,
+			}},
+		})}
+		m.magicDNS.OnDemand = nil
+	}
 	return m, nil
 }
 
@@ -177,11 +234,15 @@ func (m *Manager) Start(ctx context.Context) error {
 			return fmt.Errorf("tlsacme: load certificate %s: %w", m.cfg.WildcardCert, err)
 		}
 	}
-	if len(m.cfg.Names) == 0 {
-		return nil
+	if len(m.cfg.Names) > 0 {
+		if err := m.magic.ManageAsync(ctx, slices.Clone(m.cfg.Names)); err != nil {
+			return fmt.Errorf("tlsacme: manage certificates for %v: %w", m.cfg.Names, err)
+		}
 	}
-	if err := m.magic.ManageAsync(ctx, slices.Clone(m.cfg.Names)); err != nil {
-		return fmt.Errorf("tlsacme: manage certificates for %v: %w", m.cfg.Names, err)
+	if m.magicDNS != nil {
+		if err := m.magicDNS.ManageAsync(ctx, slices.Clone(m.cfg.DNSNames)); err != nil {
+			return fmt.Errorf("tlsacme: manage certificates for %v (DNS-01): %w", m.cfg.DNSNames, err)
+		}
 	}
 	return nil
 }
@@ -218,8 +279,12 @@ func (m *Manager) Has(name string) bool {
 	return false
 }
 
-// coveredByWildcard reports whether the provided certificate covers name.
+// coveredByWildcard reports whether the provided certificate, or a
+// DNS-01 wildcard name, covers name.
 func (m *Manager) coveredByWildcard(name string) bool {
+	if _, parent, ok := strings.Cut(name, "."); ok && m.dnsNames["*."+parent] {
+		return true
+	}
 	if m.cfg.WildcardCert == "" {
 		return false
 	}

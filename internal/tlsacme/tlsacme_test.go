@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrornet/mirrornet/internal/dnsupdate"
+	"github.com/mirrornet/mirrornet/internal/dnsupdate/dnstest"
 	"github.com/mirrornet/mirrornet/internal/tlsacme"
 	"github.com/mirrornet/mirrornet/internal/tlsacme/pebbletest"
 )
@@ -231,6 +233,61 @@ func TestProvidedWildcardCertificate(t *testing.T) {
 	conn.Close()
 	for _, name := range []string{"mirror.example.test", "a.b.ipfs.mirror.example.test", "evil.example.test"} {
 		if conn, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: name, RootCAs: roots}); err == nil {
+			conn.Close()
+			t.Errorf("%s got a certificate", name)
+		}
+	}
+}
+
+// DNS-01: with an RFC 2136 provider, the wildcard for the {cid}.ipfs.
+// subdomains comes from Pebble, which validates every challenge for real
+// against a name server on loopback: the TXT record for the wildcard
+// (set by a TSIG-signed update), and HTTP-01 or TLS-ALPN-01 for the
+// public host (whose name resolves to the mirror there). A subdomain then
+// gets a certificate that a client trusting only Pebble's root accepts;
+// names outside the wildcard still get none.
+func TestWildcardOverDNS01(t *testing.T) {
+	ns := dnstest.Start(t, "example.test")
+	httpsLn, httpLn := listeners(t)
+	pb := pebbletest.StartWith(t, pebbletest.Options{Resolver: ns.Addr, HTTPPort: port(httpLn), TLSPort: port(httpsLn)})
+	provider, err := dnsupdate.New(dnsupdate.Config{Server: ns.Addr, TSIGKey: ns.KeyName, TSIGSecret: ns.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wildcard = "*.ipfs.mirror.example.test"
+	ev := newEvents()
+	m, err := tlsacme.New(tlsacme.Config{
+		Names: []string{"mirror.example.test"}, DNSNames: []string{wildcard}, DNSProvider: provider, DNSResolvers: provider.Resolvers(),
+		CA: pb.DirectoryURL, CARoots: pb.ACMERoots, Storage: t.TempDir(), HTTPPort: port(httpLn), TLSPort: port(httpsLn),
+	}, tlsacme.WithEvents(ev.on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	serve(t, m, httpsLn, httpLn)
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub := "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi.ipfs.mirror.example.test"
+	ev.wait(t, m, "mirror.example.test", sub)
+
+	c := client(&tls.Config{RootCAs: pb.Roots}, httpsLn.Addr().String())
+	resp, err := c.Get("https://" + sub + ":" + strconv.Itoa(port(httpsLn)) + "/")
+	if err != nil {
+		t.Fatalf("subdomain over HTTPS with only Pebble's root trusted: %v", err)
+	}
+	resp.Body.Close()
+	if got := resp.TLS.PeerCertificates[0].DNSNames; !slices.Equal(got, []string{wildcard}) {
+		t.Fatalf("subdomain served a certificate for %v, want the wildcard", got)
+	}
+	if applied, refused := ns.Updates(); applied < 1 || refused != 0 {
+		t.Fatalf("name server saw %d updates applied, %d refused: DNS-01 records not set through it", applied, refused)
+	}
+	if o := pb.Ordered(); !slices.Contains(o, wildcard) {
+		t.Fatalf("orders %v: no order for %s", o, wildcard)
+	}
+	for _, name := range []string{"a.b.ipfs.mirror.example.test", "evil.example.test"} {
+		if conn, err := tls.Dial("tcp", httpsLn.Addr().String(), &tls.Config{ServerName: name, RootCAs: pb.Roots}); err == nil {
 			conn.Close()
 			t.Errorf("%s got a certificate", name)
 		}

@@ -3,10 +3,14 @@
 // outside. Its issuing roots come from its management interface, as they
 // would from the pebble binary's management port.
 //
-// Challenges are not validated (PEBBLE_VA_ALWAYS_VALID=1): mirrors in tests
-// share 127.0.0.1 and app names that resolve nowhere. The ACME flow itself
-// (account, order, authorization, finalisation, certificate download) is
-// Pebble's own. Import this package from tests only.
+// Start does not validate challenges (PEBBLE_VA_ALWAYS_VALID=1): mirrors
+// in tests share 127.0.0.1 and app names that resolve nowhere. StartWith
+// a Resolver validates them for real, asking that DNS server (a
+// dnsupdate/dnstest server on loopback) for TXT records (DNS-01) and for
+// the addresses it connects to (HTTP-01 and TLS-ALPN-01, on the given
+// ports). The ACME flow itself (account, order, authorization,
+// finalisation, certificate download) is Pebble's own. Import this package
+// from tests only.
 package pebbletest
 
 import (
@@ -53,12 +57,30 @@ func (s *Server) Ordered() []string {
 }
 
 // Start runs Pebble until the test ends (MIRRORNET_PEBBLE_LOG=1 logs its
-// requests to the test log). It sets Pebble's environment for
-// the test (so the test must not be parallel).
-func Start(t testing.TB) *Server {
+// requests to the test log), accepting every challenge. It sets Pebble's
+// environment for the test (so the test must not be parallel).
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// Options configure StartWith.
+type Options struct {
+	// Resolver (host:port, asked over TCP) makes Pebble validate
+	// challenges for real, resolving names there. Empty: every challenge
+	// passes unchecked.
+	Resolver string
+	// HTTPPort and TLSPort are where Pebble connects for HTTP-01 and
+	// TLS-ALPN-01 validation (Pebble's defaults 5002 and 5001 if zero).
+	HTTPPort, TLSPort int
+}
+
+// StartWith runs Pebble with o until the test ends.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	if st, ok := t.(interface{ Setenv(k, v string) }); ok {
-		st.Setenv("PEBBLE_VA_ALWAYS_VALID", "1")
+		if o.Resolver == "" {
+			st.Setenv("PEBBLE_VA_ALWAYS_VALID", "1")
+		} else {
+			st.Setenv("PEBBLE_VA_ALWAYS_VALID", "0")
+		}
 		st.Setenv("PEBBLE_VA_NOSLEEP", "1")
 		st.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	}
@@ -68,7 +90,7 @@ func Start(t testing.TB) *Server {
 	}
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, 0, 0, false, "", store)
+	validator := va.New(logger, o.HTTPPort, o.TLSPort, false, o.Resolver, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
 
 	s := &Server{}
