@@ -44,9 +44,15 @@ type ImportResult struct {
 	Blocks int    `json:"blocks"`
 }
 
+// StateRefused is the ls state of a followed bundle this mirror refuses to
+// fetch (larger than --max-storage, or no room beside the other bundles);
+// Error says why. The other states are the store's: "held", "fetching".
+const StateRefused = "refused"
+
 // BundleStatus is one row of `mirrornet ls --json`.
 type BundleStatus struct {
-	CID    string `json:"cid"`
+	CID string `json:"cid"`
+	// State is "held", "fetching" or "refused".
 	State  string `json:"state"`
 	Bytes  int64  `json:"bytes"`
 	Blocks int    `json:"blocks"`
@@ -201,6 +207,14 @@ func (n *Node) adminFollow(follow bool) http.HandlerFunc {
 			adminError(w, http.StatusInternalServerError, err)
 			return
 		}
+		if follow {
+			// Following a refused bundle again repeats why, rather than
+			// answering success for a bundle that will not be fetched.
+			if err := n.refusedError(c); err != nil {
+				adminError(w, http.StatusInsufficientStorage, err)
+				return
+			}
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -213,6 +227,9 @@ func (n *Node) Bundles() []BundleStatus {
 		n.mu.Lock()
 		if f, ok := n.fetches[b.Root]; ok && b.State != "held" {
 			s.Bytes, s.Blocks, s.Error = f.progress.Bytes, f.progress.Blocks, f.lastErr
+			if f.refused != "" {
+				s.State = StateRefused
+			}
 		}
 		n.mu.Unlock()
 		if s.State == "held" {
@@ -415,6 +432,9 @@ func (n *Node) adminGC(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		adminError(w, http.StatusInternalServerError, err)
 		return
+	}
+	if freed > 0 {
+		n.storageFreed()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(GCResult{FreedBytes: freed})

@@ -2,6 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -9,6 +13,23 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mirrornet/mirrornet/internal/replicate"
+	"github.com/mirrornet/mirrornet/internal/store"
+)
+
+// ErrBundleTooLarge means a followed bundle declares more bytes than
+// --max-storage allows in all: it is refused, not fetched.
+var ErrBundleTooLarge = errors.New("node: bundle larger than --max-storage")
+
+// Why a follow is refused: the reason label of
+// mirrornet_follow_refused_total and of the status "refused" list.
+const (
+	// refusedTooLarge: the bundle alone declares more than --max-storage.
+	// Nothing but a larger limit helps: a restart with one fetches afresh;
+	// following it again only repeats the refusal.
+	refusedTooLarge = "too_large"
+	// refusedStorageFull: the bundle would fit the limit, but not beside
+	// the other bundles kept. Retried when storage is freed (unfollow, gc).
+	refusedStorageFull = "storage_full"
 )
 
 // fetchState tracks one bundle being fetched.
@@ -20,6 +41,12 @@ type fetchState struct {
 	// kick wakes a fetch waiting to retry: a mirror has just announced
 	// holding the bundle.
 	kick chan struct{}
+	// refused is the reason the bundle was refused ("" while it is being
+	// fetched or retried). A refused fetch waits for retry, never for
+	// a timer or a kick: re-fetching cannot change the verdict until
+	// storage is freed or the bundle is followed again.
+	refused string
+	retry   chan struct{}
 }
 
 // Follow makes this mirror keep the bundle rooted at c: it is recorded in
@@ -64,6 +91,7 @@ func (n *Node) gc() {
 		n.log.Warn("garbage collection", "err", err)
 	} else if freed > 0 {
 		n.log.Info("garbage collected", "bytes", freed)
+		n.storageFreed()
 	}
 }
 
@@ -76,7 +104,7 @@ func (n *Node) startFetch(c cid.Cid) {
 		return
 	}
 	ctx, cancel := context.WithCancel(n.ctx)
-	f := &fetchState{cancel: cancel, kick: make(chan struct{}, 1)}
+	f := &fetchState{cancel: cancel, kick: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
 	n.fetches[c] = f
 	n.wg.Add(1)
 	n.mu.Unlock()
@@ -85,16 +113,19 @@ func (n *Node) startFetch(c cid.Cid) {
 		defer cancel()
 		retry := 2 * n.prof.Heartbeat
 		for {
-			err := n.repl.Fetch(ctx, c, func(p replicate.Progress) {
-				n.mu.Lock()
-				f.progress = p
-				n.mu.Unlock()
-			})
+			err := n.fetchOnce(ctx, c, f)
 			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
 				return
+			}
+			if reason := refusal(err); reason != "" {
+				if !n.refuse(ctx, c, f, reason, err) {
+					return
+				}
+				retry = 2 * n.prof.Heartbeat
+				continue
 			}
 			n.mu.Lock()
 			f.lastErr = err.Error()
@@ -121,6 +152,137 @@ func (n *Node) startFetch(c cid.Cid) {
 		n.log.Info("bundle held", "cid", c)
 		n.announceHeld(c)
 	}()
+}
+
+// fetchOnce runs one fetch of c. Once the root block is here (before the
+// fetch starts, or as the first block arrives) the size it declares is
+// checked against --max-storage, so a bundle that can never fit is refused
+// after one block, not after filling the store.
+func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, f *fetchState) error {
+	if err := n.fits(c); err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	err := n.repl.Fetch(ctx, c, func(p replicate.Progress) {
+		n.mu.Lock()
+		f.progress = p
+		n.mu.Unlock()
+		if p.Blocks == 1 { // the root, always the first block of a pass
+			if err := n.fits(c); err != nil {
+				stop(err)
+			}
+		}
+	})
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrBundleTooLarge) {
+		return cause
+	}
+	return err
+}
+
+// fits returns ErrBundleTooLarge when the root of c is here and declares
+// more bytes than --max-storage. (The declared size counts a block shared
+// by two files twice, so a bundle of many duplicates may be refused though
+// it would just fit.)
+func (n *Node) fits(c cid.Cid) error {
+	limit := n.cfg.MaxStorage
+	if limit <= 0 {
+		return nil
+	}
+	if size := declaredSize(n.store, c); size > limit {
+		return fmt.Errorf("%w: %s is %d bytes, --max-storage is %d: raise --max-storage or unfollow it", ErrBundleTooLarge, c, size, limit)
+	}
+	return nil
+}
+
+// refusal names why err refuses a follow, or returns "" for an error a
+// retry may cure (no holder reachable, a stalled transfer).
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, ErrBundleTooLarge):
+		return refusedTooLarge
+	case errors.Is(err, store.ErrStorageLimit):
+		return refusedStorageFull
+	}
+	return ""
+}
+
+// refuse records that c is refused for reason: one warning in the log, one
+// count in mirrornet_follow_refused_total, the error in ls, status and the
+// answer to a repeated follow. It then waits until storage is freed (for
+// storage_full; a too_large bundle waits for a restart) and reports whether
+// to try again (false: unfollowed or closing).
+func (n *Node) refuse(ctx context.Context, c cid.Cid, f *fetchState, reason string, err error) bool {
+	n.mu.Lock()
+	f.refused, f.lastErr = reason, err.Error()
+	f.attempts++
+	n.mu.Unlock()
+	n.metrics.refused.WithLabelValues(reason).Inc()
+	n.log.Warn("follow refused", "cid", c, "reason", reason, "err", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-f.retry:
+	}
+	n.mu.Lock()
+	f.refused = ""
+	n.mu.Unlock()
+	n.log.Info("retrying a refused follow", "cid", c, "reason", reason)
+	return true
+}
+
+// storageFreed wakes the fetches refused for lack of space: they try again.
+func (n *Node) storageFreed() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, f := range n.fetches {
+		if f.refused == refusedStorageFull {
+			wake(f.retry)
+		}
+	}
+}
+
+// wake signals ch without blocking (it has room for one signal).
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// refusedError returns why c is refused, or nil.
+func (n *Node) refusedError(c cid.Cid) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if f, ok := n.fetches[c]; ok && f.refused != "" {
+		return errors.New(f.lastErr)
+	}
+	return nil
+}
+
+// refusedBundles lists the bundles refused now, for status.
+func (n *Node) refusedBundles() []RefusedBundle {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []RefusedBundle
+	for c, f := range n.fetches {
+		if f.refused != "" {
+			out = append(out, RefusedBundle{CID: c.String(), Reason: f.refused, Error: f.lastErr})
+		}
+	}
+	slices.SortFunc(out, func(a, b RefusedBundle) int { return strings.Compare(a.CID, b.CID) })
+	return out
+}
+
+// RefusedBundle is a followed bundle this mirror refuses to fetch, in
+// status's "refused" list.
+type RefusedBundle struct {
+	CID string `json:"cid"`
+	// Reason is "too_large" (the bundle alone declares more than
+	// --max-storage) or "storage_full" (it does not fit beside the other
+	// bundles kept).
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
 }
 
 // kickFetches wakes the fetches of bundles a mirror has just announced

@@ -315,6 +315,9 @@ type SelfStatus struct {
 	Profile string   `json:"profile"`
 	Peers   int      `json:"peers_connected"`
 	Bundles []string `json:"bundles"`
+	// Refused lists the followed bundles this mirror refuses to fetch and
+	// why (absent when none).
+	Refused []RefusedBundle `json:"refused,omitempty"`
 }
 
 // Status reports this node and every mirror it knows, itself included.

@@ -17,6 +17,7 @@ type metrics struct {
 	mirrors      *prometheus.GaugeVec
 	heartbeatLag prometheus.Gauge
 	corrupt      *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(n *Node) *metrics {
 			Name: "mirrornet_store_corrupt_blocks_total",
 			Help: "Stored blocks found corrupt on disk and deleted (then re-fetched), by what found them: read (serving or fetching), walk (marking a bundle held, startup check) or scrub.",
 		}, []string{"found_by"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrornet_follow_refused_total",
+			Help: "Follows refused instead of fetched, by reason: too_large (the bundle alone is larger than --max-storage), storage_full (no room beside the other bundles). Each refusal is counted once; it is retried only when storage is freed or the bundle is followed again.",
+		}, []string{"reason"}),
 	}
 	peers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mirrornet_peers_connected",
@@ -58,7 +63,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.corrupt, peers, held, bitswapserve.NewCollector(n.bitswapReport))
+	n.registry.MustRegister(m.statements, m.mirrors, m.heartbeatLag, m.corrupt, m.refused, peers, held, bitswapserve.NewCollector(n.bitswapReport))
 	n.gossipBytes.register(n.registry)
 	return m
 }

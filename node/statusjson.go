@@ -142,5 +142,6 @@ func (n *Node) selfStatus() SelfStatus {
 			me.Bundles = append(me.Bundles, b.Root.String())
 		}
 	}
+	me.Refused = n.refusedBundles()
 	return me
 }

@@ -77,7 +77,7 @@ func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, fol
 	data := dataFlag(fs)
 	var wait, asJSON *bool
 	if follow {
-		wait = fs.Bool("wait", false, "wait until the bundle is held (a progress bar on a terminal)")
+		wait = fs.Bool("wait", false, "wait until the bundle is held (a progress bar on a terminal); fails at once if the node refuses it (larger than --max-storage)")
 		asJSON = fs.Bool("json", false, "with --wait: print the held bundle's ls --json row, no progress bar")
 	}
 	pos, err := parseFlags(fs, env, args)
@@ -121,7 +121,7 @@ func followCmd(ctx context.Context, env *cmdEnv, args []string, name string, fol
 func runLs(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlagSet(env, "ls", "[--data DIR] [--json]")
 	data := dataFlag(fs)
-	asJSON := fs.Bool("json", false, `print [{"cid", "state": "held|fetching", "bytes", "blocks", "error"?, "total_bytes"?}]`)
+	asJSON := fs.Bool("json", false, `print [{"cid", "state": "held|fetching|refused", "bytes", "blocks", "error"?, "total_bytes"?}]`)
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
@@ -203,6 +203,10 @@ func waitHeld(ctx context.Context, env *cmdEnv, ac *node.AdminClient, c string, 
 			}
 			bar.SetTotal(b.TotalBytes)
 			bar.Set(b.Bytes)
+			if b.State == node.StateRefused {
+				// The node will not retry on its own: waiting is pointless.
+				return fmt.Errorf("follow: %s", b.Error)
+			}
 			if b.State == "held" {
 				bar.Finish()
 				if asJSON {

@@ -148,6 +148,12 @@ func printStatus(w io.Writer, st node.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id, m.State, dash(m.Evidence), dash(m.Domain), seen, m.HTTP, len(m.Bundles))
 	}
 	tw.Flush()
+	for _, r := range st.Self.Refused {
+		fmt.Fprintf(w, "\nrefused %s (%s): %s", r.CID, r.Reason, r.Error)
+	}
+	if len(st.Self.Refused) > 0 {
+		fmt.Fprintln(w)
+	}
 	printBitswap(w, st)
 }
 
