@@ -16,6 +16,7 @@ import (
 	"github.com/mirrornet/mirrornet/discovery"
 	"github.com/mirrornet/mirrornet/internal/announce"
 	"github.com/mirrornet/mirrornet/internal/apphost"
+	"github.com/mirrornet/mirrornet/internal/dnsupdate"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -91,6 +92,15 @@ type Config struct {
 	// typically *.ipfs.PUBLIC-HOST (which ACME issues only over DNS-01);
 	// served for the names it covers.
 	TLSCert, TLSKey string
+	// ACMEDNS names the DNS provider that gets the wildcard certificate for
+	// *.ipfs.PUBLIC-HOST over ACME DNS-01: "rfc2136" (dynamic updates,
+	// TSIG-signed, to the zone's primary; see internal/dnsupdate). ""
+	// (the default): no DNS-01, the subdomains need --tls-cert or stay
+	// plain HTTP.
+	ACMEDNS string
+	// ACMEDNSConfig is the provider's JSON config file (server, TSIG key;
+	// mode 0600, it holds a secret).
+	ACMEDNSConfig string
 	// Apps are --app HOST=APP-ID bindings: the mirror follows each app and
 	// serves its current verified release at HOST, on its own origin.
 	Apps []string
@@ -205,6 +215,23 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("%w: tls-cert and tls-key go together", ErrConfig)
 	}
+	if c.ACMEDNS != "" || c.ACMEDNSConfig != "" {
+		if c.ACMEDNS != "rfc2136" {
+			return fmt.Errorf("%w: acme-dns: unknown DNS provider %q (known: rfc2136)", ErrConfig, c.ACMEDNS)
+		}
+		if c.HTTPSAddr == "" {
+			return fmt.Errorf("%w: acme-dns: needs --https", ErrConfig)
+		}
+		if len(c.dnsNames()) == 0 {
+			return fmt.Errorf("%w: acme-dns: needs --public-url https://HOST (the wildcard is *.ipfs.HOST)", ErrConfig)
+		}
+		if c.ACMEDNSConfig == "" {
+			return fmt.Errorf("%w: acme-dns: needs --acme-dns-config FILE (server and TSIG key)", ErrConfig)
+		}
+		if _, err := dnsupdate.LoadConfig(c.ACMEDNSConfig); err != nil {
+			return fmt.Errorf("%w: acme-dns-config: %w", ErrConfig, err)
+		}
+	}
 	for _, f := range []struct{ name, path string }{{"acme-ca-root", c.ACMECARoot}, {"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}} {
 		if f.path == "" {
 			continue
@@ -312,6 +339,18 @@ func (c *Config) tlsNames(apps []apphost.Binding) []string {
 		out = append(out, b.Host)
 	}
 	return out
+}
+
+// dnsNames are the names HTTPS gets through DNS-01: *.ipfs.HOST for the
+// public URL's host, when a DNS provider is set.
+func (c *Config) dnsNames() []string {
+	if c.ACMEDNS == "" {
+		return nil
+	}
+	if p, err := announce.ParsePublicURL(c.publicURL()); err == nil && p.IsName() && strings.Contains(p.Host, ".") {
+		return []string{"*.ipfs." + p.Host}
+	}
+	return nil
 }
 
 // publicURL is PublicURL, or the older AnnounceHTTP.

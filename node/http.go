@@ -23,6 +23,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/apphost"
 	"github.com/mirrornet/mirrornet/internal/bitswapserve"
 	"github.com/mirrornet/mirrornet/internal/dashboard"
+	"github.com/mirrornet/mirrornet/internal/dnsupdate"
 	"github.com/mirrornet/mirrornet/internal/gateway"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/httpedge"
@@ -175,11 +176,27 @@ func (n *Node) startHTTPS(edge *httpedge.Edge, router http.Handler, httpLn net.L
 		}
 		return nil, fmt.Errorf("node: listen on https %s: %w", n.cfg.HTTPSAddr, err)
 	}
-	m, err := tlsacme.New(tlsacme.Config{
+	tcfg := tlsacme.Config{
 		Names: n.cfg.tlsNames(mustAppBindings(&n.cfg)), CA: n.cfg.ACMECA, Email: n.cfg.ACMEEmail, CARoots: roots,
 		Storage: filepath.Join(n.cfg.DataDir, acmeDir), WildcardCert: n.cfg.TLSCert, WildcardKey: n.cfg.TLSKey,
 		HTTPPort: httpLn.Addr().(*net.TCPAddr).Port, TLSPort: ln.Addr().(*net.TCPAddr).Port,
-	}, tlsacme.WithEvents(n.tlsEvent))
+	}
+	if names := n.cfg.dnsNames(); len(names) > 0 {
+		// The wildcard for {cid}.ipfs.HOST, over DNS-01 (Validate checked
+		// the provider's config).
+		dc, err := dnsupdate.LoadConfig(n.cfg.ACMEDNSConfig)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("node: acme-dns-config: %w", err)
+		}
+		p, err := dnsupdate.New(dc)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("node: acme-dns: %w", err)
+		}
+		tcfg.DNSNames, tcfg.DNSProvider, tcfg.DNSResolvers = names, p, p.Resolvers()
+	}
+	m, err := tlsacme.New(tcfg, tlsacme.WithEvents(n.tlsEvent))
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("node: %w", err)
@@ -200,7 +217,7 @@ func (n *Node) startHTTPS(edge *httpedge.Edge, router http.Handler, httpLn net.L
 			n.log.Error("https server stopped", "err", err)
 		}
 	}()
-	n.log.Info("https listening", "addr", ln.Addr().String(), "names", n.cfg.tlsNames(mustAppBindings(&n.cfg)))
+	n.log.Info("https listening", "addr", ln.Addr().String(), "names", n.cfg.tlsNames(mustAppBindings(&n.cfg)), "dns01", n.cfg.dnsNames())
 	return side, nil
 }
 

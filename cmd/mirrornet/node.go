@@ -44,6 +44,8 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	acmeCARoot := fs.String("acme-ca-root", "", "PEM file of the roots trusted for a private ACME server's TLS (Pebble, step-ca)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate served for the names it covers, e.g. a wildcard *.ipfs.PUBLIC-HOST")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	acmeDNS := fs.String("acme-dns", "", "DNS provider for the *.ipfs.PUBLIC-HOST wildcard certificate over ACME DNS-01: rfc2136 (TSIG-signed dynamic updates); empty: none")
+	acmeDNSConfig := fs.String("acme-dns-config", "", "JSON file of the --acme-dns provider's settings (server, tsig_key, tsig_secret; mode 0600)")
 	fs.Var(&apps, "app", "HOST=APP-ID: follow the app and serve its current verified release at HOST (repeatable)")
 	fs.Var(&trustedProxy, "trusted-proxy", "CIDR or address of a reverse proxy whose X-Forwarded-Host is believed (repeatable)")
 	asnDB := fs.String("asn-db", "", "IP-to-ASN database (iptoasn TSV) for placing mirrors in failure domains")
@@ -98,6 +100,7 @@ func nodeConfig(env *cmdEnv, args []string) (node.Config, *slog.Logger, error) {
 	cfg.Apps = apps
 	cfg.HTTPSAddr, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot = *httpsAddr, *acmeCA, *acmeEmail, *acmeCARoot
 	cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
+	cfg.ACMEDNS, cfg.ACMEDNSConfig = *acmeDNS, *acmeDNSConfig
 	cfg.ASNDB, cfg.Labels, cfg.ProbeK, cfg.Auto, cfg.RedundancyTarget = *asnDB, *labels, *probeK, *auto, *target
 	for _, p := range payout {
 		unit, addr, err := protocol.ParsePayoutFlag(p)
