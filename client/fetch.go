@@ -140,6 +140,7 @@ type fetcher struct {
 	resumeFailures               int
 	ttfb                         time.Duration
 	drops                        []Drop
+	view                         *healthView // what discovery learnt
 }
 
 // newFetcher makes a fetcher that puts verified blocks into sink (nil:
@@ -160,6 +161,7 @@ func newFetcher(root cid.Cid, o Options, sink blockSink) *fetcher {
 		jobs:    map[cid.Cid]*job{},
 		mirrors: map[string]*mirror{},
 		live:    map[*attempt]struct{}{},
+		view:    newHealthView(o.MaxStatementBytes),
 	}
 }
 
@@ -253,6 +255,7 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 			res.PerMirror[m.url] = m.bytes
 		}
 	}
+	res.Peers = f.view.peersByURL(f.o.Now(), f.o.MaxAge)
 	return res, nil
 }
 

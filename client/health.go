@@ -154,6 +154,33 @@ func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []
 	return out
 }
 
+// peersByURL maps the URL of every up, fresh mirror to its peer ID; a URL
+// two peers claim maps to neither.
+func (v *healthView) peersByURL(now time.Time, maxAge time.Duration) map[string]string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := map[string]string{}
+	for id, st := range v.latest {
+		l := st.Liveness
+		if l.State != protocol.StateUp || l.HTTP == "" || now.Sub(st.Time) > maxAge {
+			continue
+		}
+		if u, err := statementURL(l.HTTP); err == nil {
+			if old, ok := out[u]; ok && old != id.String() {
+				out[u] = "" // two peers claim one URL: credit neither
+				continue
+			}
+			out[u] = id.String()
+		}
+	}
+	for u, id := range out {
+		if id == "" {
+			delete(out, u)
+		}
+	}
+	return out
+}
+
 // upMirrors is usable for any root: every up, fresh mirror.
 func (v *healthView) upMirrors(now time.Time, maxAge time.Duration) []candidate {
 	return v.usable("", now, maxAge)

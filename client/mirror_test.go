@@ -214,6 +214,8 @@ type fakeMirror struct {
 	limiter    *rate.Limiter // shared uplink, or nil
 	killAfter  int64         // abort everything once this many body bytes were served (0: never)
 	holds      bool          // answers HEAD only-if-cached with 200
+	// receipts, if set, takes the body of a receipts post (answered 202).
+	receipts func([]byte)
 
 	served    atomic.Int64
 	requests  atomic.Int64
@@ -296,6 +298,12 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			protocol.WriteFrame(w, s)
 		}
 		protocol.WriteFrame(w, nil)
+		return
+	}
+	if r.URL.Path == protocol.HTTPReceiptsPath && m.receipts != nil {
+		b, _ := io.ReadAll(r.Body)
+		m.receipts(b)
+		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	s, ok := strings.CutPrefix(r.URL.Path, "/ipfs/")

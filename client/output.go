@@ -39,6 +39,10 @@ type Result struct {
 	TTFB time.Duration
 	// PerMirror maps mirror URL to the verified bytes it delivered.
 	PerMirror map[string]int64
+	// Peers maps mirror URL to the peer ID whose signed liveness statement
+	// announced it, for every up mirror the fetch learnt of (see
+	// SendReceipts).
+	Peers map[string]string
 	// Dropped lists every mirror dropped, in order, with the reason.
 	Dropped []Drop
 	// Requests counts block requests made (hedges included).

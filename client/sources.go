@@ -49,7 +49,7 @@ type gathered struct {
 func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 	defer f.send(ctx, func() { f.discovering = false })
 	root := f.root.String()
-	view := newHealthView(f.o.MaxStatementBytes)
+	view := f.view
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	contacted := map[string]bool{}

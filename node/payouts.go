@@ -1,32 +1,29 @@
 package node
 
 // The payouts feature wires package payouts into the node: the fund topic,
-// receipts posted by clients, evidence export and pulls, ledger roots, the
-// ledger API and the fund and earnings badges. The logic lives in
-// internal/payouts, internal/evidence and internal/ledger.
+// evidence snapshots and pulls, ledger roots; the HTTP side (receipts,
+// evidence export, the ledger API, the fund and earnings badges) is
+// internal/payouts/service. The logic lives in internal/payouts,
+// internal/evidence and internal/ledger.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mirrornet/mirrornet/internal/probe/service"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
-	"github.com/mirrornet/mirrornet/internal/badge"
 	"github.com/mirrornet/mirrornet/internal/evidence"
 	"github.com/mirrornet/mirrornet/internal/payouts"
+	payoutsvc "github.com/mirrornet/mirrornet/internal/payouts/service"
+	"github.com/mirrornet/mirrornet/internal/probe/service"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -39,22 +36,12 @@ type payoutsFeature struct {
 	baseFeature
 	n    *Node
 	k    *payouts.Keeper
+	svc  *payoutsvc.Service
 	pull chan *attest.Statement
-
-	mu      sync.Mutex
-	posts   map[string]int // receipts posted per client network this minute
-	postMin int64
-	seq     uint64 // of the witnesses this mirror signs
 }
 
-// nextSeq is the sequence number of the next witness: rising, from the
-// signing time in milliseconds.
-func (f *payoutsFeature) nextSeq(now time.Time) uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.seq = max(f.seq+1, uint64(now.UnixMilli()))
-	return f.seq
-}
+// LedgerStatus is the answer of /api/v1/ledger/{fund}.
+type LedgerStatus = payoutsvc.LedgerStatus
 
 // httpURLOf is the HTTP URL a mirror announced in its latest liveness
 // statement, or "".
@@ -66,15 +53,6 @@ func (n *Node) httpURLOf(p peer.ID) string {
 		return ""
 	}
 	return m.Liveness.HTTP
-}
-
-// writeJSON answers v as indented JSON, never cached.
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // lazyReleases reads the release feature's book (built after this one).
@@ -132,7 +110,14 @@ func newPayoutsFeature(n *Node) (feature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: payouts: %w", err)
 	}
-	return &payoutsFeature{n: n, k: k, pull: make(chan *attest.Statement, 16), posts: map[string]int{}}, nil
+	f := &payoutsFeature{n: n, k: k, pull: make(chan *attest.Statement, 16)}
+	f.svc = payoutsvc.New(k, n.clock, func(raw []byte) error {
+		if err := n.publish(protocol.TopicFund, raw); err != nil {
+			n.log.Debug("publish receipt witness", "err", err)
+		}
+		return nil
+	})
+	return f, nil
 }
 
 func (f *payoutsFeature) name() string { return "payouts" }
@@ -332,210 +317,11 @@ func (f *payoutsFeature) pullEvidence(ctx context.Context, st *attest.Statement)
 	f.n.log.Debug("merged evidence", "peer", st.Signer, "fund", lr.Fund, "epoch", lr.Epoch, "new", n)
 }
 
-func (f *payoutsFeature) routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+protocol.HTTPReceiptsPath, f.serveReceipts)
-	mux.HandleFunc("GET "+protocol.HTTPEvidencePath+"/{fund}/{epoch}", f.serveEvidence)
-	mux.HandleFunc("GET /api/v1/ledger/{fund}", f.serveLedger)
-	mux.HandleFunc("GET /badge/app/{app}/fund.svg", f.serveFundBadge)
-	mux.HandleFunc("GET /badge/app/{app}/fund.json", f.serveFundBadge)
-	mux.HandleFunc("GET /badge/peer/{peer}/earned.svg", f.serveEarnedBadge)
-	mux.HandleFunc("GET /badge/peer/{peer}/earned.json", f.serveEarnedBadge)
-}
+func (f *payoutsFeature) routes(mux *http.ServeMux) { f.svc.Routes(mux) }
 
 func (f *payoutsFeature) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/v1/fund", f.adminFund)
 	mux.HandleFunc("GET /admin/v1/evidence", f.adminEvidence)
-}
-
-// maxReceiptPostsPerMinute bounds the receipt posts one client network may
-// make to one mirror per minute.
-const maxReceiptPostsPerMinute = 60
-
-// serveReceipts takes a framed stream of signed receipts from a client,
-// witnesses them with the network the client came from, and gossips the
-// witness.
-func (f *payoutsFeature) serveReceipts(w http.ResponseWriter, r *http.Request) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: no client address"))
-		return
-	}
-	network := protocol.ClientNetwork(ip)
-	now := f.n.clock()
-	if !f.allowPost(network, now) {
-		w.Header().Set("Retry-After", "60")
-		httpJSONError(w, http.StatusTooManyRequests, fmt.Errorf("receipts: more than %d posts a minute from %s", maxReceiptPostsPerMinute, network))
-		return
-	}
-	br := bufio.NewReader(io.LimitReader(r.Body, int64(protocol.MaxReceiptsPerPost)*(protocol.MaxReceiptSize+8)+8))
-	var receipts [][]byte
-	for len(receipts) <= protocol.MaxReceiptsPerPost {
-		raw, err := protocol.ReadFrame(br, protocol.MaxReceiptSize)
-		if err != nil {
-			httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: %w", err))
-			return
-		}
-		if len(raw) == 0 {
-			break
-		}
-		st, err := attest.Verify(raw, now)
-		if err != nil || st.Kind != attest.KindReceipt {
-			httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: receipt %d does not verify: %v", len(receipts), err))
-			return
-		}
-		receipts = append(receipts, raw)
-	}
-	if len(receipts) == 0 || len(receipts) > protocol.MaxReceiptsPerPost {
-		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("receipts: %d receipts (1..%d)", len(receipts), protocol.MaxReceiptsPerPost))
-		return
-	}
-	raw, err := attest.SignWitness(f.n.key, protocol.ReceiptWitness{Witness: f.n.id.String(), Seq: f.nextSeq(now), Time: now.UnixMilli(), Network: network, Receipts: receipts})
-	if err != nil {
-		httpJSONError(w, http.StatusInternalServerError, err)
-		return
-	}
-	if st, err := attest.Verify(raw, now); err == nil {
-		f.k.Observe(st)
-	}
-	if err := f.n.publish(protocol.TopicFund, raw); err != nil {
-		f.n.log.Debug("publish receipt witness", "err", err)
-	}
-	w.WriteHeader(http.StatusAccepted)
-}
-
-func (f *payoutsFeature) allowPost(network string, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if m := now.Unix() / 60; m != f.postMin {
-		f.postMin, f.posts = m, map[string]int{}
-	}
-	if f.posts[network] >= maxReceiptPostsPerMinute || len(f.posts) >= 1<<16 {
-		return false
-	}
-	f.posts[network]++
-	return true
-}
-
-func (f *payoutsFeature) serveEvidence(w http.ResponseWriter, r *http.Request) {
-	epoch, err := strconv.ParseUint(r.PathValue("epoch"), 10, 64)
-	if err != nil {
-		httpJSONError(w, http.StatusBadRequest, fmt.Errorf("epoch %q is not a number", r.PathValue("epoch")))
-		return
-	}
-	f.writeEvidence(w, r.PathValue("fund"), epoch)
-}
-
-func (f *payoutsFeature) writeEvidence(w http.ResponseWriter, fund string, epoch uint64) {
-	m, s, roots, err := f.k.Export(fund, epoch, f.n.clock())
-	if err != nil {
-		httpJSONError(w, payoutsStatus(err), err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/vnd.ipld.car; version=1")
-	if err := evidence.WriteCAR(w, m, s, roots); err != nil {
-		f.n.log.Debug("write evidence", "err", err)
-	}
-}
-
-func payoutsStatus(err error) int {
-	switch {
-	case errors.Is(err, payouts.ErrUnknownFund):
-		return http.StatusNotFound
-	case errors.Is(err, payouts.ErrNotClosed):
-		return http.StatusConflict
-	}
-	return http.StatusBadRequest
-}
-
-// LedgerStatus is the answer of /api/v1/ledger/{fund}: the epoch's table
-// as this mirror computes it and how many mirrors signed each table.
-type LedgerStatus struct {
-	Fund       string              `json:"fund"`
-	Epoch      uint64              `json:"epoch"`
-	Table      any                 `json:"table"`
-	TableHash  string              `json:"table_hash"`
-	Agreements []payouts.Agreement `json:"agreements"`
-	Evidence   *evidence.Report    `json:"evidence"`
-}
-
-func (f *payoutsFeature) serveLedger(w http.ResponseWriter, r *http.Request) {
-	st, err := f.ledgerStatus(r.PathValue("fund"), r.URL.Query().Get("epoch"))
-	if err != nil {
-		httpJSONError(w, payoutsStatus(err), err)
-		return
-	}
-	writeJSON(w, st)
-}
-
-func (f *payoutsFeature) ledgerStatus(fundID, epochArg string) (*LedgerStatus, error) {
-	fund, err := f.k.FundOf(fundID)
-	if err != nil {
-		return nil, err
-	}
-	now := f.n.clock()
-	fr := fund.Record
-	var epoch uint64
-	if epochArg != "" {
-		if epoch, err = strconv.ParseUint(epochArg, 10, 64); err != nil {
-			return nil, fmt.Errorf("epoch %q is not a number", epochArg)
-		}
-	} else {
-		cur := fr.EpochOf(now.UnixMilli())
-		if cur == 0 {
-			return nil, fmt.Errorf("%w: no epoch of %s has closed", payouts.ErrNotClosed, fr.ID())
-		}
-		epoch = cur - 1
-	}
-	t, _, rep, err := f.k.Ledger(fr.ID(), epoch, now)
-	if err != nil {
-		return nil, err
-	}
-	return &LedgerStatus{Fund: fr.ID(), Epoch: epoch, Table: t, TableHash: t.Hash(), Agreements: f.k.Agreements(fr.ID(), epoch), Evidence: rep}, nil
-}
-
-func (f *payoutsFeature) serveFundBadge(w http.ResponseWriter, r *http.Request) {
-	b := badge.Unknown("fund")
-	if fund, err := f.k.FundOf(r.PathValue("app")); err == nil {
-		paid := -1
-		if t := f.k.LastTable(fund.Record.ID()); t != nil {
-			paid = 0
-			for _, p := range t.Payouts {
-				if p.Amount > 0 {
-					paid++
-				}
-			}
-		}
-		b = badge.Fund(fund.Record.Budget, fund.Record.Unit, paid)
-	}
-	writeBadge(w, r, b)
-}
-
-func (f *payoutsFeature) serveEarnedBadge(w http.ResponseWriter, r *http.Request) {
-	b := badge.Unknown("earned")
-	if e := f.k.Earned(r.PathValue("peer")); len(e) > 0 {
-		b = badge.Earned(e)
-	}
-	writeBadge(w, r, b)
-}
-
-// writeBadge answers with b as SVG or shields endpoint JSON, by the
-// request path's extension.
-func writeBadge(w http.ResponseWriter, r *http.Request, b badge.Badge) {
-	var body []byte
-	if len(r.URL.Path) > 5 && r.URL.Path[len(r.URL.Path)-5:] == ".json" {
-		w.Header().Set("Content-Type", "application/json")
-		body = b.JSON()
-	} else {
-		w.Header().Set("Content-Type", "image/svg+xml; charset=utf-8")
-		body = b.SVG()
-	}
-	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(badgeMaxAge))
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(body)
 }
 
 func (f *payoutsFeature) adminFund(w http.ResponseWriter, r *http.Request) {
@@ -553,7 +339,8 @@ func (f *payoutsFeature) adminFund(w http.ResponseWriter, r *http.Request) {
 	if err := f.n.publish(protocol.TopicFund, req.Fund); err != nil {
 		f.n.log.Debug("publish fund", "err", err)
 	}
-	writeJSON(w, map[string]any{"fund": fund.Record.ID(), "app": fund.Record.App, "version": fund.Record.Version})
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"fund": fund.Record.ID(), "app": fund.Record.App, "version": fund.Record.Version})
 }
 
 func (f *payoutsFeature) adminEvidence(w http.ResponseWriter, r *http.Request) {
@@ -562,7 +349,7 @@ func (f *payoutsFeature) adminEvidence(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusBadRequest, fmt.Errorf("epoch %q is not a number", r.URL.Query().Get("epoch")))
 		return
 	}
-	f.writeEvidence(w, r.URL.Query().Get("fund"), epoch)
+	f.svc.WriteEvidence(w, r.URL.Query().Get("fund"), epoch)
 }
 
 // Get downloads an admin route's answer into w.

@@ -30,6 +30,8 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 	var boots listFlag
 	fs.Var(&boots, "bootstrap", "mirror to start from: http://host:port or /ip4/.../tcp/.../p2p/ID (repeatable)")
 	asJSON := fs.Bool("json", false, "print a JSON summary on stdout")
+	receipts := fs.Bool("receipts", true, "sign a delivery receipt per mirror and post them to the mirrors, so funds can pay for traffic (docs/PAYOUTS.md)")
+	clientKey := fs.String("client-key", filepath.Join(defaultDataDir(), "client.key"), "the key receipts are signed with, made on first use and kept between runs")
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
 		return err
@@ -139,6 +141,9 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "%s: %s in %s from %d mirrors -> %s\n", root, humanBytes(res.Bytes),
 			res.Duration.Round(time.Millisecond), len(res.PerMirror), dst)
 	}
+	if *receipts {
+		sendReceipts(ctx, env, res, *clientKey)
+	}
 	if ln == nil {
 		return nil
 	}
@@ -155,6 +160,18 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 		srv.Shutdown(sctx)
 		<-errc
 		return nil
+	}
+}
+
+// sendReceipts signs and posts the fetch's delivery receipts; a failure is
+// a warning on stderr, never a failed get.
+func sendReceipts(ctx context.Context, env *cmdEnv, res *client.Result, keyPath string) {
+	key, err := client.LoadClientKey(keyPath)
+	if err == nil {
+		_, err = client.SendReceipts(ctx, res, client.ReceiptOptions{Key: key})
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "warning: delivery receipts not sent: %v\n", err)
 	}
 }
 

@@ -126,6 +126,7 @@ type Keeper struct {
 	rounds *evidence.RoundCache
 	judge  evidence.RoundJudge
 	judged int64
+	wseq   uint64 // of the receipt witnesses this mirror signs
 }
 
 type slotted struct {
@@ -237,6 +238,26 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 	k.items[h] = item{raw: st.Raw, st: st, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
 	return true
+}
+
+// Witness signs a receipt witness over receipts a client on network (its
+// /24 or /48, as the connection showed it) posted to this mirror, keeps it
+// as evidence and returns it to gossip. The receipts must have verified.
+func (k *Keeper) Witness(network string, receipts [][]byte, now time.Time) ([]byte, error) {
+	k.mu.Lock()
+	k.wseq = max(k.wseq+1, uint64(now.UnixMilli()))
+	seq := k.wseq
+	k.mu.Unlock()
+	raw, err := attest.SignWitness(k.key, protocol.ReceiptWitness{Witness: k.self.String(), Seq: seq, Time: now.UnixMilli(), Network: network, Receipts: receipts})
+	if err != nil {
+		return nil, fmt.Errorf("payouts: witness: %w", err)
+	}
+	st, err := attest.Verify(raw, now)
+	if err != nil {
+		return nil, fmt.Errorf("payouts: own witness: %w", err)
+	}
+	k.Observe(st)
+	return raw, nil
 }
 
 // AddFund verifies a signed fund and keeps it if it is the newest version
