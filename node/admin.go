@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,13 +108,14 @@ func adminError(w http.ResponseWriter, code int, err error) {
 // adminImport stores a bundle streamed by `mirrornet publish`. Every block
 // is verified against its CID; the bundle is listed as held only after the
 // whole DAG is present and verified, so an interrupted publish leaves no
-// bundle (its stray blocks are garbage-collected).
+// bundle (its stray blocks are garbage-collected before the error is
+// answered).
 func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	n.importing++
 	n.mu.Unlock()
 	completed := false
-	defer func() {
+	finish := sync.OnceFunc(func() {
 		n.mu.Lock()
 		n.importing--
 		n.mu.Unlock()
@@ -123,50 +125,57 @@ func (n *Node) adminImport(w http.ResponseWriter, r *http.Request) {
 		if !completed {
 			n.gc()
 		}
-	}()
+	})
+	defer finish()
+	// fail answers a failed import once its blocks are freed: when publish
+	// reports the error, nothing of it is left.
+	fail := func(code int, err error) {
+		finish()
+		adminError(w, code, err)
+	}
 	br := bufio.NewReaderSize(r.Body, 1<<20)
 	var root cid.Cid
 	for {
 		cf, err := protocol.ReadFrame(br, 256)
 		if err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
+			fail(http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
 			return
 		}
 		if len(cf) == 0 {
 			rf, err := protocol.ReadFrame(br, 256)
 			if err != nil {
-				adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted before the root: %w", err))
+				fail(http.StatusBadRequest, fmt.Errorf("import interrupted before the root: %w", err))
 				return
 			}
 			if root, err = cid.Cast(rf); err != nil {
-				adminError(w, http.StatusBadRequest, fmt.Errorf("bad root CID: %w", err))
+				fail(http.StatusBadRequest, fmt.Errorf("bad root CID: %w", err))
 				return
 			}
 			break
 		}
 		c, err := cid.Cast(cf)
 		if err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("bad block CID: %w", err))
+			fail(http.StatusBadRequest, fmt.Errorf("bad block CID: %w", err))
 			return
 		}
 		data, err := protocol.ReadFrame(br, maxBlockSize)
 		if err != nil {
-			adminError(w, http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
+			fail(http.StatusBadRequest, fmt.Errorf("import interrupted: %w", err))
 			return
 		}
 		if err := n.store.Put(c, data); err != nil {
-			adminError(w, http.StatusInsufficientStorage, err)
+			fail(http.StatusInsufficientStorage, err)
 			return
 		}
 	}
 	if err := n.store.Follow(root); err != nil {
-		adminError(w, http.StatusInternalServerError, err)
+		fail(http.StatusInternalServerError, err)
 		return
 	}
 	completed = true // followed: its blocks are kept from here on
 	info, err := n.store.MarkHeld(root)
 	if err != nil {
-		adminError(w, http.StatusBadRequest, fmt.Errorf("bundle %s is incomplete: %w", root, err))
+		fail(http.StatusBadRequest, fmt.Errorf("bundle %s is incomplete: %w", root, err))
 		return
 	}
 	n.log.Info("published", "cid", root, "bytes", info.Bytes, "blocks", info.Blocks)
