@@ -118,7 +118,8 @@ func (c *cluster) add() *Node {
 	nd, err := New(testConfig(c.t), WithHost(h, sk), WithLogger(log), func(o *options) {
 		o.blackhole = func(from peer.ID) bool { return c.cut(self, from) }
 		if inABubble(c.t) {
-			o.listenAdmin = listenMem
+			// Probes reach other mirrors' HTTP sides in memory too.
+			o.listenAdmin, o.httpTransport = listenMem, memHTTP.transport()
 		}
 	})
 	if err != nil {

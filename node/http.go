@@ -46,7 +46,11 @@ var ErrPortInUse = errors.New("node: address already in use")
 // bundles this mirror holds), status, statements and metrics, behind the
 // hardened edge (timeouts, concurrency caps, trusted proxies).
 func (n *Node) startHTTP() error {
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	listen := net.Listen
+	if n.listenHTTP != nil {
+		listen = n.listenHTTP
+	}
+	ln, err := listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("%w: http %s: pick another --http address", ErrPortInUse, n.cfg.HTTPAddr)

@@ -63,6 +63,13 @@ type options struct {
 	// socket (tests in a synctest bubble pass an in-memory listener: a
 	// goroutine blocked in a real Accept keeps virtual time from moving).
 	listenAdmin func(path string) (net.Listener, error)
+	// listenHTTP, if set, replaces net.Listen for the public HTTP side, and
+	// httpTransport, if set, carries the node's own HTTP requests to other
+	// mirrors (retrieval probes). Tests in a synctest bubble pass an
+	// in-memory network: a goroutine blocked in real network I/O keeps
+	// virtual time from moving.
+	listenHTTP    func(network, addr string) (net.Listener, error)
+	httpTransport http.RoundTripper
 	// onVerdict, if set, sees every gossiped statement with the error it
 	// was refused for (nil: accepted).
 	onVerdict func(*attest.Statement, error)
@@ -116,8 +123,10 @@ type Node struct {
 	blackhole func(from peer.ID) bool
 	features  []feature
 
-	// listenAdmin: see options.listenAdmin.
-	listenAdmin func(path string) (net.Listener, error)
+	// listenAdmin, listenHTTP, httpTransport: see options.
+	listenAdmin   func(path string) (net.Listener, error)
+	listenHTTP    func(network, addr string) (net.Listener, error)
+	httpTransport http.RoundTripper
 
 	// kick asks the heartbeat loop to publish a fresh liveness statement
 	// soon (a bundle became held or was dropped).
@@ -198,6 +207,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	n = &Node{
 		cfg: cfg, prof: cfg.profile(), log: o.log.With("component", "node"), clock: o.clock,
 		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, onVerdict: o.onVerdict, blackhole: o.blackhole, listenAdmin: o.listenAdmin,
+		listenHTTP: o.listenHTTP, httpTransport: o.httpTransport,
 		kick:  make(chan struct{}, 1),
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,

@@ -84,8 +84,12 @@ func newProbeFeature(n *Node) (feature, error) {
 		}
 		return err
 	})
+	var sopts []service.Option
+	if n.httpTransport != nil {
+		sopts = append(sopts, service.WithTransport(n.httpTransport))
+	}
 	svc, err := service.New(cfg, n.key, lockedView{n}, probeNet{n}, probeStore{n}, pub, n.clock, n.registry,
-		n.log.With("feature", "probe"))
+		n.log.With("feature", "probe"), sopts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: probes: %w", err)
 	}

@@ -23,6 +23,10 @@ func rankedIDs(n *Node, root cid.Cid) []string {
 // The redirector of a live mirror lists the verified holders, never a
 // mirror that does not hold the bundle, and drops a holder once it is dead.
 func TestRedirectorSkipsDeadAndNonHolding(t *testing.T) {
+	inBubble(t, testRedirectorSkipsDeadAndNonHolding)
+}
+
+func testRedirectorSkipsDeadAndNonHolding(t *testing.T) {
 	c := newProbeCluster(t, 4, nil)
 	c.connectRing(2)
 	a, b, cc, d := c.nodes[0], c.nodes[1], c.nodes[2], c.nodes[3]

@@ -294,10 +294,28 @@ type Service struct {
 	autoRuns uint64
 }
 
+// Option sets an optional dependency of New.
+type Option func(*options)
+
+type options struct {
+	transport http.RoundTripper
+}
+
+// WithTransport sets the transport probes fetch blocks with (default: a
+// clone of http.DefaultTransport). Close calls its CloseIdleConnections,
+// if it has one. Tests pass an in-memory network.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.transport = rt }
+}
+
 // New builds the service. key is this mirror's identity (it signs results
 // and receipts); reg receives the service's metrics; log may be nil.
 func New(cfg Config, key crypto.PrivKey, view View, nw Network, store Store, pub Publisher, clock func() time.Time,
-	reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
+	reg prometheus.Registerer, log *slog.Logger, opts ...Option) (*Service, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if key == nil || view == nil || nw == nil || store == nil || pub == nil || clock == nil || reg == nil {
 		return nil, fmt.Errorf("%w: key, view, network, store, publisher, clock and registerer are required", ErrConfig)
 	}
@@ -321,7 +339,10 @@ func New(cfg Config, key crypto.PrivKey, view View, nw Network, store Store, pub
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	// The probe client's own transport: Close drops its idle connections.
-	f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if o.transport == nil {
+		o.transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	f.client = &http.Client{Transport: o.transport}
 	f.runner, err = runner.NewRunner(cfg.Runner, self, key, view, &runner.HTTPFetcher{Client: f.client}, pub, clock,
 		runner.WithLogger(log), runner.WithDomains(placer))
 	if err != nil {
