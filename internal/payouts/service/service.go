@@ -59,6 +59,10 @@ func New(k *payouts.Keeper, now func() time.Time, publish func([]byte) error) *S
 // Routes mounts the public routes.
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+protocol.HTTPReceiptsPath, s.serveReceipts)
+	mux.HandleFunc("OPTIONS "+protocol.HTTPReceiptsPath, func(w http.ResponseWriter, _ *http.Request) {
+		receiptsCORS(w)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET "+protocol.HTTPEvidencePath+"/{fund}/{epoch}", s.serveEvidence)
 	mux.HandleFunc("GET /api/v1/ledger/{fund}", s.serveLedger)
 	mux.HandleFunc("GET /badge/app/{app}/fund.svg", s.serveFundBadge)
@@ -76,6 +80,7 @@ func (s *Service) Routes(mux *http.ServeMux) {
 // protocol.MaxReceiptsPerPost receipts of protocol.MaxReceiptSize bytes a
 // post, each verified once.
 func (s *Service) serveReceipts(w http.ResponseWriter, r *http.Request) {
+	receiptsCORS(w)
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -129,6 +134,17 @@ func (s *Service) serveReceipts(w http.ResponseWriter, r *http.Request) {
 		_ = s.publish(raw)
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// receiptsCORS lets a browser's service worker (on an app's origin) post
+// receipts and read the answer: receipts carry their own signatures, and
+// no cookie or credential is involved.
+func receiptsCORS(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "86400")
 }
 
 func (s *Service) allowPost(network string, now time.Time) bool {

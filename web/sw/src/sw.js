@@ -24,6 +24,7 @@ import { Pool, NoMirrorError } from './mirrors.js'
 import { verifyStatement, verdictOf } from './statements.js'
 import { ReleaseBook, addRelease, addAll, base64Decode, base64Encode, isAppID } from './releases.js'
 import { statusPage, errorPage } from './pages.js'
+import { Receipts } from './receipts.js'
 
 // MaxResponseBytes: a response is assembled in full before the page sees
 // any of it (fail closed: never partial content), so it is bounded.
@@ -393,7 +394,8 @@ function statusJSON (st) {
     last_error: st.lastError ?? '',
     mirrors,
     sources,
-    events: st.pool.events.slice(-50).map(e => ({ at: new Date(e.at).toISOString(), what: e.what }))
+    events: st.pool.events.slice(-50).map(e => ({ at: new Date(e.at).toISOString(), what: e.what })),
+    receipts: st.receipts?.status() ?? null
   }
 }
 
@@ -453,6 +455,7 @@ async function handle (event) {
     out.set('Cache-Control', 'no-store')
     out.delete('content-length')
     if (resp.ok) st.served = Date.now()
+    if (resp.ok) event.waitUntil((st.receipts ??= new Receipts()).schedule(st.pool, st.root))
     return new Response(body, { status: resp.status, statusText: resp.statusText, headers: out })
   } catch (e) {
     st.lastError = e.message
