@@ -3,11 +3,13 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/mirrornet/mirrornet/internal/snapcache"
 )
@@ -20,6 +22,11 @@ import (
 // other, and are never older than a few seconds while anyone reads. With a
 // small view a request waits (at most 100 ms) for a snapshot started after
 // it arrived, so the answer is as fresh as computing it then.
+//
+// The snapshot is kept gzip-compressed (the JSON never sits whole in
+// memory: a view filled to the statement byte budget is tens of MiB of
+// JSON and compresses about tenfold). Clients that accept gzip get it as
+// it is; others get it decompressed as it is written.
 
 func init() { registerFeature(newStatusFeature) }
 
@@ -27,7 +34,27 @@ func init() { registerFeature(newStatusFeature) }
 type statusFeature struct {
 	baseFeature
 	n     *Node
-	cache *snapcache.Cache[[]byte]
+	cache *snapcache.Cache[statusSnap]
+	// zw compresses every build (only the cache's Run goroutine builds).
+	zw *gzip.Writer
+}
+
+// statusSnap is one status JSON, gzip-compressed, and its length.
+type statusSnap struct {
+	gz   []byte
+	size int
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
 }
 
 var _ feature = (*statusFeature)(nil)
@@ -39,17 +66,31 @@ func newStatusFeature(n *Node) (feature, error) {
 		defer n.mu.Unlock()
 		return n.view.Version()
 	}
-	c, err := snapcache.New(cfg, func(context.Context) ([]byte, error) {
-		var b bytes.Buffer
-		if err := n.writeStatus(&b); err != nil {
-			return nil, err
-		}
-		return b.Bytes(), nil
-	})
+	f := &statusFeature{n: n}
+	f.zw, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level
+	c, err := snapcache.New(cfg, f.build)
 	if err != nil {
 		return nil, err
 	}
-	return &statusFeature{n: n, cache: c}, nil
+	f.cache = c
+	return f, nil
+}
+
+// build writes the status JSON through the compressor.
+func (f *statusFeature) build(context.Context) (statusSnap, error) {
+	var b bytes.Buffer
+	if prev := f.cache.Latest(); prev != nil {
+		b.Grow(len(prev.Value.gz) + len(prev.Value.gz)/8)
+	}
+	f.zw.Reset(&b)
+	cw := &countingWriter{w: f.zw}
+	if err := f.n.writeStatus(cw); err != nil {
+		return statusSnap{}, err
+	}
+	if err := f.zw.Close(); err != nil {
+		return statusSnap{}, err
+	}
+	return statusSnap{gz: b.Bytes(), size: cw.n}, nil
 }
 
 func (f *statusFeature) name() string            { return "status" }
@@ -77,10 +118,50 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "status: not available yet: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(snap.Value)))
-	_, _ = w.Write(snap.Value)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Vary", "Accept-Encoding")
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", strconv.Itoa(len(snap.Value.gz)))
+		_, _ = w.Write(snap.Value.gz)
+		return
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(snap.Value.gz))
+	if err != nil {
+		http.Error(w, "status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(snap.Value.size))
+	_, _ = io.Copy(w, zr)
+}
+
+// acceptsGzip reports whether an Accept-Encoding header admits gzip: named
+// (or x-gzip) with a q above 0, or "*" above 0 when gzip is not named.
+func acceptsGzip(header string) bool {
+	gzipQ, starQ := -1.0, -1.0
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(coding)) {
+		case "gzip", "x-gzip":
+			gzipQ = max(gzipQ, q)
+		case "*":
+			starQ = max(starQ, q)
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
 }
 
 // writeStatus writes the same JSON as encoding Status() with two-space

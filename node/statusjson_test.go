@@ -2,9 +2,12 @@ package node
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +133,41 @@ func TestStatusShowsAcceptedMirror(t *testing.T) {
 		body := getStatus(n).Body.String()
 		return strings.Contains(body, id.String()), body
 	})
+}
+
+// A client that accepts gzip gets the same JSON compressed; others get it
+// as it is.
+func TestStatusGzip(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	plain := getStatus(n)
+	req := httptest.NewRequest(http.MethodGet, protocol.HTTPStatusPath, nil)
+	req.Header.Set("Accept-Encoding", "br;q=1.0, gzip;q=0.8")
+	rec := httptest.NewRecorder()
+	n.serveStatus(rec, req)
+	if rec.Header().Get("Content-Encoding") != "gzip" || rec.Header().Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("headers %v: want gzip", rec.Header())
+	}
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Header().Get("Content-Encoding") != "" || !bytes.Equal(got, plain.Body.Bytes()) {
+		t.Fatalf("gzip body differs from the plain one:\n%s\nplain:\n%s", got, plain.Body)
+	}
+	if cl := plain.Header().Get("Content-Length"); cl != strconv.Itoa(plain.Body.Len()) {
+		t.Fatalf("Content-Length %s, body %d bytes", cl, plain.Body.Len())
+	}
+	for header, want := range map[string]bool{
+		"": false, "gzip": true, "GZIP": true, "gzip;q=0": false, "gzip; q=0.0": false, "*": true,
+		"*, gzip;q=0": false, "identity": false, "deflate, x-gzip": true, "br, *;q=0.1": true,
+	} {
+		if got := acceptsGzip(header); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
 }
