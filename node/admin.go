@@ -259,6 +259,15 @@ func (n *Node) adminList(w http.ResponseWriter, r *http.Request) {
 // ErrNoNode reports that no node runs with the given data directory.
 var ErrNoNode = errors.New("no running node")
 
+// ErrAdminDenied reports that this user may not use the node's admin socket
+// (it is the node's user's alone, mode 0600).
+var ErrAdminDenied = errors.New("node: permission denied on the admin socket")
+
+// deniedError explains an EACCES on the admin socket at path.
+func deniedError(path string) error {
+	return fmt.Errorf("%w %s: run this command as the user the node runs as", ErrAdminDenied, path)
+}
+
 // AdminClient talks to a local node through its admin socket.
 type AdminClient struct {
 	hc   *http.Client
@@ -271,6 +280,9 @@ func DialAdmin(dataDir string) (*AdminClient, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w with data directory %s (no %s): start one with 'mirrornet node --data %s'", ErrNoNode, dataDir, path, dataDir)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, deniedError(path)
 		}
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
@@ -286,6 +298,9 @@ func (c *AdminClient) do(req *http.Request, out any) error {
 	if err != nil {
 		if errors.Is(err, syscallECONNREFUSED()) || strings.Contains(err.Error(), "connection refused") {
 			return fmt.Errorf("%w: %s refuses connections (stale socket from a stopped node?)", ErrNoNode, c.path)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return deniedError(c.path)
 		}
 		return err
 	}
@@ -338,7 +353,11 @@ func (c *AdminClient) Import(ctx context.Context, path string, progress func(int
 			err = bw.Flush()
 		}
 		importErr <- err
-		pw.CloseWithError(err)
+		// On a local error (a file it may not read), end the stream
+		// without its end frame rather than abort the request: the node
+		// then sees an interrupted import, frees its blocks and answers,
+		// and publish reports the error only once that is done.
+		pw.Close()
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin/admin/v1/import", pr)
 	if err != nil {

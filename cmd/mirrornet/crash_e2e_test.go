@@ -28,12 +28,22 @@ import (
 // node.json of a killed run is removed first so the new one is waited for.
 func startNodeAt(t testing.TB, data string, extra ...string) *proc {
 	t.Helper()
+	return startNodeAs(t, binPath, nil, data, extra...)
+}
+
+// startNodeAs is startNodeAt running the binary bin as the user cred
+// (nil: this process's user).
+func startNodeAs(t testing.TB, bin string, cred *syscall.Credential, data string, extra ...string) *proc {
+	t.Helper()
 	if err := os.Remove(filepath.Join(data, "node.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	args := append([]string{"node", "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
 		"--profile", "local", "--mdns=false", "--dht=false", "--log-level", "debug"}, extra...)
-	cmd := exec.Command(binPath, args...)
+	cmd := exec.Command(bin, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "HOME="+data)
