@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -106,6 +107,9 @@ func newPayoutsFeature(n *Node) (feature, error) {
 	cfg := payouts.DefaultConfig()
 	cfg.ProbeEpoch, cfg.K = rc.Config.EpochLength, rc.Config.K
 	cfg.Grace = 2 * rc.Config.EpochLength
+	if n.cfg.DataDir != "" {
+		cfg.Dir = filepath.Join(n.cfg.DataDir, "evidence")
+	}
 	k, err := payouts.New(cfg, n.key, lazyReleases{n}, lazyDomains{n})
 	if err != nil {
 		return nil, fmt.Errorf("node: payouts: %w", err)
@@ -225,6 +229,16 @@ func (f *payoutsFeature) apply(st *attest.Statement) bool {
 }
 
 func (f *payoutsFeature) run(ctx context.Context) {
+	if n, err := f.k.Load(f.n.clock()); err != nil {
+		f.n.log.Warn("evidence on disk not read", "err", err)
+	} else if n > 0 {
+		f.n.log.Info("evidence read back from disk", "statements", n)
+	}
+	defer func() {
+		if err := f.k.Save(f.n.clock()); err != nil {
+			f.n.log.Warn("evidence not saved", "err", err)
+		}
+	}()
 	f.publishPayout()
 	every := min(f.k.Config().ProbeEpoch/5, time.Minute)
 	t := time.NewTicker(max(every, f.n.prof.Heartbeat))
@@ -245,6 +259,9 @@ func (f *payoutsFeature) run(ctx context.Context) {
 				}
 			}
 			f.k.Prune(now)
+			if err := f.k.Save(now); err != nil {
+				f.n.log.Warn("evidence not saved", "err", err)
+			}
 		}
 	}
 }

@@ -56,6 +56,12 @@ type Config struct {
 	MaxBytes int64
 	// MaxFunds bounds the funds kept.
 	MaxFunds int
+	// Dir, if set, keeps the evidence on disk (see Save and Load): one file
+	// per probe round of liveness samples, probe results and receipt
+	// witnesses, and one of funds, payout addresses and ledger roots,
+	// each replaced atomically. The files hold what memory holds, so
+	// MaxBytes and Retention bound them too.
+	Dir string
 }
 
 // DefaultConfig: a day and a half of evidence (an epoch of a day plus
@@ -118,9 +124,14 @@ type Keeper struct {
 	slots map[evidence.Slot]slotted
 	// tables are the latest ledger computed per fund (by Due).
 	tables map[string]*ledger.Table
-	// byRound indexes the liveness and probe items by probe round, for
-	// Prejudge.
+	// byRound indexes the items by probe round, for Prejudge and Save.
 	byRound map[int64]map[[32]byte]bool
+	// dirty are the rounds changed since the last Save; stateDirty says
+	// funds, payout addresses or roots changed. pendingFunds are saved
+	// funds Load could not check yet (their app's releases unknown).
+	dirty        map[int64]bool
+	stateDirty   bool
+	pendingFunds [][]byte
 	// rounds remembers round verdicts; judge is the ledger's judge through
 	// it. judged is the last round Prejudge judged.
 	rounds *evidence.RoundCache
@@ -185,7 +196,7 @@ func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*K
 		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
 		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{},
 		Refused: map[string]int{}, slots: map[evidence.Slot]slotted{}, tables: map[string]*ledger.Table{},
-		byRound: map[int64]map[[32]byte]bool{}, rounds: rounds, judge: rounds.Judge(evidence.JudgeFor(cfg.manifest()))}, nil
+		byRound: map[int64]map[[32]byte]bool{}, dirty: map[int64]bool{}, rounds: rounds, judge: rounds.Judge(evidence.JudgeFor(cfg.manifest()))}, nil
 }
 
 // manifest is the part of an export's manifest the keeper's config fixes.
@@ -230,11 +241,13 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 			delete(k.byRound[slot.Round], old.digest)
 		}
 		k.slots[slot] = slotted{digest: h, seq: st.Seq}
-		if k.byRound[slot.Round] == nil {
-			k.byRound[slot.Round] = map[[32]byte]bool{}
-		}
-		k.byRound[slot.Round][h] = true
 	}
+	r := st.Time.UnixMilli() / k.cfg.ProbeEpoch.Milliseconds()
+	if k.byRound[r] == nil {
+		k.byRound[r] = map[[32]byte]bool{}
+	}
+	k.byRound[r][h] = true
+	k.dirty[r] = true
 	k.items[h] = item{raw: st.Raw, st: st, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
 	return true
@@ -289,6 +302,7 @@ func (k *Keeper) AddFund(raw []byte, now time.Time) (*attest.Fund, error) {
 		return nil, fmt.Errorf("payouts: %d funds kept, the limit", len(k.funds))
 	}
 	k.funds[id] = f
+	k.stateDirty = true
 	return f, nil
 }
 
@@ -305,6 +319,7 @@ func (k *Keeper) AddPayout(st *attest.Statement) bool {
 		return false
 	}
 	k.payout[p] = st
+	k.stateDirty = true
 	return true
 }
 
@@ -332,6 +347,7 @@ func (k *Keeper) AddRoot(st *attest.Statement) (differs bool) {
 		return false
 	}
 	m[lr.Peer] = st
+	k.stateDirty = true
 	mine, ok := k.signed[fk]
 	return ok && mine != lr.Evidence && lr.Peer != k.self.String()
 }
@@ -705,6 +721,7 @@ func (k *Keeper) Prune(now time.Time) {
 	for r := range k.byRound {
 		if r < round {
 			delete(k.byRound, r)
+			k.dirty[r] = true // Save removes its file
 		}
 	}
 	for h, it := range k.items {

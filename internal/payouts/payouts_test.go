@@ -3,6 +3,8 @@ package payouts
 import (
 	"errors"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -227,5 +229,81 @@ func TestPrejudgeLeavesOneRoundForTheClose(t *testing.T) {
 	}
 	if paid < 5 {
 		t.Fatalf("%d mirrors paid", paid)
+	}
+}
+
+// A keeper that keeps its evidence on disk comes back from a restart with
+// the same evidence root and ledger; a damaged file loses only what it
+// cannot read; pruned rounds leave the disk.
+func TestEvidenceSurvivesRestart(t *testing.T) {
+	sc := evidencetest.Build(t, 5, nil)
+	dir := t.TempDir()
+	withDir := func(seed int64) *Keeper {
+		k := keeper(t, sc, seed)
+		k.cfg.Dir = dir
+		return k
+	}
+	a := withDir(1)
+	all := make([]int, len(sc.Items))
+	for i := range all {
+		all[i] = i
+	}
+	closed := time.UnixMilli(evidencetest.Epoch0 + sc.Fund.EpochMS)
+	feed(t, a, sc, all, closed)
+	if err := a.Save(closed); err != nil {
+		t.Fatal(err)
+	}
+	want, _, _, err := a.Ledger(sc.Fund.ID(), 0, closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := withDir(1) // the same mirror, restarted
+	n, err := b.Load(closed)
+	if err != nil || n == 0 {
+		t.Fatalf("load: %d statements, %v", n, err)
+	}
+	got, _, _, err := b.Ledger(sc.Fund.ID(), 0, closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Root != want.Root || got.Hash() != want.Hash() {
+		t.Fatal("the restarted keeper's evidence or ledger differs")
+	}
+	if b.Refused["evidence file damaged"] != 0 {
+		t.Fatalf("refused %v", b.Refused)
+	}
+
+	// Tear the end off one round's file: the keeper keeps what verifies
+	// and says so; the evidence of the other rounds is intact.
+	files, _ := filepath.Glob(filepath.Join(dir, "round-*.ev"))
+	if len(files) != 12 {
+		t.Fatalf("%d round files, want 12", len(files))
+	}
+	raw, _ := os.ReadFile(files[3])
+	if err := os.WriteFile(files[3], raw[:len(raw)*2/3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := withDir(1)
+	if _, err := c.Load(closed); err != nil {
+		t.Fatal(err)
+	}
+	if c.Refused["evidence file damaged"] != 1 {
+		t.Fatalf("damage not reported: %v", c.Refused)
+	}
+	_, s, _, err := c.Export(sc.Fund.ID(), 0, closed)
+	_, full, _, _ := b.Export(sc.Fund.ID(), 0, closed)
+	if err != nil || s.Len() >= full.Len() || s.Len() < full.Len()*9/10 {
+		t.Fatalf("after a torn file: %d of %d items (%v)", s.Len(), full.Len(), err)
+	}
+
+	// Past the retention, the rounds leave memory and disk.
+	later := closed.Add(c.cfg.Retention + time.Hour)
+	c.Prune(later)
+	if err := c.Save(later); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "round-*.ev")); len(files) != 0 {
+		t.Fatalf("%d round files left after pruning", len(files))
 	}
 }
