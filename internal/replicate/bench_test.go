@@ -244,7 +244,7 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 			b.Logf("top-holder-share %.2f, blocks sent per holder %v", float64(most)/float64(sent), per)
 		}
 	}
-	b.ReportMetric(float64(fs.DupBlksReceived), "dup-blocks")
+	b.ReportMetric(float64(fs.DupBlksReceived+uint64(r.dups.Load())), "dup-blocks")
 	r.Close()
 	h.Close()
 	emptyStore(b, st, root)

@@ -149,6 +149,7 @@ type walk struct {
 	// wanted holds the blocks asked for and not yet claimed, by multihash:
 	// the receive path claims a block by deleting it.
 	wanted map[string]cid.Cid
+	ever   map[string]struct{} // every block asked for, to count duplicates
 }
 
 func (f *walk) post(ev event) {
@@ -166,9 +167,20 @@ func (f *walk) receive(from peer.ID, blk blocks.Block) {
 	delete(f.wanted, k)
 	f.mu.Unlock()
 	if !ok {
+		if f.asked(k) {
+			f.r.dups.Add(1) // a hedged request answered twice
+		}
 		return
 	}
 	f.post(f.store(from, c, blk))
+}
+
+// asked reports whether the walk ever asked for block k (multihash).
+func (f *walk) asked(k string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.ever[k]
+	return ok
 }
 
 // store puts blk, received for c, and reads its links. bitswap's decoder
@@ -217,9 +229,11 @@ type want struct {
 
 // hedgeFloor is the least time a request waits before it is also asked of
 // another holder; hedgeFactor times the holder's smallest delivery time
-// plus its window's worth of transfer is the usual wait.
+// plus its window's worth of transfer is the usual wait. Only an idle
+// holder takes over a request (see hedge): on a loaded machine every
+// answer is late, and hedging then only sends blocks twice.
 const (
-	hedgeFloor  = 500 * time.Millisecond
+	hedgeFloor  = 2 * time.Second
 	hedgeFactor = 4
 )
 
@@ -239,7 +253,7 @@ func (h *holder) hedgeAfter() time.Duration {
 func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.Cid, p Progress, progress func(Progress)) (Progress, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := &walk{r: r, ctx: ctx, events: make(chan event, 64), wanted: map[string]cid.Cid{}}
+	f := &walk{r: r, ctx: ctx, events: make(chan event, 64), wanted: map[string]cid.Cid{}, ever: map[string]struct{}{}}
 	r.fmu.Lock()
 	r.fetches[f] = struct{}{}
 	r.fmu.Unlock()
@@ -392,6 +406,7 @@ func (l *loop) fill() error {
 		l.wants[k] = w
 		l.f.mu.Lock()
 		l.f.wanted[k] = c
+		l.f.ever[k] = struct{}{}
 		l.f.mu.Unlock()
 		if h == nil {
 			l.fallback(w)
@@ -603,8 +618,8 @@ func (l *loop) hedge(now time.Time) time.Time {
 		var best *holder
 		bestRoom := 0
 		for _, h := range l.holders {
-			if h == a || h.gone || len(h.lacks) > 0 {
-				continue // a holder that lacked a block is no help here
+			if h == a || h.gone || len(h.lacks) > 0 || len(h.out) > 0 {
+				continue // only an idle holder that never lacked a block
 			}
 			if room := h.win.blocks() - len(h.out); room > bestRoom {
 				best, bestRoom = h, room

@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/client"
@@ -150,6 +151,7 @@ type Replicator struct {
 
 	fmu     sync.Mutex
 	fetches map[*walk]struct{} // walks in progress
+	dups    atomic.Int64       // blocks received twice (hedged requests)
 }
 
 // New starts bitswap on h, serving the held bundles of st. The caller keeps
