@@ -50,7 +50,9 @@ func newBar(w io.Writer, desc string, total int64) *progressbar.ProgressBar {
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(throttle),
 		progressbar.OptionShowCount(),
-		progressbar.OptionClearOnFinish(),
+		// Not OptionClearOnFinish: the bar draws its last state (100%,
+		// the total, the rate) when done reaches the total, unthrottled,
+		// and Finish then clears the line.
 		progressbar.OptionSpinnerType(14),
 		// No spinner goroutine: the bar redraws only when Set is called.
 		progressbar.OptionSetSpinnerChangeInterval(0),
@@ -85,11 +87,11 @@ func (b *Bar) Set(done int64) {
 	_ = b.bar.Set64(done)
 }
 
-// Finish clears the line.
+// Finish clears the line. Work that stopped short of its total (an error,
+// Ctrl-C) is not shown as complete on the way.
 func (b *Bar) Finish() {
 	if !b.Enabled() {
 		return
 	}
-	_ = b.bar.Finish()
 	_ = b.bar.Clear()
 }

@@ -44,3 +44,23 @@ func TestBarShowsTotalPercentRate(t *testing.T) {
 		t.Errorf("bar after SetTotal: %q", out)
 	}
 }
+
+// The last state is drawn however fast the work went (the throttle never
+// hides 100%), and work that stops short is never drawn as complete.
+func TestFinalStateDrawnUnthrottled(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, true, "getting", 4<<20)
+	b.Set(1 << 20) // the first draw
+	b.Set(4 << 20) // within the throttle, but the end
+	b.Finish()
+	if out := buf.String(); !strings.Contains(out, "getting 100%") || !strings.Contains(out, "4.2/4.2 MB") || !strings.HasSuffix(out, "\x1b[2K\r") {
+		t.Errorf("finished bar: %q", out)
+	}
+	buf.Reset()
+	b = New(&buf, true, "getting", 4<<20)
+	b.Set(1 << 20)
+	b.Finish() // an error midway
+	if out := buf.String(); strings.Contains(out, "100%") {
+		t.Errorf("a bar stopped at 25%% drew %q", out)
+	}
+}
