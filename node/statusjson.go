@@ -171,6 +171,13 @@ func (n *Node) writeStatus(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	first := true
 	var err error
+	// One encoder for every mirror: its indentation buffer is reused, and
+	// encoding/json pools the rest, so a build over a view at the byte
+	// budget does not leave twice that view's JSON behind as garbage.
+	var scratch bytes.Buffer
+	enc := json.NewEncoder(&scratch)
+	enc.SetEscapeHTML(true)
+	enc.SetIndent("    ", "  ")
 	n.statusWith(func(s SelfStatus) {
 		var b []byte
 		if b, err = json.MarshalIndent(s, "  ", "  "); err != nil {
@@ -183,8 +190,8 @@ func (n *Node) writeStatus(w io.Writer) error {
 		if err != nil {
 			return false
 		}
-		var b []byte
-		if b, err = json.MarshalIndent(m, "    ", "  "); err != nil {
+		scratch.Reset()
+		if err = enc.Encode(m); err != nil {
 			return false
 		}
 		if first {
@@ -193,7 +200,8 @@ func (n *Node) writeStatus(w io.Writer) error {
 		} else {
 			bw.WriteString(",\n    ")
 		}
-		_, err = bw.Write(b)
+		// Encode ends with a newline MarshalIndent does not write.
+		_, err = bw.Write(bytes.TrimSuffix(scratch.Bytes(), []byte("\n")))
 		return err == nil
 	})
 	if err != nil {

@@ -114,6 +114,16 @@ func (l *latencies) poll(victimURL, baseURL string, stop <-chan struct{}, pairs 
 	}
 }
 
+// newBaselineServer serves lastBody with plain net/http.
+func newBaselineServer() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := *lastBody.Load()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+}
+
 // lastBody is what the baseline serves: the status JSON the node served
 // last (a synthetic one of 10,000 mirrors before the first request).
 var lastBody atomic.Pointer[[]byte]
@@ -147,12 +157,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func BenchmarkStatusUnderFlood(b *testing.B) {
 	first := syntheticStatus(10_000)
 	lastBody.Store(&first)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body := *lastBody.Load()
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
-	}))
+	srv := newBaselineServer()
 	b.Cleanup(srv.Close)
 	for _, tc := range []struct {
 		name      string
@@ -199,7 +204,7 @@ func statusUnderFlood(b *testing.B, baseURL string, fat int, pollAfter bool) {
 	for sent < total {
 		for range batch {
 			k := newThrowaway(b)
-			w.publish(b, k.liveness(b, 1, clock.Now(), "http://192.0.2.1:8080", sent < fat, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"))
+			w.publish(b, k.liveness(b, 1, clock.Now(), "http://127.0.0.1:9", sent < fat, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"))
 			sent++
 		}
 		v.verdicts.waitOthers(b, v.ID(), sent, 2*time.Minute)
