@@ -415,3 +415,29 @@ func TestREADMEJSONSchemas(t *testing.T) {
 		t.Errorf("README's status --json schema: parsed %d fields from %q", n, status)
 	}
 }
+
+// README's architecture list of commands is the command table.
+func TestREADMECommandList(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(raw), "one binary: ")
+	if !ok {
+		t.Fatal("README.md has no 'one binary:' command list")
+	}
+	list, _, _ := strings.Cut(after, "\nnode/")
+	var got []string
+	for _, w := range strings.Split(list, ",") {
+		got = append(got, strings.TrimSpace(w))
+	}
+	var want []string
+	for _, c := range commands {
+		want = append(want, c.name)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("README lists commands %v; the binary has %v", got, want)
+	}
+}
