@@ -16,7 +16,10 @@
 //
 // Which release an app host serves is decided once per request by the
 // Releases given to New: a newer release replaces the old one atomically,
-// between two requests, once it is held.
+// between two requests, once it is held. The answers for an app host's
+// small files are kept per release root and path (content-addressed, so
+// they never go stale; see pagecache.go): a page load costs what a static
+// file server's does, not a DAG walk and block reads per request.
 package apphost
 
 import (
@@ -138,6 +141,7 @@ type Router struct {
 	origin   *http.ServeMux
 	mirror   http.Handler // gw.Handler(next): the mirror's own hosts
 	browse   atomic.Pointer[BrowserRedirect]
+	pages    *pageCache
 }
 
 // BrowserRedirect may answer a browser's page load of /ipfs/{root}{rest}
@@ -161,7 +165,7 @@ func New(cfg Config, gw Gateway, releases Releases, next http.Handler, log *slog
 	r := &Router{
 		cfg: cfg, gw: gw, releases: releases, log: log.With("component", "apphost"),
 		apps: map[string]string{}, hosts: map[string]bool{}, origin: http.NewServeMux(),
-		mirror: gw.Handler(next),
+		mirror: gw.Handler(next), pages: newPageCache(),
 	}
 	for _, h := range cfg.Hosts {
 		r.hosts[strings.ToLower(h)] = true
@@ -264,11 +268,36 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A release's files change when the release does: let browsers
 		// revalidate rather than keep an old page for hours.
 		w.Header().Set("Cache-Control", "no-cache")
-		rt.gw.ServeRoot(w, r, root)
+		rt.serveRoot(w, r, root)
 	default:
 		rt.log.Debug("unknown host", "host", abbrev(r.Host))
 		w.Header().Set("Cache-Control", "no-store")
 		http.Error(w, fmt.Sprintf("%v: %s", ErrUnknownHost, abbrev(stripPort(r.Host))), http.StatusNotFound)
+	}
+}
+
+// serveRoot serves an app host's file from the page cache, or from the
+// gateway (keeping a copy when it may).
+func (rt *Router) serveRoot(w http.ResponseWriter, r *http.Request, root cid.Cid) {
+	if !cacheable(r) {
+		rt.gw.ServeRoot(w, r, root)
+		return
+	}
+	// What a gateway answers for a path also depends on Accept (a
+	// directory listing, a trustless format): it is part of the key.
+	k := pageKey{root: root, path: r.URL.Path, accept: r.Header.Get("Accept")}
+	if p := rt.pages.get(k); p != nil {
+		serveCached(w, r, p)
+		return
+	}
+	if r.Method != http.MethodGet || r.Header.Get("If-None-Match") != "" {
+		rt.gw.ServeRoot(w, r, root)
+		return
+	}
+	rc := &recorder{ResponseWriter: w, before: w.Header().Clone()}
+	rt.gw.ServeRoot(rc, r, root)
+	if p := rc.page(k); p != nil {
+		rt.pages.put(p)
 	}
 }
 
