@@ -72,6 +72,8 @@ type Statement struct {
 	Liveness *protocol.Liveness
 	Probe    *protocol.ProbeResult
 	Build    *protocol.BuildAttestation
+	// Suspicion is a failure detector's report (KindSuspicion).
+	Suspicion *protocol.Suspicion
 	// Payout statements (see fund.go).
 	Payout     *protocol.PayoutAddress
 	Receipt    *protocol.Receipt

@@ -63,6 +63,7 @@
 //
 //	kind        domain                     payload type                 payload
 //	liveness    "mirrornet-liveness"       "/mirrornet/liveness/1"      [Liveness]
+//	suspicion   "mirrornet-suspicion"      "/mirrornet/suspicion/1"     [Suspicion]
 //	probe       "mirrornet-probe"          "/mirrornet/probe/2"         [ProbeResult]
 //	build       "mirrornet-build"          "/mirrornet/build/1"         [BuildAttestation]
 //
@@ -109,8 +110,9 @@
 //
 // # Topics
 //
-// [TopicLiveness] carries liveness statements, [TopicProbe] probe results,
-// [TopicRelease] release records and [TopicBuild] build attestations.
+// [TopicLiveness] carries liveness statements, [TopicSuspicion]
+// suspicions, [TopicProbe] probe results, [TopicRelease] release records
+// and [TopicBuild] build attestations.
 // The data of a gossipsub message is one signed statement (an envelope, or a
 // [SignedRelease] on [TopicRelease]), nothing else.
 //
@@ -145,12 +147,64 @@
 //
 // # Liveness
 //
-// Every heartbeat a mirror publishes a [Liveness] with a sequence number one
-// higher than the last (sequence numbers start from the signing time in
-// milliseconds, so they keep rising across restarts). State "up" says the
-// mirror serves; state "leaving" is its last word before a graceful stop.
-// Receivers keep the latest statement per mirror and derive a state from its
-// age: alive, suspect, dead; or left after a leaving statement.
+// A mirror publishes a [Liveness] whenever what it says changes (addresses,
+// HTTP URL, bundles held, version, state) and otherwise refreshes it before
+// its TTL runs out, with a sequence number above the last (sequence numbers
+// start from the signing time in milliseconds, so they keep rising across
+// restarts). State "up" says the mirror serves; state "leaving" is its last
+// word before a graceful stop.
+//
+// TTL (milliseconds, at most [MaxLivenessTTL]) is the signer's promise to
+// sign again within it. mirrornet picks it from the number of mirrors n it
+// sees, as max(RefreshMin, n / RefreshRate) (30 s and 2 per second on the
+// lan profile), so that the whole network signs about RefreshRate refreshes
+// per second whatever its size, and what each mirror receives of them stays
+// about constant. A statement without TTL is a heartbeat statement (TTL 0).
+//
+// Receivers keep the latest statement per mirror and derive a state: alive;
+// suspect once the statement is TTL plus SuspectAfter old, or a suspicion
+// names its sequence number (see Failure detection); dead once it is TTL
+// plus DeadAfter old, or once a suspicion has stood unrefuted for
+// SuspicionTimeout and the statement is at least DeadAfter old; left after
+// a leaving statement. (SuspectAfter, DeadAfter and SuspicionTimeout are
+// the profile's: 2.5 s, 4 s and 3 s on lan.) A light client uses a mirror
+// only while its statement is within TTL plus its own freshness bound.
+//
+// # Failure detection
+//
+// Between refreshes, probes show who is alive (after SWIM and memberlist).
+// Every probe period (the profile's heartbeat, 1 s on lan) a mirror picks
+// one other mirror, round-robin over a list it reshuffles every round, and
+// opens a stream with [PingProtocolID]. It writes one frame (see Sync for
+// frames) holding a [Ping] in JSON, at most [MaxPingSize] bytes, closes
+// its side, and reads one frame holding an [Ack]. A direct probe leaves
+// Target empty; its Seq and Suspect tell the target what the prober holds
+// of it, and a target that learns it is suspected at a sequence number not
+// below its latest signs a fresh liveness statement at once.
+//
+// When no answer comes within two fifths of the period, the prober asks
+// three other mirrors, chosen at random, to probe the target for it (a
+// [Ping] with Target set; the helper answers OK true if the target answered
+// it), while trying the target once more directly. If nothing answers
+// within half a period, the prober signs a [Suspicion] naming the target and
+// the sequence number of the target's latest statement it holds
+// (Incarnation), and publishes it on [TopicSuspicion]. A receiver that
+// holds that statement marks the target suspect at once; per target it
+// keeps the earliest suspicion of the highest incarnation, so views agree
+// whatever order suspicions arrive in. A suspicion whose incarnation is
+// below the target's latest statement is ignored (refuted), as is one about
+// a mirror the receiver does not know. Only the subject can refute: with
+// its own newer liveness statement, which every mirror checks is signed by
+// the mirror it names. Suspicions age out like liveness statements
+// ([MaxLivenessAge]) and are not sequence-guarded per signer.
+//
+// Cost bounds: a mirror answers at most two probes per period per peer
+// (burst ten); more are reset without an answer, logged once a minute and
+// counted. A mirror sends one direct probe per period, and at most four
+// more only when a probe fails, so its probe traffic does not grow with the
+// number of mirrors. Every fifth period it also probes one mirror it
+// believes dead (no suspicion follows), so the two sides of a healed
+// partition find each other.
 //
 // # Probes
 //
@@ -244,7 +298,12 @@
 // statement it holds (at most [MaxSyncStatements]) and an empty frame to end.
 // A frame is a uvarint length followed by that many bytes, at most
 // [MaxStatementSize]; see [WriteFrame] and [ReadFrame]. The receiver verifies
-// every statement itself, exactly as if it had come over gossip.
+// every statement itself, exactly as if it had come over gossip. Liveness
+// statements come first, then the suspicions the responder holds. A
+// receiver republishes on gossip the statements and suspicions a sync
+// taught it that are fresh enough for gossip (at most 64 per exchange), so
+// what one side of a new connection knows reaches the whole network at
+// once and a mirror suspected while cut off learns it and refutes.
 //
 // The same framed stream is served over HTTP at [HTTPStatementsPath] with
 // content type [StatementsContentType], for light clients that do not run

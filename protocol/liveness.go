@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Liveness states.
@@ -38,6 +39,16 @@ type Liveness struct {
 	Region string `json:"region,omitempty"`
 	// Apps are the app IDs the mirror follows, sorted.
 	Apps []string `json:"apps,omitempty"`
+	// TTL is the signer's promise, in milliseconds, to sign its next
+	// statement within TTL of Time (at most [MaxLivenessTTL]); receivers
+	// count lateness from Time+TTL. 0 (absent) is the heartbeat promise:
+	// a new statement every heartbeat.
+	TTL int64 `json:"ttl,omitempty"`
+}
+
+// TTLDuration is l.TTL as a duration, capped at MaxLivenessTTL.
+func (l *Liveness) TTLDuration() time.Duration {
+	return min(time.Duration(max(l.TTL, 0))*time.Millisecond, MaxLivenessTTL)
 }
 
 func (l *Liveness) normalize() {
@@ -62,6 +73,9 @@ func (l *Liveness) Validate() error {
 	}
 	if l.Time <= 0 {
 		return fmt.Errorf("%w: time is not positive", ErrInvalid)
+	}
+	if l.TTL < 0 || l.TTL > MaxLivenessTTL.Milliseconds() {
+		return fmt.Errorf("%w: ttl %d ms (limit %d)", ErrInvalid, l.TTL, MaxLivenessTTL.Milliseconds())
 	}
 	for _, f := range []struct{ name, v string }{{"peer", l.Peer}, {"http", l.HTTP}, {"version", l.Version}, {"region", l.Region}} {
 		if err := checkString(f.name, f.v); err != nil {
