@@ -42,6 +42,7 @@ var pure = []struct {
 	{"internal/evidence", false},
 	{"internal/payouts", false},
 	{"internal/snapcache", true},
+	{"internal/swim", false},
 }
 
 // rule is one forbidden dependency of a pure package.

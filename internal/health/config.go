@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mirrornet/mirrornet/protocol"
 )
 
 // Errors returned by configuration checks.
@@ -26,6 +28,18 @@ type Config struct {
 	// ForgetAfter drops a dead or left mirror this long after it became
 	// dead or left, so the view does not grow without bound. 0 keeps it.
 	ForgetAfter time.Duration
+	// SuspicionTimeout is how long a suspicion (a failure detector's
+	// signed report) stands unrefuted before the mirror is dead. 0 means
+	// DeadAfter minus SuspectAfter: the same margin a silent mirror gets
+	// between suspect and dead.
+	SuspicionTimeout time.Duration
+}
+
+func (c Config) suspicionTimeout() time.Duration {
+	if c.SuspicionTimeout > 0 {
+		return c.SuspicionTimeout
+	}
+	return c.DeadAfter - c.SuspectAfter
 }
 
 // DefaultConfig is the "lan" profile's health config.
@@ -40,6 +54,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: DeadAfter (%s) must exceed SuspectAfter (%s)", ErrConfig, c.DeadAfter, c.SuspectAfter)
 	case c.ForgetAfter < 0:
 		return fmt.Errorf("%w: ForgetAfter must not be negative (got %s)", ErrConfig, c.ForgetAfter)
+	case c.SuspicionTimeout < 0:
+		return fmt.Errorf("%w: SuspicionTimeout must not be negative (got %s)", ErrConfig, c.SuspicionTimeout)
 	}
 	return nil
 }
@@ -57,6 +73,26 @@ type Profile struct {
 	// ProbeK is how many observers probe each mirror per epoch (used by
 	// the retrieval-probe work).
 	ProbeK int
+	// RefreshMin is the shortest time between two of a mirror's liveness
+	// statements when nothing in it changed. Between refreshes the failure
+	// detector (direct and indirect probes every Heartbeat, suspicions
+	// broadcast only when a probe fails) says who is alive.
+	RefreshMin time.Duration
+	// RefreshRate is how many refreshes per second the whole network
+	// spends: a mirror that sees n mirrors refreshes every n/RefreshRate
+	// (at least RefreshMin, at most protocol.MaxLivenessTTL), so what each
+	// mirror receives of them stays about constant as the network grows.
+	RefreshRate float64
+}
+
+// RefreshInterval is how long a mirror that sees n mirrors waits between
+// two refreshes of its liveness statement: the TTL it declares in it.
+func (p Profile) RefreshInterval(n int) time.Duration {
+	d := p.RefreshMin
+	if p.RefreshRate > 0 {
+		d = max(d, time.Duration(float64(n)/p.RefreshRate*float64(time.Second)))
+	}
+	return min(max(d, 2*p.Heartbeat), protocol.MaxLivenessTTL)
 }
 
 // Validate checks the health config and that the heartbeat fits in it.
@@ -69,6 +105,9 @@ func (p Profile) Validate() error {
 	}
 	if p.Health.SuspectAfter < 2*p.Heartbeat {
 		return fmt.Errorf("%w: SuspectAfter (%s) must be at least two heartbeats (%s)", ErrConfig, p.Health.SuspectAfter, p.Heartbeat)
+	}
+	if p.RefreshMin < 0 || p.RefreshRate < 0 {
+		return fmt.Errorf("%w: RefreshMin and RefreshRate must not be negative (got %s, %g)", ErrConfig, p.RefreshMin, p.RefreshRate)
 	}
 	if p.ProbeK < 0 {
 		return fmt.Errorf("%w: ProbeK must not be negative (got %d)", ErrConfig, p.ProbeK)
@@ -86,21 +125,30 @@ var (
 		Heartbeat: 200 * time.Millisecond,
 		// Loopback testnets: fast, and nothing is lost but to CPU starvation,
 		// which SetLocalLag absorbs.
-		Health: Config{SuspectAfter: 600 * time.Millisecond, DeadAfter: time.Second, ForgetAfter: time.Minute},
-		ProbeK: 1,
+		Health:      Config{SuspectAfter: 600 * time.Millisecond, DeadAfter: time.Second, ForgetAfter: time.Minute, SuspicionTimeout: 1500 * time.Millisecond},
+		ProbeK:      1,
+		RefreshMin:  5 * time.Second,
+		RefreshRate: 10,
 	}
 	lanProfile = Profile{
 		Name:      "lan",
 		Heartbeat: time.Second,
-		Health:    Config{SuspectAfter: 2500 * time.Millisecond, DeadAfter: 4 * time.Second, ForgetAfter: 10 * time.Minute},
-		ProbeK:    3,
+		// A suspicion stands 3 s: memberlist's LAN default waits
+		// 4*log10(n+1) probe intervals (8 s at 100 mirrors), and a
+		// refutation crosses a LAN in well under a second.
+		Health:      Config{SuspectAfter: 2500 * time.Millisecond, DeadAfter: 4 * time.Second, ForgetAfter: 10 * time.Minute, SuspicionTimeout: 3 * time.Second},
+		ProbeK:      3,
+		RefreshMin:  30 * time.Second,
+		RefreshRate: 2,
 	}
 	wanProfile = Profile{
 		Name:      "wan",
 		Heartbeat: 5 * time.Second,
 		// Six heartbeats: wide-area gossip loses and delays more.
-		Health: Config{SuspectAfter: 15 * time.Second, DeadAfter: 30 * time.Second, ForgetAfter: time.Hour},
-		ProbeK: 3,
+		Health:      Config{SuspectAfter: 15 * time.Second, DeadAfter: 30 * time.Second, ForgetAfter: time.Hour, SuspicionTimeout: 15 * time.Second},
+		ProbeK:      3,
+		RefreshMin:  2 * time.Minute,
+		RefreshRate: 1,
 	}
 )
 

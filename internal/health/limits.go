@@ -174,7 +174,7 @@ func (v *View) makeRoomLocked(st *attest.Statement, now time.Time) error {
 				if !me.protected && !r.protected && r.state == 3 {
 					// This alive stranger becomes evictable by a
 					// stranger once it turns suspect.
-					t := e.Time.Add(v.cfg.SuspectAfter + v.lag)
+					t, _ := v.deadlinesLocked(e)
 					if nextWeak.IsZero() || t.Before(nextWeak) {
 						nextWeak = t
 					}
@@ -228,4 +228,5 @@ func (v *View) removeLocked(id peer.ID) {
 		delete(v.entries, id)
 		v.version++
 	}
+	delete(v.suspicions, id)
 }

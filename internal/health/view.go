@@ -9,10 +9,21 @@
 //
 // A mirror is
 //
-//   - alive while its latest statement is younger than [Config.SuspectAfter],
-//   - suspect until it is [Config.DeadAfter] old,
-//   - dead after that, and
+//   - alive while its latest statement is younger than its TTL (the
+//     signer's promise to sign again, protocol.Liveness.TTL; 0 for a
+//     heartbeat statement) plus [Config.SuspectAfter], and nobody has
+//     reported it unresponsive,
+//   - suspect once its statement is that old, or once a verified
+//     suspicion (a failure detector's signed report, see [View.AddSuspicion])
+//     names its current sequence number,
+//   - dead once the statement is TTL plus [Config.DeadAfter] old, or once a
+//     suspicion has stood unrefuted for [Config.SuspicionTimeout] and the
+//     statement is at least DeadAfter old (a mirror is never declared dead
+//     sooner than DeadAfter after its last signed word), and
 //   - left once its latest statement says "leaving" (a graceful stop).
+//
+// A suspicion is refuted by the subject's own newer liveness statement (a
+// higher sequence number); nobody else can sign one.
 //
 // Dead and left mirrors are forgotten [Config.ForgetAfter] after they became
 // so. A statement with a higher sequence number always replaces a lower one,
@@ -81,6 +92,9 @@ type View struct {
 	mu      sync.RWMutex
 	lag     time.Duration
 	entries map[peer.ID]*attest.Statement
+	// suspicions holds, per subject, the standing suspicion about its
+	// current statement (the earliest report of the highest incarnation).
+	suspicions map[peer.ID]*attest.Statement
 	// bytes is the sum of StatementCost over entries.
 	bytes  int64
 	limits Limits
@@ -106,7 +120,7 @@ func New(cfg Config) *View {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}}
+	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}, suspicions: map[peer.ID]*attest.Statement{}}
 }
 
 // Apply adds a verified liveness statement. It keeps, per signer, the
@@ -145,7 +159,11 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	if err := v.makeRoomLocked(st, now); err != nil {
 		return false, err
 	}
+	susp := v.suspicions[st.Signer]
 	v.removeLocked(st.Signer)
+	if susp != nil && susp.Seq >= st.Seq {
+		v.suspicions[st.Signer] = susp // not refuted by this one
+	}
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
 	v.version++
@@ -162,20 +180,44 @@ func newer(a, b *attest.Statement) bool {
 
 // stateLocked derives st's state at now, and whether it is to be forgotten.
 func (v *View) stateLocked(st *attest.Statement, now time.Time) (s State, gone bool) {
-	age := now.Sub(st.Time)
 	forget := v.cfg.ForgetAfter
 	if st.Liveness.State == protocol.StateLeaving {
-		return StateLeft, forget > 0 && age >= forget
+		return StateLeft, forget > 0 && now.Sub(st.Time) >= forget
 	}
-	suspect, dead := v.cfg.SuspectAfter+v.lag, v.cfg.DeadAfter+v.lag
+	suspectAt, deadAt := v.deadlinesLocked(st)
 	switch {
-	case age >= dead:
-		return StateDead, forget > 0 && age >= dead+forget
-	case age >= suspect:
+	case !now.Before(deadAt):
+		return StateDead, forget > 0 && now.Sub(deadAt) >= forget
+	case !now.Before(suspectAt):
 		return StateSuspect, false
 	default:
 		return StateAlive, false
 	}
+}
+
+// deadlinesLocked returns when st's mirror turns suspect and dead, unless
+// a newer statement comes: TTL plus SuspectAfter (DeadAfter) after st's
+// time, stretched by the local lag, or sooner under a standing suspicion.
+func (v *View) deadlinesLocked(st *attest.Statement) (suspectAt, deadAt time.Time) {
+	ttl := st.Liveness.TTLDuration()
+	suspectAt = st.Time.Add(ttl + v.cfg.SuspectAfter + v.lag)
+	deadAt = st.Time.Add(ttl + v.cfg.DeadAfter + v.lag)
+	if s := v.suspicions[st.Signer]; s != nil && s.Seq >= st.Seq {
+		suspectAt = minTime(suspectAt, s.Time)
+		d := s.Time.Add(v.cfg.suspicionTimeout() + v.lag)
+		if floor := st.Time.Add(v.cfg.DeadAfter + v.lag); d.Before(floor) {
+			d = floor
+		}
+		deadAt = minTime(deadAt, d)
+	}
+	return suspectAt, deadAt
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (v *View) mirrorLocked(st *attest.Statement, now time.Time) (Mirror, bool) {
@@ -258,7 +300,7 @@ func (v *View) Counts(now time.Time) map[State]int {
 
 // Statements returns the latest signed statement of every mirror the view
 // holds (dead and left ones included: they tell a late joiner who is gone),
-// ordered by peer ID, for a sync response. Forgotten mirrors are omitted once
+// ordered by peer ID, then the standing suspicions in the same order, for a sync response. Forgotten mirrors are omitted once
 // [View.Prune] or [View.Apply] has run after they were forgotten. The outer
 // slice is the caller's; the byte slices are shared and must not be
 // modified.
@@ -269,9 +311,14 @@ func (v *View) Statements() [][]byte {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, cmpPeer)
-	out := make([][]byte, len(ids))
+	out := make([][]byte, len(ids), len(ids)+len(v.suspicions))
 	for i, id := range ids {
 		out[i] = v.entries[id].Raw
+	}
+	for _, id := range ids {
+		if s := v.suspicions[id]; s != nil {
+			out = append(out, s.Raw)
+		}
 	}
 	v.mu.RUnlock()
 	return out

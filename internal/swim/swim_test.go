@@ -1,0 +1,248 @@
+package swim_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/internal/swim"
+)
+
+func ids(n int) []peer.ID {
+	out := make([]peer.ID, n)
+	for i := range out {
+		out[i] = peer.ID(fmt.Sprintf("peer-%03d", i))
+	}
+	return out
+}
+
+// Every member is probed exactly once per round, and a member that leaves
+// is no longer picked.
+func TestRingRoundRobin(t *testing.T) {
+	r := swim.NewRing(rand.New(rand.NewPCG(1, 2)))
+	members := ids(10)
+	for round := range 3 {
+		var got []peer.ID
+		for range len(members) {
+			p, ok := r.Next(members)
+			if !ok {
+				t.Fatal("no target")
+			}
+			got = append(got, p)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, members) {
+			t.Fatalf("round %d probed %v", round, got)
+		}
+	}
+	few := members[:2]
+	for range 5 {
+		if p, _ := r.Next(few); !slices.Contains(few, p) {
+			t.Fatalf("picked %s, not a member", p)
+		}
+	}
+	if _, ok := r.Next(nil); ok {
+		t.Fatal("a target among no members")
+	}
+}
+
+// fakeNet answers probes in virtual time: a peer in down never answers; a
+// pair in cut cannot reach each other (a lossy link); every answer takes
+// rtt.
+type fakeNet struct {
+	self peer.ID
+	rtt  time.Duration
+
+	mu    sync.Mutex
+	down  map[peer.ID]bool
+	cut   map[[2]peer.ID]bool
+	pings int
+	vias  int
+}
+
+func (f *fakeNet) reach(a, b peer.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.down[b] && !f.cut[[2]peer.ID{a, b}] && !f.cut[[2]peer.ID{b, a}]
+}
+
+func (f *fakeNet) wait(ctx context.Context, ok bool) error {
+	if !ok {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	select {
+	case <-time.After(f.rtt):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeNet) Ping(ctx context.Context, target peer.ID) error {
+	f.mu.Lock()
+	f.pings++
+	f.mu.Unlock()
+	return f.wait(ctx, f.reach(f.self, target))
+}
+
+func (f *fakeNet) PingVia(ctx context.Context, via, target peer.ID) error {
+	f.mu.Lock()
+	f.vias++
+	f.mu.Unlock()
+	if !f.reach(f.self, via) {
+		return f.wait(ctx, false)
+	}
+	if !f.reach(via, target) {
+		return errors.New("target did not answer the helper")
+	}
+	return f.wait(ctx, true)
+}
+
+type recorder struct {
+	mu        sync.Mutex
+	suspected []peer.ID
+	outcomes  map[swim.Outcome]int
+}
+
+func (r *recorder) suspect(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.suspected = append(r.suspected, p)
+}
+
+func (r *recorder) observe(_ peer.ID, o swim.Outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.outcomes == nil {
+		r.outcomes = map[swim.Outcome]int{}
+	}
+	r.outcomes[o]++
+}
+
+// A crashed member is suspected within one round of probes; a member
+// that only this prober cannot reach (a lossy link) answers the indirect
+// probes and is never suspected; nobody else is.
+func TestDetectorSuspectsOnlyTheSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		self, members := peer.ID("self"), ids(8)
+		crashed, lossy := members[3], members[5]
+		net := &fakeNet{self: self, rtt: 10 * time.Millisecond,
+			down: map[peer.ID]bool{crashed: true},
+			cut:  map[[2]peer.ID]bool{{self, lossy}: true}}
+		rec := &recorder{}
+		cfg := swim.ForPeriod(time.Second)
+		d := swim.New(cfg, net, swim.Members{Live: func() []peer.ID { return members }}, rec.suspect,
+			swim.WithSeed(7), swim.WithObserver(rec.observe))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		// Two rounds, the last probe included.
+		time.Sleep(2*time.Duration(len(members))*cfg.Period + cfg.Period/2)
+		cancel()
+		<-done
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.suspected) != 2 || rec.suspected[0] != crashed || rec.suspected[1] != crashed {
+			t.Fatalf("suspected %v, want %s once per round", rec.suspected, crashed)
+		}
+		if rec.outcomes[swim.AckedIndirect] != 2 {
+			t.Errorf("outcomes %v: want the lossy member acked indirectly once per round", rec.outcomes)
+		}
+		if rec.outcomes[swim.Acked] != 2*(len(members)-2) {
+			t.Errorf("outcomes %v", rec.outcomes)
+		}
+	})
+}
+
+// With no other member to ask, a silent target is suspected after the
+// direct probes alone; a live one never.
+func TestDetectorAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		target := peer.ID("target")
+		net := &fakeNet{self: "self", rtt: time.Millisecond, down: map[peer.ID]bool{}}
+		rec := &recorder{}
+		d := swim.New(swim.ForPeriod(time.Second), net, swim.Members{Live: func() []peer.ID { return []peer.ID{target} }}, rec.suspect, swim.WithSeed(1))
+		if out := d.Probe(t.Context(), target, nil); out != swim.Acked || len(rec.suspected) != 0 {
+			t.Fatalf("live target: %s, suspected %v", out, rec.suspected)
+		}
+		net.down[target] = true
+		start := time.Now()
+		if out := d.Probe(t.Context(), target, nil); out != swim.Suspected || len(rec.suspected) != 1 {
+			t.Fatalf("silent target: %s, suspected %v", out, rec.suspected)
+		}
+		cfg := swim.ForPeriod(time.Second)
+		if took := time.Since(start); took != cfg.Timeout+cfg.IndirectTimeout {
+			t.Errorf("a failed probe took %s, want Timeout+IndirectTimeout", took)
+		}
+	})
+}
+
+// Dead members are pinged now and then (so that a healed partition is
+// noticed), never suspected again.
+func TestDetectorRevivesDead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dead := peer.ID("dead")
+		net := &fakeNet{self: "self", rtt: time.Millisecond, down: map[peer.ID]bool{dead: true}}
+		rec := &recorder{}
+		cfg := swim.ForPeriod(time.Second)
+		d := swim.New(cfg, net, swim.Members{Live: func() []peer.ID { return nil }, Dead: func() []peer.ID { return []peer.ID{dead} }}, rec.suspect, swim.WithSeed(1))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		time.Sleep(10*cfg.Period + time.Millisecond)
+		cancel()
+		<-done
+		if net.pings != 10/cfg.ReviveEvery || len(rec.suspected) != 0 {
+			t.Fatalf("%d pings of the dead member, suspected %v; want %d pings, none", net.pings, rec.suspected, 10/cfg.ReviveEvery)
+		}
+	})
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := swim.Limiter{Rate: 2, Burst: 5, MaxPeers: 3}
+	a := peer.ID("a")
+	allowed := 0
+	for range 100 {
+		if l.Allow(a, now) {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("a burst of 100 let %d through, want 5", allowed)
+	}
+	if !l.Allow(a, now.Add(600*time.Millisecond)) || l.Allow(a, now.Add(600*time.Millisecond)) {
+		t.Fatal("refill: want one more after half a second")
+	}
+	// Other peers are not affected; the number of buckets is bounded.
+	if !l.Allow("b", now) || !l.Allow("c", now) {
+		t.Fatal("other peers refused")
+	}
+	if l.Allow("d", now) {
+		t.Fatal("a fourth peer got a bucket while three busy ones are held")
+	}
+	// Once the others have refilled (idle), room is made.
+	if !l.Allow("d", now.Add(time.Minute)) {
+		t.Fatal("no room after the others went idle")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := swim.ForPeriod(time.Second).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []swim.Config{{}, {Period: time.Second}, {Period: time.Second, Timeout: 2 * time.Second, IndirectTimeout: 1}, {Period: time.Second, Timeout: 1, IndirectTimeout: 1, IndirectProbes: -1}} {
+		if err := c.Validate(); !errors.Is(err, swim.ErrConfig) {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}
