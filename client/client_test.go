@@ -551,3 +551,35 @@ func TestSubtreeCARFailures(t *testing.T) {
 		t.Fatal("CAR over its byte budget accepted")
 	}
 }
+
+// A mirror refreshes its signed statement at an interval that grows with
+// the network and says so in its TTL: the client uses it while the
+// signature is within TTL plus MaxAge, and not after, nor a statement
+// without a TTL as old.
+func TestHealthViewHonoursStatementTTL(t *testing.T) {
+	now := time.Now()
+	root := "bafyroot"
+	ttlSigned := func(k crypto.PrivKey, age, ttl time.Duration, url string) []byte {
+		id, _ := peer.IDFromPrivateKey(k)
+		raw, err := attest.SignLiveness(k, protocol.Liveness{Peer: id.String(), State: protocol.StateUp, Seq: 1,
+			Time: now.Add(-age).UnixMilli(), HTTP: url, Bundles: []string{root}, TTL: ttl.Milliseconds()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	v := newHealthView(0)
+	v.add("a", ttlSigned(newKey(t), 3*time.Minute, 5*time.Minute, "http://within-ttl"), now)
+	v.add("a", ttlSigned(newKey(t), 6*time.Minute, 5*time.Minute, "http://past-ttl"), now)
+	v.add("a", ttlSigned(newKey(t), 3*time.Minute, 0, "http://no-ttl"), now)
+	var got []string
+	for _, c := range v.usable(root, now, 30*time.Second) {
+		got = append(got, c.url)
+	}
+	if want := []string{"http://within-ttl"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("usable = %v, want %v", got, want)
+	}
+	if s := v.statusOf("http://past-ttl", root, now, 30*time.Second); !strings.Contains(s, "old") {
+		t.Errorf("status of a statement past its TTL = %q", s)
+	}
+}

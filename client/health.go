@@ -108,8 +108,8 @@ type candidate struct {
 	time    time.Time
 }
 
-// usable returns the mirrors whose latest statement is "up", at most maxAge
-// old at now, and lists root, best evidence first: vouched for by more
+// usable returns the mirrors whose latest statement is "up", at most its
+// TTL plus maxAge old at now, and lists root, best evidence first: vouched for by more
 // sources, then fresher, then by URL. Each mirror's URL must be a bare
 // http(s)://host[:port] (statementURL); one URL appears once.
 func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []candidate {
@@ -118,7 +118,7 @@ func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []
 	best := map[string]candidate{}
 	for id, st := range v.latest {
 		l := st.Liveness
-		if l.State != protocol.StateUp || l.HTTP == "" || now.Sub(st.Time) > maxAge {
+		if l.State != protocol.StateUp || l.HTTP == "" || stale(st, now, maxAge) {
 			continue
 		}
 		if _, found := slices.BinarySearch(l.Bundles, root); root != "" && !found {
@@ -162,7 +162,7 @@ func (v *healthView) peersByURL(now time.Time, maxAge time.Duration) map[string]
 	out := map[string]string{}
 	for id, st := range v.latest {
 		l := st.Liveness
-		if l.State != protocol.StateUp || l.HTTP == "" || now.Sub(st.Time) > maxAge {
+		if l.State != protocol.StateUp || l.HTTP == "" || stale(st, now, maxAge) {
 			continue
 		}
 		if u, err := statementURL(l.HTTP); err == nil {
@@ -179,6 +179,15 @@ func (v *healthView) peersByURL(now time.Time, maxAge time.Duration) map[string]
 		}
 	}
 	return out
+}
+
+// stale reports whether a liveness statement is past its TTL (the
+// signer's promise to sign again within it; a mirror refreshes its
+// statement at an interval that grows with the network) by more than
+// maxAge at now: a mirror is used only on a signature that is still
+// current.
+func stale(st *attest.Statement, now time.Time, maxAge time.Duration) bool {
+	return now.Sub(st.Time) > st.Liveness.TTLDuration()+maxAge
 }
 
 // upMirrors is usable for any root: every up, fresh mirror.
@@ -270,8 +279,8 @@ func (v *healthView) statusOf(u string, root string, now time.Time, maxAge time.
 		switch {
 		case l.State != protocol.StateUp:
 			return "mirror is " + l.State
-		case now.Sub(st.Time) > maxAge:
-			return "latest statement is " + now.Sub(st.Time).Round(time.Second).String() + " old"
+		case stale(st, now, maxAge):
+			return "latest statement is " + now.Sub(st.Time).Round(time.Second).String() + " old (its TTL " + st.Liveness.TTLDuration().String() + ")"
 		case !slices.Contains(l.Bundles, root):
 			return "mirror does not list " + root
 		}

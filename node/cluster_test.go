@@ -32,6 +32,9 @@ type cluster struct {
 	// gossip between sides is dropped (see Node.blackhole).
 	mu   sync.Mutex
 	side map[peer.ID]int
+
+	// tweak, if set, adjusts every node's config (newClusterWith).
+	tweak func(*Config)
 }
 
 // cut reports whether a partition separates a and b.
@@ -78,10 +81,16 @@ func testConfig(t testing.TB) Config {
 	return cfg
 }
 
-func newCluster(t testing.TB, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster { return newClusterWith(t, n, nil) }
+
+// newClusterWith is newCluster with tweak applied to every node's config.
+func newClusterWith(t testing.TB, n int, tweak func(*Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, mn: mocknet.New()}
+	c := &cluster{t: t, mn: mocknet.New(), tweak: tweak}
 	tc := testConfig(t)
+	if tweak != nil {
+		tweak(&tc)
+	}
 	c.prof = tc.profile()
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
@@ -115,7 +124,11 @@ func (c *cluster) add() *Node {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	self := h.ID()
-	nd, err := New(testConfig(c.t), WithHost(h, sk), WithLogger(log), func(o *options) {
+	cfg := testConfig(c.t)
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	nd, err := New(cfg, WithHost(h, sk), WithLogger(log), func(o *options) {
 		o.blackhole = func(from peer.ID) bool { return c.cut(self, from) }
 		if inABubble(c.t) {
 			// Probes reach other mirrors' HTTP sides in memory too.

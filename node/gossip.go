@@ -89,7 +89,7 @@ func gossipParams() pubsub.GossipSubParams {
 
 // allTopics are the core's topics and every feature's.
 func (n *Node) allTopics() []topicSpec {
-	out := []topicSpec{{topic: protocol.TopicLiveness, validate: n.validate}}
+	out := []topicSpec{{topic: protocol.TopicLiveness, validate: n.validate}, {topic: protocol.TopicSuspicion, validate: n.validate}}
 	for _, f := range n.features {
 		out = append(out, f.topics()...)
 	}
@@ -167,6 +167,11 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	}
 	now := n.clock()
 	st, err := attest.Verify(msg.Data, now)
+	if err == nil && from == n.id && n.holdsExactly(st) {
+		// Our own republication of a statement we learned through sync
+		// (see syncWith): already applied, passed on as it is.
+		return pubsub.ValidationAccept
+	}
 	if err == nil {
 		err = n.accept(st)
 	}
@@ -197,7 +202,8 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 // verdict is attest.Classify extended with the view's refusals, which are
 // not the sender's fault.
 func verdict(err error) attest.Verdict {
-	if errors.Is(err, health.ErrViewFull) || errors.Is(err, health.ErrOverBudget) {
+	if errors.Is(err, health.ErrViewFull) || errors.Is(err, health.ErrOverBudget) ||
+		errors.Is(err, health.ErrUnknownSubject) || errors.Is(err, health.ErrStaleSuspicion) {
 		return attest.Ignore
 	}
 	return attest.Classify(err)
@@ -211,6 +217,10 @@ func reason(err error) string {
 		return "view_full"
 	case errors.Is(err, health.ErrOverBudget):
 		return "over_budget"
+	case errors.Is(err, health.ErrUnknownSubject):
+		return "unknown_subject"
+	case errors.Is(err, health.ErrStaleSuspicion):
+		return "stale_suspicion"
 	}
 	return attest.Reason(err)
 }
@@ -222,6 +232,18 @@ func (n *Node) accept(st *attest.Statement) error {
 	now := n.clock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if st.Kind == attest.KindSuspicion {
+		// Not sequence-guarded: one observer reports on many subjects.
+		// The view keeps one suspicion per subject, so a flood of them
+		// costs verification only.
+		if err := n.acceptSuspicionLocked(st, now); err != nil {
+			return err
+		}
+		if n.onAccept != nil {
+			n.onAccept(st)
+		}
+		return nil
+	}
 	if err := n.guard.Admit(st, now); err != nil {
 		return err
 	}
@@ -254,8 +276,9 @@ func (n *Node) drain(sub *pubsub.Subscription) {
 	}
 }
 
-// heartbeatLoop publishes a liveness statement every heartbeat, and soon
-// after announce asks for one, never two closer than minPublishGap (peers
+// heartbeatLoop publishes a liveness statement when its content changed or
+// its refresh is due (see publishLiveness), and soon after announce asks
+// for one, never two closer than minPublishGap (peers
 // ignore statements that follow the last one by less than half a
 // heartbeat). It also measures how late its own timer fires: a starved
 // observer stretches its failure-detection timeouts (Lifeguard) instead of
@@ -324,9 +347,13 @@ func (n *Node) heartbeatLoop() {
 		n.view.SetLocalLag(lag)
 		left := n.left
 		recent := now.Sub(n.lastPublished) < gap
+		due := !now.Before(n.refreshAt)
 		n.mu.Unlock()
 		n.metrics.heartbeatLag.Set(lag.Seconds())
-		if !left && !recent {
+		// A statement goes out when its content changed or the last one's
+		// TTL is running out; between refreshes the failure detector's
+		// probes, not statements, show the mirror alive.
+		if !left && !recent && (due || n.livenessChanged()) {
 			n.publishLiveness(protocol.StateUp)
 		}
 		n.metrics.observeView()
@@ -361,9 +388,9 @@ func (n *Node) announce() {
 // previous, so keep a quarter heartbeat of margin for delivery jitter.
 func minPublishGap(heartbeat time.Duration) time.Duration { return heartbeat * 3 / 4 }
 
-// publishLiveness signs and publishes this node's current liveness.
-func (n *Node) publishLiveness(state string) {
-	now := n.clock()
+// livenessBody is this mirror's liveness statement without its sequence
+// number, time and TTL.
+func (n *Node) livenessBody(state string) protocol.Liveness {
 	var addrs []string
 	for _, a := range n.host.Addrs() {
 		addrs = append(addrs, a.String())
@@ -381,6 +408,34 @@ func (n *Node) publishLiveness(state string) {
 	if len(bundles) > protocol.MaxBundles {
 		bundles = bundles[:protocol.MaxBundles]
 	}
+	return protocol.Liveness{
+		Peer: n.id.String(), State: state, Addrs: addrs, HTTP: n.HTTPURL(), Bundles: bundles, Version: Version, Region: n.cfg.Region,
+	}
+}
+
+// bodyKey identifies a statement's content (sequence, time and TTL aside).
+func bodyKey(l protocol.Liveness) string {
+	l.Seq, l.Time, l.TTL = 0, 0, 0
+	b, _ := protocol.Encode(&l)
+	return string(b)
+}
+
+// livenessChanged reports whether this mirror's statement would say
+// something else than the last one it published.
+func (n *Node) livenessChanged() bool {
+	key := bodyKey(n.livenessBody(protocol.StateUp))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return key != n.lastBody
+}
+
+// publishLiveness signs and publishes this node's current liveness. The
+// statement's TTL is the refresh interval for the view's size (the whole
+// network's refreshes per second stay about constant as it grows); the
+// next refresh is due a little before the TTL runs out.
+func (n *Node) publishLiveness(state string) {
+	now := n.clock()
+	l := n.livenessBody(state)
 	n.mu.Lock()
 	if state == protocol.StateUp && n.left {
 		// A heartbeat racing Leave must not follow the leaving statement
@@ -393,10 +448,14 @@ func (n *Node) publishLiveness(state string) {
 		n.seq = ms
 	}
 	n.lastPublished = now
-	l := protocol.Liveness{
-		Peer: n.id.String(), State: state, Seq: n.seq, Time: now.UnixMilli(),
-		Addrs: addrs, HTTP: n.HTTPURL(), Bundles: bundles, Version: Version, Region: n.cfg.Region,
-	}
+	ttl := n.prof.RefreshInterval(n.view.Len())
+	l.Seq, l.Time, l.TTL = n.seq, now.UnixMilli(), ttl.Milliseconds()
+	n.lastBody = bodyKey(l)
+	// Refresh between three quarters and 95% of the TTL (spread, so that
+	// mirrors started together do not refresh together), and at least a
+	// heartbeat before it runs out.
+	frac := 0.75 + 0.2*n.rng.Float64()
+	n.refreshAt = now.Add(min(time.Duration(float64(ttl)*frac), ttl-n.prof.Heartbeat))
 	n.mu.Unlock()
 	raw, err := attest.SignLiveness(n.key, l)
 	if err != nil {

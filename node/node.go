@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -133,6 +134,8 @@ type Node struct {
 	kick chan struct{}
 	// gossipBytes counts gossipsub traffic.
 	gossipBytes gossipMeter
+	// live is the failure detector's wiring (liveness.go).
+	live livenessWiring
 	// appScore, if set by a feature's constructor, is gossipsub's
 	// application-specific score (P5) for a peer.
 	appScore func(peer.ID) float64
@@ -163,6 +166,12 @@ type Node struct {
 	importing int
 	// lastPublished is when this node last published its liveness.
 	lastPublished time.Time
+	// lastBody is the content of that statement (bodyKey), refreshAt when
+	// the next refresh is due.
+	lastBody  string
+	refreshAt time.Time
+	// rng spreads refresh times.
+	rng *rand.Rand
 	// alive caches the view's alive set (aliveLocked).
 	alive aliveCache
 
@@ -210,7 +219,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		listenHTTP: o.listenHTTP, httpTransport: o.httpTransport,
 		kick:  make(chan struct{}, 1),
 		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
-		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay,
+		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		ctx: ctx, cancel: cancel, lock: lock,
 	}
 	n.view = health.New(n.prof.Health)
@@ -281,6 +290,9 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.host.SetStreamHandler(protocol.SyncProtocolID, n.handleSync)
+	if err := n.startLiveness(); err != nil {
+		return nil, err
+	}
 	n.host.Network().Notify(connNotifee{n})
 
 	boot, urls, _ := discovery.ParseBootstrap(cfg.Bootstrap)
@@ -321,9 +333,13 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		}
 	}
 
-	n.wg.Add(3 + len(n.features))
+	n.wg.Add(4 + len(n.features))
 	n.publishLiveness(protocol.StateUp)
 	go n.heartbeatLoop()
+	go func() {
+		defer n.wg.Done()
+		n.live.det.Run(n.ctx)
+	}()
 	go n.syncLoop()
 	go n.maintenanceLoop()
 	for _, f := range n.features {
@@ -442,6 +458,7 @@ func (n *Node) Close() error {
 		}
 		if n.host != nil {
 			n.host.RemoveStreamHandler(protocol.SyncProtocolID)
+			n.host.RemoveStreamHandler(protocol.PingProtocolID)
 		}
 		if n.ownsHost && n.host != nil {
 			errs = append(errs, n.host.Close())

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,58 @@ import (
 
 // syncTimeout bounds one sync exchange.
 const syncTimeout = 10 * time.Second
+
+// maxRelayPerSync bounds the statements one sync exchange makes this node
+// republish on gossip.
+const maxRelayPerSync = 64
+
+// republish passes on, over gossip, liveness statements and suspicions
+// that a sync exchange taught us and that are fresh enough for gossip:
+// mirrors no longer sign every heartbeat, so what one side of a new
+// connection (a joiner, the other half of a healed partition) knows must
+// reach the rest of the network now, not at the next refresh. A mirror
+// that learns of a suspicion about itself this way refutes it. Each
+// statement travels once: gossip drops it as a duplicate or replay
+// everywhere it is already known.
+func (n *Node) republish(raws [][]byte) {
+	now := n.clock()
+	for _, raw := range raws {
+		st, err := attest.Verify(raw, now)
+		if err != nil || now.Sub(st.Time) > protocol.MaxLivenessAge/2 {
+			continue
+		}
+		topic := protocol.TopicLiveness
+		if st.Kind == attest.KindSuspicion {
+			topic = protocol.TopicSuspicion
+		} else if st.Kind != attest.KindLiveness {
+			continue
+		}
+		if t := n.topics[topic]; t != nil {
+			_ = t.Publish(n.ctx, raw) // a duplicate is refused: fine
+		}
+	}
+}
+
+// holdsExactly reports whether st is the statement (or standing
+// suspicion) the view holds for its subject, byte for byte.
+func (n *Node) holdsExactly(st *attest.Statement) bool {
+	now := n.clock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch st.Kind {
+	case attest.KindLiveness:
+		m, ok := n.view.Mirror(st.Signer, now)
+		return ok && bytes.Equal(m.Raw, st.Raw)
+	case attest.KindSuspicion:
+		subject, err := peer.Decode(st.Suspicion.Subject)
+		if err != nil {
+			return false
+		}
+		s, ok := n.view.Suspicion(subject)
+		return ok && bytes.Equal(s.Raw, st.Raw)
+	}
+	return false
+}
 
 // statements returns every signed statement this node holds, for sync and
 // the HTTP statements endpoint. The returned slices are shared: do not
@@ -94,6 +147,8 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 	}
 	r := bufio.NewReader(s)
 	fresh := 0
+	var relay [][]byte
+	defer func() { n.republish(relay) }()
 	for i := 0; ; i++ {
 		if i > protocol.MaxSyncStatements {
 			s.Reset()
@@ -109,6 +164,9 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 		}
 		if n.applySynced(raw) {
 			fresh++
+			if len(relay) < maxRelayPerSync {
+				relay = append(relay, raw)
+			}
 		}
 	}
 }

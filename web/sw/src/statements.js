@@ -20,6 +20,10 @@ export const MaxStatementSize = 64 << 10
 export const MaxSyncStatements = 8192
 export const MaxClockDisparityMs = 2000
 export const MaxLivenessAgeMs = 60_000
+// MaxLivenessTTLMs bounds a statement's ttl: the signer's promise to sign
+// again within it (mirrors refresh at an interval that grows with the
+// network; a statement is current until its time plus ttl).
+export const MaxLivenessTTLMs = 600_000
 export const MaxStringLen = 512
 export const MaxAddrs = 32
 export const MaxBundles = 512
@@ -180,7 +184,7 @@ export function goString (s) {
   return out + '"'
 }
 
-const livenessFields = ['peer', 'state', 'seq', 'time', 'addrs', 'http', 'bundles', 'version', 'region', 'apps']
+const livenessFields = ['peer', 'state', 'seq', 'time', 'addrs', 'http', 'bundles', 'version', 'region', 'apps', 'ttl']
 
 // encodeLiveness is protocol.Encode(&Liveness{...}).
 export function encodeLiveness (l) {
@@ -196,6 +200,7 @@ export function encodeLiveness (l) {
   ]
   if (l.region != null && l.region !== '') parts.push('"region":' + goString(l.region))
   if (l.apps != null && l.apps.length > 0) parts.push('"apps":[' + l.apps.map(goString).join(',') + ']')
+  if (l.ttl != null && l.ttl !== 0) parts.push('"ttl":' + String(l.ttl))
   return '{' + parts.join(',') + '}'
 }
 
@@ -231,6 +236,7 @@ export function decodeLiveness (payload) {
   for (const k of ['seq', 'time']) {
     if (!Number.isSafeInteger(l[k])) throw new StatementError(`invalid payload: ${k} is not an integer`)
   }
+  if (l.ttl != null && (!Number.isSafeInteger(l.ttl) || l.ttl < 0 || l.ttl > MaxLivenessTTLMs)) throw new StatementError('invalid payload: bad ttl')
   if (l.seq <= 0) throw new StatementError('invalid payload: seq is zero')
   if (l.time <= 0) throw new StatementError('invalid payload: time is not positive')
   if (l.peer === '') throw new StatementError('invalid payload: peer is empty')
@@ -304,6 +310,12 @@ export function normalizeHTTP (s) {
   return (u.protocol + '//' + u.host + u.pathname).replace(/\/+$/, '')
 }
 
+// stale: the statement is more than maxAgeMs past its ttl (0: a
+// heartbeat statement), as the Go client judges it.
+function stale (l, nowMs, maxAgeMs) {
+  return nowMs - l.time > Math.min(l.ttl ?? 0, MaxLivenessTTLMs) + maxAgeMs
+}
+
 // HealthView keeps the latest (highest seq) verified liveness statement per
 // signer, as the Go client's healthView does.
 export class HealthView {
@@ -339,7 +351,7 @@ export class HealthView {
     const out = new Map()
     for (const st of this.latest.values()) {
       const l = st.liveness
-      if (l.state !== 'up' || l.http === '' || nowMs - l.time > maxAgeMs) continue
+      if (l.state !== 'up' || l.http === '' || stale(l, nowMs, maxAgeMs)) continue
       if (!l.bundles.includes(root)) continue
       let u
       try {
@@ -361,7 +373,7 @@ export class HealthView {
       if (h !== u) continue
       const l = st.liveness
       if (l.state !== 'up') return 'mirror is ' + l.state
-      if (nowMs - l.time > maxAgeMs) return `latest statement is ${Math.round((nowMs - l.time) / 1000)} s old`
+      if (stale(l, nowMs, maxAgeMs)) return `latest statement is ${Math.round((nowMs - l.time) / 1000)} s old`
       if (!l.bundles.includes(root)) return 'mirror does not list ' + root
       return 'usable'
     }

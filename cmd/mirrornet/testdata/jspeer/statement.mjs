@@ -9,6 +9,7 @@ export const PAYLOAD_LIVENESS = '/mirrornet/liveness/1'
 export const MAX_STATEMENT_SIZE = 64 << 10
 export const MAX_CLOCK_DISPARITY_MS = 2000
 export const MAX_LIVENESS_AGE_MS = 60000
+export const MAX_LIVENESS_TTL_MS = 600000
 const MAX_STRING_LEN = 512
 const MAX_ADDRS = 32
 const MAX_BUNDLES = 512
@@ -138,8 +139,8 @@ function goString (s) {
 }
 
 // encodeLiveness writes a Liveness exactly as Go's encoding/json does for
-// protocol.Liveness: fields in declaration order, region and apps omitted
-// when empty.
+// protocol.Liveness: fields in declaration order, region, apps and ttl
+// omitted when empty.
 export function encodeLiveness (l) {
   const parts = [
     `"peer":${goString(l.peer ?? '')}`,
@@ -153,10 +154,11 @@ export function encodeLiveness (l) {
   ]
   if (l.region) parts.push(`"region":${goString(l.region)}`)
   if (l.apps && l.apps.length) parts.push(`"apps":[${l.apps.map(goString).join(',')}]`)
+  if (l.ttl) parts.push(`"ttl":${BigInt(l.ttl).toString()}`)
   return Buffer.from('{' + parts.join(',') + '}')
 }
 
-const LIVENESS_FIELDS = { peer: 'string', state: 'string', seq: 'number', time: 'number', addrs: 'list', http: 'string', bundles: 'list', version: 'string', region: 'string', apps: 'list' }
+const LIVENESS_FIELDS = { peer: 'string', state: 'string', seq: 'number', time: 'number', addrs: 'list', http: 'string', bundles: 'list', version: 'string', region: 'string', apps: 'list', ttl: 'number' }
 
 function sortedUnique (xs) {
   for (let i = 1; i < xs.length; i++) if (!(xs[i - 1] < xs[i])) return false
@@ -189,6 +191,7 @@ export function decodeLiveness (payload) {
   if (l.state !== 'up' && l.state !== 'leaving') throw reject('payload', 'state')
   if (!(l.seq > 0)) throw reject('payload', 'seq is zero')
   if (!(l.time > 0)) throw reject('payload', 'time is not positive')
+  if ((l.ttl ?? 0) > MAX_LIVENESS_TTL_MS) throw reject('payload', 'ttl above its limit')
   for (const k of ['peer', 'http', 'version', 'region']) {
     if ((l[k] ?? '').length > MAX_STRING_LEN) throw reject('payload', `${k} too long`)
   }
