@@ -48,6 +48,11 @@ type Config struct {
 	// Heartbeat and Health override the profile's timers when non-zero.
 	Heartbeat time.Duration
 	Health    health.Config
+	// RefreshMin and RefreshRate override the profile's liveness refresh
+	// pacing when non-zero (see health.Profile; benchmarks stretch them
+	// with the other timers).
+	RefreshMin  time.Duration
+	RefreshRate float64
 	// Follow are bundle CIDs or app IDs to keep, as if `mirrornet follow`
 	// had been run at start-up. An app ID follows the app's releases.
 	Follow []string
@@ -257,6 +262,9 @@ func (c *Config) Validate() error {
 	if c.Heartbeat < 0 {
 		return fmt.Errorf("%w: heartbeat: negative", ErrConfig)
 	}
+	if c.RefreshMin < 0 || c.RefreshRate < 0 {
+		return fmt.Errorf("%w: refresh: negative", ErrConfig)
+	}
 	if c.Health != (health.Config{}) {
 		if err := c.Health.Validate(); err != nil {
 			return fmt.Errorf("%w: health: %w", ErrConfig, err)
@@ -369,6 +377,12 @@ func (c *Config) profile() health.Profile {
 	}
 	if c.Health != (health.Config{}) {
 		p.Health = c.Health
+	}
+	if c.RefreshMin > 0 {
+		p.RefreshMin = c.RefreshMin
+	}
+	if c.RefreshRate > 0 {
+		p.RefreshRate = c.RefreshRate
 	}
 	return p
 }
