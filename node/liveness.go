@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -34,13 +35,15 @@ type livenessWiring struct {
 
 	badInput *prometheus.CounterVec
 	probes   *prometheus.CounterVec
+	// sent and recv count ping protocol payload bytes (frames with their
+	// length prefixes; stream set-up not included).
+	sent, recv atomic.Int64
 }
 
 // Reasons counted by mirrornet_liveness_bad_input_total.
 const (
 	badPingFlood        = "ping_flood"
-	badPingMalformed    = "ping_malformed"
-	badHoldingsMismatch = "holdings_mismatch"
+	badPingMalformed = "ping_malformed"
 )
 
 func (n *Node) startLiveness() error {
@@ -56,14 +59,19 @@ func (n *Node) startLiveness() error {
 	w.loggedAt = map[peer.ID]time.Time{}
 	w.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrornet_liveness_bad_input_total",
-		Help: "Failure-detector input refused, by reason: ping_flood (a peer over the probe rate limit), ping_malformed, holdings_mismatch (a holdings set that does not match its signed digest).",
+		Help: "Failure-detector input refused, by reason: ping_flood (a peer over the probe rate limit), ping_malformed.",
 	}, []string{"reason"})
 	w.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrornet_liveness_probes_total",
 		Help: "Failure-detector probes sent by this mirror, by outcome: ack, indirect_ack, suspect.",
 	}, []string{"outcome"})
-	n.registry.MustRegister(w.badInput, w.probes)
-	for _, r := range []string{badPingFlood, badPingMalformed, badHoldingsMismatch} {
+	pingBytes := func(dir string, c *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mirrornet_liveness_ping_" + dir + "_bytes_total", Help: "Ping protocol payload bytes " + dir + " (frames; stream set-up not included).",
+		}, func() float64 { return float64(c.Load()) })
+	}
+	n.registry.MustRegister(w.badInput, w.probes, pingBytes("sent", &w.sent), pingBytes("received", &w.recv))
+	for _, r := range []string{badPingFlood, badPingMalformed} {
 		w.badInput.WithLabelValues(r)
 	}
 	n.host.SetStreamHandler(protocol.PingProtocolID, n.handlePing)
@@ -190,6 +198,7 @@ func (t pingTransport) exchange(ctx context.Context, p peer.ID, req protocol.Pin
 		s.Reset()
 		return protocol.Ack{}, err
 	}
+	n.live.sent.Add(int64(len(body) + 1))
 	if err := s.CloseWrite(); err != nil {
 		s.Reset()
 		return protocol.Ack{}, err
@@ -199,6 +208,7 @@ func (t pingTransport) exchange(ctx context.Context, p peer.ID, req protocol.Pin
 		s.Reset()
 		return protocol.Ack{}, err
 	}
+	n.live.recv.Add(int64(len(raw) + 1))
 	var ack protocol.Ack
 	if err := json.Unmarshal(raw, &ack); err != nil {
 		return protocol.Ack{}, fmt.Errorf("node: ping answer from %s: %w", p, err)
@@ -244,6 +254,7 @@ func (n *Node) handlePing(s network.Stream) {
 	raw, err := protocol.ReadFrame(bufio.NewReader(io.LimitReader(s, protocol.MaxPingSize+16)), protocol.MaxPingSize)
 	var req protocol.Ping
 	if err == nil {
+		w.recv.Add(int64(len(raw) + 1))
 		err = json.Unmarshal(raw, &req)
 	}
 	var target peer.ID
@@ -275,5 +286,7 @@ func (n *Node) handlePing(s network.Stream) {
 	body, _ := json.Marshal(ack)
 	if err := protocol.WriteFrame(s, body); err != nil {
 		s.Reset()
+		return
 	}
+	w.sent.Add(int64(len(body) + 1))
 }
