@@ -42,7 +42,7 @@ type livenessWiring struct {
 
 // Reasons counted by mirrornet_liveness_bad_input_total.
 const (
-	badPingFlood        = "ping_flood"
+	badPingFlood     = "ping_flood"
 	badPingMalformed = "ping_malformed"
 )
 
