@@ -7,7 +7,9 @@
 // bundles the store holds (store.HeldBlock): a half-fetched bundle is never
 // offered. Its client side is used by Fetch, which connects to the holders a
 // HolderFinder names, walks the bundle's DAG, fetches only the blocks that
-// are missing (so a restarted fetch resumes), has the store verify every
+// are missing (so a restarted fetch resumes) from all holders at once, each
+// with a window of requests sized to the bandwidth-delay product of the
+// path to it (fetch.go, window.go), has the store verify every
 // block against its CID as it is stored, and finally asks the store to mark
 // the bundle held (which makes its blocks durable and re-verifies every
 // block this process did not write). If that finds a block torn by an
