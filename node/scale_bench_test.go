@@ -534,9 +534,18 @@ func (s *mnSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
 	}
 	wg.Wait()
 	deadline := time.Now().Add(300 * time.Second * d)
-	for !s.allAlive(n) {
+	lastReport := time.Now()
+	for {
+		complete, least := s.progress(n)
+		if complete == n {
+			break
+		}
+		if time.Since(lastReport) > 30*time.Second {
+			fmt.Fprintf(os.Stderr, "scale: mirrornet N=%d: %d views complete, the least complete holds %d alive\n", n, complete, least)
+			lastReport = time.Now()
+		}
 		if time.Now().After(deadline) {
-			b.Fatalf("mirrornet: views not complete within %v", 300*time.Second*d)
+			b.Fatalf("mirrornet: views not complete within %v: %d of %d complete, the least complete holds %d alive", 300*time.Second*d, complete, n, least)
 		}
 		sleepFor(250 * time.Millisecond)
 	}
@@ -559,13 +568,18 @@ func (s *mnSystem) counts(i int) map[health.State]int {
 	return nd.view.Counts(now)
 }
 
-func (s *mnSystem) allAlive(n int) bool {
+// progress returns how many views hold all n alive, and the fewest alive
+// any view holds.
+func (s *mnSystem) progress(n int) (complete, least int) {
+	least = n
 	for i := range s.nodes {
-		if s.counts(i)[health.StateAlive] < n {
-			return false
+		a := s.counts(i)[health.StateAlive]
+		if a >= n {
+			complete++
 		}
+		least = min(least, a)
 	}
-	return true
+	return complete, least
 }
 
 func (s *mnSystem) deadCounts() []int {
@@ -752,19 +766,25 @@ func (s *mlSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
 		}
 	}
 	deadline := time.Now().Add(300 * time.Second * time.Duration(s.stretch))
+	lastReport := time.Now()
 	for {
-		all := true
+		complete, least := 0, n
 		for _, m := range s.members {
-			if m.NumMembers() < n {
-				all = false
-				break
+			k := m.NumMembers()
+			if k >= n {
+				complete++
 			}
+			least = min(least, k)
 		}
-		if all {
+		if complete == n {
 			break
 		}
+		if time.Since(lastReport) > 30*time.Second {
+			fmt.Fprintf(os.Stderr, "scale: memberlist N=%d: %d views complete, the least complete holds %d\n", n, complete, least)
+			lastReport = time.Now()
+		}
 		if time.Now().After(deadline) {
-			b.Fatal("memberlist: views not complete")
+			b.Fatalf("memberlist: views not complete: %d of %d, the least complete holds %d", complete, n, least)
 		}
 		sleepFor(250 * time.Millisecond)
 	}
