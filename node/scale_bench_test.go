@@ -551,12 +551,18 @@ func (s *mnSystem) start(b *testing.B, nw *netsim.Network, ips []netip.Addr) {
 	}
 }
 
-// stretchConfig multiplies every liveness timer of cfg by d.
+// stretchConfig multiplies every liveness timer of cfg by d (the failure
+// detector's probe period and timeouts follow the heartbeat) and divides
+// the network's refresh rate by d.
 func stretchConfig(cfg *Config, d time.Duration) {
 	cfg.Heartbeat *= d
 	cfg.Health.SuspectAfter *= d
 	cfg.Health.DeadAfter *= d
 	cfg.Health.ForgetAfter *= d
+	cfg.Health.SuspicionTimeout *= d
+	prof := cfg.profile()
+	cfg.RefreshMin = prof.RefreshMin * d
+	cfg.RefreshRate = prof.RefreshRate / float64(d)
 }
 
 // counts is member i's view: how many mirrors in each state.
