@@ -267,6 +267,7 @@ func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.C
 	defer cancel() // stop the senders and fallbacks before waiting for them
 
 	l := &loop{f: f, r: r, ctx: ctx, wg: &wg, wants: map[string]*want{}, seen: map[string]struct{}{}}
+	l.fbCtx, l.fbCancel = context.WithCancel(ctx)
 	for _, id := range holders {
 		h := &holder{id: id, out: map[string]time.Time{}, lacks: map[string]struct{}{},
 			win: newWindow(int64(r.cfg.WindowMin), int64(r.cfg.WindowMax), int64(r.cfg.WindowMin))}
@@ -277,6 +278,7 @@ func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.C
 	l.p = p
 	l.progress = progress
 	p, err := l.run(root)
+	l.fbCancel() // a fallback still waiting is for a block that came another way
 	if err == nil {
 		// the last cancels are on their way: let them go (a holder keeps
 		// a want open until cancelled, and may send the block again)
@@ -308,6 +310,8 @@ type loop struct {
 	prio     int32
 
 	sess     exchange.Fetcher
+	fbCtx    context.Context // the fallbacks'; cancelled when the walk ends
+	fbCancel context.CancelFunc
 	fbQueue  []cid.Cid
 	fbActive int
 }
@@ -479,13 +483,13 @@ func (l *loop) startFallbacks() {
 			l.sess = l.r.bs.NewSession(l.ctx)
 		}
 		l.fbActive++
-		sess, f := l.sess, l.f
+		sess, f, fbCtx := l.sess, l.f, l.fbCtx
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			blk, err := sess.GetBlock(f.ctx, c)
+			blk, err := sess.GetBlock(fbCtx, c)
 			if err != nil {
-				if f.ctx.Err() != nil {
+				if fbCtx.Err() != nil {
 					return
 				}
 				f.post(event{kind: evBlock, c: c, err: fmt.Errorf("replicate: fetching block %s: %w", c, err)})
