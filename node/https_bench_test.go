@@ -121,7 +121,7 @@ func BenchmarkAppPageLoadHTTPS(b *testing.B) {
 	cfg.HTTPAddr, cfg.HTTPSAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.PublicURL = "https://mirror.example.test"
 	cfg.Apps = []string{"app.example.test=" + app}
-	cfg.ACMECA, cfg.ACMECARoot = pb.DirectoryURL, rootFile
+	cfg.ACMECA, cfg.ACMECARoot, cfg.ACMEEmail = pb.DirectoryURL, rootFile, "ops@example.test"
 	n, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)

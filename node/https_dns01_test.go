@@ -60,7 +60,7 @@ func TestSubdomainsOverHTTPSWithDNS01(t *testing.T) {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.HTTPAddr, cfg.HTTPSAddr = httpAddr, httpsAddr
 	cfg.PublicURL = "https://mirror.example.test"
-	cfg.ACMECA, cfg.ACMECARoot = pb.DirectoryURL, rootFile
+	cfg.ACMECA, cfg.ACMECARoot, cfg.ACMEEmail = pb.DirectoryURL, rootFile, "ops@example.test"
 	cfg.ACMEDNS, cfg.ACMEDNSConfig = "rfc2136", dnsFile
 	n, err := New(cfg)
 	if err != nil {

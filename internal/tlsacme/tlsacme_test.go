@@ -258,7 +258,7 @@ func TestWildcardOverDNS01(t *testing.T) {
 	ev := newEvents()
 	m, err := tlsacme.New(tlsacme.Config{
 		Names: []string{"mirror.example.test"}, DNSNames: []string{wildcard}, DNSProvider: provider, DNSResolvers: provider.Resolvers(),
-		CA: pb.DirectoryURL, CARoots: pb.ACMERoots, Storage: t.TempDir(), HTTPPort: port(httpLn), TLSPort: port(httpsLn),
+		CA: pb.DirectoryURL, CARoots: pb.ACMERoots, Email: "ops@example.test", Storage: t.TempDir(), HTTPPort: port(httpLn), TLSPort: port(httpsLn),
 	}, tlsacme.WithEvents(ev.on))
 	if err != nil {
 		t.Fatal(err)
