@@ -160,6 +160,8 @@ type Node struct {
 	// block found corrupt (store.Options.OnCorrupt).
 	repair chan struct{}
 	synced map[peer.ID]time.Time
+	// lastSync is when a sync with some peer last completed.
+	lastSync time.Time
 	// bestDelay is the smallest delivery delay (receive time minus signed
 	// time) of another mirror's liveness statement this heartbeat.
 	bestDelay time.Duration

@@ -15,6 +15,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -203,6 +204,9 @@ func (n *Node) syncLoop() {
 				n.log.Debug("sync failed", "peer", p, "err", err)
 				continue
 			}
+			n.mu.Lock()
+			n.lastSync = n.clock()
+			n.mu.Unlock()
 			n.log.Debug("synced", "peer", p, "new", k)
 		}
 	}
@@ -219,6 +223,17 @@ func (c connNotifee) Connected(_ network.Network, conn network.Conn) {
 	n.mu.Lock()
 	last, ok := n.synced[p]
 	if ok && now.Sub(last) < n.prof.Health.DeadAfter {
+		n.mu.Unlock()
+		return
+	}
+	// Probes open connections to many peers, and a full sync on each of
+	// them would cost every mirror the whole view per probe: with a peer
+	// our view holds alive, sync at most once per RefreshMin (gossip
+	// brings every change in between). Newcomers (unknown to us) and
+	// mirrors we hold dead or left (the other side of a healed partition)
+	// are always synced with.
+	if m, known := n.view.Mirror(p, now); known && now.Sub(n.lastSync) < n.prof.RefreshMin &&
+		(m.State == health.StateAlive || m.State == health.StateSuspect) {
 		n.mu.Unlock()
 		return
 	}
