@@ -84,6 +84,10 @@ func gossipParams() pubsub.GossipSubParams {
 	// One IDONTWANT per large message a mesh peer received: at most the
 	// statements a heartbeat can carry from every signer.
 	p.MaxIDontWantMessages = 4096
+	// IHAVE goes to Dlazy peers outside the mesh, not to a quarter of
+	// them: probes connect a mirror to many peers, and gossip to a share
+	// of all of them would grow with the network.
+	p.GossipFactor = 0
 	return p
 }
 
