@@ -289,23 +289,20 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	}
 	payout := map[string]*attest.Statement{}
 	var witnesses []*attest.Statement
+	lives := map[string][]*attest.Statement{}
 	for _, st := range envs {
 		switch st.Kind {
 		case attest.KindLiveness:
-			r, ok := roundOf(st.Time.UnixMilli())
-			if !ok {
+			if _, ok := roundOf(st.Time.UnixMilli()); !ok {
 				rep.drop(DropOutside)
 				continue
 			}
 			if st.Liveness.State == protocol.StateUp {
-				if alive[r] == nil {
-					alive[r] = map[string]bool{}
-				}
-				alive[r][st.Liveness.Peer] = true
 				for _, b := range st.Liveness.Bundles {
 					hold(st.Liveness.Peer, b)
 				}
 			}
+			lives[st.Liveness.Peer] = append(lives[st.Liveness.Peer], st)
 			rep.use("liveness")
 		case attest.KindProbe:
 			r, ok := roundOf(st.Time.UnixMilli())
@@ -333,6 +330,9 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 		default:
 			rep.drop(DropUnusedKind)
 		}
+	}
+	for peer, sts := range lives {
+		markAlive(alive, peer, sts, m.ProbeEpochMS, firstRound, nRounds)
 	}
 
 	// Rounds: each judged on its own (they share nothing), on every core.
@@ -463,7 +463,10 @@ func judgeOne(j RoundJudge, round uint64, alive map[string]bool, probes []*attes
 // probe results vote; sts must hold one statement per slot (see SlotOf),
 // all timed in the round, as a keeper's do. A mirror calls it as each
 // round closes with a RoundCache's judge (see Keeper.Prejudge in package
-// payouts), so that the epoch's ledger finds the verdicts remembered.
+// payouts), so that the epoch's ledger finds the verdicts remembered. A
+// round in which a mirror is alive only by an earlier statement's TTL (see
+// markAlive) has another alive set in Derive, so it misses the cache and is
+// judged again at the close: slower, never different.
 // domainOf places a peer ("" is unknown).
 func JudgeRound(j RoundJudge, round uint64, sts []*attest.Statement, domainOf func(string) string) map[string]bool {
 	alive := map[string]bool{}
@@ -683,4 +686,42 @@ func JudgeFor(m Manifest) RoundJudge {
 	cfg.Observers = max(cfg.Observers, 2*cfg.K)
 	cfg.Confirmations = min(cfg.Confirmations, cfg.K)
 	return CommitteeJudge(cfg)
+}
+
+// markAlive marks peer alive in every round of the epoch that one of its
+// "up" statements covers. A statement covers the round it was signed in
+// and, when it carries a TTL (the signer's promise to sign again within
+// it, so that it need not speak every round), every later round that
+// starts before its TTL runs out or its signer's next statement, whichever
+// comes first. Being alive in a round only makes a mirror eligible: its
+// probe results still decide whether it passed. sts holds one statement
+// per round (the keeper's slot rule) in any order.
+func markAlive(alive []map[string]bool, peer string, sts []*attest.Statement, roundMS int64, firstRound uint64, nRounds int) {
+	slices.SortFunc(sts, func(a, b *attest.Statement) int { return cmpU(uint64(a.Time.UnixMilli()), uint64(b.Time.UnixMilli())) })
+	for i, st := range sts {
+		if st.Liveness.State != protocol.StateUp {
+			continue
+		}
+		t := st.Time.UnixMilli()
+		until := t + st.Liveness.TTLDuration().Milliseconds()
+		if i+1 < len(sts) {
+			until = min(until, sts[i+1].Time.UnixMilli())
+		}
+		for r := t / roundMS; ; r++ {
+			if r != t/roundMS && r*roundMS >= until {
+				break
+			}
+			idx := r - int64(firstRound)
+			if idx < 0 {
+				continue
+			}
+			if idx >= int64(nRounds) {
+				break
+			}
+			if alive[idx] == nil {
+				alive[idx] = map[string]bool{}
+			}
+			alive[idx][peer] = true
+		}
+	}
 }
