@@ -181,7 +181,11 @@ func runScale(b *testing.B, n int, loss float64) {
 		b.ReportMetric(r.rssPer/1024, unit("RSS-KiB/member"))
 		b.ReportMetric(r.know99.Seconds(), unit("crash-99%-s"))
 		b.ReportMetric(r.know100.Seconds(), unit("crash-100%-s"))
-		b.ReportMetric(r.healAgree.Seconds(), unit("heal-agree-s"))
+		heal := r.healAgree.Seconds()
+		if r.healAgree < 0 {
+			heal = -1 // did not agree within the limit
+		}
+		b.ReportMetric(heal, unit("heal-agree-s"))
 		b.ReportMetric(float64(r.falseDead), unit("false-dead"))
 		b.ReportMetric(r.partitionDeadPercent, unit("partition-dead-%"))
 		b.ReportMetric(float64(r.lagMax.Milliseconds()), unit("timer-lag-max-ms"))
