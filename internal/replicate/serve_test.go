@@ -50,6 +50,10 @@ type wirePeer struct {
 	h      host.Host
 	to     peer.ID
 	blocks chan cid.Cid
+	// out is the one stream the peer's messages go out on, as a bitswap
+	// client's do: messages on separate streams may be handled in any
+	// order, and a cancel overtaken by the want after it is another test.
+	out network.Stream
 }
 
 func newWirePeer(t *testing.T, mn mocknet.Mocknet, to peer.ID) *wirePeer {
@@ -78,12 +82,15 @@ func newWirePeer(t *testing.T, mn mocknet.Mocknet, to peer.ID) *wirePeer {
 
 func (w *wirePeer) send(t *testing.T, m bsmsg.BitSwapMessage) {
 	t.Helper()
-	s, err := w.h.NewStream(t.Context(), w.to, bsnet.ProtocolBitswap)
-	if err != nil {
-		t.Fatal(err)
+	if w.out == nil {
+		s, err := w.h.NewStream(t.Context(), w.to, bsnet.ProtocolBitswap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		w.out = s
 	}
-	defer s.Close()
-	if err := m.ToNetV1(s); err != nil {
+	if err := m.ToNetV1(w.out); err != nil {
 		t.Fatal(err)
 	}
 }
