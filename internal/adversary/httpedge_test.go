@@ -126,12 +126,17 @@ func TestCARFloodAndSlowLoris(t *testing.T) {
 			status[strings.TrimSpace(line)]++ // then never read again
 		}()
 	}
+	// The slow-loris connections are kept apart: the readers' goroutines
+	// append to conns while this loop runs, so the tail of conns is not
+	// theirs alone.
+	var slow []net.Conn
 	for range loris {
 		c, err := dialFrom("127.0.0.3", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.WriteString(c, "GET /ipfs/"+root+"?format=car HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		slow = append(slow, c)
 		mu.Lock()
 		conns = append(conns, c)
 		mu.Unlock()
@@ -169,7 +174,7 @@ func TestCARFloodAndSlowLoris(t *testing.T) {
 	}
 
 	// The slow-loris connections are closed by the server.
-	for _, c := range conns[len(conns)-loris:] {
+	for _, c := range slow {
 		c.SetReadDeadline(time.Now().Add(2 * time.Minute)) // failure guard
 		if _, err := io.Copy(io.Discard, c); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
