@@ -12,6 +12,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -233,20 +234,10 @@ func witnesses(res *Result) []string {
 		if d := res.PerMirror[b] - res.PerMirror[a]; d != 0 {
 			return int(max(-1, min(1, d)))
 		}
-		return cmpString(a, b)
+		return cmp.Compare(a, b)
 	})
 	slices.Sort(other)
 	return append(used, other...)
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func postReceipts(ctx context.Context, hc *http.Client, base string, body []byte) error {

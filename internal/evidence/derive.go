@@ -697,7 +697,7 @@ func JudgeFor(m Manifest) RoundJudge {
 // probe results still decide whether it passed. sts holds one statement
 // per round (the keeper's slot rule) in any order.
 func markAlive(alive []map[string]bool, peer string, sts []*attest.Statement, roundMS int64, firstRound uint64, nRounds int) {
-	slices.SortFunc(sts, func(a, b *attest.Statement) int { return cmpU(uint64(a.Time.UnixMilli()), uint64(b.Time.UnixMilli())) })
+	slices.SortFunc(sts, func(a, b *attest.Statement) int { return a.Time.Compare(b.Time) })
 	for i, st := range sts {
 		if st.Liveness.State != protocol.StateUp {
 			continue
