@@ -376,6 +376,11 @@ func runLedgerVerify(env *cmdEnv, args []string) error {
 		OK       bool   `json:"ok"`
 	}
 	v := verdict{Evidence: s.Root(), Table: t.Hash()}
+	// Signers are placed as the evidence places them (the table's lines).
+	placed := map[string]string{}
+	for _, p := range t.Payouts {
+		placed[p.PeerID] = p.Domain
+	}
 	domains := map[string]bool{}
 	for _, raw := range roots {
 		st, err := attest.Verify(raw, time.Now())
@@ -389,7 +394,7 @@ func runLedgerVerify(env *cmdEnv, args []string) error {
 		}
 		if lr.Evidence == v.Evidence && lr.Table == v.Table {
 			v.Agree++
-			d := m.Domains[lr.Peer]
+			d := placed[lr.Peer]
 			if d == "" {
 				d = ledger.UnknownDomain
 			}

@@ -25,7 +25,7 @@ import (
 // CAR's path.
 func writeEvidence(t *testing.T, sc *evidencetest.Scenario, items [][]byte, rootOver *evidence.Set, signers int) (string, *ledger.Table) {
 	t.Helper()
-	m := evidence.Manifest{App: sc.App, Fund: sc.Fund.ID(), Epoch: 0, ProbeEpochMS: evidencetest.RoundMS, K: 2, Domains: sc.Domains}
+	m := evidence.Manifest{App: sc.App, Fund: sc.Fund.ID(), Epoch: 0, ProbeEpochMS: evidencetest.RoundMS, K: 2}
 	s := evidence.NewSet()
 	for _, raw := range items {
 		s.Add(raw)

@@ -288,6 +288,7 @@ type Observations struct {
 // reporters in at least o.Quorum distinct domains agree on its base
 // domain (the largest such agreement wins; ties go to the smaller name).
 func Resolve(o Observations) map[peer.ID]string {
+	baseOf := memoBase()
 	out := make(map[peer.ID]string, len(o.Direct)+len(o.Reports))
 	for p, a := range o.Direct {
 		out[p] = labelled(o.Labels, p, baseOf(o.ASN, a))
@@ -337,6 +338,21 @@ func Resolve(o Observations) map[peer.ID]string {
 		}
 	}
 	return out
+}
+
+// memoBase returns baseOf remembering its answers: a day of reports names
+// a million (observer, target) pairs but only as many addresses as
+// mirrors. The function is for one table and one goroutine.
+func memoBase() func(*ASNTable, netip.Addr) string {
+	seen := map[netip.Addr]string{}
+	return func(asn *ASNTable, a netip.Addr) string {
+		b, ok := seen[a]
+		if !ok {
+			b = baseOf(asn, a)
+			seen[a] = b
+		}
+		return b
+	}
 }
 
 // baseOf is the base domain of an address.
@@ -688,4 +704,73 @@ func (pl *Placer) alikeLocked(a, b peer.ID) bool {
 		}
 	}
 	return common >= pl.cfg.ColocMinVantages && float64(agree) >= pl.cfg.ColocAgreement*float64(common)
+}
+
+// ResolveReports places peers from signed observation reports alone:
+// reports[target][reporter] is the address the reporter reached the
+// target at. It is what a ledger recomputes from an epoch's evidence, where
+// nobody's own connections can be checked: the reports are the only
+// observations, and every reader of the same reports gets the same map.
+//
+// With no connection of its own to start from, it first seeds the peers
+// whose observers are unanimous and independent. A peer is unanimous in
+// base domain b when at least quorum reporters reached it and every one of
+// them reached it in b. A unanimous peer is seeded in b when its
+// reporters include unanimous peers of at least quorum distinct domains.
+// Then [Resolve] places the rest from the seeds as a mirror does from its
+// own connections: a target counts reports only from placed reporters, and
+// needs agreement from quorum distinct domains. A peer placed by neither
+// is [Unknown].
+//
+// A lie about a mirror's address therefore cannot place it by itself: it
+// breaks the mirror's unanimity (the mirror falls back on agreement among
+// placed observers, or on unknown, which counts once), and it places a
+// mirror elsewhere only when observers in quorum placed domains tell the
+// same lie, or when every observer of the mirror and of its observers
+// lies alike. Like every verdict that anyone can recompute without a
+// vantage point of their own, it assumes that most observers of a mirror
+// are honest.
+func ResolveReports(reports map[peer.ID]map[peer.ID]netip.Addr, asn *ASNTable, quorum int) map[peer.ID]string {
+	quorum = max(quorum, 1)
+	baseOf := memoBase()
+	type agreed struct {
+		base string
+		addr netip.Addr // the smallest reported address
+	}
+	unanimous := make(map[peer.ID]agreed, len(reports))
+	for t, rs := range reports {
+		var u agreed
+		n, ok := 0, true
+		for r, a := range rs {
+			if r == t || !a.IsValid() {
+				continue
+			}
+			b := baseOf(asn, a)
+			switch {
+			case n == 0:
+				u = agreed{b, a}
+			case b != u.base:
+				ok = false
+			case a.Less(u.addr):
+				u.addr = a
+			}
+			n++
+		}
+		if ok && n >= quorum {
+			unanimous[t] = u
+		}
+	}
+	direct := map[peer.ID]netip.Addr{}
+	for t, u := range unanimous {
+		spread := map[string]bool{}
+		for r := range reports[t] {
+			if ur, ok := unanimous[r]; ok && r != t {
+				spread[ur.base] = true
+			}
+		}
+		if len(spread) >= quorum {
+			direct[t] = u.addr
+		}
+	}
+	return Resolve(Observations{Direct: direct, Reports: reports, ASN: asn, Quorum: quorum})
 }

@@ -375,3 +375,93 @@ func FuzzParseLabels(f *testing.F) {
 		}
 	})
 }
+
+// ResolveReports, from signed reports alone: honest observers place a farm
+// of fourteen in its one /24 and six independents in theirs; the farm's
+// reports about each other in made-up /24s place none of them there; a
+// mirror reported from one domain only, or by one observer, stays
+// unknown.
+func TestResolveReports(t *testing.T) {
+	ps := peers(t, 24)
+	farm, solo := ps[:14], ps[14:20]
+	alone, lonely := ps[20], ps[21]
+	addr := map[peer.ID]netip.Addr{}
+	for i, p := range farm {
+		addr[p] = netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i+1))
+	}
+	for i, p := range solo {
+		addr[p] = netip.MustParseAddr(fmt.Sprintf("198.51.%d.7", i))
+	}
+	addr[alone] = netip.MustParseAddr("192.0.2.9")
+	addr[lonely] = netip.MustParseAddr("192.0.2.10")
+	reports := map[peer.ID]map[peer.ID]netip.Addr{}
+	report := func(r, t peer.ID, a netip.Addr) {
+		if reports[t] == nil {
+			reports[t] = map[peer.ID]netip.Addr{}
+		}
+		reports[t][r] = a
+	}
+	// Every independent observes every mirror truthfully.
+	for _, r := range solo {
+		for _, t := range append(append([]peer.ID{}, farm...), solo...) {
+			if r != t {
+				report(r, t, addr[t])
+			}
+		}
+	}
+	// The farm reports each of its members in a /24 of its own.
+	for _, r := range farm {
+		for j, t := range farm {
+			if r != t {
+				report(r, t, netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", j)))
+			}
+		}
+	}
+	// alone is seen by two farm members (one domain, however they report
+	// each other); lonely by one independent.
+	report(farm[0], alone, addr[alone])
+	report(farm[1], alone, addr[alone])
+	report(solo[0], lonely, addr[lonely])
+
+	got := ResolveReports(reports, nil, 2)
+	for _, p := range farm {
+		if got[p] != "net:203.0.113.0/24" {
+			t.Errorf("farm member placed in %q, want net:203.0.113.0/24", got[p])
+		}
+	}
+	for i, p := range solo {
+		if want := fmt.Sprintf("net:198.51.%d.0/24", i); got[p] != want {
+			t.Errorf("independent %d placed in %q, want %s", i, got[p], want)
+		}
+	}
+	if got[alone] != Unknown || got[lonely] != Unknown {
+		t.Errorf("reported from one domain: %q; by one observer: %q; want both unknown", got[alone], got[lonely])
+	}
+	// The same reports in another map order place the same.
+	again := ResolveReports(reports, nil, 2)
+	if len(again) != len(got) {
+		t.Fatal("different sizes")
+	}
+	for p, d := range got {
+		if again[p] != d {
+			t.Fatalf("%s: %q then %q", p, d, again[p])
+		}
+	}
+	// Reports from the farm alone, however many, place nobody.
+	only := map[peer.ID]map[peer.ID]netip.Addr{}
+	for _, t := range farm {
+		for _, r := range farm {
+			if r != t {
+				if only[t] == nil {
+					only[t] = map[peer.ID]netip.Addr{}
+				}
+				only[t][r] = addr[t]
+			}
+		}
+	}
+	for p, d := range ResolveReports(only, nil, 2) {
+		if d != Unknown {
+			t.Errorf("%s placed in %q by one network's reports", p, d)
+		}
+	}
+}

@@ -50,9 +50,6 @@ type RoundJudge func(round uint64, results []*attest.Statement, alive []string, 
 // Params are what Derive needs besides the set.
 type Params struct {
 	Manifest Manifest
-	// Domains places each mirror in its observed failure domain; a mirror
-	// it does not name is in ledger.UnknownDomain.
-	Domains map[string]string
 	// Judge decides each round (see RoundJudge).
 	Judge RoundJudge
 }
@@ -70,8 +67,10 @@ var ErrNotClosed = errors.New("evidence: epoch has not closed yet")
 // The fund record with the highest version that verifies against the
 // app's maintainers (from the releases in the set, applied by TUF's rules)
 // sets the policy. The epoch's probe rounds are the probe epochs inside
-// it; each round is judged by p.Judge over the liveness samples (alive:
-// an "up" statement signed in the round) and probe results of that round.
+// it. Mirrors are placed in failure domains by the addresses the epoch's
+// probe results report (see Domains). Each round is judged by p.Judge
+// over the liveness samples (alive: an "up" statement signed in the round)
+// and probe results of that round.
 // A mirror's payout address is its latest payout statement signed before
 // the epoch closed. A receipt counts when a witness signed it, the witness
 // is outside the credited mirror's domain, and the receipt is for the app's
@@ -151,13 +150,6 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	if ps.Invalid > 0 {
 		rep.Dropped[DropInvalid] = ps.Invalid
 	}
-	domainOf := func(peer string) string {
-		if d, ok := p.Domains[peer]; ok && d != "" {
-			return d
-		}
-		return ledger.UnknownDomain
-	}
-
 	// Releases and funds first: they fix the epoch's window.
 	book := release.NewBook()
 	var rels []*attest.Release
@@ -333,6 +325,21 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	}
 	for peer, sts := range lives {
 		markAlive(alive, peer, sts, m.ProbeEpochMS, firstRound, nRounds)
+	}
+
+	// Failure domains from the observations signed in the epoch's probe
+	// results (see Domains): the judge seats committees by them, the
+	// ledger shares by them, and a witness must be outside them.
+	var observed []*attest.Statement
+	for _, rs := range probes {
+		observed = append(observed, rs...)
+	}
+	domains := Domains(observed)
+	domainOf := func(peer string) string {
+		if d, ok := domains[peer]; ok {
+			return d
+		}
+		return ledger.UnknownDomain
 	}
 
 	// Rounds: each judged on its own (they share nothing), on every core.

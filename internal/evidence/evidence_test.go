@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/evidence/evidencetest"
 	"github.com/mirrornet/mirrornet/internal/ledger"
 )
@@ -24,7 +25,6 @@ func build(t testing.TB, n int, shared map[int]string) *scenario {
 	sc := evidencetest.Build(t, n, shared)
 	return &scenario{Scenario: sc, items: sc.Items, mirrors: sc.Mirrors, params: Params{
 		Manifest: Manifest{App: sc.App, Fund: sc.Fund.ID(), Epoch: 0, ProbeEpochMS: evidencetest.RoundMS, K: 2},
-		Domains:  sc.Domains,
 		Judge:    JudgeFor(Manifest{ProbeEpochMS: evidencetest.RoundMS, K: 2}),
 	}}
 }
@@ -165,7 +165,7 @@ func TestDuplicatesShareADomainThroughEvidence(t *testing.T) {
 
 func TestWitnessInOwnDomainAndNoFund(t *testing.T) {
 	// Mirror 1 shares mirror 0's domain: its witness does not count.
-	sc := build(t, 4, map[int]string{0: "net:x", 1: "net:x"})
+	sc := build(t, 4, map[int]string{0: "net:192.0.2.0/24", 1: "net:192.0.2.0/24"})
 	all := make([]int, len(sc.items))
 	for i := range all {
 		all[i] = i
@@ -180,5 +180,89 @@ func TestWitnessInOwnDomainAndNoFund(t *testing.T) {
 	// Without the fund record there is no ledger.
 	if _, _, err := Derive(sc.set(all[:1]), sc.params); !errors.Is(err, ErrNoFund) {
 		t.Fatalf("no fund: %v", err)
+	}
+}
+
+// Twenty mirrors, fourteen in one /24 and six in distinct /24s, placed
+// only by the addresses their observers signed in probe results: read
+// back from an exported CAR (which carries no placement of its own), the
+// evidence puts each mirror in the /24 it was reached at, the fourteen
+// together earn about one domain's share, and each of the six earns more
+// than any of the fourteen. Without the reports (the same results with no
+// address) nobody is placed: all twenty share the one unknown domain. (The
+// CAR of these 1,700 items also checks that an export larger than one
+// statement's worth of item CIDs reads back.)
+func TestDomainsFromSignedObservations(t *testing.T) {
+	shared := map[int]string{}
+	for i := 6; i < 20; i++ {
+		shared[i] = "net:203.0.113.0/24"
+	}
+	sc := build(t, 20, shared)
+	s := NewSet()
+	for _, raw := range sc.items {
+		s.Add(raw)
+	}
+	var buf bytes.Buffer
+	if err := WriteCAR(&buf, sc.params.Manifest, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, back, _, err := ReadCAR(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sc.params
+	p.Manifest = *m
+	in, _, err := Derive(back, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mi := range in.Mirrors {
+		if want := sc.Domains[mi.Peer]; mi.Domain != want {
+			t.Errorf("%s placed in %q, reached in %q", mi.Peer, mi.Domain, want)
+		}
+	}
+	tab, err := ledger.Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var farm, farmMax, soloMin uint64
+	for _, l := range tab.Payouts {
+		if l.Domain == "net:203.0.113.0/24" {
+			farm += l.Amount
+			farmMax = max(farmMax, l.Amount)
+		} else if soloMin == 0 || l.Amount < soloMin {
+			soloMin = l.Amount
+		}
+	}
+	// Seven domains share uptime and diversity (800 of 1000); mirror 0's
+	// receipt takes the traffic part.
+	if farm < 800/7-10 || farm > 800/7+10 {
+		t.Errorf("the fourteen earned %d together, want about one domain's %d", farm, 800/7)
+	}
+	if soloMin <= farmMax {
+		t.Errorf("an independent mirror earned %d, a co-located one %d", soloMin, farmMax)
+	}
+
+	// The same epoch with addressless results: everyone unknown.
+	bare := NewSet()
+	for _, raw := range sc.items {
+		st, err := verifyAny(raw)
+		if err == nil && st.Kind == attest.KindProbe {
+			pr := *st.Probe
+			pr.Addr = ""
+			if raw, err = attest.SignProbe(sc.Keys[st.Signer], pr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bare.Add(raw)
+	}
+	in, _, err = Derive(bare, sc.params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mi := range in.Mirrors {
+		if mi.Domain != ledger.UnknownDomain {
+			t.Fatalf("%s placed in %q without any observation", mi.Peer, mi.Domain)
+		}
 	}
 }

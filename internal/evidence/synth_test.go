@@ -31,7 +31,8 @@ type synthSpec struct {
 	// target gets one more result from an observer off its committee;
 	// canary the chance a seat's result is a passed canary.
 	fail, down, stray, canary float64
-	// unobserved is how many mirrors (the first) no domain holds.
+	// unobserved is how many mirrors (the first) no domain holds: their
+	// observers report no address.
 	unobserved int
 }
 
@@ -42,6 +43,7 @@ type synth struct {
 	keys    []crypto.PrivKey
 	pids    []peer.ID
 	domains map[string]string
+	addrs   []string // where observers reach each mirror ("" unobserved)
 	live    protocol.Liveness
 	probe   protocol.ProbeResult
 }
@@ -50,7 +52,7 @@ func synthDay(tb testing.TB, sp synthSpec) *synth {
 	tb.Helper()
 	sc := evidencetest.Build(tb, 3, nil) // for a real release and fund
 	r := rand.New(rand.NewSource(sp.seed))
-	s := &synth{ids: make([]string, sp.mirrors), pids: make([]peer.ID, sp.mirrors), keys: make([]crypto.PrivKey, sp.mirrors), domains: map[string]string{}}
+	s := &synth{ids: make([]string, sp.mirrors), pids: make([]peer.ID, sp.mirrors), keys: make([]crypto.PrivKey, sp.mirrors), domains: map[string]string{}, addrs: make([]string, sp.mirrors)}
 	for i := range s.ids {
 		k, _, err := crypto.GenerateEd25519Key(r)
 		if err != nil {
@@ -61,6 +63,7 @@ func synthDay(tb testing.TB, sp synthSpec) *synth {
 		if i >= sp.unobserved {
 			d := i % sp.domains
 			s.domains[s.ids[i]] = fmt.Sprintf("net:10.%d.%d.0/24", d/250, d%250)
+			s.addrs[i] = fmt.Sprintf("10.%d.%d.%d", d/250, d%250, 1+i/sp.domains%250)
 		}
 	}
 	fund := sc.Fund
@@ -92,7 +95,7 @@ func synthDay(tb testing.TB, sp synthSpec) *synth {
 	add := func(obs, t int, at time.Time, epoch uint64, pass, canary bool) {
 		seq++
 		pr := s.probe
-		pr.Observer, pr.Target, pr.Seq, pr.Epoch, pr.Time = s.ids[obs], s.ids[t], seq, epoch, at.UnixMilli()
+		pr.Observer, pr.Target, pr.Seq, pr.Epoch, pr.Time, pr.Addr = s.ids[obs], s.ids[t], seq, epoch, at.UnixMilli(), s.addrs[t]
 		if !pass {
 			pr.Outcome, pr.Receipts = protocol.OutcomeFail, nil
 		}
@@ -128,7 +131,7 @@ func synthDay(tb testing.TB, sp synthSpec) *synth {
 		ps.Statements = append(ps.Statements, &attest.Statement{Kind: attest.KindPayout, Seq: 1, Time: time.UnixMilli(a.Time), Payout: &a})
 	}
 	m := Manifest{App: sc.App, Fund: fund.ID(), ProbeEpochMS: evidencetest.RoundMS, K: 3}
-	s.ps, s.params = ps, Params{Manifest: m, Domains: s.domains, Judge: JudgeFor(m)}
+	s.ps, s.params = ps, Params{Manifest: m, Judge: JudgeFor(m)}
 	return s
 }
 
@@ -138,5 +141,6 @@ func (s *synth) probeOf(tb testing.TB, obs, target int, round int, seq uint64) p
 	pr := probetest.Result(tb, s.pids[obs], probetest.Spec{Target: s.pids[target], Bundle: evidencetest.AppCID, Outcome: protocol.OutcomePass,
 		At: at, EpochLength: evidencetest.RoundMS * time.Millisecond, Seq: seq, TargetKey: s.keys[target]})
 	pr.LatencyMS = 12
+	pr.Addr = "203.0.113.17" // as long as any address a result reports
 	return pr
 }

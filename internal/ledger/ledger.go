@@ -15,10 +15,10 @@
 //     fund's minimum share of the epoch's probe rounds, and held the app's
 //     current release. Every other mirror gets a line with amount 0 and the
 //     reason.
-//  2. Failure domains, not peers. A domain (an observed /24 or /48, an ASN,
-//     or the one shared domain "unknown" for mirrors nobody observed) is up
-//     in a round when at least one of its eligible mirrors was verified in
-//     it. Uptime and diversity are earned by domains and shared among the
+//  2. Failure domains, not peers. A domain (an observed /24 or /48, as the
+//     evidence places mirrors, or the one shared domain "unknown" for
+//     mirrors nobody placed) is up in a round when at least one of its
+//     eligible mirrors was verified in it. Uptime and diversity are earned by domains and shared among the
 //     domain's mirrors in proportion to their own verified rounds, so
 //     fourteen mirrors in one data centre earn what one domain earns.
 //  3. Uptime: a domain earns one point per round it was up.

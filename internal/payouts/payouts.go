@@ -138,6 +138,12 @@ type Keeper struct {
 	judge  evidence.RoundJudge
 	judged int64
 	wseq   uint64 // of the receipt witnesses this mirror signs
+	// obs are the observation reports of the probe rounds Prejudge has
+	// reached in the fund epoch starting at obsEpoch (Unix ms), through
+	// round obsRound.
+	obs      evidence.Observations
+	obsEpoch int64
+	obsRound int64
 }
 
 type slotted struct {
@@ -447,30 +453,8 @@ func (k *Keeper) collect(fundID string, epochNo uint64, now time.Time) (evidence
 		roots = append(roots, st.Raw)
 	}
 	sort.Slice(roots, func(i, j int) bool { return string(roots[i]) < string(roots[j]) })
-	m := evidence.Manifest{App: fr.App, Fund: fr.ID(), Epoch: epochNo, ProbeEpochMS: k.cfg.ProbeEpoch.Milliseconds(), K: k.cfg.K, Domains: k.domainMapLocked(sts)}
+	m := evidence.Manifest{App: fr.App, Fund: fr.ID(), Epoch: epochNo, ProbeEpochMS: k.cfg.ProbeEpoch.Milliseconds(), K: k.cfg.K}
 	return m, s, sts, roots, nil
-}
-
-// domainMapLocked places every peer named in s.
-func (k *Keeper) domainMapLocked(sts map[[32]byte]*attest.Statement) map[string]string {
-	out := map[string]string{}
-	if k.domains == nil {
-		return out
-	}
-	list := make([]*attest.Statement, 0, len(sts))
-	for _, st := range sts {
-		list = append(list, st)
-	}
-	for _, p := range evidence.PeersOf(list) {
-		id, err := peer.Decode(p)
-		if err != nil {
-			continue
-		}
-		if d := k.domains.Domain(id); d != "" {
-			out[p] = d
-		}
-	}
-	return out
 }
 
 // Merge takes the items of a peer's export that verify, as if they had
@@ -533,7 +517,7 @@ func (k *Keeper) compute(m evidence.Manifest, s *evidence.Set, sts map[[32]byte]
 		ps.Statements = append(ps.Statements, p.Statements...)
 		ps.Invalid += p.Invalid
 	}
-	in, rep, err := evidence.DeriveParsed(ps, evidence.Params{Manifest: m, Domains: m.Domains, Judge: k.judge})
+	in, rep, err := evidence.DeriveParsed(ps, evidence.Params{Manifest: m, Judge: k.judge})
 	if err != nil {
 		return nil, in, rep, err
 	}
@@ -552,6 +536,13 @@ const maxPrejudge = 12
 // judges at most its last round when the epoch closes. The node calls it
 // from its loop. It judges nothing while the keeper knows no fund, and it
 // reports how many rounds it judged.
+//
+// A round is judged with the failure domains the ledger will use: those
+// the probe results of the fund epoch so far report (evidence.Domains; the
+// epochs of the fund with the smallest ID, when there are several). When
+// a later result of the epoch moves a peer the round names, the round's
+// remembered verdict no longer matches and the ledger judges it again:
+// slower, never different.
 func (k *Keeper) Prejudge(now time.Time) int {
 	roundMS := k.cfg.ProbeEpoch.Milliseconds()
 	last := now.UnixMilli()/roundMS - 2 // the round before the last closed one
@@ -562,6 +553,7 @@ func (k *Keeper) Prejudge(now time.Time) int {
 	}
 	first := max(k.judged+1, (now.UnixMilli()-k.cfg.Retention.Milliseconds())/roundMS)
 	k.mu.Unlock()
+	fund := k.Funds()[0].Record
 	n := 0
 	for r := first; r <= last && n < maxPrejudge; r++ {
 		k.mu.Lock()
@@ -572,26 +564,36 @@ func (k *Keeper) Prejudge(now time.Time) int {
 			}
 		}
 		k.judged = r
+		domains := k.observedLocked(fund, r)
 		k.mu.Unlock()
 		if len(sts) == 0 {
 			continue
 		}
-		evidence.JudgeRound(k.judge, uint64(r), sts, k.domainOfString)
+		evidence.JudgeRound(k.judge, uint64(r), sts, func(p string) string { return domains[p] })
 		n++
 	}
 	return n
 }
 
-// domainOfString places a peer given in string form.
-func (k *Keeper) domainOfString(p string) string {
-	if k.domains == nil {
-		return ""
+// observedLocked returns the failure domains that the probe results of
+// fund's epoch holding round r report, from the epoch's first whole round
+// through r, as Derive computes them over a whole epoch. It adds rounds to
+// k.obs as Prejudge reaches them, and starts over at each epoch.
+func (k *Keeper) observedLocked(fund protocol.Fund, r int64) map[string]string {
+	roundMS := k.cfg.ProbeEpoch.Milliseconds()
+	start := fund.EpochStart(fund.EpochOf(r * roundMS))
+	firstRound := (start + roundMS - 1) / roundMS
+	if start != k.obsEpoch || r < k.obsRound {
+		k.obs, k.obsEpoch, k.obsRound = evidence.Observations{}, start, firstRound-1
 	}
-	id, err := peer.Decode(p)
-	if err != nil {
-		return ""
+	for ; k.obsRound < r; k.obsRound++ {
+		for h := range k.byRound[k.obsRound+1] {
+			if it, ok := k.items[h]; ok {
+				k.obs.Add(it.st)
+			}
+		}
 	}
-	return k.domains.Domain(id)
+	return k.obs.Domains()
 }
 
 // RoundsRemembered is how many round verdicts the keeper holds.
@@ -600,7 +602,7 @@ func (k *Keeper) RoundsRemembered() int { return k.rounds.Len() }
 // Compute derives and computes the ledger of an exported epoch (what
 // `mirrornet ledger verify` runs offline).
 func Compute(m evidence.Manifest, s *evidence.Set) (*ledger.Table, ledger.Input, *evidence.Report, error) {
-	in, rep, err := evidence.Derive(s, evidence.Params{Manifest: m, Domains: m.Domains, Judge: evidence.JudgeFor(m)})
+	in, rep, err := evidence.Derive(s, evidence.Params{Manifest: m, Judge: evidence.JudgeFor(m)})
 	if err != nil {
 		return nil, in, rep, err
 	}

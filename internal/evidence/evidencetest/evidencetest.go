@@ -6,6 +6,8 @@ package evidencetest
 import (
 	"fmt"
 	"math/rand"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,13 +15,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/probe"
 	"github.com/mirrornet/mirrornet/internal/probe/probetest"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
 const (
-	AppCID  = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
-	RoundMS = 5 * 60 * 1000
+	// Observers is the committee size of the scenario's K of 2.
+	Observers = 6
+	AppCID    = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+	RoundMS   = 5 * 60 * 1000
 )
 
 // Epoch0 is the start of the fund's epoch 0.
@@ -57,8 +62,10 @@ func newKey(t testing.TB, r *rand.Rand) (crypto.PrivKey, peer.ID) {
 }
 
 // Build makes one hour-long epoch (12 probe rounds of 5 minutes) with n
-// mirrors, each in its own /24 except those listed in shared, all up and
-// probed every round by three observers of other domains; a client's
+// mirrors, each in its own /24 (10.0.i.0/24) except those listed in
+// shared (a domain "net:A.B.C.0/24"), all up and probed every round by
+// their committees (one seat per other domain; K 2), each result reporting the address the
+// observer reached the target at (in the target's /24); a client's
 // receipt for mirror 0 is witnessed by mirror 1.
 func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 	ok := func(b []byte, err error) []byte {
@@ -80,6 +87,7 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 		KeyCap: 1 << 30, NetworkCap: 4 << 30, Time: Epoch0 - 500}
 	sc.Items = append(sc.Items, ok(attest.SignFund(fund, set, mk)))
 	domains := map[string]string{}
+	var addrs []string
 	for i := range n {
 		k, id := newKey(t, r)
 		sc.Mirrors = append(sc.Mirrors, id)
@@ -88,22 +96,20 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 		if d, ok := shared[i]; ok {
 			domains[id.String()] = d
 		}
+		addrs = append(addrs, AddrIn(t, domains[id.String()], i+1))
 		sc.Items = append(sc.Items, ok(attest.SignPayout(k, protocol.PayoutAddress{Peer: id.String(), Seq: 1, Time: Epoch0 - 100, Addresses: map[string]string{"STX": fmt.Sprintf("SP%03d", i)}})))
 	}
 	seq := uint64(Epoch0)
 	for round := range 12 {
 		at := Epoch0 + int64(round)*RoundMS + 1000
+		draw := probe.NewDraw(uint64(at/RoundMS), sc.Mirrors, func(p peer.ID) string { return domains[p.String()] }, Observers)
 		for i, id := range sc.Mirrors {
 			seq++
 			sc.Items = append(sc.Items, ok(attest.SignLiveness(sc.Keys[id], protocol.Liveness{Peer: id.String(), State: protocol.StateUp, Seq: seq, Time: at, Addrs: []string{}, Bundles: []string{AppCID}, Version: "test"})))
-			// Three observers from three domains other than the target's.
-			seen := map[string]bool{domains[id.String()]: true}
-			for j := 1; j < n && len(seen) <= 3; j++ {
-				obs := sc.Mirrors[(i+j)%n]
-				if seen[domains[obs.String()]] {
-					continue
-				}
-				seen[domains[obs.String()]] = true
+			// The target's committee probes it (one seat per other
+			// domain, six at most: K 2).
+			for _, seat := range draw.Committee(id) {
+				obs := seat.Holder
 				seq++
 				// The challenge's nonce is derived from (epoch, round,
 				// target, observer); the first round of the epoch whose
@@ -115,6 +121,7 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 				pr := probetest.Result(t, obs, probetest.Spec{Target: id, Bundle: AppCID, Outcome: protocol.OutcomePass,
 					At: when, EpochLength: RoundMS * time.Millisecond, Seq: seq, TargetKey: sc.Keys[id]})
 				pr.LatencyMS = 5
+				pr.Addr = addrs[i]
 				sc.Items = append(sc.Items, ok(attest.SignProbe(sc.Keys[obs], pr)))
 			}
 		}
@@ -126,4 +133,17 @@ func Build(t testing.TB, n int, shared map[int]string) *Scenario {
 	sc.Fund, sc.Domains, sc.Maintainers = fund, domains, set
 	sc.Release, sc.SignedFund, sc.MaintainerKey = sc.Items[0], sc.Items[1], mk
 	return sc
+}
+
+// AddrIn returns host number host of domain d ("net:A.B.C.0/24"), as a
+// probe result reports it.
+func AddrIn(t testing.TB, d string, host int) string {
+	t.Helper()
+	pfx, err := netip.ParsePrefix(strings.TrimPrefix(d, "net:"))
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() != 24 || host < 1 || host > 254 {
+		t.Fatalf("evidencetest: domain %q, host %d: want net:A.B.C.0/24 and 1..254", d, host)
+	}
+	b := pfx.Addr().As4()
+	b[3] = byte(host)
+	return netip.AddrFrom4(b).String()
 }
