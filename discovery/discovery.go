@@ -147,7 +147,30 @@ type Discovery struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	lanMu sync.Mutex
+	// lan holds mirrors found by mDNS that no dial has reached yet, with
+	// when they were found. libp2p's mDNS reports a mirror once per
+	// record lifetime (about an hour), so a first dial that fails (the
+	// mirror still starting, a machine too busy to finish a handshake
+	// within the dial timeout) would otherwise lose it until then: the
+	// loop dials them again every Retry, for lanRetryFor.
+	lan map[peer.ID]lanPeer
 }
+
+type lanPeer struct {
+	ai    peer.AddrInfo
+	found time.Time
+}
+
+const (
+	// lanRetryFor is how long a LAN mirror that could not be reached is
+	// dialled again; mDNS reports it afresh after that.
+	lanRetryFor = 10 * time.Minute
+	// maxLANPending bounds the LAN mirrors waiting for a retry: a LAN full
+	// of bogus announcements costs at most this many dials per Retry.
+	maxLANPending = 64
+)
 
 // New starts discovery on h. The caller closes it before closing h.
 func New(h host.Host, cfg Config, log *slog.Logger) (*Discovery, error) {
@@ -161,7 +184,7 @@ func New(h host.Host, cfg Config, log *slog.Logger) (*Discovery, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Discovery{h: h, cfg: cfg, log: log.With("component", "discovery"), ctx: ctx, cancel: cancel}
+	d := &Discovery{h: h, cfg: cfg, log: log.With("component", "discovery"), ctx: ctx, cancel: cancel, lan: map[peer.ID]lanPeer{}}
 	if cfg.DHT {
 		kad, err := dht.New(h,
 			dht.ProtocolPrefix(protocol.DHTPrefix),
@@ -227,7 +250,48 @@ func (d *Discovery) loop() {
 		case <-t.C:
 		}
 		d.connectBootstrap()
+		d.connectLAN()
 	}
+}
+
+// connectLAN dials again, in parallel, the LAN mirrors found by mDNS that
+// are not connected yet, and forgets those connected or found more than
+// lanRetryFor ago.
+func (d *Discovery) connectLAN() {
+	now := time.Now()
+	var todo []peer.AddrInfo
+	d.lanMu.Lock()
+	for id, lp := range d.lan {
+		switch {
+		case d.h.Network().Connectedness(id) == network.Connected, now.Sub(lp.found) > lanRetryFor:
+			delete(d.lan, id)
+		default:
+			todo = append(todo, lp.ai)
+		}
+	}
+	d.lanMu.Unlock()
+	var wg sync.WaitGroup
+	for _, ai := range todo {
+		wg.Go(func() { d.dialLAN(ai) })
+	}
+	wg.Wait()
+}
+
+// dialLAN dials a mirror found on the LAN; once connected it is no
+// longer retried.
+func (d *Discovery) dialLAN(ai peer.AddrInfo) {
+	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
+	defer cancel()
+	err := d.h.Connect(ctx, ai)
+	if err != nil {
+		if d.ctx.Err() == nil {
+			d.log.Info("mDNS peer unreachable; will retry", "peer", ai.ID, "err", err)
+		}
+		return
+	}
+	d.lanMu.Lock()
+	delete(d.lan, ai.ID)
+	d.lanMu.Unlock()
 }
 
 // connectBootstrap dials every bootstrap peer not yet connected, in
@@ -300,19 +364,29 @@ func (d *Discovery) walkDHT() {
 
 type notifee struct{ d *Discovery }
 
-// HandlePeerFound connects to a mirror announced on the LAN.
+// HandlePeerFound connects to a mirror announced on the LAN; if that
+// fails, the loop tries again (see Discovery.lan).
 func (n notifee) HandlePeerFound(ai peer.AddrInfo) {
 	d := n.d
 	if ai.ID == d.h.ID() || d.ctx.Err() != nil {
 		return
 	}
+	d.lanMu.Lock()
+	if _, ok := d.lan[ai.ID]; !ok && len(d.lan) >= maxLANPending {
+		// Make room by forgetting the mirror found longest ago.
+		var oldest peer.ID
+		for id, lp := range d.lan {
+			if oldest == "" || lp.found.Before(d.lan[oldest].found) {
+				oldest = id
+			}
+		}
+		delete(d.lan, oldest)
+	}
+	d.lan[ai.ID] = lanPeer{ai: ai, found: time.Now()}
+	d.lanMu.Unlock()
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
-		defer cancel()
-		if err := d.h.Connect(ctx, ai); err != nil {
-			d.log.Debug("mDNS peer unreachable", "peer", ai.ID, "err", err)
-		}
+		d.dialLAN(ai)
 	}()
 }

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,55 @@ func TestCloseTwice(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lineWriter hands each log line to a channel (dropping lines nobody
+// waits for).
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	select {
+	case w <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// A mirror found on the LAN whose first dial fails (here: no link yet)
+// is dialled again until it is reached: mDNS reports it only once.
+func TestLANMirrorRedialledAfterAFailedDial(t *testing.T) {
+	mn, err := mocknet.WithNPeers(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mn.Close()
+	a, b := mn.Hosts()[0], mn.Hosts()[1]
+	lines := make(lineWriter, 16)
+	d, err := New(a, Config{Retry: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(lines, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	notifee{d}.HandlePeerFound(peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
+	// A failure guard only, as below.
+	guard := time.After(time.Minute)
+	for failed := false; !failed; {
+		select {
+		case l := <-lines:
+			failed = strings.Contains(l, "mDNS peer unreachable")
+		case <-guard:
+			t.Fatal("the first dial, with no link, did not fail")
+		}
+	}
+	if _, err := mn.LinkPeers(a.ID(), b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for a.Network().Connectedness(b.ID()) != network.Connected {
+		select {
+		case <-guard:
+			t.Fatal("the LAN mirror was not dialled again once reachable")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
