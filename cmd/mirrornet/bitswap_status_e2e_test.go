@@ -60,7 +60,7 @@ func TestE2EBitswapPeerState(t *testing.T) {
 	s.Close()
 	select {
 	case <-got:
-	case <-time.After(20 * time.Second):
+	case <-time.After(guardSlack * 20 * time.Second): // a failure guard, like waitFor's
 		t.Fatal("the mirror did not answer the want")
 	}
 

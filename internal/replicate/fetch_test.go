@@ -244,7 +244,7 @@ func TestFetchPipelinesAcrossHolders(t *testing.T) {
 				defer y.mu.Unlock()
 				return x.cancel + y.cancel
 			}
-			deadline := time.After(5 * time.Second)
+			deadline := time.After(long) // a failure guard only
 			for cancels() < len(blks) {
 				select {
 				case <-x.poke:
