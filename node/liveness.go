@@ -13,6 +13,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrornet/mirrornet/attest"
@@ -183,6 +185,7 @@ func (t pingTransport) exchange(ctx context.Context, p peer.ID, req protocol.Pin
 		<-ctx.Done()
 		return protocol.Ack{}, ctx.Err()
 	}
+	n.learnAddrs(p)
 	s, err := n.host.NewStream(ctx, p, protocol.PingProtocolID)
 	if err != nil {
 		return protocol.Ack{}, err
@@ -214,6 +217,33 @@ func (t pingTransport) exchange(ctx context.Context, p peer.ID, req protocol.Pin
 		return protocol.Ack{}, fmt.Errorf("node: ping answer from %s: %w", p, err)
 	}
 	return ack, nil
+}
+
+// learnAddrs gives the host the addresses of p's latest liveness
+// statement when it is not connected to p. Probes go to every mirror in the
+// view, most of which this mirror has never been connected to: the
+// peerstore knows only peers it has met (identify), the view knows every
+// mirror's signed addresses. Without them a probe of a mirror met only
+// through gossip fails at once, and so do the helpers' indirect probes,
+// which suspects a healthy mirror.
+func (n *Node) learnAddrs(p peer.ID) {
+	if n.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	now := n.clock()
+	n.mu.Lock()
+	m, ok := n.view.Mirror(p, now)
+	n.mu.Unlock()
+	if !ok || m.Liveness == nil {
+		return
+	}
+	addrs := make([]ma.Multiaddr, 0, len(m.Liveness.Addrs))
+	for _, s := range m.Liveness.Addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	n.host.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
 }
 
 // handlePing answers a direct probe, or runs an indirect one for the
