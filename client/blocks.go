@@ -264,7 +264,10 @@ func readCARHeader(ctx context.Context, lr *io.LimitedReader, c cid.Cid) (*car.B
 	} else if v != 1 {
 		return nil, hard("CARv%d where CARv1 is required", v)
 	}
+	// TrustedCAR: nextBlock verifies every block itself (one hash per
+	// block, not two) and classifies a mismatch as the mirror's fault.
 	br, err := car.NewBlockReader(io.MultiReader(bytes.NewReader(frame), in),
+		car.WithTrustedCAR(true),
 		car.MaxAllowedHeaderSize(maxCARHeader),
 		car.MaxAllowedSectionSize(MaxBlockSize+128))
 	if err != nil {

@@ -159,6 +159,10 @@ type Options struct {
 	Now func() time.Time
 
 	ownClient bool // HTTPClient was made by withDefaults: close its connections at the end
+	// onVerified, if set, is told every block of the DAG once it is
+	// verified and in the sink (fetched, resumed or inline), from the fetch
+	// loop: it must not block.
+	onVerified func(cid.Cid)
 }
 
 // Progress is a snapshot of a running download.

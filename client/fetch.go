@@ -316,6 +316,9 @@ func (f *fetcher) acceptFrom(c cid.Cid, data []byte, store bool) {
 		}
 	}
 	f.have[c] = struct{}{}
+	if f.o.onVerified != nil {
+		f.o.onVerified(c)
+	}
 	f.bytes += int64(len(data))
 	if c == f.root {
 		f.total = int64(len(data))

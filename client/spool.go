@@ -216,11 +216,13 @@ func PartialDir(target string) string {
 }
 
 // GetDir downloads root into a spool in PartialDir(dir) (resuming what an
-// interrupted GetDir left there), then writes the app to dir as
-// Result.WriteDir does (complete or not at all) and removes the spool. On
+// interrupted GetDir left there) and writes the app to dir as
+// Result.WriteDir would (complete or not at all), then removes the spool.
+// The tree is written while the download runs (see liveTree), inside
+// PartialDir(dir), and renamed into place once complete and durable. On
 // error the spool is kept for the next attempt.
 func GetDir(ctx context.Context, root cid.Cid, dir string, opts Options) (*Result, error) {
-	return getInto(ctx, root, dir, opts, (*Result).WriteDir)
+	return getDirLive(ctx, root, dir, opts)
 }
 
 // GetCAR is GetDir writing a CARv1 file (as Result.WriteCAR).

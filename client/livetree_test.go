@@ -1,0 +1,224 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	mbundle "github.com/mirrornet/mirrornet/internal/bundle"
+)
+
+// snapshot describes a written tree: every path below dir with its
+// type and content.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.IsDir():
+			out[rel] = "dir"
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = "symlink " + target
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fi, _ := d.Info()
+			out[rel] = fmt.Sprintf("file %v %x", fi.Mode().Perm(), data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// getBoth writes b with GetDir (the tree written during the download) and
+// with Get + WriteDir (written from memory afterwards) and returns both
+// trees, or the errors.
+func getBoth(t *testing.T, b *bundle) (live, after map[string]string, liveErr, afterErr error) {
+	t.Helper()
+	m := newFakeMirror(t, b, honest)
+	dir := t.TempDir()
+	if _, liveErr = GetDir(context.Background(), b.root, filepath.Join(dir, "live"), testOptions(t, m.URL)); liveErr == nil {
+		live = snapshot(t, filepath.Join(dir, "live"))
+	}
+	res, err := Get(context.Background(), b.root, testOptions(t, m.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if afterErr = res.WriteDir(filepath.Join(dir, "after")); afterErr == nil {
+		after = snapshot(t, filepath.Join(dir, "after"))
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != "live" && e.Name() != "after" {
+			t.Errorf("left behind beside the output: %s", e.Name())
+		}
+	}
+	return live, after, liveErr, afterErr
+}
+
+// fileRoot is a bundle whose root is the file at name inside b.
+func fileRoot(t *testing.T, b *bundle, name string) *bundle {
+	t.Helper()
+	e, err := memDAG(b.blocks).entry(context.Background(), b.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range e.node.Links() {
+		if l.Name == name {
+			return &bundle{root: l.Cid, blocks: b.blocks}
+		}
+	}
+	t.Fatalf("no %s in the bundle", name)
+	return nil
+}
+
+// GetDir writes, while downloading and in arrival order, exactly the tree
+// WriteDir writes from a finished download: directories, HAMT shards,
+// multi-leaf files, a file whose chunks repeat, the same file under two
+// names, empty files, and a bundle that is one file.
+func TestGetDirWritesWhatWriteDirWrites(t *testing.T) {
+	chunk := randomBytes(31, 1<<20)
+	hamt := map[string][]byte{"sub/x.js": []byte("x")}
+	for i := range 1000 {
+		name := fmt.Sprintf("%04d-%s", i, strings.Repeat("n", 240))
+		hamt[name] = []byte(name[:4])
+	}
+	big := buildBundle(t, map[string][]byte{
+		"index.html":   []byte("<h1>app</h1>"),
+		"big.bin":      randomBytes(32, 3<<20+5),
+		"repeats.bin":  append(append(append([]byte{}, chunk...), chunk...), "tail"...),
+		"lib/a.js":     randomBytes(33, 3000),
+		"lib/same.bin": randomBytes(32, 3<<20+5),
+		"empty.txt":    {},
+		"lib/empty":    {},
+	})
+	for name, b := range map[string]*bundle{
+		"tree":     big,
+		"hamt":     buildBundle(t, hamt),
+		"one-file": fileRoot(t, big, "big.bin"),
+		"one-leaf": fileRoot(t, big, "index.html"),
+		"empty":    fileRoot(t, big, "empty.txt"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			live, after, liveErr, afterErr := getBoth(t, b)
+			if liveErr != nil || afterErr != nil {
+				t.Fatalf("GetDir: %v, WriteDir: %v", liveErr, afterErr)
+			}
+			if len(live) != len(after) {
+				t.Errorf("GetDir wrote %d paths, WriteDir %d", len(live), len(after))
+			}
+			for p, want := range after {
+				if got := live[p]; got != want {
+					t.Errorf("%s: GetDir wrote %.60s, WriteDir %.60s", p, got, want)
+				}
+			}
+		})
+	}
+}
+
+// Names GetDir refuses are the names WriteDir refuses, and nothing is
+// left at the output.
+func TestGetDirRefusesNamesAsWriteDir(t *testing.T) {
+	for _, name := range []string{"index.html", "..x", "", ".", "..", "a/b", "nul\x00byte"} {
+		res := oneEntryBundle(t, name)
+		b := &bundle{root: res.Root, blocks: res.blocks}
+		_, _, liveErr, afterErr := getBoth(t, b)
+		if (liveErr == nil) != (afterErr == nil) || errors.Is(liveErr, mbundle.ErrBadName) != errors.Is(afterErr, mbundle.ErrBadName) {
+			t.Errorf("entry %q: GetDir says %v, WriteDir %v", name, liveErr, afterErr)
+		}
+	}
+}
+
+// The files of a download appear (in the hidden directory beside the
+// output) while it still runs: the mirror holds back the last leaf of a
+// large file until the small files are on disk.
+func TestGetDirWritesFilesDuringDownload(t *testing.T) {
+	b := buildBundle(t, map[string][]byte{
+		"lib/a.js":   []byte("console.log(1)"),
+		"index.html": []byte("<h1>app</h1>"),
+		"big.bin":    randomBytes(41, 2<<20+9),
+	})
+	e, err := memDAG(b.blocks).entry(context.Background(), b.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bigNode cid.Cid
+	for _, l := range e.node.Links() {
+		if l.Name == "big.bin" {
+			bigNode = l.Cid
+		}
+	}
+	ls, err := linksOf(bigNode, b.blocks[bigNode])
+	if err != nil || len(ls) != 3 {
+		t.Fatalf("big.bin has %d leaves (%v), want 3", len(ls), err)
+	}
+	held := ls[2].c
+	out := filepath.Join(t.TempDir(), "app")
+	early := filepath.Join(PartialDir(out), "tree", "lib", "a.js")
+	sawEarly := make(chan bool, 1)
+	m := newFakeMirror(t, b, honest)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, held.String()) {
+			// Failure guard only: the test fails if the file is not
+			// there by then.
+			deadline := time.Now().Add(20 * time.Second)
+			tick := time.NewTicker(5 * time.Millisecond)
+			ok := false
+			for !ok && time.Now().Before(deadline) {
+				if data, err := os.ReadFile(early); err == nil && string(data) == "console.log(1)" {
+					ok = true
+					break
+				}
+				<-tick.C
+			}
+			tick.Stop()
+			select {
+			case sawEarly <- ok:
+			default:
+			}
+		}
+		m.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	o := testOptions(t, srv.URL)
+	o.StallTimeout = time.Minute
+	if _, err := GetDir(context.Background(), b.root, out, o); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-sawEarly:
+		if !ok {
+			t.Fatal("lib/a.js was not on disk before the download finished")
+		}
+	default:
+		t.Fatal("the held leaf was never asked for")
+	}
+	got, err := os.ReadFile(filepath.Join(out, "big.bin"))
+	if err != nil || !bytes.Equal(got, b.files["big.bin"]) {
+		t.Fatalf("big.bin: %d bytes, %v", len(got), err)
+	}
+}
