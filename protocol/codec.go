@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"sync"
 )
 
 // Errors returned by decoders in this package.
@@ -29,7 +31,25 @@ func Encode(v any) ([]byte, error) {
 // DecodeCanonical decodes data into v strictly (unknown fields, trailing
 // data and type mismatches are errors) and checks that data is exactly the
 // canonical encoding of the result.
+//
+// Valid input costs one json.Unmarshal and one re-encoding into a pooled
+// buffer: no copy of data is made besides the decoded values themselves.
+// Only input that fails takes the strict decoder again, to say why.
 func DecodeCanonical(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err == nil && isCanonical(v, data) {
+		return nil
+	}
+	// Unknown fields and duplicate keys pass json.Unmarshal but not the
+	// comparison; the strict decoder tells them apart.
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv.Elem().SetZero()
+	}
+	return decodeStrict(data, v)
+}
+
+// decodeStrict is DecodeCanonical with a strict json.Decoder: slower (it
+// copies data into its own buffer), but its errors name unknown fields.
+func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -46,6 +66,25 @@ func DecodeCanonical(data []byte, v any) error {
 		return ErrNonCanonical
 	}
 	return nil
+}
+
+// encodeBufs are re-encoding buffers for isCanonical, at most a
+// statement's size each (larger ones are left to the collector).
+var encodeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// isCanonical reports whether data is exactly json.Marshal(v), without
+// allocating the re-encoding.
+func isCanonical(v any, data []byte) bool {
+	b := encodeBufs.Get().(*bytes.Buffer)
+	b.Reset()
+	// An Encoder escapes HTML as json.Marshal does, and adds a newline.
+	err := json.NewEncoder(b).Encode(v)
+	out := b.Bytes()
+	eq := err == nil && len(out) == len(data)+1 && out[len(data)] == '\n' && bytes.Equal(out[:len(data)], data)
+	if b.Cap() <= 2*MaxStatementSize {
+		encodeBufs.Put(b)
+	}
+	return eq
 }
 
 // WriteFrame writes b as one frame: a uvarint length, then the bytes.

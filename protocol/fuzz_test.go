@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/mirrornet/mirrornet/protocol"
@@ -121,6 +122,17 @@ func TestWriteFuzzSeeds(t *testing.T) {
 func FuzzDecodeLiveness(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := protocol.DecodeLiveness(data)
+		// The sharing decoder accepts and refuses the same, with an error
+		// of the same class, and decodes the same value.
+		shared, serr := protocol.DecodeLivenessShared(bytes.Clone(data))
+		if (err == nil) != (serr == nil) || !reflect.DeepEqual(l, shared) {
+			t.Fatalf("DecodeLiveness = %+v, %v; DecodeLivenessShared = %+v, %v", l, err, shared, serr)
+		}
+		for _, class := range []error{protocol.ErrMalformed, protocol.ErrNonCanonical, protocol.ErrInvalid} {
+			if errors.Is(err, class) != errors.Is(serr, class) {
+				t.Fatalf("error classes differ: %v vs %v", err, serr)
+			}
+		}
 		if err != nil {
 			if l != nil {
 				t.Fatal("error with a result")

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -130,6 +132,10 @@ func TestDecodeLivenessRejects(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("DecodeLiveness = %+v, %v; want %v", l, err, tc.want)
 			}
+			l, err = protocol.DecodeLivenessShared([]byte(tc.data))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("DecodeLivenessShared = %+v, %v; want %v", l, err, tc.want)
+			}
 		})
 	}
 }
@@ -180,5 +186,55 @@ func TestFrames(t *testing.T) {
 				t.Fatalf("ReadFrame = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// DecodeLivenessShared decodes what DecodeLiveness does, but its strings
+// are the payload's own bytes (escaped ones excepted), so a kept
+// statement costs its bytes about once: the footprint beyond the payload
+// is the struct and the string headers.
+func TestDecodeLivenessSharedAliasesPayload(t *testing.T) {
+	l := validLiveness()
+	l.Region, l.Apps, l.TTL = "eu-west", []string{"app.example"}, 30_000
+	for i := range protocol.MaxBundles - len(l.Bundles) {
+		l.Bundles = append(l.Bundles, fmt.Sprintf("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa%06d", i))
+	}
+	l.Bundles = protocol.SortUnique(l.Bundles)
+	data, err := protocol.Encode(&l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := protocol.DecodeLiveness(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := protocol.DecodeLivenessShared(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(copied, shared) {
+		t.Fatalf("decoders disagree:\n%+v\n%+v", copied, shared)
+	}
+	own, dup := shared.Footprint(data), copied.Footprint(data)
+	if strs := 16 * int64(len(l.Addrs)+len(l.Bundles)+len(l.Apps)); own > strs+512 {
+		t.Errorf("shared decode takes %d bytes beyond the %d-byte payload, want at most headers (%d) and the struct", own, len(data), strs)
+	}
+	if dup < int64(len(data))*3/4 {
+		t.Errorf("copying decode's footprint %d bytes for a %d-byte payload: Footprint misses copied strings", dup, len(data))
+	}
+
+	// An escaped string is decoded (a copy), counted in the footprint.
+	l = validLiveness()
+	l.Version = "<v1>"
+	data, _ = protocol.Encode(&l)
+	shared, err = protocol.DecodeLivenessShared(data)
+	if err != nil || shared.Version != "<v1>" {
+		t.Fatalf("escaped version: %+v, %v", shared, err)
+	}
+	base := validLiveness()
+	baseData, _ := protocol.Encode(&base)
+	b, _ := protocol.DecodeLivenessShared(baseData)
+	if got, want := shared.Footprint(data)-b.Footprint(baseData), int64(len("<v1>")); got != want {
+		t.Errorf("escaped string counted as %d bytes, want %d", got, want)
 	}
 }
