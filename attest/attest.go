@@ -101,7 +101,9 @@ func init() {
 		kind: KindLiveness, domain: protocol.DomainLiveness, payloadType: protocol.PayloadLiveness,
 		maxAge: protocol.MaxLivenessAge,
 		decode: func(payload []byte, st *Statement) (string, error) {
-			l, err := protocol.DecodeLiveness(payload)
+			// The statement keeps raw, so the decoded strings may share
+			// it rather than copy it.
+			l, err := protocol.DecodeLivenessShared(payload)
 			if err != nil {
 				return "", err
 			}
@@ -195,32 +197,12 @@ func Verify(raw []byte, now time.Time) (*Statement, error) {
 	if len(raw) > protocol.MaxStatementSize {
 		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrOversize, len(raw), protocol.MaxStatementSize)
 	}
-	env, err := record.UnmarshalEnvelope(raw)
+	spec, signer, payload, err := openEnvelope(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	// Reject any encoding but the canonical one, so that one statement has
-	// exactly one byte form (and one gossip message ID).
-	again, err := env.Marshal()
-	if err != nil || !bytes.Equal(again, raw) {
-		return nil, fmt.Errorf("%w: non-canonical envelope encoding", ErrMalformed)
-	}
-	spec, ok := kindOf(string(env.PayloadType))
-	if !ok {
-		return nil, fmt.Errorf("%w: payload type %q", ErrKind, env.PayloadType)
-	}
-	if env.PublicKey.Type() != crypto.Ed25519 {
-		return nil, ErrKeyType
-	}
-	if _, err := record.ConsumeTypedEnvelope(raw, &rawRecord{spec: spec}); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSignature, err)
-	}
-	signer, err := peer.IDFromPublicKey(env.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, err
 	}
 	st := &Statement{Kind: spec.kind, Signer: signer, Raw: raw}
-	subject, err := spec.decode(env.RawPayload, st)
+	subject, err := spec.decode(payload, st)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
 	}
@@ -234,6 +216,63 @@ func Verify(raw []byte, now time.Time) (*Statement, error) {
 		return st, fmt.Errorf("%w: %s old (limit %s)", ErrTooOld, now.Sub(st.Time).Round(time.Millisecond), spec.maxAge)
 	}
 	return st, nil
+}
+
+// openEnvelope checks raw's envelope (encoding, kind, key type, signature)
+// and returns its kind, signer and payload. A canonical Ed25519 envelope
+// is read in place (envelope.go: the payload is a slice of raw); anything
+// else goes through go-libp2p's record package, which says what is wrong.
+func openEnvelope(raw []byte) (kindSpec, peer.ID, []byte, error) {
+	if f, ok := parseEnvelope(raw); ok {
+		spec, ok := kindOf(string(f.payloadType))
+		if !ok {
+			return kindSpec{}, "", nil, fmt.Errorf("%w: payload type %q", ErrKind, f.payloadType)
+		}
+		if !checkSignature(f, spec.domain) {
+			return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrSignature, record.ErrInvalidSignature)
+		}
+		key, err := crypto.UnmarshalEd25519PublicKey(f.pub)
+		if err != nil {
+			return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		signer, err := peer.IDFromPublicKey(key)
+		if err != nil {
+			return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return spec, signer, f.payload, nil
+	}
+	return openEnvelopeSlow(raw)
+}
+
+// openEnvelopeSlow is openEnvelope through go-libp2p's record package: it
+// copies the statement several times, and is what every envelope took
+// before the fast path.
+func openEnvelopeSlow(raw []byte) (kindSpec, peer.ID, []byte, error) {
+	env, err := record.UnmarshalEnvelope(raw)
+	if err != nil {
+		return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Reject any encoding but the canonical one, so that one statement has
+	// exactly one byte form (and one gossip message ID).
+	again, err := env.Marshal()
+	if err != nil || !bytes.Equal(again, raw) {
+		return kindSpec{}, "", nil, fmt.Errorf("%w: non-canonical envelope encoding", ErrMalformed)
+	}
+	spec, ok := kindOf(string(env.PayloadType))
+	if !ok {
+		return kindSpec{}, "", nil, fmt.Errorf("%w: payload type %q", ErrKind, env.PayloadType)
+	}
+	if env.PublicKey.Type() != crypto.Ed25519 {
+		return kindSpec{}, "", nil, ErrKeyType
+	}
+	if _, err := record.ConsumeTypedEnvelope(raw, &rawRecord{spec: spec}); err != nil {
+		return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrSignature, err)
+	}
+	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return spec, signer, env.RawPayload, nil
 }
 
 // Verdict is what a gossip validator answers.
