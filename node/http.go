@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -344,13 +345,19 @@ type SelfStatus struct {
 // Status reports this node and every mirror it knows, itself included.
 func (n *Node) Status() Status {
 	st := Status{Mirrors: []MirrorStatus{}, Bitswap: n.bitswapReport()}
-	n.statusWith(func(s SelfStatus) { st.Self = s }, func(m MirrorStatus) bool { st.Mirrors = append(st.Mirrors, m); return true })
+	n.statusWith(func(s SelfStatus) { st.Self = s }, func(m MirrorStatus) bool {
+		// The caller owns what Status returns: copy what statusWith shares.
+		m.Addrs, m.Bundles = slices.Clone(m.Addrs), slices.Clone(m.Bundles)
+		st.Mirrors = append(st.Mirrors, m)
+		return true
+	})
 	return st
 }
 
 // statusWith hands this node's own status to self, then each mirror it
 // knows to each (in peer ID order) instead of collecting them; each
-// returns false to stop.
+// returns false to stop. A MirrorStatus's Addrs and Bundles are the
+// view's own (read them, do not modify or keep them).
 func (n *Node) statusWith(self func(SelfStatus), each func(MirrorStatus) bool) {
 	now := n.clock()
 	n.mu.Lock()
@@ -382,8 +389,14 @@ func mirrorStatus(m health.Mirror) MirrorStatus {
 	}
 	if l := m.Liveness; l != nil {
 		s.Seq, s.HTTP, s.Version, s.Region = l.Seq, l.HTTP, l.Version, l.Region
-		s.Addrs = append(s.Addrs, l.Addrs...)
-		s.Bundles = append(s.Bundles, l.Bundles...)
+		// Shared, not copied: a status snapshot of a view at its byte
+		// budget would otherwise copy every bundle list once per build.
+		if l.Addrs != nil {
+			s.Addrs = l.Addrs
+		}
+		if l.Bundles != nil {
+			s.Bundles = l.Bundles
+		}
 	}
 	return s
 }

@@ -267,9 +267,18 @@ func (f *payoutsFeature) run(ctx context.Context) {
 }
 
 // snapshot keeps the liveness and probe statements the node holds as
-// evidence (one liveness sample per mirror per probe round).
+// evidence (one liveness sample per mirror per probe round). The view's
+// liveness statements were verified when they arrived: the evidence keeps
+// those very statements (one decoded copy in memory, not two, and no
+// signature checked again every tick); the features' statements are
+// verified here.
 func (f *payoutsFeature) snapshot(now time.Time) {
-	for _, raw := range f.n.statements() {
+	for _, st := range f.n.view.Held() {
+		if !f.k.Seen(st.Raw) {
+			f.k.Observe(st)
+		}
+	}
+	for _, raw := range f.n.featureStatements() {
 		if protocol.IsSignedRelease(raw) || protocol.IsSignedRecord(raw) || f.k.Seen(raw) {
 			continue
 		}

@@ -78,14 +78,19 @@ func (n *Node) holdsExactly(st *attest.Statement) bool {
 // the HTTP statements endpoint. The returned slices are shared: do not
 // modify them.
 func (n *Node) statements() [][]byte {
-	n.mu.Lock()
-	out := n.view.Statements()
-	n.mu.Unlock()
-	for _, f := range n.features {
-		out = append(out, f.statements()...)
-	}
+	out := append(n.view.Statements(), n.featureStatements()...)
 	if len(out) > protocol.MaxSyncStatements {
 		out = out[:protocol.MaxSyncStatements]
+	}
+	return out
+}
+
+// featureStatements are the statements the features hold (probe results,
+// releases, payout statements), shared as statements' are.
+func (n *Node) featureStatements() [][]byte {
+	var out [][]byte
+	for _, f := range n.features {
+		out = append(out, f.statements()...)
 	}
 	return out
 }

@@ -29,10 +29,10 @@ const (
 	DefaultMaxMirrors = 10_000
 	// DefaultMaxBytes bounds the memory the view's statements take (as
 	// counted by [StatementCost]): an honest liveness statement (a few
-	// addresses and bundles) costs about 1.5 KiB, so 16 MiB fits ten
+	// addresses and bundles) costs well under 1 KiB, so 16 MiB fits ten
 	// thousand of them, while the same budget caps a flood of near-limit
-	// (64 KiB) statements at about two hundred. The status page and sync
-	// responses grow with it, so it is kept small.
+	// (64 KiB) statements at about two hundred and fifty. The status page
+	// and sync responses grow with it, so it is kept small.
 	DefaultMaxBytes = 16 << 20
 )
 
@@ -55,10 +55,17 @@ type Limits struct {
 func DefaultLimits() Limits { return Limits{MaxMirrors: DefaultMaxMirrors, MaxBytes: DefaultMaxBytes} }
 
 // StatementCost is what one kept statement counts against Limits.MaxBytes:
-// its signed bytes, about as much again for the decoded payload, and a
-// fixed overhead for the map entry and structs. (Measured: a flood of
-// near-limit statements holds within a few percent of this.)
-func StatementCost(st *attest.Statement) int64 { return 2*int64(len(st.Raw)) + 256 }
+// its signed bytes, what its decoded payload takes beyond them (attest
+// decodes liveness in place: string headers, and only strings with
+// escapes copied; see protocol.Liveness.Footprint), and a fixed overhead
+// for the map entry and the Statement.
+func StatementCost(st *attest.Statement) int64 {
+	cost := int64(len(st.Raw)) + 256
+	if st.Liveness != nil {
+		cost += st.Liveness.Footprint(st.Raw)
+	}
+	return cost
+}
 
 // SetLimits sets the view's limits. They apply to later statements; a
 // view already above them shrinks as its mirrors are replaced or forgotten.

@@ -2,11 +2,15 @@ package health_test
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -79,4 +83,61 @@ func TestLimitsMaxBytes(t *testing.T) {
 	if v.Bytes() != 0 || v.Len() != 0 {
 		t.Fatalf("after prune: %d bytes, %d mirrors", v.Bytes(), v.Len())
 	}
+}
+
+// StatementCost is what a kept statement really takes: the live heap held
+// by a view full of statements (small ones and near-limit ones) is within
+// a quarter of the sum of their costs, and never above it by more. The
+// statements arrive as signed bytes, as gossip delivers them, and are
+// verified and kept by the view alone.
+func TestStatementCostMatchesHeap(t *testing.T) {
+	big := make([]string, protocol.MaxBundles)
+	for i := range big {
+		big[i] = fmt.Sprintf("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa%06d", i)
+	}
+	for _, tc := range []struct {
+		name    string
+		n       int
+		bundles []string
+	}{{"small", 2000, []string{"bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"}}, {"near-limit", 100, big}} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := health.New(testCfg)
+			before := liveHeap()
+			raws := make([][]byte, tc.n)
+			for i := range raws {
+				s := newSigner(t, i)
+				raw, err := attest.SignLiveness(s.key, protocol.Liveness{
+					Peer: s.id.String(), State: protocol.StateUp, Seq: 1, Time: t0.UnixMilli(),
+					Addrs: []string{"/ip4/192.0.2.1/tcp/4001", "/ip6/2001:db8::1/udp/4001/quic-v1"}, HTTP: "http://192.0.2.1:8080",
+					Bundles: protocol.SortUnique(slices.Clone(tc.bundles)), Version: "v0.1.0",
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				raws[i] = raw
+			}
+			for _, raw := range raws {
+				st, err := attest.Verify(raw, t0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.Apply(st, t0)
+			}
+			raws = nil // the view holds the bytes now
+			heap := int64(liveHeap()) - int64(before)
+			runtime.KeepAlive(v)
+			counted := v.Bytes()
+			t.Logf("%d statements: counted %d KiB, heap %d KiB (%.2f)", tc.n, counted>>10, heap>>10, float64(heap)/float64(counted))
+			if heap > counted*5/4 || heap < counted*3/4 {
+				t.Fatalf("the view's statements take %d KiB of heap, StatementCost counts %d KiB", heap>>10, counted>>10)
+			}
+		})
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -324,6 +324,21 @@ func (v *View) Statements() [][]byte {
 	return out
 }
 
+// Held returns the latest liveness statement of every mirror the view
+// holds (forgotten ones included until Prune), in no particular order:
+// the verified statements themselves, for a consumer that keeps them
+// (evidence) without verifying and decoding them again. The slice is the
+// caller's; the statements are shared and must not be modified.
+func (v *View) Held() []*attest.Statement {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*attest.Statement, 0, len(v.entries))
+	for _, st := range v.entries {
+		out = append(out, st)
+	}
+	return out
+}
+
 // Prune drops the mirrors forgotten at now and returns how many it dropped.
 // Queries already omit them; Prune frees their memory. Call it now and then
 // (every heartbeat is fine).
