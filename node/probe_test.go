@@ -7,7 +7,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -209,24 +208,15 @@ func publishAndReplicate(t *testing.T, c *cluster, origin *Node, followers ...*N
 	return root
 }
 
-// loseBlocks deletes every block file of n's store behind its back: the
-// store still says the bundle is held (and liveness attests it), but the
-// gateway cannot serve it. A disk that lost data silently.
+// loseBlocks takes n's block store away behind its back (closes it, as a
+// failed disk would): the bundle list still says the bundle is held (and
+// liveness attests it), but the gateway cannot serve a block. A disk that
+// lost its data silently. (Damaging the blocks instead would not do: the
+// mirror finds a corrupt block on the first read and fetches it again.)
 func loseBlocks(t *testing.T, n *Node) {
 	t.Helper()
-	k := 0
-	err := filepath.WalkDir(filepath.Join(n.cfg.DataDir, blocksDir, "blocks"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			k++
-			return os.Remove(p)
-		}
-		return nil
-	})
-	if err != nil || k == 0 {
-		t.Fatalf("lose blocks: removed %d files: %v", k, err)
+	if err := n.store.Close(); err != nil {
+		t.Fatalf("lose blocks: %v", err)
 	}
 }
 

@@ -2,14 +2,11 @@ package node
 
 import (
 	"bytes"
-	"encoding/base32"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -80,21 +77,23 @@ func httpGet(t *testing.T, url string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// blockFile finds the file holding block c under dir.
-func blockFile(t *testing.T, dir string, c cid.Cid) string {
+// damageBlock overwrites the start of block c's bytes in the store's pack
+// file in place, as bit rot would, and returns that file.
+func damageBlock(t *testing.T, nd *Node, c cid.Cid, with []byte) string {
 	t.Helper()
-	name := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(c.Hash())
-	var found string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Name() == name {
-			found = p
-		}
-		return nil
-	})
-	if found == "" {
-		t.Fatalf("no file for block %s under %s", c, dir)
+	p, off, _, err := nd.store.Locate(c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return found
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(with, off); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // A mirror that finds a block corrupt while serving logs it (CID and file),
@@ -128,13 +127,7 @@ func TestCorruptBlockRepairedFromPeer(t *testing.T) {
 	if err != nil || !leaf.Defined() {
 		t.Fatalf("no 1 MiB leaf in the bundle: %v", err)
 	}
-	p := blockFile(t, a.cfg.DataDir, leaf)
-	if err := os.WriteFile(p+".new", bytes.Repeat([]byte("rot"), 1000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(p+".new", p); err != nil {
-		t.Fatal(err)
-	}
+	p := damageBlock(t, a, leaf, bytes.Repeat([]byte("rot"), 1000))
 
 	// Serving it finds the corruption.
 	if code, _ := httpGet(t, a.HTTPURL()+"/ipfs/"+leaf.String()+"?format=raw"); code == http.StatusOK {

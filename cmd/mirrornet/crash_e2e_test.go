@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,15 +112,16 @@ func crashTree(t *testing.T) string {
 	return dir
 }
 
-// blockFiles counts the complete block files in a node's store.
-func blockFiles(data string) int {
-	n := 0
-	_ = filepath.WalkDir(filepath.Join(data, "blocks", "blocks"), func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".tmp-") {
-			n++
+// packBytes is how many bytes the pack files of a node's store hold: blocks
+// reach the disk by being appended to them.
+func packBytes(data string) int64 {
+	var n int64
+	paths, _ := filepath.Glob(filepath.Join(data, "blocks", "packs", "*.pack"))
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
 		}
-		return nil
-	})
+	}
 	return n
 }
 
@@ -194,8 +194,8 @@ func lsState(t *testing.T, data string, root cid.Cid) (string, string) {
 
 // TestE2ECrashDuringFetch: an origin publishes a bundle of a few MiB; a
 // follower started with --follow is SIGKILLed at a seeded random moment of
-// its fetch (after a random number of block files reached its disk, or
-// after a random delay), in 20 trials. After each kill the bundle as the
+// its fetch (after a random share of the bundle's bytes reached its disk,
+// or after a random delay), in 20 trials. After each kill the bundle as the
 // crash left it is absent, fetching, or held and complete (never held and
 // partial); the follower restarted on the same --data reports it fetching
 // then held, or held, in `ls --json`, and the held bundle verifies block by
@@ -226,10 +226,11 @@ func TestE2ECrashDuringFetch(t *testing.T) {
 	for trial := range trials {
 		data := t.TempDir()
 		f := startNodeAt(t, data, args...)
-		// Kill after k block files reached the disk (k from 0 to all), or,
-		// every third trial, after a random delay (which may land before
-		// the fetch starts or after it ends).
+		// Kill after the bytes of about k blocks reached the disk (k from 0
+		// to all), or, every third trial, after a random delay (which may
+		// land before the fetch starts or after it ends).
 		k := rng.IntN(want.Blocks + 1)
+		kBytes := int64(k) * want.Size / int64(want.Blocks)
 		delay := time.Duration(rng.IntN(120)) * time.Millisecond
 		byDelay := trial%3 == 2
 		deadline := time.Now().Add(delay)
@@ -237,12 +238,12 @@ func TestE2ECrashDuringFetch(t *testing.T) {
 			deadline = time.Now().Add(20 * time.Second)
 		}
 		tick := time.NewTicker(time.Millisecond)
-		for time.Now().Before(deadline) && (byDelay || blockFiles(data) < k) {
+		for time.Now().Before(deadline) && (byDelay || packBytes(data) < kBytes) {
 			<-tick.C
 		}
 		tick.Stop()
 		f.kill(t)
-		atKill := blockFiles(data)
+		atKill := packBytes(data)
 
 		held := recordedHeld(t, data, root)
 		state := checkStore(t, data, root, want)
@@ -272,8 +273,8 @@ func TestE2ECrashDuringFetch(t *testing.T) {
 		if got := checkStore(t, data, root, want); got != store.StateHeld {
 			t.Fatalf("trial %d: after restart and fetch the store says %q", trial, got)
 		}
-		t.Logf("trial %d: killed with %d/%d block files (k=%d, delay=%v, byDelay=%v): %s; after restart: %v",
-			trial, atKill, want.Blocks, k, delay, byDelay, state, seen)
+		t.Logf("trial %d: killed with %d/%d bytes in packs (k=%d, delay=%v, byDelay=%v): %s; after restart: %v",
+			trial, atKill, want.Size, k, delay, byDelay, state, seen)
 	}
 	t.Logf("%d trials in %v: %v", trials, time.Since(start).Round(time.Millisecond), outcomes)
 	if outcomes["after kill: "+store.StateFetching] == 0 {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,20 +22,30 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// blockBytes sums the sizes of the files under the node's block store.
+// blockBytes sums the disk space allocated to the files under the node's
+// block store (a deleted block's bytes are punched out of its pack file,
+// which frees them without shrinking the file).
 func blockBytes(t *testing.T, data string) int64 {
 	t.Helper()
 	var n int64
 	_ = filepath.WalkDir(filepath.Join(data, "blocks"), func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if info, err := d.Info(); err == nil {
-				n += info.Size()
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				} else {
+					n += info.Size()
+				}
 			}
 		}
 		return nil
 	})
 	return n
 }
+
+// leftoverSlack is what deleting blocks may leave allocated: the records'
+// headers, their tombstones and the partly used pages at their ends.
+const leftoverSlack = 64 << 10
 
 // truncatedImport posts to the node's admin socket the import stream of
 // src cut off after its first k blocks (no end frame, no root): what the
@@ -84,7 +95,7 @@ func TestE2EInterruptedPublishIsCleanedUp(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(msg, "import interrupted") {
 		t.Fatalf("truncated import: %d %s", code, msg)
 	}
-	if now := blockBytes(t, m.data); now != before {
+	if now := blockBytes(t, m.data); now > before+leftoverSlack {
 		t.Fatalf("after the interrupted import was answered the block store holds %s, before %s", humanBytes(now), humanBytes(before))
 	}
 
@@ -106,7 +117,7 @@ func TestE2EInterruptedPublishIsCleanedUp(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the cancelled publish's blocks are freed", func() (bool, string) {
 		now := blockBytes(t, m.data)
-		return now <= before, "block store holds " + humanBytes(now) + ", before " + humanBytes(before)
+		return now <= before+leftoverSlack, "block store holds " + humanBytes(now) + ", before " + humanBytes(before)
 	})
 
 	out, errOut, code := mirrornet(t, "gc", "--data", m.data, "--json")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"os"
 	"sync"
 	"testing"
 )
@@ -36,11 +35,9 @@ func TestOnCorruptReports(t *testing.T) {
 	}
 	all := dagBlocks(t, s, res.Root)
 	corrupt := func(i int) string {
-		p := s.path(key(all[i]))
-		replace(t, p, []byte("bit rot"))
-		return p
+		return overwrite(t, s, all[i], []byte("bit rot"))
 	}
-	check := func(step, foundBy string, i int, p string) {
+	check := func(step, foundBy string, i int, p string, st *Store) {
 		t.Helper()
 		mu.Lock()
 		defer mu.Unlock()
@@ -54,8 +51,8 @@ func TestOnCorruptReports(t *testing.T) {
 		if heldAtReport[foundBy] {
 			t.Fatalf("%s: the bundle was still held when the corruption was reported", step)
 		}
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Fatalf("%s: corrupt file not deleted", step)
+		if present(st, all[i]) {
+			t.Fatalf("%s: corrupt block not deleted", step)
 		}
 		got = nil
 	}
@@ -71,7 +68,7 @@ func TestOnCorruptReports(t *testing.T) {
 	if _, err := s.Get(all[3]); err == nil {
 		t.Fatal("corrupt block read back")
 	}
-	check("read", "read", 3, p)
+	check("read", "read", 3, p, s)
 	restore()
 
 	p = corrupt(4)
@@ -81,16 +78,15 @@ func TestOnCorruptReports(t *testing.T) {
 	mu.Lock()
 	got[0].Cid = all[4] // Scrub reports raw CIDv1s; the multihash is what counts
 	mu.Unlock()
-	check("scrub", "scrub", 4, p)
+	check("scrub", "scrub", 4, p, s)
 	restore()
 
 	// Open's check of held bundles walks the DAG (inner nodes are read)
 	s.Close()
-	p = s.path(key(all[0]))
-	replace(t, p, []byte("bit rot"))
+	p = overwrite(t, s, all[0], []byte("bit rot"))
 	s = nil
 	s2 := open(t, dir, opts)
-	check("open", "walk", 0, p)
+	check("open", "walk", 0, p, s2)
 	if s2.Held(res.Root) {
 		t.Fatal("bundle held after Open found its root corrupt")
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"os"
 	"testing"
 )
 
@@ -32,14 +31,11 @@ func TestGetInto(t *testing.T) {
 
 	// A block rewritten on disk fails the check through the buffer too,
 	// and is removed.
-	p := s.path(key(c))
-	if err := os.WriteFile(p, bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	overwrite(t, s, c, bytes.Repeat([]byte("x"), 4096))
 	if _, err := s.GetInto(c, buf); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("GetInto of a corrupt block: %v, want ErrCorrupt", err)
 	}
-	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+	if present(s, c) {
 		t.Fatal("corrupt block not removed")
 	}
 }

@@ -1,37 +1,42 @@
 // Package store is mirrornet's content-addressed, crash-safe block store and
 // the bookkeeping of which bundles a mirror follows and holds.
 //
-// Blocks live one per file under DIR/blocks, named by the base32 of their
-// multihash (so a CIDv0 and a CIDv1 of the same bytes share one file) and
-// sharded by two characters of that name. Every block is hashed against its
-// CID on Put (PutVerified is for callers that hashed the bytes themselves)
-// and again when read back; a block that no longer matches is deleted and
-// reported as ErrCorrupt.
+// Blocks live in pack files under DIR/packs, appended one record after
+// another, rather than one file per block: creating a file per block cost
+// about half a millisecond of kernel time per block (see pack.go for the
+// format and docs/BENCHMARKS.md for the measurements that chose it). An
+// in-memory index, rebuilt at Open from each pack's index file, maps a
+// block's multihash (so a CIDv0 and a CIDv1 of the same bytes share one
+// record) to its place. Every block is hashed against its CID on Put
+// (PutVerified is for callers that hashed the bytes themselves) and again
+// when read back; a block that no longer matches is deleted and reported as
+// ErrCorrupt. A store directory of the older file-per-block layout is
+// migrated on first Open (see migrate.go).
 //
-// Reads do not hash a block again while its file is the very version this
-// process last verified or wrote: a bounded in-memory cache maps each such
-// block to its file's identity (device, inode, size, mtime and ctime, taken
-// from the open file before and after reading it). Replacing, truncating or
-// rewriting the file, or touching it with os.Chtimes (which moves the
-// ctime), changes the identity, so the next read hashes it. A file changed
-// within [racyWindow] of being verified is not cached (Git's "racy clean"
-// rule: kernels and file systems with coarse timestamps may give two
-// writes within one clock tick the same times), and where the identity
-// lacks inode and ctime (systems other than Linux) the cache is off. The
-// cache starts empty at Open, so after a crash every block is hashed on its
-// first read. Scrub never consults it: it re-hashes every block from disk,
-// which is what finds bit rot under an unchanged file.
+// Reads do not hash a block again while its pack is the very version this
+// process last verified it in: a bounded in-memory cache maps each such
+// block to its pack and the pack's epoch, and the epoch moves whenever the
+// pack file's identity (device, inode, size, mtime and ctime, taken from
+// the open file before and after reading) differs from the one last seen.
+// Rewriting a pack in place, replacing or truncating it, or touching it
+// with os.Chtimes (which moves the ctime) thus makes the next read of each
+// of its blocks hash it. A pack changed within [racyWindow] of a
+// verification is not cached (Git's "racy clean" rule), and where the
+// identity lacks inode and ctime (systems other than Linux) the cache is
+// off. The cache starts empty at Open, so after a crash every block is
+// hashed on its first read. Scrub never consults it: it re-hashes every
+// block, which is what finds bit rot under an unchanged file.
 //
-// Durability is group-committed. Put writes a block to a temporary file in
-// its final directory, starts its writeback (sync_file_range on Linux, which
-// does not wait) and renames it into place: no fsync per block. A block that
-// is not part of a held bundle may therefore be torn or empty after a power
-// loss; reads re-hash, so such a block is found, deleted and fetched again.
-// A block becomes durable when a bundle containing it is marked held:
-// MarkHeld walks the whole DAG, re-hashing every block except raw leaves
-// this process itself wrote with Put (their bytes were hashed on the way
-// in), then fsyncs every block file not already durable and every block
-// directory touched, and only then records the bundle as held.
+// Durability is group-committed. Put appends a block to the active pack and
+// starts its writeback (sync_file_range on Linux, which does not wait): no
+// fsync per block. A block that is not part of a held bundle may therefore
+// be torn or missing after a power loss; reads re-hash, so such a block is
+// found, deleted and fetched again. A block becomes durable when a bundle
+// containing it is marked held: MarkHeld walks the whole DAG, re-hashing
+// every block except raw leaves this process itself wrote with Put (their
+// bytes were hashed on the way in), then fsyncs every pack holding a block
+// not yet durable and writes its index, and only then records the bundle
+// as held.
 //
 // A bundle is a DAG root the mirror follows. Its state is "fetching" until
 // MarkHeld has walked the whole DAG and found every block present, valid and
@@ -52,12 +57,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,7 +79,7 @@ const (
 )
 
 const (
-	blocksDir   = "blocks"
+	blocksDir   = "blocks" // the file-per-block layout, migrated at Open
 	bundlesFile = "bundles.json"
 	tmpPrefix   = atomicfile.TempPrefix
 )
@@ -112,10 +115,14 @@ type Options struct {
 	// fails with ErrStorageLimit rather than exceed it.
 	MaxBytes int64
 
-	// VerifiedCache is how many blocks' verified file identities the store
+	// VerifiedCache is how many blocks' verified locations the store
 	// remembers so reads need not hash them again; 0 means
 	// DefaultVerifiedCache, -1 turns the cache off (every read hashes).
 	VerifiedCache int
+
+	// PackSize is the size at which the active pack is sealed and a new
+	// one started; 0 means DefaultPackSize.
+	PackSize int64
 
 	// OnCorrupt, if set, is told of every block found corrupt and deleted
 	// (by a read, MarkHeld's walk, Scrub or Open's check of held bundles),
@@ -129,7 +136,9 @@ type Options struct {
 // Corruption describes a block found corrupt on disk and deleted.
 type Corruption struct {
 	Cid  cid.Cid // the CID it was read as (a raw-codec CIDv1 when found by Scrub)
-	File string  // the block file that was deleted
+	File string  // the pack file that held it
+	// Offset is where the block's bytes started in File.
+	Offset int64
 	// FoundBy names what found it: "read", "walk" (MarkHeld, Open) or
 	// "scrub".
 	FoundBy string
@@ -145,19 +154,29 @@ type BundleInfo struct {
 
 // Store is a block store in one directory. Create it with Open.
 type Store struct {
-	dir    string
-	blocks string
-	opts   Options
+	dir      string
+	packDir  string
+	opts     Options
+	packSize int64
 
 	// gc is held for reading by Put and for writing by GC, so a block
 	// written while GC sweeps is never swept.
 	gc sync.RWMutex
+	// wmu serialises writes to packs: appends, sealing, tombstones.
+	// Lock order: gc, then wmu, then mu, then a pack's idxMu.
+	wmu sync.Mutex
 
 	mu       sync.Mutex
 	closed   bool
 	usage    int64
 	bundles  map[string]*BundleInfo   // by root KeyString
 	inflight map[string]chan struct{} // blocks being written, by key
+	// index locates every live block, by key.
+	index map[string]loc
+	// packs by number; active is the one appended to (nil after a failed
+	// seal until the next write creates one).
+	packs  map[uint32]*pack
+	active *pack
 	// heldBlocks counts, per block key, the held bundles whose DAG holds it.
 	// Those blocks are durable: MarkHeld fsynced them.
 	heldBlocks map[string]int
@@ -165,11 +184,14 @@ type Store struct {
 	// removed since): their bytes were hashed on the way in, so MarkHeld
 	// need not read raw leaves among them again.
 	fresh map[string]struct{}
-	// verified remembers the file versions this process hashed or wrote.
+	// verified remembers the block locations this process hashed.
 	verified *verifiedCache
 	// corrupt queues blocks found corrupt for Options.OnCorrupt until the
 	// finding method has released s.mu and updated bundle states.
 	corrupt []Corruption
+	// tombs queues tombstones of blocks dropped while s.mu was held, to be
+	// appended once it is released (reportCorrupt).
+	tombs []loc
 	// now is the clock the verified cache's racy window is measured by;
 	// tests move it forward.
 	now func() time.Time
@@ -182,17 +204,49 @@ type Store struct {
 	check func(c cid.Cid, data []byte) error
 }
 
-var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+// pack is one pack file.
+type pack struct {
+	seq  uint32
+	path string
+	f    *os.File
 
-// key is the file name of a block: base32 of its multihash.
-func key(c cid.Cid) string { return b32.EncodeToString(c.Hash()) }
+	// guarded by Store.mu
+	size   int64 // bytes in the file: where the next record goes
+	synced int64 // the prefix known durable (fsynced)
+	sealed bool
+	live   int64    // bytes of live blocks
+	recs   []record // every record, in file order (for the index)
 
-func (s *Store) path(k string) string {
-	return filepath.Join(s.blocks, k[len(k)-3:len(k)-1], k)
+	// idxMu serialises index writes and hole punching.
+	idxMu   sync.Mutex
+	indexed int64 // what the index file on disk covers
+
+	// idMu guards the identity the verified cache trusts.
+	idMu    sync.Mutex
+	trusted fileID
+	epoch   uint64
 }
 
-// Open opens (creating if needed) the store in dir. It removes temporary
-// files left by a crash and recounts the space used.
+// loc is where a live block is.
+type loc struct {
+	p    *pack
+	off  int64  // record start
+	klen uint8  // multihash length
+	size uint32 // block bytes
+}
+
+func (l loc) dataOff() int64 { return l.off + recHdrSize + int64(l.klen) }
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// key is the index key of a block: base32 of its multihash.
+func key(c cid.Cid) string { return b32.EncodeToString(c.Hash()) }
+
+// Open opens (creating if needed) the store in dir. It migrates a directory
+// of the file-per-block layout, loads the pack indexes, cuts off a write
+// torn by a crash, and rechecks every held bundle. A damaged store
+// (ErrDamaged) or one from a newer version (ErrNewerVersion) is refused with
+// one line saying which file and what to do; nothing is changed then.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("store: Options.MaxBytes must be >= 0, got %d", opts.MaxBytes)
@@ -200,19 +254,25 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.VerifiedCache < -1 {
 		return nil, fmt.Errorf("store: Options.VerifiedCache must be >= -1, got %d", opts.VerifiedCache)
 	}
+	if opts.PackSize < 0 {
+		return nil, fmt.Errorf("store: Options.PackSize must be >= 0, got %d", opts.PackSize)
+	}
 	cacheSize := opts.VerifiedCache
 	if cacheSize == 0 {
 		cacheSize = DefaultVerifiedCache
 	}
 	if !strongFileID {
-		cacheSize = -1 // size and mtime alone miss a same-size copy with its mtime kept
+		cacheSize = -1 // size and mtime alone miss a same-size rewrite with its mtime kept
 	}
 	s := &Store{
 		dir:        dir,
-		blocks:     filepath.Join(dir, blocksDir),
+		packDir:    filepath.Join(dir, packsDir),
 		opts:       opts,
+		packSize:   opts.PackSize,
 		bundles:    map[string]*BundleInfo{},
 		inflight:   map[string]chan struct{}{},
+		index:      map[string]loc{},
+		packs:      map[uint32]*pack{},
 		heldBlocks: map[string]int{},
 		fresh:      map[string]struct{}{},
 		verified:   newVerifiedCache(cacheSize),
@@ -220,7 +280,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		fsync:      fsyncPath,
 		check:      verify.Check,
 	}
-	if err := os.MkdirAll(s.blocks, 0o755); err != nil {
+	if s.packSize == 0 {
+		s.packSize = DefaultPackSize
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotWritable, dir, unwrapPath(err))
 	}
 	probe, err := os.CreateTemp(dir, tmpPrefix+"probe-")
@@ -230,27 +293,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	probe.Close()
 	os.Remove(probe.Name())
 
-	err = filepath.WalkDir(s.blocks, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if strings.HasPrefix(d.Name(), tmpPrefix) {
-			return os.Remove(p)
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		s.usage += fi.Size()
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: scanning %s: %w", s.blocks, err)
+	if err := s.openPacks(); err != nil {
+		s.closeFiles()
+		return nil, err
 	}
 	if err := s.load(); err != nil {
+		s.closeFiles()
 		return nil, err
 	}
 	// A held bundle must still be complete and valid: recheck and rebuild
@@ -259,27 +307,40 @@ func Open(dir string, opts Options) (*Store, error) {
 	err = s.recheckHeldLocked(context.Background())
 	s.mu.Unlock()
 	if err != nil {
+		s.closeFiles()
 		return nil, err
 	}
 	s.reportCorrupt()
 	return s, nil
 }
 
-// corruptLocked queues a report of block c, found corrupt by foundBy, whose
-// file p was deleted. s.mu must be held.
-func (s *Store) corruptLocked(c cid.Cid, p, foundBy string) {
+// corruptLocked queues a report of block c, found corrupt by foundBy at l.
+// s.mu must be held.
+func (s *Store) corruptLocked(c cid.Cid, l loc, foundBy string) {
 	if s.opts.OnCorrupt != nil {
-		s.corrupt = append(s.corrupt, Corruption{Cid: c, File: p, FoundBy: foundBy})
+		s.corrupt = append(s.corrupt, Corruption{Cid: c, File: l.p.path, Offset: l.dataOff(), FoundBy: foundBy})
 	}
 }
 
-// reportCorrupt hands queued corruption reports to Options.OnCorrupt.
-// Call it without s.mu held, after bundle states are up to date.
+// reportCorrupt appends the tombstones of blocks dropped under s.mu and
+// hands queued corruption reports to Options.OnCorrupt. Call it without
+// s.mu held, after bundle states are up to date.
 func (s *Store) reportCorrupt() {
 	s.mu.Lock()
-	pending := s.corrupt
-	s.corrupt = nil
+	pending, tombs := s.corrupt, s.tombs
+	s.corrupt, s.tombs = nil, nil
 	s.mu.Unlock()
+	if len(tombs) > 0 {
+		// Not fsynced and not punched: were a tombstone lost, the corrupt
+		// record would be found corrupt again.
+		s.wmu.Lock()
+		for _, l := range tombs {
+			if err := s.appendTombLocked(l); err != nil {
+				break
+			}
+		}
+		s.wmu.Unlock()
+	}
 	for _, c := range pending {
 		s.opts.OnCorrupt(c)
 	}
@@ -293,13 +354,28 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Close marks the store closed. It is idempotent; later calls fail with
-// ErrClosed.
+// Close marks the store closed and closes its pack files. It is
+// idempotent; later calls fail with ErrClosed.
 func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.closeFiles()
+	return nil
+}
+
+func (s *Store) closeFiles() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
-	return nil
+	for _, p := range s.packs {
+		p.f.Close()
+	}
 }
 
 func (s *Store) checkOpen() error {
@@ -351,7 +427,6 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 	k := key(c)
-	p := s.path(k)
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -363,7 +438,7 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 			<-ch
 			continue
 		}
-		if _, err := os.Stat(p); err == nil {
+		if _, ok := s.index[k]; ok {
 			s.mu.Unlock()
 			return nil
 		}
@@ -379,13 +454,7 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 		s.inflight[k] = ch
 		s.mu.Unlock()
 
-		err := s.writeBlock(p, data)
-		if err == nil {
-			// the file version just written holds the verified bytes
-			if fi, serr := os.Stat(p); serr == nil {
-				s.verified.add(k, idOf(fi), s.now())
-			}
-		}
+		err := s.appendBlock(k, c.Hash(), data)
 		s.mu.Lock()
 		delete(s.inflight, k)
 		if err != nil {
@@ -397,6 +466,9 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 		close(ch)
 		if isNoSpace(err) {
 			return errorf(ErrNoSpace, "store: no space left on device writing block %s to %s: free disk space or lower the storage limit (reads keep working)", c, s.dir)
+		}
+		if errors.Is(err, ErrClosed) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("store: writing block %s: %w", c, err)
@@ -423,39 +495,6 @@ func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// writeBlock writes data to p so that p is either absent or complete while
-// the system runs (temp file in the same directory, renamed into place) and
-// starts its writeback without waiting. It does not fsync: after a power
-// loss the file may be torn, which reads detect. MarkHeld makes it durable.
-func (s *Store) writeBlock(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	startWriteback(f)
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
 // fsyncPath opens a file or directory read-only and fsyncs it.
 func fsyncPath(p string) error {
 	f, err := os.Open(p)
@@ -468,8 +507,6 @@ func fsyncPath(p string) error {
 	}
 	return err
 }
-
-func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // Get returns a block's bytes after checking them against c. A block that
 // fails the check is deleted and ErrCorrupt returned; a held bundle that
@@ -486,118 +523,24 @@ func (s *Store) GetInto(c cid.Cid, buf []byte) ([]byte, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	data, err := s.read(c, buf)
-	if errors.Is(err, ErrCorrupt) {
+	k := key(c)
+	data, l, err := s.readBlock(c, k, true, buf)
+	switch {
+	case errors.Is(err, errNotStored):
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
+	case errors.Is(err, errBadHash):
 		s.mu.Lock()
-		held := s.heldBlocks[key(c)] > 0
-		if held {
+		s.dropLocked(c, k, l, "read")
+		if s.heldBlocks[k] > 0 {
 			_ = s.recheckHeldLocked(context.Background())
 		}
 		s.mu.Unlock()
 		s.reportCorrupt()
-	}
-	return data, err
-}
-
-// read reads and verifies a block, deleting it if it is corrupt. It does not
-// touch bundle state.
-func (s *Store) read(c cid.Cid, buf []byte) ([]byte, error) {
-	k := key(c)
-	p := s.path(k)
-	data, err := s.readChecked(c, k, p, true, buf)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, c)
-	}
-	if errors.Is(err, errBadHash) {
-		s.dropCorrupt(c, p, "read")
 		return nil, fmt.Errorf("%w: %s", ErrCorrupt, c)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("store: reading block %s: %w", c, err)
 	}
 	return data, nil
-}
-
-// errBadHash is readChecked's report of a block file that does not hash to
-// its CID.
-var errBadHash = errors.New("store: block file does not match its CID")
-
-// readChecked reads block file p (key k) and checks it against c. With
-// useCache, a file whose identity before and after the read is the version
-// this process last verified is not hashed again. A file found valid has its
-// identity recorded. An absent file gives an error wrapping fs.ErrNotExist;
-// one that does not match c gives errBadHash along with the bytes read.
-func (s *Store) readChecked(c cid.Cid, k, p string, useCache bool, buf []byte) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	id := idOf(fi)
-	var data []byte
-	if size := fi.Size(); buf != nil && size <= int64(cap(buf)) {
-		data = buf[:size]
-	} else {
-		data = make([]byte, size)
-	}
-	n, err := io.ReadFull(f, data)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		// shrank while being read: not the version measured; hash what is there
-		data, useCache, err = data[:n], false, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	same := func() bool {
-		after, err := f.Stat()
-		return err == nil && idOf(after) == id
-	}
-	if useCache && s.verified.has(k, id) && same() {
-		return data, nil
-	}
-	if s.check(c, data) != nil {
-		s.verified.forget(k)
-		return data, errBadHash
-	}
-	if same() {
-		s.verified.add(k, id, s.now())
-	}
-	return data, nil
-}
-
-// remove deletes a block file and returns its size (0 if it was absent).
-func (s *Store) remove(p string) int64 {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	if err := os.Remove(p); err != nil {
-		return 0
-	}
-	s.mu.Lock()
-	s.removedLocked(p, fi.Size())
-	s.mu.Unlock()
-	return fi.Size()
-}
-
-// dropCorrupt deletes the corrupt block file p of c and queues its report.
-func (s *Store) dropCorrupt(c cid.Cid, p, foundBy string) {
-	s.remove(p)
-	s.mu.Lock()
-	s.corruptLocked(c, p, foundBy)
-	s.mu.Unlock()
-}
-
-// removedLocked accounts for block file p (n bytes) having been deleted.
-func (s *Store) removedLocked(p string, n int64) {
-	k := filepath.Base(p)
-	s.verified.forget(k)
-	s.usage -= n
-	delete(s.fresh, k)
 }
 
 // Has reports whether the block is present (without re-hashing it).
@@ -605,14 +548,8 @@ func (s *Store) Has(c cid.Cid) (bool, error) {
 	if err := s.checkOpen(); err != nil {
 		return false, err
 	}
-	_, err := os.Stat(s.path(key(c)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("store: %w", err)
-	}
-	return true, nil
+	_, ok := s.lookup(key(c))
+	return ok, nil
 }
 
 // GetSize returns a block's size in bytes, or ErrNotFound.
@@ -620,29 +557,41 @@ func (s *Store) GetSize(c cid.Cid) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
 	}
-	fi, err := os.Stat(s.path(key(c)))
-	if errors.Is(err, fs.ErrNotExist) {
+	l, ok := s.lookup(key(c))
+	if !ok {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, c)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("store: %w", err)
-	}
-	return int(fi.Size()), nil
+	return int(l.size), nil
 }
 
-// Delete removes a block; deleting an absent block is not an error. A held
-// bundle that contained it goes back to fetching.
+// Locate returns the pack file holding block c and the offset of the
+// block's bytes in it: for logs, and for tests that damage a block.
+func (s *Store) Locate(c cid.Cid) (file string, offset int64, size int, err error) {
+	l, ok := s.lookup(key(c))
+	if !ok {
+		return "", 0, 0, fmt.Errorf("%w: %s", ErrNotFound, c)
+	}
+	return l.p.path, l.dataOff(), int(l.size), nil
+}
+
+// Delete removes a block; deleting an absent block is not an error. Its
+// space is freed at once (its bytes are punched out of its pack once the
+// deletion is durable). A held bundle that contained it goes back to
+// fetching.
 func (s *Store) Delete(c cid.Cid) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	s.remove(s.path(key(c)))
+	k := key(c)
+	_, err := s.deleteKeys([]string{k})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.heldBlocks[key(c)] > 0 {
-		return s.recheckHeldLocked(context.Background())
+	if s.heldBlocks[k] > 0 {
+		if rerr := s.recheckHeldLocked(context.Background()); err == nil {
+			err = rerr
+		}
 	}
-	return nil
+	return err
 }
 
 // HeldBlock reports whether the block belongs to the DAG of a held bundle:
@@ -660,14 +609,28 @@ func (s *Store) AllKeys(ctx context.Context) ([]cid.Cid, error) {
 		return nil, err
 	}
 	var out []cid.Cid
-	err := s.eachBlock(ctx, func(k, _ string) error {
+	for _, k := range s.keys() {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		c, err := keyCid(k)
 		if err == nil {
 			out = append(out, c)
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
+}
+
+// keys lists the index keys, sorted.
+func (s *Store) keys() []string {
+	s.mu.Lock()
+	out := make([]string, 0, len(s.index))
+	for k := range s.index {
+		out = append(out, k)
+	}
+	s.mu.Unlock()
+	sort.Strings(out)
+	return out
 }
 
 func keyCid(k string) (cid.Cid, error) {
@@ -679,21 +642,6 @@ func keyCid(k string) (cid.Cid, error) {
 		return cid.Undef, err
 	}
 	return cid.NewCidV1(cid.Raw, b), nil
-}
-
-func (s *Store) eachBlock(ctx context.Context, fn func(key, path string) error) error {
-	return filepath.WalkDir(s.blocks, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) {
-			return nil
-		}
-		return fn(d.Name(), p)
-	})
 }
 
 // Usage returns the bytes of block data stored.
@@ -746,8 +694,8 @@ func (s *Store) Unfollow(root cid.Cid) error {
 }
 
 // MarkHeld follows root if needed, walks its whole DAG re-hashing every
-// block (except raw leaves this process put), fsyncs every block (and block
-// directory) not yet durable, and only if every block is present, valid and
+// block (except raw leaves this process put), fsyncs every pack holding a
+// block not yet durable, and only if every block is present, valid and
 // durable records the bundle as held. It blocks while it reads and syncs;
 // other methods go on meanwhile.
 // Otherwise it returns an error wrapping ErrIncomplete (or ErrNoSpace) and
@@ -777,14 +725,18 @@ func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	// Make every block of the DAG durable before recording the bundle as
 	// held. Blocks of other held bundles already are. s.mu is released
 	// while syncing so reads and puts go on; the bundle is re-checked after.
-	var todo []string
+	todo := map[*pack]int64{} // pack -> end of the last record to make durable
 	for _, k := range keys {
-		if s.heldBlocks[k] == 0 {
-			todo = append(todo, k)
+		l, ok := s.index[k]
+		if !ok || s.heldBlocks[k] > 0 {
+			continue
+		}
+		if end := l.dataOff() + int64(l.size); end > l.p.synced && end > todo[l.p] {
+			todo[l.p] = end
 		}
 	}
 	s.mu.Unlock()
-	err = s.syncKeys(todo)
+	err = s.syncPacks(todo)
 	s.mu.Lock()
 	b, ok = s.bundles[root.KeyString()]
 	if !ok {
@@ -796,11 +748,16 @@ func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	if b.State == StateHeld {
 		return *b, nil
 	}
-	// A block deleted (Delete, Scrub) while s.mu was released is caught
-	// here; one deleted after is caught by Delete's recheck of held bundles.
+	// A block deleted (Delete, Scrub) or lost to a failed sync while s.mu
+	// was released is caught here; one deleted after is caught by Delete's
+	// recheck of held bundles.
 	for _, k := range keys {
-		if _, err := os.Stat(s.path(k)); err != nil {
+		l, ok := s.index[k]
+		if !ok {
 			return *b, fmt.Errorf("%w: %s: block %s went away", ErrIncomplete, root, k)
+		}
+		if l.dataOff()+int64(l.size) > l.p.synced {
+			return *b, fmt.Errorf("%w: %s: block %s was rewritten and is not durable yet", ErrIncomplete, root, k)
 		}
 	}
 	prev := *b
@@ -815,67 +772,39 @@ func (s *Store) MarkHeld(root cid.Cid) (BundleInfo, error) {
 	return info, nil
 }
 
-// syncParallel is how many fsyncs MarkHeld runs at once: the file system
-// batches concurrent fsyncs into fewer journal commits.
+// syncParallel is how many packs MarkHeld fsyncs at once.
 const syncParallel = 8
 
-// syncKeys fsyncs the block files named by keys and then, once each, the
-// directories that hold them and the blocks directory. A block that cannot
-// be made durable is deleted (its pages may be lost) and the error wraps
-// ErrIncomplete, or ErrNoSpace when the disk is full.
-func (s *Store) syncKeys(keys []string) error {
-	if len(keys) == 0 {
+// syncPacks makes each pack durable at least up to the given offset (and
+// writes its index). A pack whose fsync fails loses its records not known
+// durable (their pages may be gone): they are dropped from the index, and
+// the error wraps ErrIncomplete, or ErrNoSpace when the disk is full.
+func (s *Store) syncPacks(todo map[*pack]int64) error {
+	if len(todo) == 0 {
 		return nil
 	}
-	dirs := map[string]struct{}{}
-	var paths []string
-	for _, k := range keys {
-		p := s.path(k)
-		paths = append(paths, p)
-		dirs[filepath.Dir(p)] = struct{}{}
-	}
-	if err := s.syncAll(paths, true); err != nil {
-		return err
-	}
-	paths = paths[:0]
-	for d := range dirs {
-		paths = append(paths, d)
-	}
-	paths = append(paths, s.blocks)
-	return s.syncAll(paths, false)
-}
-
-// syncAll fsyncs paths with up to syncParallel goroutines and waits for
-// them. The first error is returned; with dropBad, a file whose fsync failed
-// (other than by being absent) is deleted.
-func (s *Store) syncAll(paths []string, dropBad bool) error {
-	work := make(chan string)
+	work := make(chan *pack)
 	var (
 		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
 	)
-	for range min(syncParallel, len(paths)) {
+	for range min(syncParallel, len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				err := s.fsync(p)
-				if err == nil {
-					continue
+				if err := s.syncPack(p); err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
 				}
-				if dropBad && !errors.Is(err, fs.ErrNotExist) {
-					s.remove(p)
-				}
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				errMu.Unlock()
 			}
 		}()
 	}
-	for _, p := range paths {
+	for p := range todo {
 		work <- p
 	}
 	close(work)
@@ -892,18 +821,21 @@ func (s *Store) syncAll(paths []string, dropBad bool) error {
 
 // walk verifies the DAG under root and returns its totals and block keys.
 // A raw leaf this process wrote with Put (and has not removed since) is
-// not read again: Put hashed exactly the bytes it wrote; nor is one whose
-// file is the version this process last verified (the verified cache).
-// Every other block (inner nodes, blocks found on disk at Open, possibly
-// torn by a crash) is read and re-hashed unless the verified cache vouches
-// for its file; a corrupt one is deleted.
+// not read again: Put hashed exactly the bytes it wrote; nor is one the
+// verified cache vouches for. Every other block (inner nodes, blocks found
+// on disk at Open, possibly torn by a crash) is read and re-hashed; a
+// corrupt one is deleted.
 func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
-	info, keys, err := s.walkDAG(ctx, root, func(k string) bool {
+	info, keys, err := s.walkDAG(ctx, root, func(k string) (loc, bool) { return s.lookup(k) }, func(k string) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		_, ok := s.fresh[k]
 		return ok
-	}, func(c cid.Cid, p string, n int64) { s.dropCorrupt(c, p, "walk") })
+	}, func(c cid.Cid, k string, l loc) {
+		s.mu.Lock()
+		s.dropLocked(c, k, l, "walk")
+		s.mu.Unlock()
+	})
 	if err != nil && !errors.Is(err, ErrIncomplete) {
 		err = fmt.Errorf("%w: %s: %w", ErrIncomplete, root, err)
 	}
@@ -912,9 +844,9 @@ func (s *Store) walk(ctx context.Context, root cid.Cid) (BundleInfo, []string, e
 
 // walkDAG visits the DAG under root depth-first, each block once, and
 // returns the first missing or corrupt block's error after visiting all it
-// can reach. fresh says whether a block's file was written by this
-// process; drop deletes the corrupt block file of c, n bytes.
-func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string) bool, drop func(c cid.Cid, path string, n int64)) (BundleInfo, []string, error) {
+// can reach. find locates a block; fresh says whether it was written by
+// this process; drop deletes the corrupt block c at l.
+func (s *Store) walkDAG(ctx context.Context, root cid.Cid, find func(k string) (loc, bool), fresh func(key string) bool, drop func(c cid.Cid, k string, l loc)) (BundleInfo, []string, error) {
 	info := BundleInfo{Root: root, State: StateHeld}
 	var keys []string
 	// A missing or corrupt block does not stop the walk: the rest of the
@@ -939,28 +871,21 @@ func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string
 			continue
 		}
 		seen[k] = struct{}{}
-		p := s.path(k)
-		if c.Type() == cid.Raw {
-			// a leaf has no links: its size is all the walk needs
-			fi, err := os.Stat(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
-				continue
-			}
-			if err == nil && (fresh(k) || s.verified.has(k, idOf(fi))) {
-				info.Bytes += fi.Size()
-				info.Blocks++
-				keys = append(keys, k)
-				continue
-			}
-		}
-		data, err := s.readChecked(c, k, p, true, nil)
-		if errors.Is(err, fs.ErrNotExist) {
+		l, ok := find(k)
+		if !ok {
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrNotFound, c))
 			continue
 		}
+		if c.Type() == cid.Raw && (fresh(k) || s.cachedValid(k, l)) {
+			// a leaf has no links: its size is all the walk needs
+			info.Bytes += int64(l.size)
+			info.Blocks++
+			keys = append(keys, k)
+			continue
+		}
+		data, err := s.readAt(c, k, l, true, nil)
 		if errors.Is(err, errBadHash) {
-			drop(c, p, int64(len(data)))
+			drop(c, k, l)
 			fail(fmt.Errorf("%w: %s: %w: %s", ErrIncomplete, root, ErrCorrupt, c))
 			continue
 		}
@@ -983,7 +908,7 @@ func (s *Store) walkDAG(ctx context.Context, root cid.Cid, fresh func(key string
 
 // recheckHeldLocked walks every held bundle again, demotes those no longer
 // complete to fetching, persists the change and rebuilds heldBlocks. s.mu
-// must be held; the walks read files only.
+// must be held; the walks read pack files only.
 func (s *Store) recheckHeldLocked(ctx context.Context) error {
 	s.heldBlocks = map[string]int{}
 	changed := false
@@ -1011,18 +936,15 @@ func (s *Store) recheckHeldLocked(ctx context.Context) error {
 	return nil
 }
 
-// walkLocked is walk while s.mu is held: corrupt blocks are removed
-// without touching s.mu again.
+// walkLocked is walk while s.mu is held.
 func (s *Store) walkLocked(ctx context.Context, root cid.Cid) (BundleInfo, []string, error) {
-	return s.walkDAG(ctx, root, func(k string) bool {
+	return s.walkDAG(ctx, root, func(k string) (loc, bool) {
+		l, ok := s.index[k]
+		return l, ok
+	}, func(k string) bool {
 		_, ok := s.fresh[k]
 		return ok
-	}, func(c cid.Cid, p string, n int64) {
-		if os.Remove(p) == nil {
-			s.removedLocked(p, n)
-			s.corruptLocked(c, p, "walk")
-		}
-	})
+	}, func(c cid.Cid, k string, l loc) { s.dropLocked(c, k, l, "walk") })
 }
 
 // Held reports whether root is followed and complete.
@@ -1046,7 +968,8 @@ func (s *Store) Bundles() []BundleInfo {
 }
 
 // GC deletes every block not reachable from a followed root (held or still
-// fetching) and returns the bytes freed. Puts wait while GC runs.
+// fetching), frees their space, compacts packs left mostly dead, and
+// returns the bytes of block data freed. Puts wait while GC runs.
 func (s *Store) GC() (int64, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
@@ -1064,14 +987,18 @@ func (s *Store) GC() (int64, error) {
 			if _, ok := live[k]; ok {
 				continue
 			}
-			data, err := os.ReadFile(s.path(k))
-			if errors.Is(err, fs.ErrNotExist) {
+			l, ok := s.lookup(k)
+			if !ok {
 				continue
 			}
+			live[k] = struct{}{}
+			if c.Type() == cid.Raw {
+				continue // no links
+			}
+			data, err := s.readRaw(l)
 			if err != nil {
 				return 0, fmt.Errorf("store: gc: %w", err)
 			}
-			live[k] = struct{}{}
 			links, err := verify.Links(c, data)
 			if err != nil {
 				continue // corrupt or foreign: keep the block, Scrub judges it
@@ -1079,45 +1006,60 @@ func (s *Store) GC() (int64, error) {
 			stack = append(stack, links...)
 		}
 	}
-	var freed int64
-	err := s.eachBlock(context.Background(), func(k, p string) error {
+	var dead []string
+	for _, k := range s.keys() {
 		if _, ok := live[k]; !ok {
-			freed += s.remove(p)
+			dead = append(dead, k)
 		}
-		return nil
-	})
+	}
+	freed, err := s.deleteKeys(dead)
 	if err != nil {
+		return freed, fmt.Errorf("store: gc: %w", err)
+	}
+	if err := s.compact(); err != nil {
 		return freed, fmt.Errorf("store: gc: %w", err)
 	}
 	return freed, nil
 }
 
-// Scrub re-hashes every stored block from its file, deletes the ones that no
-// longer match their name and returns them (as raw-codec CIDv1s). It never
-// trusts the verified cache, so it finds a block changed under an unchanged
-// file identity (bit rot, or a rewrite that restored the timestamps). A held
+// Scrub re-hashes every stored block, deletes the ones that no longer match
+// their multihash and returns them (as raw-codec CIDv1s). It never trusts
+// the verified cache, so it finds a block changed under an unchanged file
+// identity (bit rot, or a rewrite that restored the timestamps). A held
 // bundle that lost a block goes back to fetching.
 func (s *Store) Scrub(ctx context.Context) ([]cid.Cid, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
 	var bad []cid.Cid
-	err := s.eachBlock(ctx, func(k, p string) error {
-		c, err := keyCid(k)
-		if err != nil {
-			return nil // not ours
+	var err error
+	var buf []byte
+	for _, k := range s.keys() {
+		if err = ctx.Err(); err != nil {
+			break
 		}
-		_, err = s.readChecked(c, k, p, false, nil)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+		c, kerr := keyCid(k)
+		if kerr != nil {
+			continue // not ours
+		}
+		var l loc
+		buf, l, err = s.readBlock(c, k, false, buf[:0])
+		if errors.Is(err, errNotStored) {
+			err = nil
+			continue
 		}
 		if errors.Is(err, errBadHash) {
-			s.dropCorrupt(c, p, "scrub")
+			err = nil
+			s.mu.Lock()
+			s.dropLocked(c, k, l, "scrub")
+			s.mu.Unlock()
 			bad = append(bad, c)
-			return nil
+			continue
 		}
-		return err
-	})
+		if err != nil {
+			break
+		}
+	}
 	if len(bad) > 0 {
 		// even if the scrub stopped early, what it deleted is accounted for
 		s.mu.Lock()

@@ -166,14 +166,11 @@ func TestCorruptBlockDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf := dagBlocks(t, s, res.Root)[3]
-	p := s.path(key(leaf))
-	if err := os.WriteFile(p, []byte("bit rot"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	overwrite(t, s, leaf, []byte("bit rot"))
 	if _, err := s.Get(leaf); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Get corrupt: %v", err)
 	}
-	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+	if present(s, leaf) {
 		t.Fatal("corrupt block not removed")
 	}
 	if s.Held(res.Root) {
@@ -194,12 +191,11 @@ func TestScrub(t *testing.T) {
 		t.Fatalf("clean scrub: %v %v", bad, err)
 	}
 	leaf := dagBlocks(t, s, res.Root)[2]
-	p := s.path(key(leaf))
-	b, _ := os.ReadFile(p)
-	b[0] ^= 1
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	b, err := s.Get(leaf)
+	if err != nil {
 		t.Fatal(err)
 	}
+	overwrite(t, s, leaf, []byte{b[0] ^ 1})
 	bad, err := s.Scrub(t.Context())
 	if err != nil || len(bad) != 1 || !bytes.Equal(bad[0].Hash(), leaf.Hash()) {
 		t.Fatalf("scrub: %v %v", bad, err)
@@ -344,8 +340,7 @@ func TestReopenPersists(t *testing.T) {
 	usage := s.Usage()
 	s.Close()
 	// a leftover temp file from a crash is cleaned up on open
-	k := key(a.Root)
-	tmp := filepath.Join(dir, blocksDir, k[len(k)-3:len(k)-1], tmpPrefix+"crash")
+	tmp := filepath.Join(dir, packsDir, tmpPrefix+"crash")
 	if err := os.WriteFile(tmp, []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}

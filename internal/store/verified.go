@@ -5,52 +5,60 @@ import (
 	"time"
 )
 
-// DefaultVerifiedCache is the default Options.VerifiedCache: 65536 block
-// files (64 GiB of 1 MiB leaves) for about 10 MiB of memory.
+// DefaultVerifiedCache is the default Options.VerifiedCache: 65536 blocks
+// (64 GiB of 1 MiB leaves) for about 8 MiB of memory.
 const DefaultVerifiedCache = 1 << 16
 
-// fileID is the identity of one version of a block file (see idOf).
+// fileID is the identity of one version of a pack file (see idOf).
 type fileID struct {
 	dev, ino     uint64
 	size         int64
 	mtime, ctime int64 // nanoseconds
 }
 
-// verifiedCache remembers, per block key, the identity of the file version
-// this process last hashed (or wrote) and found valid. A block whose file
-// still has that identity need not be hashed again on a read; any other
-// version is hashed. It holds no block data and at most max entries; when
+// verifiedCache remembers, per block key, the pack and pack epoch in which
+// this process last hashed the block and found it valid. A block whose pack
+// is still at that epoch (its file identity unchanged since) need not be
+// hashed again on a read; any other version is hashed. It holds no block data and at most max entries; when
 // full, an arbitrary entry is evicted (its block is simply hashed on its
 // next read). Only reads consult it: Scrub never does.
 type verifiedCache struct {
 	mu  sync.Mutex
 	max int
-	m   map[string]fileID
+	m   map[string]verifiedAt
+}
+
+// verifiedAt is where and in which version of its pack a block was
+// verified.
+type verifiedAt struct {
+	seq   uint32
+	epoch uint64
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, m: map[string]fileID{}}
+	return &verifiedCache{max: max, m: map[string]verifiedAt{}}
 }
 
-// has reports whether key's file version id was verified.
-func (v *verifiedCache) has(key string, id fileID) bool {
+// has reports whether key was verified in pack seq at epoch.
+func (v *verifiedCache) has(key string, seq uint32, epoch uint64) bool {
 	if v.max <= 0 {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	got, ok := v.m[key]
-	return ok && got == id
+	return ok && got == verifiedAt{seq, epoch}
 }
 
-// racyWindow: a file whose mtime or ctime is this close to the moment it
-// was verified is not cached, since a second write within the same
+// racyWindow: a pack whose mtime or ctime is this close to the moment a
+// block in it was verified is not cached, since a second write within the same
 // timestamp tick could leave its identity unchanged (Git's "racy clean"
 // problem). Its next read hashes it again and caches it then.
 const racyWindow = 100 * time.Millisecond
 
-// add records that key's file version id hashes to key, as verified at now.
-func (v *verifiedCache) add(key string, id fileID, now time.Time) {
+// add records that key, in pack seq at epoch (file identity id), hashes to
+// key, as verified at now.
+func (v *verifiedCache) add(key string, seq uint32, epoch uint64, id fileID, now time.Time) {
 	if v.max <= 0 {
 		return
 	}
@@ -65,10 +73,10 @@ func (v *verifiedCache) add(key string, id fileID, now time.Time) {
 			break
 		}
 	}
-	v.m[key] = id
+	v.m[key] = verifiedAt{seq, epoch}
 }
 
-// forget drops key (its file was removed or found corrupt).
+// forget drops key (its block was removed, moved or found corrupt).
 func (v *verifiedCache) forget(key string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -45,10 +44,9 @@ func TestReadsDoNotRehashVerifiedFile(t *testing.T) {
 		t.Fatalf("reads of a block this process wrote hashed it %d times, want 0", n)
 	}
 
-	// A file replaced by another (same bytes, new inode) is hashed once,
+	// A pack rewritten by another program (same bytes) is hashed once,
 	// then trusted again.
-	p := s.path(key(c))
-	replace(t, p, data)
+	overwrite(t, s, c, data)
 	for range 2 {
 		if got, err := s.Get(c); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("Get after replace: %v", err)
@@ -62,11 +60,11 @@ func TestReadsDoNotRehashVerifiedFile(t *testing.T) {
 	// rejected and removed.
 	bad := bytes.Clone(data)
 	bad[100] ^= 1
-	replace(t, p, bad)
+	overwrite(t, s, c, bad)
 	if _, err := s.Get(c); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Get of replaced corrupt file: %v", err)
+		t.Fatalf("Get of a rewritten corrupt block: %v", err)
 	}
-	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+	if present(s, c) {
 		t.Fatal("corrupt block not removed")
 	}
 	if s.verified.len() != 0 {
@@ -81,23 +79,12 @@ func TestReadsDoNotRehashVerifiedFile(t *testing.T) {
 	}
 }
 
-// replace puts a new file with data at p by rename, as another program
-// would.
-func replace(t *testing.T, p string, data []byte) {
+// rewriteInPlace flips a byte of block c in its pack in place (same inode,
+// same size) and restores the pack's mtime, as bit rot or a careful
+// tamperer would leave it. It returns the pack file.
+func rewriteInPlace(t *testing.T, s *Store, c cid.Cid) string {
 	t.Helper()
-	tmp := filepath.Join(filepath.Dir(p), "replacement")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// rewriteInPlace flips a byte of p in place (same inode, same size) and
-// restores its mtime, as bit rot or a careful tamperer would leave it.
-func rewriteInPlace(t *testing.T, p string) {
-	t.Helper()
+	p, off, _ := blockAt(t, s, c)
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +94,11 @@ func rewriteInPlace(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 	var b [1]byte
-	if _, err := f.ReadAt(b[:], 10); err != nil {
+	if _, err := f.ReadAt(b[:], off+10); err != nil {
 		t.Fatal(err)
 	}
 	b[0] ^= 0xff
-	if _, err := f.WriteAt(b[:], 10); err != nil {
+	if _, err := f.WriteAt(b[:], off+10); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -127,6 +114,7 @@ func rewriteInPlace(t *testing.T, p string) {
 	if !after.ModTime().Equal(fi.ModTime()) || after.Size() != fi.Size() {
 		t.Fatal("mtime or size not restored")
 	}
+	return p
 }
 
 func TestScrubIgnoresVerifiedCache(t *testing.T) {
@@ -139,20 +127,20 @@ func TestScrubIgnoresVerifiedCache(t *testing.T) {
 	if _, err := s.Get(leaf); err != nil { // verified and cached
 		t.Fatal(err)
 	}
-	p := s.path(key(leaf))
-	rewriteInPlace(t, p)
+	p := rewriteInPlace(t, s, leaf)
 	// On Linux the ctime still gives the rewrite away; bit rot under an
 	// unchanged file does not. Play that: vouch for the rotten version.
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.verified.add(key(leaf), idOf(fi), time.Now().Add(time.Hour))
+	l, _ := s.lookup(key(leaf))
+	s.verified.add(key(leaf), l.p.seq, l.p.epochOf(idOf(fi)), idOf(fi), time.Now().Add(time.Hour))
 	bad, err := s.Scrub(t.Context())
 	if err != nil || len(bad) != 1 || !bytes.Equal(bad[0].Hash(), leaf.Hash()) {
 		t.Fatalf("scrub found %v, %v; want the block rewritten in place", bad, err)
 	}
-	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+	if present(s, leaf) {
 		t.Fatal("scrub did not remove the corrupt block")
 	}
 	if s.Held(res.Root) {
@@ -172,7 +160,7 @@ func TestReadSeesInPlaceRewriteWithRestoredMtime(t *testing.T) {
 	if _, err := s.Get(c); err != nil {
 		t.Fatal(err)
 	}
-	rewriteInPlace(t, s.path(key(c)))
+	rewriteInPlace(t, s, c)
 	if _, err := s.Get(c); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Get after an in-place rewrite with the mtime restored: %v, want ErrCorrupt", err)
 	}
