@@ -28,6 +28,7 @@ var pure = []struct {
 	{"attest", false},
 	{"internal/health", false},
 	{"internal/store", false},
+	{"internal/store/layout1", false},
 	{"internal/bundle", false},
 	{"internal/probe", false},
 	{"internal/probe/probetest", false},

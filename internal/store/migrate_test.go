@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -15,55 +14,55 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/store/layout1"
 )
 
-// oldLayout writes a store directory as the file-per-block layout (store
-// layout 1) left it: DIR/blocks/XX/KEY, one file per block, named by the
-// base32 of its multihash and sharded by two characters of that name, and
-// DIR/bundles.json. It imports each tree, records the first bundle held and
-// the others fetching, and adds a stray block, a torn block file and a
-// temporary file a crash left. It returns the bundles.
+// oldLayout writes a store directory with the file-per-block store itself
+// (store layout 1, kept frozen in package layout1): DIR/blocks/XX/KEY, one
+// file per block, and DIR/bundles.json. It imports each tree, marks the
+// first bundle held and follows the others (fetching), and adds a stray
+// block, a torn block file and a temporary file a crash left. It returns
+// the bundles.
 func oldLayout(t *testing.T, dir string, trees ...string) []bundle.Result {
 	t.Helper()
-	put := func(c cid.Cid, data []byte) {
-		k := key(c)
-		p := filepath.Join(dir, blocksDir, k[len(k)-3:len(k)-1], k)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	old, err := layout1.Open(dir, layout1.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer old.Close()
 	var out []bundle.Result
-	var recs []bundleRecord
 	for i, tree := range trees {
 		res, err := bundle.Import(t.Context(), tree, func(b blocks.Block) error {
-			put(b.Cid(), b.RawData())
-			return nil
+			return old.Put(b.Cid(), b.RawData())
 		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, res)
-		r := bundleRecord{Root: res.Root.String(), State: StateFetching}
 		if i == 0 {
-			r = bundleRecord{Root: res.Root.String(), State: StateHeld, Bytes: res.Size, Blocks: res.Blocks}
+			_, err = old.MarkHeld(res.Root)
+		} else {
+			err = old.Follow(res.Root)
 		}
-		recs = append(recs, r)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	stray, data := rawBlock([]byte("a block no bundle needs"))
-	put(stray, data)
+	if err := old.Put(stray, data); err != nil {
+		t.Fatal(err)
+	}
+	// a block file torn by a power loss, and a temporary file
 	torn, data := rawBlock(seeded(77, 5000))
-	put(torn, data[:100])
-	if err := os.WriteFile(filepath.Join(dir, blocksDir, tmpPrefix+"crash"), []byte("partial"), 0o644); err != nil {
+	k := key(torn)
+	p := filepath.Join(dir, blocksDir, k[len(k)-3:len(k)-1], k)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(recs)
-	if err != nil {
+	if err := os.WriteFile(p, data[:100], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, bundlesFile), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(filepath.Dir(p), tmpPrefix+"crash"), []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return out
