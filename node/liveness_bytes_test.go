@@ -109,7 +109,7 @@ func measureLivenessBytes(t *testing.T, n int, window time.Duration) (gossip, pi
 	count := func() (g, p int64) {
 		for _, nd := range nodes {
 			g += nd.gossipBytes.sent.Load() + nd.gossipBytes.recv.Load()
-			p += nd.live.sent.Load() + nd.live.recv.Load()
+			p += nd.live.ping.BytesSent() + nd.live.ping.BytesReceived()
 		}
 		return g, p
 	}

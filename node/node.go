@@ -460,7 +460,9 @@ func (n *Node) Close() error {
 		}
 		if n.host != nil {
 			n.host.RemoveStreamHandler(protocol.SyncProtocolID)
-			n.host.RemoveStreamHandler(protocol.PingProtocolID)
+		}
+		if n.live.ping != nil {
+			n.live.ping.Stop()
 		}
 		if n.ownsHost && n.host != nil {
 			errs = append(errs, n.host.Close())

@@ -1,0 +1,220 @@
+package swimp2p_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mirrornet/mirrornet/internal/netsim"
+	"github.com/mirrornet/mirrornet/internal/swim"
+	"github.com/mirrornet/mirrornet/internal/swim/swimp2p"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// fakeView is a swimp2p.View: a map of targets, a sequence number and the
+// refutations asked for.
+type fakeView struct {
+	mu      sync.Mutex
+	targets map[peer.ID]swimp2p.Target
+	seq     uint64
+	refuted []uint64
+}
+
+func (v *fakeView) Lookup(p peer.ID) (swimp2p.Target, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, ok := v.targets[p]
+	return t, ok
+}
+
+func (v *fakeView) Seq() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.seq
+}
+
+func (v *fakeView) Refute(_ peer.ID, seq uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.refuted = append(v.refuted, seq)
+}
+
+type mirror struct {
+	h    host.Host
+	view *fakeView
+	svc  *swimp2p.Service
+	bad  map[string]int
+	mu   sync.Mutex
+}
+
+func (m *mirror) badCount(reason string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bad[reason]
+}
+
+// newMirrors starts n hosts on a netsim network (10 ms links), none
+// connected to another, each serving the ping protocol.
+func newMirrors(t *testing.T, n int) []*mirror {
+	t.Helper()
+	nw, err := netsim.New(netsim.Config{Latency: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out []*mirror
+	t.Cleanup(func() {
+		cancel()
+		for _, m := range out {
+			m.svc.Stop()
+			m.h.Close()
+		}
+	})
+	for i := range n {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := nw.NewHost(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &mirror{h: h, view: &fakeView{targets: map[peer.ID]swimp2p.Target{}, seq: 100}, bad: map[string]int{}}
+		m.svc, err = swimp2p.New(swimp2p.Config{
+			Host: h, View: m.view, Probe: swim.ForPeriod(time.Second), Rate: 2, Burst: 3,
+			OnBadInput: func(r string) { m.mu.Lock(); m.bad[r]++; m.mu.Unlock() },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.svc.Start(ctx)
+		out = append(out, m)
+	}
+	return out
+}
+
+func addrsOf(h host.Host) []string {
+	var out []string
+	for _, a := range h.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// TestProbeDialsAtSignedAddresses: a mirror probes, directly and through
+// a helper, mirrors it was never connected to, at the addresses the view
+// holds for them; without them the probe fails.
+func TestProbeDialsAtSignedAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 3)
+		a, b, c := ms[0], ms[1], ms[2]
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel()
+		if err := a.svc.Ping(ctx, b.h.ID()); err == nil {
+			t.Fatal("probe of a mirror whose addresses the view does not hold succeeded")
+		}
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(b.h)}
+		a.view.targets[c.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(c.h)}
+		c.view.targets[b.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(b.h)}
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel2()
+		if err := a.svc.Ping(ctx2, b.h.ID()); err != nil {
+			t.Fatalf("direct probe at the view's addresses: %v", err)
+		}
+		ctx3, cancel3 := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel3()
+		if err := a.svc.PingVia(ctx3, c.h.ID(), b.h.ID()); err != nil {
+			t.Fatalf("indirect probe through a helper that knows the target's addresses: %v", err)
+		}
+		if a.svc.BytesSent() == 0 || b.svc.BytesReceived() == 0 {
+			t.Fatal("ping bytes not counted")
+		}
+	})
+}
+
+// TestSuspectedMirrorRefutes: a probe that says the prober suspects the
+// target at its current sequence number makes the target refute; one
+// about an older sequence does not.
+func TestSuspectedMirrorRefutes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 99, Suspect: true, Addrs: addrsOf(b.h)}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := a.svc.Ping(ctx, b.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.view.refuted) != 0 {
+			t.Fatalf("refuted a suspicion about an older statement: %v", b.view.refuted)
+		}
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 100, Suspect: true, Addrs: addrsOf(b.h)}
+		if err := a.svc.Ping(ctx, b.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.view.refuted) != 1 || b.view.refuted[0] != 100 {
+			t.Fatalf("refutations %v, want one at 100", b.view.refuted)
+		}
+	})
+}
+
+// TestPingFloodRefused: probes over the per-peer limit are refused and
+// counted by reason.
+func TestPingFloodRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(b.h)}
+		failed := 0
+		for range 10 { // at once: burst 3
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			if err := a.svc.Ping(ctx, b.h.ID()); err != nil {
+				failed++
+			}
+			cancel()
+		}
+		if failed < 5 || b.badCount(swimp2p.ReasonFlood) != failed {
+			t.Fatalf("%d of 10 probes refused, %d counted as flood; want most refused and all counted", failed, b.badCount(swimp2p.ReasonFlood))
+		}
+	})
+}
+
+// TestMalformedPingCounted: a request that does not decode is refused and
+// counted.
+func TestMalformedPingCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.h.Peerstore().AddAddrs(b.h.ID(), b.h.Addrs(), time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := a.h.NewStream(ctx, b.h.ID(), protocol.PingProtocolID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = protocol.WriteFrame(s, []byte("{not json"))
+		_ = s.CloseWrite()
+		buf := make([]byte, 16)
+		if _, err := s.Read(buf); err == nil {
+			t.Fatal("a malformed request got an answer")
+		}
+		s.Close()
+		if b.badCount(swimp2p.ReasonMalformed) != 1 {
+			t.Fatalf("malformed requests counted: %d, want 1", b.badCount(swimp2p.ReasonMalformed))
+		}
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := swimp2p.New(swimp2p.Config{}); !errors.Is(err, swimp2p.ErrConfig) {
+		t.Fatalf("empty config: %v, want ErrConfig", err)
+	}
+}
