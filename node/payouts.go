@@ -325,7 +325,11 @@ func (f *payoutsFeature) pullEvidence(ctx context.Context, st *attest.Statement)
 	if err != nil {
 		return
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if f.n.httpTransport != nil {
+		hc = &http.Client{Transport: f.n.httpTransport}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		f.n.log.Debug("pull evidence", "peer", st.Signer, "err", err)
 		return

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -139,9 +141,10 @@ func TestPayoutsFeature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	msg, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusConflict {
-		t.Fatalf("ledger of the open epoch: %s, want 409", resp.Status)
+	if resp.StatusCode != http.StatusConflict || !bytes.Contains(msg, []byte("epoch has not closed yet")) || bytes.Count(bytes.TrimSpace(msg), []byte("\n")) != 0 {
+		t.Fatalf("ledger of the open epoch: %s %q, want 409 and one line", resp.Status, msg)
 	}
 	resp, err = http.Get(b.HTTPURL() + "/badge/app/" + app + "/fund.svg")
 	if err != nil {
@@ -151,5 +154,74 @@ func TestPayoutsFeature(t *testing.T) {
 	resp.Body.Close()
 	if !bytes.Contains(svg, []byte("100 STX/epoch")) {
 		t.Fatalf("fund badge: %s", svg)
+	}
+}
+
+// Bad payout statements on the fund topic are refused and counted in
+// mirrornet_statements_total{kind="payouts"} by reason: a fund signed by
+// one of its two required maintainers (below threshold), a fund of an app
+// the mirror does not follow, a payout address older than the one held.
+func TestPayoutStatementsRefusedByReason(t *testing.T) {
+	c := newProbeCluster(t, 2, nil)
+	a, b := c.nodes[0], c.nodes[1]
+	keys, set := maintainers(t, 2, 2)
+	relRaw := signRelease(t, release.Params{Name: "demo", Version: 1, CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", Maintainers: set, Time: time.Now()}, keys...)
+	if _, err := releasesOf(t, b).addRelease(relRaw, false); err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := attest.VerifyRelease(relRaw, time.Now())
+	now := time.Now()
+	fund := protocol.Fund{App: rel.Record.App, Version: 1, Unit: "STX", Budget: 100, Start: now.UnixMilli(), EpochMS: 60_000,
+		MinVerified: 500, RedundancyTarget: 3, Weights: protocol.FundWeights{Uptime: 1, Diversity: 1, Traffic: 1},
+		KeyCap: 1 << 30, NetworkCap: 1 << 32, Time: now.UnixMilli()}
+	one, err := attest.SignFund(fund, set, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKeys, otherSet := maintainers(t, 1, 1)
+	stranger := fund
+	stranger.App = protocol.DeriveAppID("unfollowed", otherSet)
+	unknown, err := attest.SignFund(stranger, otherSet, otherKeys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err := attest.SignPayout(a.key, protocol.PayoutAddress{Peer: a.ID().String(), Seq: 2, Time: now.UnixMilli(), Addresses: map[string]string{"STX": "SP2J6ZY48GV1EZ5V2V5RB9MP66SW86PYKKNRV9EJ7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := attest.SignPayout(a.key, protocol.PayoutAddress{Peer: a.ID().String(), Seq: 1, Time: now.UnixMilli(), Addresses: map[string]string{"STX": "SP000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := payoutsOf(t, b)
+	deliver := func(raw []byte) pubsub.ValidationResult {
+		return f.validate(context.Background(), a.ID(), &pubsub.Message{Message: &pb.Message{Data: raw}})
+	}
+	if v := deliver(newer); v != pubsub.ValidationAccept {
+		t.Fatalf("a payout address: %v", v)
+	}
+	for _, bad := range []struct {
+		what, verdict, reason string
+		raw                   []byte
+		want                  pubsub.ValidationResult
+	}{
+		{"a fund below threshold", "reject", "below_threshold", one, pubsub.ValidationReject},
+		{"a fund of an app not followed", "ignore", "unknown_app", unknown, pubsub.ValidationIgnore},
+		{"an older payout address", "ignore", "not_newer", older, pubsub.ValidationIgnore},
+	} {
+		if v := deliver(bad.raw); v != bad.want {
+			t.Errorf("%s: %v, want %v", bad.what, v, bad.want)
+		}
+		if n := probeCounter(t, b, "mirrornet_statements_total", map[string]string{"kind": "payouts", "verdict": bad.verdict, "reason": bad.reason}); n != 1 {
+			t.Errorf("%s: counted %v times as %s/%s", bad.what, n, bad.verdict, bad.reason)
+		}
+	}
+	if _, err := f.k.FundOf(rel.Record.App); err == nil {
+		t.Error("the fund below threshold was kept")
+	}
+	for _, raw := range f.k.Statements() {
+		if st, err := attest.Verify(raw, time.Now()); err == nil && st.Kind == attest.KindPayout && st.Signer == a.ID() && st.Seq != 2 {
+			t.Errorf("payout address rolled back to seq %d", st.Seq)
+		}
 	}
 }

@@ -149,6 +149,50 @@ func TestLedgerVerifyFailsOnAlteredEvidence(t *testing.T) {
 	}
 }
 
+// One altered item: a probe result re-signed with another outcome makes a
+// CAR whose manifest matches its items but whose root no mirror signed, so
+// verify fails; a flipped byte fails the import. Each is one line.
+func TestLedgerVerifyFailsOnOneAlteredItem(t *testing.T) {
+	sc := evidencetest.Build(t, 5, nil)
+	all := evidence.NewSet()
+	for _, raw := range sc.Items {
+		all.Add(raw)
+	}
+	altered := append([][]byte(nil), sc.Items...)
+	done := false
+	for i, raw := range altered {
+		st, err := attest.Verify(raw, time.UnixMilli(evidencetest.Epoch0+1000))
+		if err != nil || st.Kind != attest.KindProbe || done {
+			continue
+		}
+		pr := *st.Probe
+		pr.Outcome, pr.Receipts = protocol.OutcomeFail, nil
+		if altered[i], err = attest.SignProbe(sc.Keys[st.Signer], pr); err != nil {
+			t.Fatal(err)
+		}
+		done = true
+	}
+	car, _ := writeEvidence(t, sc, altered, all, 3)
+	out, _, err := runInProcess(t, "ledger", "verify", car)
+	if err == nil || !strings.Contains(err.Error(), "no mirror's signed root matches") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("verify of an altered item: %v\n%s", err, out)
+	}
+	good, _ := writeEvidence(t, sc, sc.Items, all, 3)
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(raw, sc.Items[len(sc.Items)/2])
+	raw[at+10] ^= 1
+	flipped := filepath.Join(t.TempDir(), "flipped.car")
+	if err := os.WriteFile(flipped, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runInProcess(t, "ledger", "verify", flipped); err == nil || !strings.Contains(err.Error(), "malformed evidence CAR") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("verify of a flipped byte: %v", err)
+	}
+}
+
 func TestLedgerApprove(t *testing.T) {
 	sc := evidencetest.Build(t, 4, nil)
 	all := evidence.NewSet()
