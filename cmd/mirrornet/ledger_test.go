@@ -124,7 +124,8 @@ func TestLedgerVerifyAndOutputs(t *testing.T) {
 		t.Errorf("csv: %d rows (%v), want header + %d", len(rows), err, len(sc.Mirrors))
 	}
 	out, _, err = runInProcess(t, "ledger", "--evidence", car, "--explain", sc.Mirrors[0].String())
-	if err != nil || !strings.Contains(out, "verified in 12 of 12 probe rounds") || !strings.Contains(out, "1 receipt(s)") {
+	if err != nil || !strings.Contains(out, "verified in 12 of 12 probe rounds") || !strings.Contains(out, "1 receipt(s)") ||
+		!strings.Contains(out, "domain: net:10.0.0.0/24, from the addresses 4 observer(s) signed in probe results") {
 		t.Errorf("explain: %v\n%s", err, out)
 	}
 }

@@ -330,11 +330,13 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	// Failure domains from the observations signed in the epoch's probe
 	// results (see Domains): the judge seats committees by them, the
 	// ledger shares by them, and a witness must be outside them.
-	var observed []*attest.Statement
+	var observed Observations
 	for _, rs := range probes {
-		observed = append(observed, rs...)
+		for _, st := range rs {
+			observed.Add(st)
+		}
 	}
-	domains := Domains(observed)
+	domains, reporters := observed.Domains(), observed.Reporters()
 	domainOf := func(peer string) string {
 		if d, ok := domains[peer]; ok {
 			return d
@@ -402,7 +404,7 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 		if v == nil {
 			v = make([]bool, nRounds)
 		}
-		mi := ledger.Mirror{Peer: peer, Domain: domainOf(peer), Verified: v, HeldRelease: current != "" && held[peer][current]}
+		mi := ledger.Mirror{Peer: peer, Domain: domainOf(peer), Observers: reporters[peer], Verified: v, HeldRelease: current != "" && held[peer][current]}
 		if st := payout[peer]; st != nil {
 			mi.Address = st.Payout.Addresses[fr.Unit]
 		}

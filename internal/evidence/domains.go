@@ -103,6 +103,16 @@ func (o *Observations) Add(st *attest.Statement) {
 	}
 }
 
+// Reporters returns, per peer reported so far, how many distinct
+// observers reported an address for it.
+func (o *Observations) Reporters() map[string]int {
+	out := map[string]int{}
+	for k := range o.pairs {
+		out[o.names[k>>32]]++
+	}
+	return out
+}
+
 // Domains places the peers reported so far (see the function Domains).
 func (o *Observations) Domains() map[string]string {
 	ids := make([]peer.ID, len(o.names))

@@ -82,6 +82,9 @@ func Explain(w io.Writer, in Input, t *Table, peerID string) error {
 	fmt.Fprintf(w, "fund: %d %s per epoch; weights uptime %d, diversity %d, traffic %d; eligible from %d‰ of rounds verified; redundancy target %d; caps %d B per client key, %d B per client network\n",
 		p.Budget, p.Unit, p.Weights.Uptime, p.Weights.Diversity, p.Weights.Traffic, p.MinVerifiedPermille, p.RedundancyTarget, p.KeyCap, p.NetworkCap)
 	fmt.Fprintf(w, "domain: %s", line.Domain)
+	if m != nil {
+		fmt.Fprintf(w, ", from the addresses %d observer(s) signed in probe results", m.Observers)
+	}
 	peers := 0
 	for _, o := range in.Mirrors {
 		if o.Domain == line.Domain {

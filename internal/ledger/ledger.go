@@ -94,9 +94,12 @@ type Policy struct {
 
 // Mirror is one mirror's evidence in the epoch, already verified.
 type Mirror struct {
-	Peer    string
-	Domain  string
-	Address string // payout address in the fund's unit; "" when none
+	Peer   string
+	Domain string
+	// Observers is how many observers' signed probe results reported an
+	// address for the mirror (what its domain was computed from).
+	Observers int
+	Address   string // payout address in the fund's unit; "" when none
 	// Verified[r] reports whether a committee majority verified the mirror
 	// in probe round r; len(Verified) must equal Input.Rounds.
 	Verified []bool
