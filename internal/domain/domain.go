@@ -25,8 +25,10 @@
 // measured from many vantage points, are near-identical are flagged as
 // likely co-located and merged into one domain.
 //
-// [Resolve] is the pure function from observations to domains (a ledger
-// can recompute it); [Placer] keeps observations and caches its answer.
+// [Resolve] is the pure function from observations to domains; [Placer]
+// keeps a mirror's observations and caches its answer. [ResolveReports]
+// places from signed reports alone, with no connection of one's own: what
+// a payout ledger recomputes from an epoch's evidence.
 // The package is a pure core: no goroutines, no network I/O, no clock.
 // [LoadASNFile] and [LoadLabelFile] read files once at start-up.
 package domain
