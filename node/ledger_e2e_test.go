@@ -123,6 +123,11 @@ func testLedgerThroughRealFetches(t *testing.T) {
 		tab = payoutsOf(t, a).k.LastTable(fund.ID())
 		return tab != nil && tab.Hash() == ag[0].Table, "table not computed yet"
 	})
+	// The signers are counted in the domains the evidence places them in
+	// (the mirror's own placer sees one /24: mocknet's 127.0.0.1).
+	if ag := payoutsOf(t, a).k.Agreements(fund.ID(), 0); ag[0].Domains != 3 {
+		t.Errorf("agreement %+v: want 3 mirrors in 3 domains", ag[0])
+	}
 	var paid uint64
 	for i, n := range c.nodes {
 		var line *ledger.Payout

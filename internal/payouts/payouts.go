@@ -679,13 +679,22 @@ func (k *Keeper) Agreements(fundID string, epochNo uint64) []Agreement {
 	defer k.mu.Unlock()
 	by := map[string]map[string]bool{}
 	count := map[string]int{}
+	// Signers are placed as the epoch's evidence places them (the lines
+	// of this keeper's table, as `ledger verify` does), else by this
+	// mirror's own placer.
+	placed := map[string]string{}
+	if t := k.tables[fundID]; t != nil && t.Epoch == epochNo {
+		for _, p := range t.Payouts {
+			placed[p.PeerID] = p.Domain
+		}
+	}
 	for signer, st := range k.roots[fundKey{fundID, epochNo}] {
 		t := st.LedgerRoot.Table
 		if by[t] == nil {
 			by[t] = map[string]bool{}
 		}
-		d := ""
-		if k.domains != nil {
+		d := placed[signer]
+		if d == "" && k.domains != nil {
 			if id, err := peer.Decode(signer); err == nil {
 				d = k.domains.Domain(id)
 			}
