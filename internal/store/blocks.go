@@ -287,9 +287,8 @@ func (s *Store) appendBlock(k string, m, data []byte) error {
 	full := p.size >= s.packSize || len(p.recs) >= maxPackRecords
 	s.mu.Unlock()
 	// the bytes just written are the verified ones
-	if fi, err := p.f.Stat(); err == nil {
-		id := idOf(fi)
-		s.verified.add(k, p.seq, p.epochOf(id), id, s.now())
+	if id, epoch, ok := p.current(); ok {
+		s.verified.add(k, p.seq, epoch, id, s.now())
 	}
 	if full {
 		_ = s.sealLocked(p) // on failure the next write tries again
@@ -315,7 +314,13 @@ func (s *Store) appendLocked(kind byte, m, data []byte) (record, *pack, error) {
 		_ = p.f.Truncate(off)
 		return record{}, nil, err
 	}
-	startWriteback(p.f, off, r.end()-off)
+	// Start the writeback of what was appended since the last start, once
+	// there is at least writebackChunk of it: one call per 1 MiB block, one
+	// per few hundred small ones.
+	if r.end()-p.wbFrom >= writebackChunk {
+		startWriteback(p.f, p.wbFrom, r.end()-p.wbFrom)
+		p.wbFrom = r.end()
+	}
 	if after, err := p.f.Stat(); err == nil && before != nil {
 		p.ownWrite(idOf(before), idOf(after))
 	}
@@ -325,6 +330,10 @@ func (s *Store) appendLocked(kind byte, m, data []byte) (record, *pack, error) {
 	s.mu.Unlock()
 	return r, p, nil
 }
+
+// writebackChunk is how much appended data appendLocked lets accumulate
+// before it starts its writeback.
+const writebackChunk = 1 << 20
 
 // appendTombLocked appends a tombstone for the block record at l. s.wmu
 // must be held.
@@ -538,6 +547,14 @@ func (p *pack) ownWrite(before, after fileID) {
 		p.epoch++
 	}
 	p.trusted = after
+}
+
+// current returns the identity and epoch of the pack as this process last
+// saw it.
+func (p *pack) current() (fileID, uint64, bool) {
+	p.idMu.Lock()
+	defer p.idMu.Unlock()
+	return p.trusted, p.epoch, p.trusted != fileID{}
 }
 
 // unindexLocked forgets block k at l (if it is still there) and accounts

@@ -221,6 +221,10 @@ type pack struct {
 	idxMu   sync.Mutex
 	indexed int64 // what the index file on disk covers
 
+	// wbFrom is where the appended data whose writeback has not been
+	// started yet begins (guarded by Store.wmu).
+	wbFrom int64
+
 	// idMu guards the identity the verified cache trusts.
 	idMu    sync.Mutex
 	trusted fileID
