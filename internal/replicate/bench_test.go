@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -205,7 +206,12 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 	b.StopTimer()
 	n := len(infos)
 	h := newHost()
-	r, err := New(h, st, staticFinder(infos), benchConfig())
+	var opts []Option
+	if os.Getenv("MIRRORNET_BENCH_VERBOSE") != "" {
+		// the fetch's per-holder summary (window, delay, rate)
+		opts = append(opts, WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	}
+	r, err := New(h, st, staticFinder(infos), benchConfig(), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/mirrornet/mirrornet/internal/bitswapserve"
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
@@ -128,6 +130,7 @@ const (
 	evDontHave                  // from says it does not have c
 	evGone                      // from disconnected
 	evSendFail                  // a send to from failed
+	evRTT                       // a probe measured the round trip to from
 )
 
 type event struct {
@@ -137,6 +140,7 @@ type event struct {
 	size  int
 	links []cid.Cid
 	err   error
+	rtt   time.Duration
 }
 
 // fetch is one walk of a DAG in progress.
@@ -239,9 +243,9 @@ const (
 
 func (h *holder) hedgeAfter() time.Duration {
 	d := hedgeFloor
-	if h.win.rate > 0 && h.win.delay > 0 {
+	if delay := h.win.pathDelay(); h.win.rate > 0 && delay > 0 {
 		queue := time.Duration(float64(h.win.bytes()) / h.win.rate * float64(time.Second))
-		d = max(d, hedgeFactor*(h.win.delay+queue))
+		d = max(d, hedgeFactor*(delay+queue))
 	}
 	return d
 }
@@ -273,6 +277,11 @@ func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.C
 			win: newWindow(int64(r.cfg.WindowMin), int64(r.cfg.WindowMax), int64(r.cfg.WindowMin))}
 		h.send = newSender(ctx, &wg, r.hn, id, func(err error) { f.post(event{kind: evSendFail, from: id, err: err}) })
 		l.holders = append(l.holders, h)
+		wg.Go(func() {
+			if rtt := probeRTT(ctx, r.h, id); rtt > 0 {
+				f.post(event{kind: evRTT, from: id, rtt: rtt})
+			}
+		})
 	}
 	p.Blocks, p.Bytes = 0, 0 // a second pass counts the DAG again
 	l.p = p
@@ -327,7 +336,7 @@ func (l *loop) run(root cid.Cid) (Progress, error) {
 		if len(l.stack) == 0 && len(l.wants) == 0 {
 			for _, h := range l.holders {
 				l.r.log.Debug("holder's part of the fetch", "root", root, "peer", h.id, "blocks", h.got,
-					"window_bytes", h.win.bytes(), "delay", h.win.delay, "rate_bytes_per_s", int64(h.win.rate), "dont_haves", len(h.lacks))
+					"window_bytes", h.win.bytes(), "delay", h.win.delay, "rtt", h.win.rtt, "rate_bytes_per_s", int64(h.win.rate), "dont_haves", len(h.lacks))
 			}
 			return l.p, nil
 		}
@@ -553,6 +562,10 @@ func (l *loop) handle(ev event) error {
 		}
 		delete(h.out, k)
 		l.reassign(k)
+	case evRTT:
+		if h != nil {
+			h.win.probed(ev.rtt)
+		}
 	case evGone, evSendFail:
 		if h == nil || h.gone {
 			return nil
@@ -671,6 +684,31 @@ func (r *Replicator) local(c cid.Cid) (links []cid.Cid, size int, ok bool, err e
 		return nil, 0, false, fmt.Errorf("replicate: %w", err)
 	}
 	return links, len(data), true, nil
+}
+
+// rttProbes is how many pings probeRTT sends; the smallest round trip
+// counts (a ping can wait behind blocks on the connection, or for a CPU).
+const rttProbes = 3
+
+// probeRTT measures the round trip to p with libp2p's ping, or returns 0
+// if p does not answer it (the window then falls back on delivery times).
+func probeRTT(ctx context.Context, h host.Host, p peer.ID) time.Duration {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var best time.Duration
+	n := 0
+	for res := range ping.Ping(ctx, h, p) {
+		if res.Error != nil {
+			break
+		}
+		if best == 0 || res.RTT < best {
+			best = res.RTT
+		}
+		if n++; n == rttProbes {
+			break
+		}
+	}
+	return best
 }
 
 func mustBlock(data []byte, c cid.Cid) blocks.Block {

@@ -11,10 +11,15 @@ import (
 // slow holder sits on work a faster one could do. It is a pure value: the
 // fetch loop feeds it what it observed, with the time passed in.
 //
-// Two quantities are measured from deliveries:
-//   - the delay: the smallest time from asking for a block to receiving
-//     it (the round trip plus one block's transfer, without the queueing
-//     that a full window adds), and
+// Two quantities are measured:
+//   - the delay: the round trip plus one block's transfer, without
+//     queueing. The round trip comes from a probe outside the block
+//     exchange (libp2p ping) when the holder answers one: a bitswap
+//     server answers the requests of a window concurrently (a stream
+//     each), so even the fastest delivery of a full window waits for the
+//     whole window, and a delay taken from deliveries grows the window
+//     that inflates it. Without a probe, the smallest time from asking for
+//     a block to receiving it stands in.
 //   - the rate: bytes delivered per second over intervals in which the
 //     holder had requests outstanding the whole time (an EWMA).
 //
@@ -25,6 +30,7 @@ type window struct {
 	min, max, init int64
 
 	delay    time.Duration // smallest delivery time seen; 0 = none yet
+	rtt      time.Duration // probed round trip; 0 = none
 	rate     float64       // bytes/second; 0 = no sample yet
 	avgBlock float64       // EWMA of block sizes
 
@@ -34,10 +40,11 @@ type window struct {
 	last      time.Time
 }
 
-// rateSpan is the shortest interval a rate sample covers: single blocks
-// arrive in bursts (one yamux frame after another), so shorter spans
+// rateSpan is the shortest interval a rate sample covers: blocks arrive
+// in bursts (the blocks of a window are sent concurrently and finish
+// together; a process short of CPU reads several at once), so shorter spans
 // measure the burst, not the link.
-const rateSpan = 20 * time.Millisecond
+const rateSpan = 100 * time.Millisecond
 
 // defaultBlock is the size assumed before any block arrived: bundles are
 // mostly 1 MiB leaves (unixfs-v1-2025 chunks).
@@ -74,16 +81,34 @@ func (w *window) delivered(now time.Time, n int, lat time.Duration, busy bool) {
 	}
 }
 
+// probed records a round trip measured outside the block exchange; the
+// smallest one counts.
+func (w *window) probed(rtt time.Duration) {
+	if rtt > 0 && (w.rtt == 0 || rtt < w.rtt) {
+		w.rtt = rtt
+	}
+}
+
+// pathDelay is the round trip plus one block's transfer: from the probe
+// where there is one, else the smallest delivery time.
+func (w *window) pathDelay() time.Duration {
+	if w.rtt > 0 && w.rate > 0 {
+		return w.rtt + time.Duration(w.avgBlock/w.rate*float64(time.Second))
+	}
+	return w.delay
+}
+
 // idle records that the holder has nothing outstanding: the next span
 // starts with the next delivery.
 func (w *window) idle() { w.last = time.Time{} }
 
 // bytes is the window in bytes.
 func (w *window) bytes() int64 {
-	if w.rate == 0 || w.delay == 0 {
+	d := w.pathDelay()
+	if w.rate == 0 || d == 0 {
 		return w.init
 	}
-	bdp := w.rate * w.delay.Seconds()
+	bdp := w.rate * d.Seconds()
 	b := 2*bdp + 2*w.avgBlock
 	if b > float64(w.max) {
 		return w.max

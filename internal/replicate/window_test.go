@@ -86,3 +86,32 @@ func TestWindowSmallBlocksCapped(t *testing.T) {
 		t.Fatalf("%d requests of 1 kB blocks outstanding, want the cap %d", b, maxWantsPerHolder)
 	}
 }
+
+// A bitswap server answers a window's requests concurrently, so every
+// delivery of a full window waits for the whole window: the delay taken
+// from deliveries grows with the window it sizes. A probed round trip
+// keeps the window at the path's bandwidth-delay product.
+func TestWindowUsesProbedRoundTrip(t *testing.T) {
+	const mib = 1 << 20
+	t0 := time.Unix(1000, 0)
+	// 300 Mbit/s: a 1 MiB block every 28 ms, each answered 400 ms after
+	// it was asked (16 blocks outstanding, served side by side)
+	gap, lat := 27962*time.Microsecond, 400*time.Millisecond
+	inflated := newWindow(8*mib, 64*mib, 8*mib)
+	feed(&inflated, t0, 200, mib, gap, lat)
+	probed := newWindow(8*mib, 64*mib, 8*mib)
+	probed.probed(45 * time.Millisecond)
+	probed.probed(40 * time.Millisecond) // the smallest probe counts
+	probed.probed(60 * time.Millisecond)
+	feed(&probed, t0, 200, mib, gap, lat)
+	if got := inflated.bytes(); got < 28*mib {
+		t.Fatalf("without a probe the window is %d bytes, want the inflated 2 x 37.5 MB/s x 400 ms (check the test)", got)
+	}
+	// 2 x 37.5 MB/s x (40 ms + 28 ms) + 2 blocks = 7.2 MB: the floor
+	if got := probed.bytes(); got != 8*mib {
+		t.Fatalf("with a 40 ms probe the window is %d bytes (delay %s), want the 8 MiB floor", got, probed.pathDelay())
+	}
+	if d := probed.pathDelay(); d < 66*time.Millisecond || d > 70*time.Millisecond {
+		t.Fatalf("path delay %s, want the probe plus one block's transfer (68 ms)", d)
+	}
+}
