@@ -2,7 +2,8 @@
 // bitswap (boxo's bitswap server): it wraps the bitswap network so that
 //
 //   - every answer the server sends goes out through a stream this package
-//     writes itself, in chunks, so a peer that stops reading is noticed
+//     writes itself (one per peer, kept open between answers, see send),
+//     in chunks, so a peer that stops reading is noticed
 //     (no progress for Config.StallTimeout) and cut off: its connection is
 //     closed, which frees every server worker blocked on it, and if it
 //     stalls again within Config.Cooldown it is refused blocks for
@@ -153,6 +154,7 @@ type Network struct {
 	cuts     map[peer.ID][]time.Time // recent cut-offs, within Cooldown
 	cutOff   map[string]int          // cut-offs by reason
 	resent   int
+	streams  map[peer.ID]*peerStream // answer streams kept open
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -180,7 +182,8 @@ func New(inner iface.BitSwapNetwork, blks Blocks, held func(cid.Cid) bool, cfg C
 		t: wants.New(wants.Config{ResendAfter: cfg.ResendAfter, MaxResendInterval: cfg.MaxResendInterval,
 			MaxResends: cfg.MaxResends, ActiveWindow: cfg.ActiveWindow, MaxWantsPerPeer: cfg.MaxWantsPerPeer}),
 		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cuts: map[peer.ID][]time.Time{}, cutOff: map[string]int{},
-		ctx: ctx, cancel: cancel,
+		streams: map[peer.ID]*peerStream{},
+		ctx:     ctx, cancel: cancel,
 	}
 	n.run()
 	return n, nil
@@ -226,6 +229,7 @@ func (n *Network) run() {
 				return
 			case <-tick.C:
 				n.resendDue()
+				n.closeIdle(time.Now().Add(-streamIdle))
 			}
 		}
 	}()
@@ -237,6 +241,7 @@ func (n *Network) Close() error {
 	n.once.Do(func() {
 		n.cancel()
 		n.wg.Wait()
+		n.closeIdle(time.Now().Add(time.Hour))
 	})
 	return nil
 }
@@ -311,22 +316,97 @@ func (n *Network) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapM
 	return nil
 }
 
-// send opens a bitswap stream to p and writes msg in the format of the
-// protocol negotiated, as boxo's bsnet does, but chunk by chunk with a
-// write deadline of StallTimeout each.
+// peerStream is the stream a peer's answers go out on, one message at a
+// time.
+type peerStream struct {
+	mu   sync.Mutex
+	s    network.Stream // nil: none open
+	last time.Time      // end of the last message written
+}
+
+// streamIdle is how long an answer stream stays open without a message.
+const streamIdle = 10 * time.Second
+
+// send writes msg to p on the peer's answer stream, opened on first use
+// and kept open: boxo's bsnet opens a stream per message, and a new
+// stream starts with yamux's 256 KiB window, so every 1 MiB block waited
+// for window updates (a few round trips on a fresh stream) while a kept
+// stream's window grows to the path's bandwidth-delay product once. A
+// bitswap receiver reads messages from a stream until it ends (bsnet's
+// handleNewStream), so any bitswap client takes them. The answers of
+// the server's workers to one peer go out one after the other; a stream
+// that failed is dropped and, if the failure was on a stream kept from
+// before and nothing was written, the message is sent once more on a new
+// one (the peer may have reconnected).
 func (n *Network) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage, progress func(int)) error {
+	ps := n.lockStream(p)
+	defer ps.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		kept := ps.s != nil
+		if !kept {
+			s, err := n.open(ctx, p)
+			if err != nil {
+				return err
+			}
+			ps.s = s
+		}
+		written := 0
+		err := n.write(ctx, ps.s, msg, func(k int) { written += k; progress(k) })
+		if err == nil {
+			ps.last = time.Now()
+			return nil
+		}
+		_ = ps.s.Reset()
+		ps.s = nil
+		if !kept || written > 0 || attempt > 0 || ctx.Err() != nil || errors.Is(err, ErrStalled) {
+			return err
+		}
+	}
+}
+
+// lockStream returns p's answer stream record, locked.
+func (n *Network) lockStream(p peer.ID) *peerStream {
+	for {
+		n.mu.Lock()
+		ps, ok := n.streams[p]
+		if !ok {
+			ps = &peerStream{}
+			n.streams[p] = ps
+		}
+		n.mu.Unlock()
+		ps.mu.Lock()
+		n.mu.Lock()
+		current := n.streams[p] == ps
+		n.mu.Unlock()
+		if current {
+			return ps
+		}
+		ps.mu.Unlock() // closeIdle dropped it meanwhile
+	}
+}
+
+// open opens a bitswap stream to p.
+func (n *Network) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.StallTimeout)
 	s, err := n.Host().NewStream(sctx, p, protocols...)
 	cancel()
 	if err != nil {
 		if sctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w: opening a stream: %v", ErrStalled, err)
+			return nil, fmt.Errorf("%w: opening a stream: %v", ErrStalled, err)
 		}
-		return err
+		return nil, err
 	}
+	return s, nil
+}
+
+// write writes msg to s in the format of the protocol negotiated, as
+// boxo's bsnet does, but chunk by chunk with a write deadline of
+// StallTimeout each.
+func (n *Network) write(ctx context.Context, s network.Stream, msg bsmsg.BitSwapMessage, progress func(int)) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	w := &chunkWriter{s: s, stall: n.cfg.StallTimeout, progress: progress}
+	var err error
 	switch s.Protocol() {
 	case bsnet.ProtocolBitswap, bsnet.ProtocolBitswapOneOne:
 		err = msg.ToNetV1(w)
@@ -335,20 +415,38 @@ func (n *Network) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage,
 	default:
 		err = fmt.Errorf("bitswapserve: unknown protocol %q", s.Protocol())
 	}
-	if err != nil {
-		_ = s.Reset()
-		if w.stalled {
-			return fmt.Errorf("%w: %v", ErrStalled, err)
-		}
-		return err
+	if err != nil && w.stalled {
+		return fmt.Errorf("%w: %v", ErrStalled, err)
 	}
-	// Close in the background: closing waits for the peer's side of the
-	// protocol negotiation, which a silent peer never sends.
-	go func() {
-		_ = s.SetReadDeadline(time.Now().Add(n.cfg.StallTimeout))
-		_ = s.Close()
-	}()
-	return nil
+	return err
+}
+
+// closeIdle closes the answer streams whose last message ended before
+// idleSince (and forgets peers without one), leaving those in use alone.
+func (n *Network) closeIdle(idleSince time.Time) {
+	n.mu.Lock()
+	var idle []network.Stream
+	for p, ps := range n.streams {
+		if !ps.mu.TryLock() {
+			continue // a message is being written
+		}
+		if ps.s == nil || ps.last.Before(idleSince) {
+			if ps.s != nil {
+				idle = append(idle, ps.s)
+			}
+			delete(n.streams, p)
+		}
+		ps.mu.Unlock()
+	}
+	n.mu.Unlock()
+	for _, s := range idle {
+		// Close in the background: closing waits for the peer's side of
+		// the protocol negotiation, which a silent peer never sends.
+		go func() {
+			_ = s.SetReadDeadline(time.Now().Add(n.cfg.StallTimeout))
+			_ = s.Close()
+		}()
+	}
 }
 
 // chunkWriter writes in chunks, each within its own deadline.

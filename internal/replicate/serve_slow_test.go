@@ -3,6 +3,7 @@ package replicate
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,33 +39,57 @@ func loopHost(t *testing.T) host.Host {
 	return h
 }
 
-// gateHost lets a stock bitswap read only its first n incoming streams:
-// every later one is accepted and never read, as by a peer that stopped
-// reading (its process hung, or it wants to tie up the server).
+// gateHost lets a stock bitswap read only the first n bytes of what it
+// is sent, over all its streams: after that every read waits until the
+// connection is closed, as with a peer that stopped reading (its process
+// hung, or it wants to tie up the server).
 type gateHost struct {
 	host.Host
 	mu    sync.Mutex
 	n     int
 	held  []network.Stream
-	heldC chan struct{} // a stream was held
+	heldC chan struct{} // a read was held
 }
 
 func (g *gateHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	g.Host.SetStreamHandler(pid, func(s network.Stream) {
-		g.mu.Lock()
-		if g.n > 0 {
-			g.n--
-			g.mu.Unlock()
-			handler(s)
-			return
-		}
-		g.held = append(g.held, s)
+	g.Host.SetStreamHandler(pid, func(s network.Stream) { handler(&gatedStream{Stream: s, g: g}) })
+}
+
+type gatedStream struct {
+	network.Stream
+	g    *gateHost
+	held bool
+}
+
+func (s *gatedStream) Read(b []byte) (int, error) {
+	g := s.g
+	g.mu.Lock()
+	if g.n > 0 {
+		b = b[:min(len(b), g.n)]
 		g.mu.Unlock()
+		k, err := s.Stream.Read(b)
+		g.mu.Lock()
+		g.n -= k
+		g.mu.Unlock()
+		return k, err
+	}
+	if !s.held {
+		s.held = true
+		g.held = append(g.held, s.Stream)
 		select {
 		case g.heldC <- struct{}{}:
 		default:
 		}
-	})
+	}
+	g.mu.Unlock()
+	// a hung reader: nothing is read until the mirror closes the
+	// connection
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !s.Stream.Conn().IsClosed() {
+		<-tick.C
+	}
+	return 0, io.ErrClosedPipe
 }
 
 // stockClient is a stock boxo bitswap client on h.
@@ -112,8 +137,8 @@ func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
 	res := publish(t, m, dir)
 	mirror := peer.AddrInfo{ID: mh.ID(), Addrs: mh.Addrs()}
 
-	// The bad peer reads the answers about the root, then nothing.
-	gate := &gateHost{Host: loopHost(t), n: 2, heldC: make(chan struct{}, 1)}
+	// The bad peer reads the first 16 KiB of answers, then nothing.
+	gate := &gateHost{Host: loopHost(t), n: 16 << 10, heldC: make(chan struct{}, 1)}
 	bad, badStore := stockClient(t, gate)
 	if err := gate.Connect(t.Context(), mirror); err != nil {
 		t.Fatal(err)
