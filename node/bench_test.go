@@ -63,7 +63,7 @@ func newBenchNet(b *testing.B, n int, profile string, dilate int) *benchNet {
 }
 
 // benchLinkLatency is MIRRORNET_BENCH_LINK_MS, or def when it is unset.
-func benchLinkLatency(b *testing.B, def time.Duration) time.Duration {
+func benchLinkLatency(b testing.TB, def time.Duration) time.Duration {
 	v := os.Getenv("MIRRORNET_BENCH_LINK_MS")
 	if v == "" {
 		return def
