@@ -92,11 +92,11 @@ func (s *gatedStream) Read(b []byte) (int, error) {
 	return 0, io.ErrClosedPipe
 }
 
-// stockClient is a stock boxo bitswap client on h.
+// stockClient is a stock boxo bitswap client on h (see stockOptions).
 func stockClient(t *testing.T, h host.Host) (*bitswap.Bitswap, blockstore.Blockstore) {
 	t.Helper()
 	bb := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
-	bs := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bb)
+	bs := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bb, stockOptions...)
 	t.Cleanup(func() { bs.Close() })
 	return bs, bb
 }
