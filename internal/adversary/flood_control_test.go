@@ -37,9 +37,15 @@ func TestFloodHonestIHaveBurstIsNotCutOff(t *testing.T) {
 		mu     sync.Mutex
 		cond   = sync.NewCond(&mu)
 		wanted = map[string]bool{}
+		hello  = make(chan struct{})
+		helloO sync.Once
 	)
 	// Read what the victim sends us: its IWANTs.
 	h.SetStreamHandler(pubsub.GossipSubID_v11, func(s network.Stream) {
+		// The victim opens this stream once it has taken us on as a peer
+		// (before that, gossipsub has nowhere to send an IWANT and drops
+		// it): the burst waits for it.
+		helloO.Do(func() { close(hello) })
 		r := bufio.NewReader(s)
 		for {
 			n, err := binary.ReadUvarint(r)
@@ -69,6 +75,11 @@ func TestFloodHonestIHaveBurstIsNotCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newGossipWriterOnly(t, h, v.ID())
+	select {
+	case <-hello:
+	case <-time.After(time.Minute): // a failure guard only
+		t.Fatal("the victim never opened its gossip stream to the attacker")
+	}
 
 	topic := protocol.TopicLiveness
 	for range ihaves {
