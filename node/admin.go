@@ -17,13 +17,13 @@ import (
 	"syscall"
 	"time"
 
-	mdag "github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/internal/datadir"
 	"github.com/mirrornet/mirrornet/internal/debugprof"
+	"github.com/mirrornet/mirrornet/internal/replicate"
 	"github.com/mirrornet/mirrornet/internal/store"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -233,14 +233,12 @@ func (n *Node) Bundles() []BundleStatus {
 	out := []BundleStatus{}
 	for _, b := range n.store.Bundles() {
 		s := BundleStatus{CID: b.Root.String(), State: b.State, Bytes: b.Bytes, Blocks: b.Blocks}
-		n.mu.Lock()
-		if f, ok := n.fetches[b.Root]; ok && b.State != "held" {
-			s.Bytes, s.Blocks, s.Error = f.progress.Bytes, f.progress.Blocks, f.lastErr
-			if f.refused != "" {
+		if f, ok := n.follow.State(b.Root); ok && b.State != "held" {
+			s.Bytes, s.Blocks, s.Error = f.Progress.Bytes, f.Progress.Blocks, f.Err
+			if f.Refused != "" {
 				s.State = StateRefused
 			}
 		}
-		n.mu.Unlock()
 		if s.State == "held" {
 			s.TotalBytes = s.Bytes
 		} else {
@@ -422,23 +420,7 @@ func syscallECONNREFUSED() error { return syscall.ECONNREFUSED }
 
 // declaredSize is what root's block declares of the bundle's size: its own
 // bytes plus its links' Tsize; 0 when the block is not here yet.
-func declaredSize(st *store.Store, root cid.Cid) int64 {
-	data, err := st.Get(root)
-	if err != nil {
-		return 0
-	}
-	total := int64(len(data))
-	if root.Type() == cid.DagProtobuf {
-		nd, err := mdag.DecodeProtobuf(data)
-		if err != nil {
-			return 0
-		}
-		for _, l := range nd.Links() {
-			total += int64(l.Size)
-		}
-	}
-	return total
-}
+func declaredSize(st *store.Store, root cid.Cid) int64 { return replicate.DeclaredSize(st, root) }
 
 // GCResult is the answer of POST /admin/v1/gc and `mirrornet gc --json`.
 type GCResult struct {

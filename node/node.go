@@ -117,6 +117,7 @@ type Node struct {
 	disc      *discovery.Discovery
 	store     *store.Store
 	repl      *replicate.Replicator
+	follow    *replicate.Follower // fetches of followed bundles, retried
 	metrics   *metrics
 	registry  *prometheus.Registry
 	onAccept  func(*attest.Statement)
@@ -151,11 +152,10 @@ type Node struct {
 	adminLn    net.Listener
 	syncQueue  chan peer.ID
 
-	mu      sync.Mutex // guards the fields below
-	view    *health.View
-	guard   *attest.SeqGuard
-	seq     uint64
-	fetches map[cid.Cid]*fetchState
+	mu    sync.Mutex // guards the fields below
+	view  *health.View
+	guard *attest.SeqGuard
+	seq   uint64
 	// repair wakes the maintenance loop to re-fetch bundles that lost a
 	// block found corrupt (store.Options.OnCorrupt).
 	repair chan struct{}
@@ -220,7 +220,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		topics: map[string]*pubsub.Topic{}, registry: o.registry, onAccept: o.onAccept, onVerdict: o.onVerdict, blackhole: o.blackhole, listenAdmin: o.listenAdmin,
 		listenHTTP: o.listenHTTP, httpTransport: o.httpTransport,
 		kick:  make(chan struct{}, 1),
-		guard: attest.NewSeqGuard(), fetches: map[cid.Cid]*fetchState{}, repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
+		guard: attest.NewSeqGuard(), repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		ctx: ctx, cancel: cancel, lock: lock,
 	}
@@ -304,6 +304,15 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	}
 
 	n.repl, err = replicate.New(n.host, n.store, holderFinder{n}, replicate.DefaultConfig(), replicate.WithLogger(o.log))
+	if err != nil {
+		return nil, fmt.Errorf("node: start replication: %w", err)
+	}
+	n.follow, err = replicate.NewFollower(n.repl, n.store,
+		replicate.FollowConfig{Retry: 2 * n.prof.Heartbeat, MaxRetry: max(30*time.Second, 2*n.prof.Heartbeat), MaxStorage: cfg.MaxStorage},
+		replicate.FollowHooks{
+			Held:    n.announceHeld,
+			Refused: func(_ cid.Cid, reason string) { n.metrics.refused.WithLabelValues(reason).Inc() },
+		}, o.log)
 	if err != nil {
 		return nil, fmt.Errorf("node: start replication: %w", err)
 	}
@@ -445,6 +454,9 @@ func (n *Node) Close() error {
 			if err := n.features[i].close(); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", n.features[i].name(), err))
 			}
+		}
+		if n.follow != nil {
+			errs = append(errs, n.follow.Close())
 		}
 		if n.repl != nil {
 			errs = append(errs, n.repl.Close())
