@@ -105,6 +105,11 @@ func (s *Store) openPacks() error {
 			s.usage += int64(r.size)
 		}
 	}
+	for _, p := range all {
+		if p.sealed {
+			p.recs = nil // on disk in its index; GC reads it from there
+		}
+	}
 	if len(all) > 0 && !all[len(all)-1].sealed {
 		s.active = all[len(all)-1]
 		return nil
@@ -366,6 +371,7 @@ func (s *Store) sealLocked(p *pack) error {
 	}
 	s.mu.Lock()
 	p.sealed = true
+	p.recs = nil // on disk in its index now
 	if s.active == p {
 		s.active = nil
 	}
@@ -666,9 +672,16 @@ func (s *Store) compact() error {
 }
 
 func (s *Store) compactPack(p *pack) error {
-	s.mu.Lock()
-	recs := slices.Clone(p.recs)
-	s.mu.Unlock()
+	idxPath := filepath.Join(s.packDir, packName(p.seq)+idxExt)
+	raw, err := os.ReadFile(idxPath)
+	if err != nil {
+		return err
+	}
+	ix, err := decodeIndex(idxPath, raw)
+	if err != nil {
+		return err
+	}
+	recs := ix.recs
 	moved := 0
 	for _, r := range recs {
 		switch r.kind {

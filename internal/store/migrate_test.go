@@ -407,3 +407,66 @@ func TestGCFreesDiskSpace(t *testing.T) {
 		t.Fatalf("scrub after GC: %v %v", bad, err)
 	}
 }
+
+// GC rewrites packs left mostly dead: the live blocks move to the active
+// pack, the old packs go, and everything still reads back after a reopen.
+func TestGCCompactsPacks(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{PackSize: 256 << 10})
+	collect := func(tree string) (bundle.Result, []blocks.Block) {
+		var bs []blocks.Block
+		res, err := bundle.Import(t.Context(), tree, func(b blocks.Block) error { bs = append(bs, b); return nil }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, bs
+	}
+	a, ab := collect(makeTree(t, 45, 6))
+	b, bb := collect(makeTree(t, 46, 24))
+	// interleave the two bundles' blocks, so that every pack holds both
+	for i := 0; i < max(len(ab), len(bb)); i++ {
+		for _, l := range [][]blocks.Block{ab, bb} {
+			if i < len(l) {
+				if err := s.Put(l[i].Cid(), l[i].RawData()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, r := range []cid.Cid{a.Root, b.Root} {
+		if _, err := s.MarkHeld(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packsBefore, _ := filepath.Glob(filepath.Join(dir, packsDir, "*"+packExt))
+	if err := s.Unfollow(b.Root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	packsAfter, _ := filepath.Glob(filepath.Join(dir, packsDir, "*"+packExt))
+	gone := 0
+	for _, p := range packsBefore {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Fatalf("no pack compacted away: %d packs before, %d after", len(packsBefore), len(packsAfter))
+	}
+	if !s.Held(a.Root) {
+		t.Fatal("a not held after compaction")
+	}
+	usage := s.Usage()
+	s.Close()
+	s2 := open(t, dir, Options{})
+	if !s2.Held(a.Root) || s2.Usage() != usage {
+		t.Fatalf("after reopening: usage %d (was %d), %+v", s2.Usage(), usage, s2.Bundles())
+	}
+	dagBlocks(t, s2, a.Root)
+	if bad, err := s2.Scrub(t.Context()); err != nil || len(bad) != 0 {
+		t.Fatalf("scrub after compaction: %v %v", bad, err)
+	}
+	t.Logf("%d packs before GC, %d removed, %d after", len(packsBefore), gone, len(packsAfter))
+}

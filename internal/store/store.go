@@ -215,7 +215,7 @@ type pack struct {
 	synced int64 // the prefix known durable (fsynced)
 	sealed bool
 	live   int64    // bytes of live blocks
-	recs   []record // every record, in file order (for the index)
+	recs   []record // every record in file order, for the index (nil once sealed)
 
 	// idxMu serialises index writes and hole punching.
 	idxMu   sync.Mutex
