@@ -64,7 +64,8 @@ func (n *Node) startLiveness() error {
 		w.badInput.WithLabelValues(r)
 	}
 	ping.Start(n.ctx)
-	w.det = swim.New(cfg, ping, swim.Members{Live: n.probeTargets, Dead: n.deadMirrors}, n.suspect,
+	probeTargets := func() []peer.ID { return swim.Neighbourhood(n.id, n.probeTargets(), cfg.Monitors) }
+	w.det = swim.New(cfg, ping, swim.Members{Live: probeTargets, Dead: n.deadMirrors}, n.suspect,
 		swim.WithObserver(func(_ peer.ID, o swim.Outcome) { w.probes.WithLabelValues(string(o)).Inc() }))
 	return nil
 }
@@ -96,7 +97,8 @@ func (v pingView) Seq() uint64 {
 
 func (v pingView) Refute(peer.ID, uint64) { v.n.announce() }
 
-// probeTargets are the alive and suspect mirrors other than this one.
+// probeTargets are the alive and suspect mirrors other than this one
+// (the detector probes a neighbourhood of them).
 func (n *Node) probeTargets() []peer.ID { return n.mirrorsIn(health.StateAlive, health.StateSuspect) }
 
 // deadMirrors are the dead mirrors not yet forgotten.

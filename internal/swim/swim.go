@@ -46,6 +46,9 @@ type Config struct {
 	// IndirectProbes is how many other mirrors are asked to probe a target
 	// that did not answer (memberlist's IndirectChecks: 3).
 	IndirectProbes int
+	// Monitors is how many mirrors each mirror probes, and so how many
+	// probe each one (see [Neighbourhood]); 0 probes every mirror.
+	Monitors int
 	// ReviveEvery: every ReviveEvery periods, one mirror believed dead is
 	// pinged too (no suspicion follows if it stays silent), so a mirror
 	// cut off by a partition learns, once it heals, that it must refute.
@@ -54,10 +57,10 @@ type Config struct {
 }
 
 // ForPeriod is the default timing for a probe period: a direct timeout of
-// two fifths of it, half of it for the indirect probes, three helpers, and a
-// revival ping every five periods.
+// two fifths of it, half of it for the indirect probes, three helpers,
+// eight monitors per mirror, and a revival ping every five periods.
 func ForPeriod(period time.Duration) Config {
-	return Config{Period: period, Timeout: period * 2 / 5, IndirectTimeout: period / 2, IndirectProbes: 3, ReviveEvery: 5}
+	return Config{Period: period, Timeout: period * 2 / 5, IndirectTimeout: period / 2, IndirectProbes: 3, Monitors: 8, ReviveEvery: 5}
 }
 
 // Validate reports the first field out of range.
@@ -71,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: IndirectTimeout must be positive (got %s)", ErrConfig, c.IndirectTimeout)
 	case c.IndirectProbes < 0:
 		return fmt.Errorf("%w: IndirectProbes must not be negative (got %d)", ErrConfig, c.IndirectProbes)
+	case c.Monitors < 0:
+		return fmt.Errorf("%w: Monitors must not be negative (got %d)", ErrConfig, c.Monitors)
 	case c.ReviveEvery < 0:
 		return fmt.Errorf("%w: ReviveEvery must not be negative (got %d)", ErrConfig, c.ReviveEvery)
 	}

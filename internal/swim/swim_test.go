@@ -246,3 +246,38 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestNeighbourhoodGivesEveryMemberKProbers: over a network of 200
+// members with identical views, every member is probed by exactly k
+// others, and each probes k.
+func TestNeighbourhoodGivesEveryMemberKProbers(t *testing.T) {
+	var members []peer.ID
+	for i := range 200 {
+		members = append(members, peer.ID(fmt.Sprintf("member-%03d", i)))
+	}
+	const k = 8
+	probers := map[peer.ID]int{}
+	for _, m := range members {
+		nb := swim.Neighbourhood(m, members, k)
+		if len(nb) != k {
+			t.Fatalf("%s probes %d, want %d", m, len(nb), k)
+		}
+		seen := map[peer.ID]bool{}
+		for _, p := range nb {
+			if p == m || seen[p] {
+				t.Fatalf("%s's neighbourhood %v holds itself or a duplicate", m, nb)
+			}
+			seen[p] = true
+			probers[p]++
+		}
+	}
+	for _, m := range members {
+		if probers[m] != k {
+			t.Fatalf("%s has %d probers, want %d", m, probers[m], k)
+		}
+	}
+	// Small networks: everyone probes everyone else.
+	if nb := swim.Neighbourhood(members[0], members[:5], k); len(nb) != 4 || slices.Contains(nb, members[0]) {
+		t.Fatalf("5 members: %v, want the 4 others", nb)
+	}
+}
