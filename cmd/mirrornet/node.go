@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mirrornet/mirrornet/internal/gctune"
 	"github.com/mirrornet/mirrornet/node"
 	"github.com/mirrornet/mirrornet/protocol"
 )
@@ -130,6 +131,9 @@ func runNode(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A mirror's heap is mostly statements and evidence held to budgets:
+	// collect at GOGC=50 unless the operator set GOGC (see gctune).
+	gctune.Apply(os.LookupEnv)
 	n, err := node.New(cfg, node.WithLogger(logger))
 	if err != nil {
 		return err

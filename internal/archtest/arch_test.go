@@ -44,6 +44,7 @@ var pure = []struct {
 	{"internal/payouts", false},
 	{"internal/snapcache", true},
 	{"internal/swim", false},
+	{"internal/gctune", true},
 }
 
 // rule is one forbidden dependency of a pure package.
