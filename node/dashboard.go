@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 
 	"github.com/mirrornet/mirrornet/internal/backup"
 	"github.com/mirrornet/mirrornet/internal/dashboard"
+	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/probe/service"
 )
 
 // Dashboard limits: the page is for people, and a network of strangers can
@@ -77,7 +80,9 @@ func (b backupSource) URL() string { return b.n.HTTPURL() }
 // dashboardSnapshot gathers what the dashboard shows from the view, the
 // probe evidence and the release book.
 func (n *Node) dashboardSnapshot() dashboard.Snapshot {
-	st := n.Status()
+	// The mirrors' lists are the view's own here (read only, not copied).
+	var st Status
+	n.statusWith(func(s SelfStatus) { st.Self = s }, func(m MirrorStatus) bool { st.Mirrors = append(st.Mirrors, m); return true })
 	s := dashboard.Snapshot{
 		Self: dashboard.Self{
 			PeerID: st.Self.PeerID, Version: st.Self.Version, Profile: st.Self.Profile,
@@ -119,18 +124,15 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 			if len(s.Apps) >= dashboardMaxApps {
 				break
 			}
-			as, err := rf.status(a, 0)
+			// Holders are counted below, in the one pass over the view.
+			as, err := rf.statusWithout(a, 0)
 			if err != nil {
 				continue
 			}
-			app := dashboard.App{
+			s.Apps = append(s.Apps, dashboard.App{
 				App: as.App, Name: as.Name, Version: as.Version, CID: as.CID, Status: as.Status,
-				Integrity: as.Integrity, Holders: len(as.Holders), Followed: as.Followed,
-			}
-			if c, err := cid.Decode(as.CID); err == nil && pf != nil {
-				app.EffectiveRedundancy = pf.svc.Bundle(c).EffectiveRedundancy
-			}
-			s.Apps = append(s.Apps, app)
+				Integrity: as.Integrity, Followed: as.Followed,
+			})
 			bundleApps[as.CID] = append(bundleApps[as.CID], as.Name)
 			addBundle(as.CID)
 		}
@@ -143,10 +145,42 @@ func (n *Node) dashboardSnapshot() dashboard.Snapshot {
 			addBundle(c)
 		}
 	}
+	// One pass over the view for every bundle and app shown (not one per
+	// bundle: with ten thousand mirrors and three hundred bundles that
+	// was three million mirror checks a page).
+	keys := slices.Clone(order)
+	appKey := make([]string, len(s.Apps)) // each app's CID as mirrors announce it
+	aliveHolders := map[string]int{}
+	for i, a := range s.Apps {
+		if c, err := cid.Decode(a.CID); err == nil {
+			appKey[i] = c.String()
+			keys = append(keys, appKey[i])
+			aliveHolders[appKey[i]] = 0
+		}
+	}
+	var reports map[string]service.BundleReport
+	if pf != nil {
+		reports = pf.svc.Bundles(keys)
+	}
+	for _, m := range st.Mirrors {
+		if m.State != string(health.StateAlive) {
+			continue
+		}
+		for _, b := range m.Bundles {
+			if n, ok := aliveHolders[b]; ok {
+				aliveHolders[b] = n + 1
+			}
+		}
+	}
+	for i, k := range appKey {
+		if k != "" {
+			s.Apps[i].Holders = aliveHolders[k]
+			s.Apps[i].EffectiveRedundancy = reports[k].EffectiveRedundancy
+		}
+	}
 	for _, key := range order {
 		b := dashboard.Bundle{CID: key, HeldHere: held[key], Apps: bundleApps[key]}
-		if c, err := cid.Decode(key); err == nil && pf != nil {
-			rep := pf.svc.Bundle(c)
+		if rep, ok := reports[key]; ok {
 			b.EffectiveRedundancy, b.Holders = rep.EffectiveRedundancy, len(rep.Holders)
 		}
 		s.Bundles = append(s.Bundles, b)

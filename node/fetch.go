@@ -120,9 +120,7 @@ type holderFinder struct{ n *Node }
 func (h holderFinder) Holders(root cid.Cid) []peer.AddrInfo {
 	n := h.n
 	now := n.clock()
-	n.mu.Lock()
 	ms := n.view.Holders(root.String(), now)
-	n.mu.Unlock()
 	seen := map[peer.ID]bool{n.id: true}
 	var out []peer.AddrInfo
 	for _, m := range ms {

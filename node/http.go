@@ -360,9 +360,7 @@ func (n *Node) Status() Status {
 // view's own (read them, do not modify or keep them).
 func (n *Node) statusWith(self func(SelfStatus), each func(MirrorStatus) bool) {
 	now := n.clock()
-	n.mu.Lock()
 	ms := n.view.Mirrors(now)
-	n.mu.Unlock()
 	me := n.selfStatus()
 	self(me)
 	ev := map[string]MirrorEvidence{}

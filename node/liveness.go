@@ -106,9 +106,7 @@ func (n *Node) deadMirrors() []peer.ID { return n.mirrorsIn(health.StateDead) }
 
 func (n *Node) mirrorsIn(states ...health.State) []peer.ID {
 	now := n.clock()
-	n.mu.Lock()
 	ms := n.view.Mirrors(now)
-	n.mu.Unlock()
 	var out []peer.ID
 	for _, m := range ms {
 		if m.Peer == n.id {

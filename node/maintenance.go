@@ -32,8 +32,8 @@ func (n *Node) maintenanceLoop() {
 			return
 		case <-prune.C:
 			now := n.clock()
+			n.view.Prune(now) // the view's own lock; the node's is not needed
 			n.mu.Lock()
-			n.view.Prune(now)
 			n.guard.Forget(now.Add(-2 * protocol.MaxLivenessAge))
 			for p, t := range n.synced {
 				if now.Sub(t) > pruneEvery {

@@ -81,9 +81,7 @@ func (m *metrics) statement(st *attest.Statement, err error) {
 func (m *metrics) observeView() {
 	n := m.n
 	now := n.clock()
-	n.mu.Lock()
 	counts := n.view.Counts(now)
-	n.mu.Unlock()
 	for _, s := range health.States() {
 		m.mirrors.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}

@@ -152,8 +152,12 @@ type Node struct {
 	adminLn    net.Listener
 	syncQueue  chan peer.ID
 
+	// view is safe for concurrent use: read it without mu (readers that
+	// list it share a snapshot and never hold up the validator). accept
+	// holds mu around the sequence guard and view.Add together.
+	view *health.View
+
 	mu    sync.Mutex // guards the fields below
-	view  *health.View
 	guard *attest.SeqGuard
 	seq   uint64
 	// repair wakes the maintenance loop to re-fetch bundles that lost a
@@ -174,8 +178,6 @@ type Node struct {
 	refreshAt time.Time
 	// rng spreads refresh times.
 	rng *rand.Rand
-	// alive caches the view's alive set (aliveLocked).
-	alive aliveCache
 
 	ctx       context.Context
 	cancel    context.CancelFunc

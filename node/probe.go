@@ -167,48 +167,36 @@ func (f *probeFeature) apply(st *attest.Statement, verr error, now time.Time) at
 	return v
 }
 
-// lockedView adapts the node's health view to the probe service's View,
-// holding the node's lock as every use of n.view must. Never call the
-// service with n.mu held: the evidence calls back into this view.
+// lockedView adapts the node's health view to the probe service's View.
+// The view is safe for concurrent use and lists itself from a shared
+// snapshot (health/snapshot.go), so none of these takes the node's lock:
+// a probe round over ten thousand mirrors never holds up the gossip
+// validator or an HTTP handler.
 type lockedView struct{ n *Node }
 
 var _ service.View = lockedView{}
 
 func (v lockedView) Mirrors(now time.Time) []runner.Mirror {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
 	return runner.HealthView{V: v.n.view}.Mirrors(now)
 }
 
-func (v lockedView) Alive(now time.Time) []peer.ID {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
-	return v.n.aliveLocked(now)
-}
+// Alive is the view's alive set, the same slice while neither the view
+// nor now changes (callers do not modify it).
+func (v lockedView) Alive(now time.Time) []peer.ID { return v.n.view.Alive(now) }
 
 func (v lockedView) Holds(target peer.ID, bundle string, now time.Time) bool {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
 	return runner.HealthView{V: v.n.view}.Holds(target, bundle, now)
 }
 
 func (v lockedView) HolderIDs(bundle string, now time.Time) []peer.ID {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
 	return runner.HealthView{V: v.n.view}.HolderIDs(bundle, now)
 }
 
 func (v lockedView) Known(p peer.ID, now time.Time) bool {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
 	return runner.HealthView{V: v.n.view}.Known(p, now)
 }
 
-func (v lockedView) All(now time.Time) []health.Mirror {
-	v.n.mu.Lock()
-	defer v.n.mu.Unlock()
-	return v.n.view.Mirrors(now)
-}
+func (v lockedView) All(now time.Time) []health.Mirror { return v.n.view.Mirrors(now) }
 
 var _ badgehttp.Holders = lockedView{}
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,15 @@ func testProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	rep := bundleOf(t, a, root)
 	if rep.CID != root.String() || rep.EffectiveRedundancy != 1 || len(rep.Holders) != 3 {
 		t.Fatalf("bundle report %+v: want 3 holders, effective redundancy 1", rep)
+	}
+	// Many bundles in one pass (the dashboard) report what one does.
+	unknown := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"
+	reps := a.probeFeatureOf().svc.Bundles([]string{root.String(), unknown})
+	if got := reps[root.String()]; got.EffectiveRedundancy != rep.EffectiveRedundancy || !slices.Equal(got.Holders, rep.Holders) {
+		t.Fatalf("Bundles: %+v, Bundle: %+v", got, rep)
+	}
+	if got := reps[unknown]; got.CID != unknown || len(got.Holders) != 0 || got.EffectiveRedundancy != 0 {
+		t.Fatalf("Bundles for a bundle nobody holds: %+v", got)
 	}
 	for _, h := range rep.Holders {
 		if h.State != "verified" || h.Domain != "net:127.0.0.0/24" {

@@ -18,9 +18,7 @@ var _ redirect.Source = redirectSource{}
 func (s redirectSource) Candidates(root cid.Cid) []redirect.Candidate {
 	n := s.n
 	now := n.clock()
-	n.mu.Lock()
 	ms := n.view.Mirrors(now)
-	n.mu.Unlock()
 	ev := map[string]MirrorEvidence{}
 	if pf := n.probeFeatureOf(); pf != nil {
 		for _, e := range pf.evidence().Mirrors {

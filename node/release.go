@@ -865,6 +865,23 @@ type AppStatus struct {
 
 // status builds the AppStatus of app (version 0: the latest).
 func (f *releaseFeature) status(app string, version uint64) (AppStatus, error) {
+	st, err := f.statusWithout(app, version)
+	if err != nil {
+		return st, err
+	}
+	if c, err := cid.Decode(st.CID); err == nil {
+		st.Held = f.n.store.Held(c)
+		for _, m := range f.n.view.Holders(c.String(), f.n.clock()) {
+			st.Holders = append(st.Holders, m.Peer.String())
+		}
+		slices.Sort(st.Holders)
+	}
+	return st, nil
+}
+
+// statusWithout is status without Held and Holders (which list the whole
+// view): a page about many apps counts holders in one pass of its own.
+func (f *releaseFeature) statusWithout(app string, version uint64) (AppStatus, error) {
 	if !protocol.IsAppID(app) {
 		return AppStatus{}, fmt.Errorf("%w: %q is not an app ID", release.ErrBadRef, app)
 	}
@@ -910,16 +927,6 @@ func (f *releaseFeature) status(app string, version uint64) (AppStatus, error) {
 		sumStatus = release.StatusStale
 	}
 	out.Summary = release.Summary(rec, sumStatus, integ)
-	if c, err := cid.Decode(rec.CID); err == nil {
-		out.Held = f.n.store.Held(c)
-		f.n.mu.Lock()
-		ms := f.n.view.Holders(c.String(), now)
-		f.n.mu.Unlock()
-		for _, m := range ms {
-			out.Holders = append(out.Holders, m.Peer.String())
-		}
-		slices.Sort(out.Holders)
-	}
 	return out, nil
 }
 

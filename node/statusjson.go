@@ -61,11 +61,7 @@ var _ feature = (*statusFeature)(nil)
 
 func newStatusFeature(n *Node) (feature, error) {
 	cfg := snapcache.DefaultConfig()
-	cfg.Version = func() uint64 {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.view.Version()
-	}
+	cfg.Version = n.view.Version
 	f := &statusFeature{n: n}
 	f.zw, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level
 	c, err := snapcache.New(cfg, f.build)

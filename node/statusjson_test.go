@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -168,6 +169,46 @@ func TestStatusGzip(t *testing.T) {
 	} {
 		if got := acceptsGzip(header); got != want {
 			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
+}
+
+// Everything that lists the whole view reads it without the node's lock
+// (the view is safe for concurrent use and lists itself from a shared
+// snapshot): with ten thousand strangers in view, none of them may hold
+// up the gossip validator, which takes that lock for every statement.
+// (The status page and the dashboard take it briefly for this node's own
+// fetches, not for the view; the status page is served from a snapshot
+// even then, see TestStatusAnswersWhileNodeLockHeld.)
+func TestViewReadersDoNotTakeNodeLock(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.nodes[0]
+	root := n.id.String() // any string: nobody holds it
+	c0, _ := cid.Decode("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z")
+	readers := map[string]func(){
+		"statements": func() { n.statements() },
+		"probe view": func() {
+			v := lockedView{n}
+			now := n.clock()
+			v.Mirrors(now)
+			v.All(now)
+			v.Alive(now)
+			v.HolderIDs(root, now)
+		},
+		"redirect":     func() { redirectSource{n}.Candidates(c0) },
+		"worker seeds": func() { n.workerSeeds(c0) },
+		"metrics":      func() { n.metrics.observeView() },
+		"dead mirrors": func() { n.deadMirrors() },
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, read := range readers {
+		done := make(chan struct{})
+		go func() { read(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute): // a failure guard, not a latency bound
+			t.Fatalf("%s waited for the node's lock", name)
 		}
 	}
 }

@@ -20,9 +20,7 @@ func (n *Node) workerSeeds(root cid.Cid) []string {
 	}
 	want := cid.NewCidV1(root.Type(), root.Hash()).String()
 	now := n.clock()
-	n.mu.Lock()
 	ms := n.view.Mirrors(now)
-	n.mu.Unlock()
 	for _, m := range ms {
 		l := m.Liveness
 		if m.State != health.StateAlive || l == nil || l.HTTP == "" || slices.Contains(seeds, l.HTTP) {

@@ -174,9 +174,12 @@ func TestBuildersOnlyDeclaredKeysMoveTheBadge(t *testing.T) {
 	if msg := badgeMessage(t, base, app); msg != "unverified" {
 		t.Fatalf("badge after unlisted attestations: %q", msg)
 	}
-	if got := v.refusals(t)["unlisted_builder"]; got < flood+1 {
-		t.Fatalf("metrics count %v unlisted-builder refusals, want %d", got, flood+1)
-	}
+	// The refusal is counted after the attestation is recorded as
+	// unlisted: wait for the count, do not race it.
+	waitUntil(t, time.Minute, "unlisted-builder refusals counted", func() (bool, string) {
+		got := v.refusals(t)["unlisted_builder"]
+		return got >= flood+1, fmt.Sprintf("metrics count %v unlisted-builder refusals, want %d", got, flood+1)
+	})
 
 	// The declared builder's attestation is the one that counts.
 	attacker.publishOn(t, protocol.TopicBuild, signBuild(t, bk, app, 1, cidGood, 1))

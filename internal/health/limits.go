@@ -233,7 +233,7 @@ func (v *View) removeLocked(id peer.ID) {
 	if e, ok := v.entries[id]; ok {
 		v.bytes -= StatementCost(e)
 		delete(v.entries, id)
-		v.version++
+		v.changedLocked()
 	}
 	delete(v.suspicions, id)
 }

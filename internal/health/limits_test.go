@@ -141,3 +141,43 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// Listings are shared per version of the view (snapshot.go): every kind
+// of change shows in the next listing, and a listing taken before a
+// change is not handed out after it.
+func TestListingFollowsEveryChange(t *testing.T) {
+	v := health.New(testCfg)
+	a, b := newSigner(t, 1), newSigner(t, 2)
+	v.Apply(a.sign(t, 1, t0, protocol.StateUp), t0)
+	if got := v.Mirrors(t0); len(got) != 1 || !slices.Equal(v.Alive(t0), []peer.ID{a.id}) {
+		t.Fatalf("one mirror: %v, alive %v", got, v.Alive(t0))
+	}
+	v.Apply(b.sign(t, 1, t0, protocol.StateUp), t0) // added
+	if got := v.Alive(t0); len(got) != 2 || len(v.Statements()) != 2 {
+		t.Fatalf("after a second mirror: alive %v, %d statements", got, len(v.Statements()))
+	}
+	if _, err := v.AddSuspicion(suspicion(t, b, a, 1, t0), t0); err != nil { // suspected
+		t.Fatal(err)
+	}
+	if m := v.Mirrors(t0); m[slices.IndexFunc(m, func(m health.Mirror) bool { return m.Peer == a.id })].State != health.StateSuspect {
+		t.Fatalf("suspicion not in the listing: %+v", m)
+	}
+	if got := len(v.Statements()); got != 3 {
+		t.Fatalf("%d statements with a standing suspicion, want 3", got)
+	}
+	v.Apply(a.sign(t, 2, t0, protocol.StateLeaving), t0) // replaced
+	if c := v.Counts(t0); c[health.StateLeft] != 1 || c[health.StateAlive] != 1 {
+		t.Fatalf("after a leaving statement: %v", c)
+	}
+	late := t0.Add(testCfg.SuspectAfter + time.Millisecond)
+	if c := v.Counts(late); c[health.StateSuspect] != 1 {
+		t.Fatalf("later: %v", c)
+	}
+	v.SetLocalLag(time.Hour) // lag stretches the thresholds
+	if c := v.Counts(late); c[health.StateAlive] != 1 {
+		t.Fatalf("with local lag: %v", c)
+	}
+	if n := v.Prune(t0.Add(24 * time.Hour)); n != 2 || len(v.Mirrors(t0)) != 0 || len(v.Alive(t0)) != 0 { // pruned
+		t.Fatalf("after pruning %d: %v", n, v.Mirrors(t0))
+	}
+}

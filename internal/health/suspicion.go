@@ -55,7 +55,7 @@ func (v *View) AddSuspicion(st *attest.Statement, now time.Time) (bool, error) {
 		return false, fmt.Errorf("%w: a report about %s from %s stands already", ErrStaleSuspicion, subject, old.Signer)
 	}
 	v.suspicions[subject] = st
-	v.version++
+	v.changedLocked()
 	return true, nil
 }
 

@@ -46,6 +46,7 @@ import (
 	"bytes"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -101,8 +102,21 @@ type View struct {
 	// fullUntil: until then no stranger can be admitted (nothing it may
 	// evict), so strangers are refused without a scan.
 	fullUntil time.Time
-	// version rises with every change of entries or lag.
+	// version rises with every change of entries, suspicions or lag.
 	version uint64
+	// snap caches the sorted listing readers share for one version (see
+	// snapshot.go); every change clears it, so it never keeps a replaced
+	// statement alive.
+	snap atomic.Pointer[snapshot]
+	// alive caches the alive set for one (version, now).
+	alive atomic.Pointer[aliveSet]
+}
+
+// changedLocked records a change: a new version, and no cached listing.
+func (v *View) changedLocked() {
+	v.version++
+	v.snap.Store(nil)
+	v.alive.Store(nil)
 }
 
 // Version rises whenever the view changes (a statement applied or
@@ -166,7 +180,7 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	}
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
-	v.version++
+	v.changedLocked()
 	return true, nil
 }
 
@@ -180,11 +194,17 @@ func newer(a, b *attest.Statement) bool {
 
 // stateLocked derives st's state at now, and whether it is to be forgotten.
 func (v *View) stateLocked(st *attest.Statement, now time.Time) (s State, gone bool) {
+	return v.stateOf(st, v.suspicions[st.Signer], v.lag, now)
+}
+
+// stateOf derives st's state at now under the standing suspicion susp
+// (nil: none) and the local lag, and whether it is to be forgotten.
+func (v *View) stateOf(st, susp *attest.Statement, lag time.Duration, now time.Time) (s State, gone bool) {
 	forget := v.cfg.ForgetAfter
 	if st.Liveness.State == protocol.StateLeaving {
 		return StateLeft, forget > 0 && now.Sub(st.Time) >= forget
 	}
-	suspectAt, deadAt := v.deadlinesLocked(st)
+	suspectAt, deadAt := v.deadlines(st, susp, lag)
 	switch {
 	case !now.Before(deadAt):
 		return StateDead, forget > 0 && now.Sub(deadAt) >= forget
@@ -196,16 +216,23 @@ func (v *View) stateLocked(st *attest.Statement, now time.Time) (s State, gone b
 }
 
 // deadlinesLocked returns when st's mirror turns suspect and dead, unless
-// a newer statement comes: TTL plus SuspectAfter (DeadAfter) after st's
-// time, stretched by the local lag, or sooner under a standing suspicion.
+// a newer statement comes.
 func (v *View) deadlinesLocked(st *attest.Statement) (suspectAt, deadAt time.Time) {
+	return v.deadlines(st, v.suspicions[st.Signer], v.lag)
+}
+
+// deadlines returns when st's mirror turns suspect and dead, unless a
+// newer statement comes: TTL plus SuspectAfter (DeadAfter) after st's
+// time, stretched by the local lag, or sooner under a standing suspicion
+// susp (nil: none).
+func (v *View) deadlines(st, susp *attest.Statement, lag time.Duration) (suspectAt, deadAt time.Time) {
 	ttl := st.Liveness.TTLDuration()
-	suspectAt = st.Time.Add(ttl + v.cfg.SuspectAfter + v.lag)
-	deadAt = st.Time.Add(ttl + v.cfg.DeadAfter + v.lag)
-	if s := v.suspicions[st.Signer]; s != nil && s.Seq >= st.Seq {
-		suspectAt = minTime(suspectAt, s.Time)
-		d := s.Time.Add(v.cfg.suspicionTimeout() + v.lag)
-		if floor := st.Time.Add(v.cfg.DeadAfter + v.lag); d.Before(floor) {
+	suspectAt = st.Time.Add(ttl + v.cfg.SuspectAfter + lag)
+	deadAt = st.Time.Add(ttl + v.cfg.DeadAfter + lag)
+	if susp != nil && susp.Seq >= st.Seq {
+		suspectAt = minTime(suspectAt, susp.Time)
+		d := susp.Time.Add(v.cfg.suspicionTimeout() + lag)
+		if floor := st.Time.Add(v.cfg.DeadAfter + lag); d.Before(floor) {
 			d = floor
 		}
 		deadAt = minTime(deadAt, d)
@@ -259,15 +286,13 @@ func (v *View) Holders(root string, now time.Time) []Mirror {
 }
 
 func (v *View) filter(now time.Time, keep func(Mirror) bool) []Mirror {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	out := make([]Mirror, 0, len(v.entries))
-	for _, st := range v.entries {
-		if m, ok := v.mirrorLocked(st, now); ok && keep(m) {
+	sn := v.snapshot()
+	out := make([]Mirror, 0, len(sn.items))
+	for _, it := range sn.items {
+		if m, ok := v.mirrorOf(it, sn.lag, now); ok && keep(m) {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b Mirror) int { return cmpPeer(a.Peer, b.Peer) })
 	return out
 }
 
@@ -288,10 +313,9 @@ func (v *View) Counts(now time.Time) map[State]int {
 	for _, s := range States() {
 		out[s] = 0
 	}
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	for _, st := range v.entries {
-		if s, gone := v.stateLocked(st, now); !gone {
+	sn := v.snapshot()
+	for _, it := range sn.items {
+		if s, gone := v.stateOf(it.st, it.susp, sn.lag, now); !gone {
 			out[s]++
 		}
 	}
@@ -305,22 +329,16 @@ func (v *View) Counts(now time.Time) map[State]int {
 // slice is the caller's; the byte slices are shared and must not be
 // modified.
 func (v *View) Statements() [][]byte {
-	v.mu.RLock()
-	ids := make([]peer.ID, 0, len(v.entries))
-	for id := range v.entries {
-		ids = append(ids, id)
+	sn := v.snapshot()
+	out := make([][]byte, len(sn.items), len(sn.items)+sn.suspicions)
+	for i, it := range sn.items {
+		out[i] = it.st.Raw
 	}
-	slices.SortFunc(ids, cmpPeer)
-	out := make([][]byte, len(ids), len(ids)+len(v.suspicions))
-	for i, id := range ids {
-		out[i] = v.entries[id].Raw
-	}
-	for _, id := range ids {
-		if s := v.suspicions[id]; s != nil {
-			out = append(out, s.Raw)
+	for _, it := range sn.items {
+		if it.susp != nil {
+			out = append(out, it.susp.Raw)
 		}
 	}
-	v.mu.RUnlock()
 	return out
 }
 
@@ -368,7 +386,7 @@ func (v *View) SetLocalLag(lag time.Duration) {
 	v.mu.Lock()
 	if l := max(lag, 0); l != v.lag {
 		v.lag = l
-		v.version++
+		v.changedLocked()
 	}
 	v.mu.Unlock()
 }

@@ -785,29 +785,48 @@ func (f *Service) Evidence() EvidenceReport {
 
 // Bundle reports c's holders and effective redundancy.
 func (f *Service) Bundle(c cid.Cid) BundleReport {
-	now := f.clock()
 	key := c.String()
-	rep := BundleReport{CID: key, Holders: []BundleHolder{}}
-	var verified []peer.ID
+	return f.Bundles([]string{key})[key]
+}
+
+// Bundles reports the holders and effective redundancy of each bundle in
+// keys (root CIDs as strings) in one pass over the view: a page about
+// many bundles costs the view's size once, not once per bundle.
+func (f *Service) Bundles(keys []string) map[string]BundleReport {
+	now := f.clock()
+	out := make(map[string]BundleReport, len(keys))
+	verified := map[string][]peer.ID{}
+	for _, k := range keys {
+		out[k] = BundleReport{CID: k, Holders: []BundleHolder{}}
+	}
 	for _, m := range f.view.All(now) {
 		if m.Liveness == nil {
 			continue
 		}
-		if _, ok := slices.BinarySearch(m.Liveness.Bundles, key); !ok {
-			continue
-		}
-		state := string(m.State)
-		if m.State == health.StateAlive {
-			st := f.ev.Status(m.Peer, now).State
-			state = string(st)
-			if st == probe.StateVerified {
-				verified = append(verified, m.Peer)
+		var state string
+		for _, b := range m.Liveness.Bundles {
+			rep, ok := out[b]
+			if !ok {
+				continue
 			}
+			if state == "" {
+				state = string(m.State)
+				if m.State == health.StateAlive {
+					state = string(f.ev.Status(m.Peer, now).State)
+				}
+			}
+			if state == string(probe.StateVerified) {
+				verified[b] = append(verified[b], m.Peer)
+			}
+			rep.Holders = append(rep.Holders, BundleHolder{PeerID: m.Peer.String(), State: state, Domain: f.placer.Domain(m.Peer)})
+			out[b] = rep
 		}
-		rep.Holders = append(rep.Holders, BundleHolder{PeerID: m.Peer.String(), State: state, Domain: f.placer.Domain(m.Peer)})
 	}
-	rep.EffectiveRedundancy = f.placer.EffectiveRedundancy(verified)
-	return rep
+	for k, rep := range out {
+		rep.EffectiveRedundancy = f.placer.EffectiveRedundancy(verified[k])
+		out[k] = rep
+	}
+	return out
 }
 
 func (f *Service) serveEvidence(w http.ResponseWriter, r *http.Request) {
