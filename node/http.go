@@ -359,10 +359,14 @@ func (n *Node) Status() Status {
 // returns false to stop. A MirrorStatus's Addrs and Bundles are the
 // view's own (read them, do not modify or keep them).
 func (n *Node) statusWith(self func(SelfStatus), each func(MirrorStatus) bool) {
-	now := n.clock()
-	ms := n.view.Mirrors(now)
-	me := n.selfStatus()
-	self(me)
+	self(n.selfStatus())
+	n.mirrorsWith(each)
+}
+
+// mirrorsWith is statusWith's second half: each mirror of the view, with
+// its probe evidence.
+func (n *Node) mirrorsWith(each func(MirrorStatus) bool) {
+	ms := n.view.Mirrors(n.clock())
 	ev := map[string]MirrorEvidence{}
 	if pf := n.probeFeatureOf(); pf != nil {
 		for _, e := range pf.evidence().Mirrors {
@@ -433,4 +437,19 @@ func jsonMarshalIndent(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// selfStatus describes this node (no mirror of the view is read).
+func (n *Node) selfStatus() SelfStatus {
+	me := SelfStatus{
+		PeerID: n.id.String(), Addrs: n.Addrs(), HTTP: n.HTTPURL(), Version: Version,
+		Profile: n.prof.Name, Peers: len(n.host.Network().Peers()), Bundles: []string{},
+	}
+	for _, b := range n.store.Bundles() {
+		if b.State == "held" {
+			me.Bundles = append(me.Bundles, b.Root.String())
+		}
+	}
+	me.Refused = n.refusedBundles()
+	return me
 }
