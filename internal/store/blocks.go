@@ -27,9 +27,11 @@ func (s *Store) openPacks() error {
 	if err != nil {
 		return err
 	}
-	if err := migrate(s.dir, s.packSize); err != nil {
+	leftover, err := migrate(s.dir, s.packSize)
+	if err != nil {
 		return err
 	}
+	s.absorb = leftover
 	if err := os.MkdirAll(s.packDir, 0o755); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrNotWritable, s.packDir, unwrapPath(err))
 	}

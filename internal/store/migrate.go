@@ -24,12 +24,16 @@ import (
 // layout version written, and the old block files removed. A crash before
 // the rename leaves the old layout as it was (the staging directory is
 // removed and the migration starts again); a crash after it leaves the
-// packs complete, and the next Open removes what is left of the old files.
+// packs complete and some old files, which the next Open absorbs (see
+// absorbOld). So does a block directory an older mirrornet wrote into a
+// migrated store (run after a downgrade): its blocks are added, not lost.
 // A full disk stops the migration, removes the staging directory and
 // returns ErrNoSpace: nothing is lost. A block file that does not match its
 // name is not migrated (a held bundle that needed it is fetched again).
 // bundles.json has the same format in both layouts and is kept as is.
-func migrate(dir string, packSize int64) error {
+// It reports whether old block files remain beside the packs for Open to
+// absorb.
+func migrate(dir string, packSize int64) (leftover bool, err error) {
 	oldDir := filepath.Join(dir, blocksDir)
 	packs := filepath.Join(dir, packsDir)
 	staging := filepath.Join(dir, migratingDir)
@@ -37,36 +41,91 @@ func migrate(dir string, packSize int64) error {
 	_, packErr := os.Stat(packs)
 	if oldErr != nil {
 		_ = os.RemoveAll(staging)
-		return nil // nothing to migrate
+		return false, nil // nothing to migrate
 	}
 	if packErr == nil {
-		// committed: the rest of the old layout goes
-		if err := os.RemoveAll(oldDir); err != nil {
-			return fmt.Errorf("store: removing the migrated %s: %w", oldDir, err)
-		}
-		return nil
+		_ = os.RemoveAll(staging)
+		return true, nil // committed, or an older version wrote more since
 	}
 	if err := os.RemoveAll(staging); err != nil {
-		return fmt.Errorf("store: removing %s left by an interrupted migration: %w", staging, err)
+		return false, fmt.Errorf("store: removing %s left by an interrupted migration: %w", staging, err)
 	}
 	var need int64
-	err := copyOldLayout(oldDir, staging, packSize, &need)
+	err = copyOldLayout(oldDir, staging, packSize, &need)
 	if err == nil {
 		err = os.Rename(staging, packs)
 	}
 	if err != nil {
 		_ = os.RemoveAll(staging)
 		if isNoSpace(err) {
-			return errorf(ErrNoSpace, "store: no space left on device migrating %s to pack files (about %d MiB needed beside the old layout): free disk space and start again; the old layout is untouched",
+			return false, errorf(ErrNoSpace, "store: no space left on device migrating %s to pack files (about %d MiB needed beside the old layout): free disk space and start again; the old layout is untouched",
 				dir, need>>20+1)
 		}
-		return fmt.Errorf("store: migrating %s to pack files (the old layout is untouched): %w", dir, err)
+		return false, fmt.Errorf("store: migrating %s to pack files (the old layout is untouched): %w", dir, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
-		return fmt.Errorf("store: migrating %s: %w", dir, err)
+		return false, fmt.Errorf("store: migrating %s: %w", dir, err)
 	}
 	if err := writeVersion(dir); err != nil {
-		return fmt.Errorf("store: migrating %s: %w", dir, err)
+		return false, fmt.Errorf("store: migrating %s: %w", dir, err)
+	}
+	if err := os.RemoveAll(oldDir); err != nil {
+		return false, fmt.Errorf("store: removing the migrated %s: %w", oldDir, err)
+	}
+	return false, nil
+}
+
+// absorbOld adds the blocks of old block files left beside the packs (a
+// migration interrupted after its commit point, or an older mirrornet run
+// on the migrated store) that the packs lack, checked against their names,
+// makes them durable, and only then removes the old files. A full disk
+// stops it with the old files untouched.
+func (s *Store) absorbOld() error {
+	oldDir := filepath.Join(s.dir, blocksDir)
+	added := false
+	err := filepath.WalkDir(oldDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		c, err := keyCid(d.Name())
+		if err != nil {
+			return nil // not a block file
+		}
+		if _, ok := s.lookup(d.Name()); ok {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if len(data) > verify.MaxBlockSize || verify.Check(c, data) != nil {
+			return nil // torn or corrupt: fetched again if a bundle needs it
+		}
+		if err := s.appendBlock(d.Name(), c.Hash(), data); err != nil {
+			return err
+		}
+		added = true
+		s.mu.Lock()
+		s.usage += int64(len(data))
+		s.mu.Unlock()
+		return nil
+	})
+	if err == nil && added {
+		s.mu.Lock()
+		a := s.active
+		s.mu.Unlock()
+		if a != nil {
+			err = s.syncPack(a)
+		}
+	}
+	if err != nil {
+		if isNoSpace(err) {
+			return errorf(ErrNoSpace, "store: no space left on device adding the old block files of %s to its packs: free disk space and start again; the old files are untouched", oldDir)
+		}
+		return fmt.Errorf("store: adding the old block files of %s to its packs (they are untouched): %w", oldDir, err)
 	}
 	if err := os.RemoveAll(oldDir); err != nil {
 		return fmt.Errorf("store: removing the migrated %s: %w", oldDir, err)

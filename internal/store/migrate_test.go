@@ -470,3 +470,45 @@ func TestGCCompactsPacks(t *testing.T) {
 	}
 	t.Logf("%d packs before GC, %d removed, %d after", len(packsBefore), gone, len(packsAfter))
 }
+
+// An older mirrornet run on a migrated store (a downgrade) writes block
+// files again; the next Open adds their blocks to the packs before it
+// removes them, so a bundle published meanwhile is still held.
+func TestMigrateAfterDowngrade(t *testing.T) {
+	dir := t.TempDir()
+	want := oldLayout(t, dir, makeTree(t, 47, 6))
+	checkMigrated(t, dir, want).Close()
+	// the older version: sees no block files, writes a new bundle
+	old, err := layout1.Open(dir, layout1.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Import(t.Context(), makeTree(t, 48, 5), func(b blocks.Block) error { return old.Put(b.Cid(), b.RawData()) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.MarkHeld(res.Root); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	s := open(t, dir, Options{})
+	if !s.Held(res.Root) {
+		t.Fatalf("bundle published by the older version lost: %+v", s.Bundles())
+	}
+	n := 0
+	if err := bundle.Walk(t.Context(), res.Root, s.Get, func(cid.Cid, []byte) error { n++; return nil }); err != nil || n != res.Blocks {
+		t.Fatalf("%d of %d blocks, %v", n, res.Blocks, err)
+	}
+	// the first bundle's blocks are all still in the packs
+	if _, err := s.MarkHeld(want[0].Root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, blocksDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("old block files left")
+	}
+	usage := s.Usage()
+	s.Close()
+	if s2 := open(t, dir, Options{}); s2.Usage() != usage {
+		t.Fatalf("usage %d after reopening, %d before", s2.Usage(), usage)
+	}
+}

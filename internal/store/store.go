@@ -192,6 +192,8 @@ type Store struct {
 	// tombs queues tombstones of blocks dropped while s.mu was held, to be
 	// appended once it is released (reportCorrupt).
 	tombs []loc
+	// absorb: old block files were found beside the packs at Open.
+	absorb bool
 	// now is the clock the verified cache's racy window is measured by;
 	// tests move it forward.
 	now func() time.Time
@@ -300,6 +302,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.openPacks(); err != nil {
 		s.closeFiles()
 		return nil, err
+	}
+	if s.absorb {
+		if err := s.absorbOld(); err != nil {
+			s.closeFiles()
+			return nil, err
+		}
 	}
 	if err := s.load(); err != nil {
 		s.closeFiles()
