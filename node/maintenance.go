@@ -72,7 +72,7 @@ func (n *Node) scrub() {
 // It may run on any goroutine (a gateway or bitswap read), even before the
 // node has finished starting, so it only signals the maintenance loop.
 func (n *Node) corruptBlock(c store.Corruption) {
-	n.log.Warn("corrupt block deleted; re-fetching it from other holders", "cid", c.Cid, "file", c.File, "found_by", c.FoundBy)
+	n.log.Warn("corrupt block deleted; re-fetching it from other holders", "cid", c.Cid, "file", c.File, "offset", c.Offset, "found_by", c.FoundBy)
 	n.metrics.corrupt.WithLabelValues(c.FoundBy).Inc()
 	select {
 	case n.repair <- struct{}{}:
