@@ -65,7 +65,7 @@ func TestAppHostServesCurrentRelease(t *testing.T) {
 	if _, err := submitRelease(t, n, signRelease(t, p1, keys...)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "app host serves v1", func() (bool, string) {
+	waitFor(t, 2*time.Minute, "app host serves v1", func() (bool, string) {
 		code, _, body := hostGet(t, n, "app.example.test:80", "/")
 		return code == 200 && strings.Contains(body, "<title>app</title>"), body
 	})
@@ -92,7 +92,7 @@ func TestAppHostServesCurrentRelease(t *testing.T) {
 	if _, err := submitRelease(t, n, signRelease(t, p2, keys...)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "app host serves v2", func() (bool, string) {
+	waitFor(t, 2*time.Minute, "app host serves v2", func() (bool, string) {
 		code, _, body := hostGet(t, n, "app.example.test", "/")
 		return code == 200 && strings.Contains(body, "app v2"), body
 	})

@@ -186,7 +186,9 @@ func describe(m map[peer.ID]health.State) string {
 }
 
 // waitFor polls cond until it holds or the deadline passes; it is an event
-// wait with a deadline, not a sleep that hopes.
+// wait with a deadline, not a sleep that hopes. Outside a synctest bubble
+// the deadline is wall-clock time and only a failure guard: generous
+// (minutes) for a machine whose cores are saturated.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
 	start := time.Now()

@@ -43,7 +43,7 @@ func TestPayoutsFeature(t *testing.T) {
 	})
 	a, b := c.nodes[0], c.nodes[1]
 	c.connect(a, b)
-	waitFor(t, 20*time.Second, "both alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	waitFor(t, 2*time.Minute, "both alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
 
 	keys, set := maintainers(t, 1, 1)
 	relRaw := signRelease(t, release.Params{Name: "demo", Version: 1, CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", Maintainers: set, Time: time.Now()}, keys...)
@@ -80,11 +80,11 @@ func TestPayoutsFeature(t *testing.T) {
 	if err := ac.Post(context.Background(), "/admin/v1/fund", map[string][]byte{"fund": fundRaw}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the fund reaches the other mirror", func() (bool, string) {
+	waitFor(t, 2*time.Minute, "the fund reaches the other mirror", func() (bool, string) {
 		_, err := payoutsOf(t, b).k.FundOf(app)
 		return err == nil, fmt.Sprint(err)
 	})
-	waitFor(t, 30*time.Second, "the operator's payout address reaches the other mirror", func() (bool, string) {
+	waitFor(t, 2*time.Minute, "the operator's payout address reaches the other mirror", func() (bool, string) {
 		for _, raw := range payoutsOf(t, a).k.Statements() {
 			if st, err := attest.Verify(raw, time.Now()); err == nil && st.Kind == attest.KindPayout && st.Signer == b.ID() {
 				return true, ""

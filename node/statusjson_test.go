@@ -130,7 +130,7 @@ func TestStatusShowsAcceptedMirror(t *testing.T) {
 	}
 	// Polled: a loaded machine may take longer than the wait for a fresh
 	// snapshot, and then the previous one is served.
-	waitFor(t, 30*time.Second, "the new mirror in the status page", func() (bool, string) {
+	waitFor(t, 2*time.Minute, "the new mirror in the status page", func() (bool, string) {
 		body := getStatus(n).Body.String()
 		return strings.Contains(body, id.String()), body
 	})
