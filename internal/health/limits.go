@@ -31,8 +31,8 @@ const (
 	// counted by [StatementCost]): an honest liveness statement (a few
 	// addresses and bundles) costs well under 1 KiB, so 16 MiB fits ten
 	// thousand of them, while the same budget caps a flood of near-limit
-	// (64 KiB) statements at about two hundred and fifty. The status page
-	// and sync responses grow with it, so it is kept small.
+	// statements (512 bundles, about 45 KiB each) at about 370. The status
+	// page and sync responses grow with it, so it is kept small.
 	DefaultMaxBytes = 16 << 20
 )
 
