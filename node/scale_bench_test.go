@@ -373,14 +373,25 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	}
 	defer stopSampling()
 
-	// Settle, then the idle window.
-	sleepFor(5 * time.Second * d)
+	// Settle, then the idle window (MIRRORNET_SCALE_SETTLE and
+	// MIRRORNET_SCALE_WINDOW, in simulated seconds: mirrornet's refreshes
+	// come every 30 s or more, so a window shorter than that after a
+	// short settle sees no refresh at all and only probes and gossipsub's
+	// own traffic).
+	settle, window := 5, 10
+	if v := envInts(b, "MIRRORNET_SCALE_SETTLE", nil); len(v) == 1 {
+		settle = v[0]
+	}
+	if v := envInts(b, "MIRRORNET_SCALE_WINDOW", nil); len(v) == 1 && v[0] > 0 {
+		window = v[0]
+	}
+	sleepFor(time.Duration(settle) * time.Second * d)
 	sent0, recv0 := nw.Totals()
 	mu.Lock()
 	cost0 := sampleCost
 	mu.Unlock()
 	cpu0, w0 := cpuTime(), time.Now()
-	sleepFor(10 * time.Second * d)
+	sleepFor(time.Duration(window) * time.Second * d)
 	cpu1, wall := cpuTime(), time.Since(w0)
 	sent1, recv1 := nw.Totals()
 	mu.Lock()
