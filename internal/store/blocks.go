@@ -657,9 +657,16 @@ func (s *Store) compact() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
+	// The highest-numbered pack stays (even sealed, while no new active
+	// pack could be made): pack numbers are never reused, so a tombstone
+	// naming a removed pack can never hit a later one.
+	var last uint32
+	for seq := range s.packs {
+		last = max(last, seq)
+	}
 	var victims []*pack
 	for _, p := range s.packs {
-		if p.sealed && p != s.active && float64(p.live) < compactRatio*float64(p.size) {
+		if p.sealed && p != s.active && p.seq != last && float64(p.live) < compactRatio*float64(p.size) {
 			victims = append(victims, p)
 		}
 	}
