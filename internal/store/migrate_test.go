@@ -209,7 +209,10 @@ func TestMigrateDiskFull(t *testing.T) {
 	// about 2.6 MiB of blocks: they fit, a second copy does not
 	want := oldLayout(t, dir, makeTree(t, 36, 40), makeTree(t, 37, 30))
 	before := snapshot(t, dir)
-	_, err := Open(dir, Options{})
+	s, err := Open(dir, Options{})
+	if err == nil {
+		s.Close() // or the tmpfs cannot be unmounted
+	}
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("migrating onto a full disk: %v, want ErrNoSpace", err)
 	}
@@ -222,8 +225,7 @@ func TestMigrateDiskFull(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,size=16m", dir).CombinedOutput(); err != nil {
 		t.Fatalf("growing the tmpfs: %v: %s", err, out)
 	}
-	s := checkMigrated(t, dir, want)
-	s.Close()
+	checkMigrated(t, dir, want).Close()
 }
 
 // A store directory written by a newer mirrornet, or a pack from a newer
