@@ -290,16 +290,22 @@ func threeMirrorsOf(t testing.TB, dir string) (a, b, c *mirror, root string) {
 		root = publishSample(t, m.dataDir, dir)
 	}
 	ms := []*mirror{a, b, c}
-	waitUntil(t, 60*time.Second, "every mirror sees all three holding the app", func() (bool, string) {
+	// A failure guard, not a timing: a holdings change that gossip lost
+	// waits for the holder's next refresh (see health.Profile), and on a
+	// saturated machine three mirrors plus a browser take their time.
+	waitUntil(t, 3*time.Minute, "every mirror sees all three holding the app", func() (bool, string) {
 		for _, m := range ms {
 			holders := 0
+			var seen []string
 			for _, s := range m.node.Status().Mirrors {
-				if s.State == "alive" && slices.Contains(s.Bundles, root) {
+				holds := slices.Contains(s.Bundles, root)
+				if s.State == "alive" && holds {
 					holders++
 				}
+				seen = append(seen, fmt.Sprintf("%.8s %s holds=%v", s.PeerID, s.State, holds))
 			}
 			if holders < 3 {
-				return false, fmt.Sprintf("%s sees %d holders", m.name, holders)
+				return false, fmt.Sprintf("%s sees %d holders: %v", m.name, holders, seen)
 			}
 		}
 		return true, ""
