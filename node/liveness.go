@@ -66,7 +66,10 @@ func (n *Node) startLiveness() error {
 	ping.Start(n.ctx)
 	probeTargets := func() []peer.ID { return swim.Neighbourhood(n.id, n.probeTargets(), cfg.Monitors) }
 	w.det = swim.New(cfg, ping, swim.Members{Live: probeTargets, Dead: n.deadMirrors}, n.suspect,
-		swim.WithObserver(func(_ peer.ID, o swim.Outcome) { w.probes.WithLabelValues(string(o)).Inc() }))
+		swim.WithObserver(func(_ peer.ID, o swim.Outcome) { w.probes.WithLabelValues(string(o)).Inc() }),
+		// The heartbeat loop measures how late this mirror's timers fire
+		// and tells the view; probes read the same figure.
+		swim.WithLocalLag(n.view.LocalLag))
 	return nil
 }
 

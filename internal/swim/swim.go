@@ -120,6 +120,7 @@ type Detector struct {
 	members Members
 	suspect func(peer.ID)
 	observe func(peer.ID, Outcome)
+	lag     func() time.Duration
 
 	mu   sync.Mutex
 	ring Ring
@@ -136,6 +137,21 @@ func WithSeed(seed uint64) Option {
 
 // WithObserver calls f after every probe with its outcome (metrics).
 func WithObserver(f func(peer.ID, Outcome)) Option { return func(d *Detector) { d.observe = f } }
+
+// WithLocalLag stretches every probe's timeouts by lag(), the lateness
+// this mirror's own timers show (CPU starvation, a paused process), capped
+// at two periods: a starved prober reads answers late and must not take
+// that for the target's silence (Lifeguard's local health awareness, as
+// memberlist's awareness multiplier).
+func WithLocalLag(lag func() time.Duration) Option { return func(d *Detector) { d.lag = lag } }
+
+// stretch is the extra time every timeout gets now.
+func (d *Detector) stretch() time.Duration {
+	if d.lag == nil {
+		return 0
+	}
+	return min(max(d.lag(), 0), 2*d.cfg.Period)
+}
 
 // New returns a detector; suspect is called (from the probe loop, one call
 // at a time) for every target that answered no probe. It panics on an
@@ -187,7 +203,7 @@ func (d *Detector) Run(ctx context.Context) {
 }
 
 func (d *Detector) ping(ctx context.Context, target peer.ID) error {
-	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout+d.stretch())
 	defer cancel()
 	return d.tr.Ping(pctx, target)
 }
@@ -215,7 +231,7 @@ func (d *Detector) probe(ctx context.Context, target peer.ID, others []peer.ID) 
 		return Acked // shutting down: no verdict
 	}
 	helpers := d.pickHelpers(target, others)
-	ictx, cancel := context.WithTimeout(ctx, d.cfg.IndirectTimeout)
+	ictx, cancel := context.WithTimeout(ctx, d.cfg.IndirectTimeout+d.stretch())
 	defer cancel()
 	// One more direct attempt runs alongside the indirect ones (as
 	// memberlist's TCP fallback): a lost packet is not a dead peer.

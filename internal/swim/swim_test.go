@@ -281,3 +281,38 @@ func TestNeighbourhoodGivesEveryMemberKProbers(t *testing.T) {
 		t.Fatalf("5 members: %v, want the 4 others", nb)
 	}
 }
+
+// TestLocalLagStretchesTimeouts: answers that come later than the probe
+// timeouts (a starved prober reads them late) make a suspect, unless the
+// prober's own lag stretches the timeouts; the stretch is capped.
+func TestLocalLagStretchesTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		self, members := peer.ID("self"), ids(4)
+		net := &fakeNet{self: self, rtt: 700 * time.Millisecond}
+		cfg := swim.ForPeriod(time.Second) // 400 ms direct, 500 ms indirect
+		live := func() []peer.ID { return members }
+		rec := &recorder{}
+		plain := swim.New(cfg, net, swim.Members{Live: live}, rec.suspect, swim.WithSeed(1))
+		if out := plain.Probe(t.Context(), members[0], members); out != swim.Suspected {
+			t.Fatalf("without lag: %s, want %s", out, swim.Suspected)
+		}
+		lag := time.Second
+		stretched := swim.New(cfg, net, swim.Members{Live: live}, rec.suspect, swim.WithSeed(1),
+			swim.WithLocalLag(func() time.Duration { return lag }))
+		if out := stretched.Probe(t.Context(), members[0], members); out != swim.Acked {
+			t.Fatalf("with 1 s of local lag: %s, want %s", out, swim.Acked)
+		}
+		// A huge lag is capped at two periods: a target silent for good
+		// is still suspected, after at most Timeout + IndirectTimeout + 4
+		// periods.
+		lag = time.Hour
+		net.down = map[peer.ID]bool{members[1]: true}
+		start := time.Now()
+		if out := stretched.Probe(t.Context(), members[1], members); out != swim.Suspected {
+			t.Fatalf("silent target under a huge lag: %s, want %s", out, swim.Suspected)
+		}
+		if took := time.Since(start); took > cfg.Timeout+cfg.IndirectTimeout+4*cfg.Period {
+			t.Fatalf("probe took %s: the stretch is not capped", took)
+		}
+	})
+}
