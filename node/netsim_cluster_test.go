@@ -112,7 +112,12 @@ func testLateJoinerConvergesOnSimulatedNetwork(t *testing.T) {
 		c.connect(c.nodes[i], c.nodes[(i+1)%n])
 	}
 	hb := c.nodes[0].prof.Heartbeat
-	waitFor(t, 20*hb, "every view holds the first mirrors alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	// Each mirror's first statement was published before it had a
+	// gossip peer, and a sync on connect gives only the neighbour's
+	// view, so a mirror far round the ring may be learnt only from the
+	// syncs its probes' new connections bring or from its next refresh
+	// (RefreshMin): that bounds the wait, whatever the goroutines' order.
+	waitFor(t, c.nodes[0].prof.RefreshMin+20*hb, "every view holds the first mirrors alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
 
 	joiner := c.add()
 	c.connect(joiner, c.nodes[0])
