@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 )
@@ -83,28 +85,11 @@ func migrate(dir string, packSize int64) (leftover bool, err error) {
 func (s *Store) absorbOld() error {
 	oldDir := filepath.Join(s.dir, blocksDir)
 	added := false
-	err := filepath.WalkDir(oldDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) {
-			return nil
-		}
-		c, err := keyCid(d.Name())
-		if err != nil {
-			return nil // not a block file
-		}
-		if _, ok := s.lookup(d.Name()); ok {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if len(data) > verify.MaxBlockSize || verify.Check(c, data) != nil {
-			return nil // torn or corrupt: fetched again if a bundle needs it
-		}
-		if err := s.appendBlock(d.Name(), c.Hash(), data); err != nil {
+	err := walkOldBlocks(oldDir, func(name string) bool {
+		_, ok := s.lookup(name)
+		return !ok
+	}, func(name string, c cid.Cid, data []byte) error {
+		if err := s.appendBlock(name, c.Hash(), data); err != nil {
 			return err
 		}
 		added = true
@@ -112,7 +97,7 @@ func (s *Store) absorbOld() error {
 		s.usage += int64(len(data))
 		s.mu.Unlock()
 		return nil
-	})
+	}, nil)
 	if err == nil && added {
 		s.mu.Lock()
 		a := s.active
@@ -141,7 +126,25 @@ func copyOldLayout(oldDir, staging string, packSize int64, need *int64) error {
 	}
 	w := &packWriter{dir: staging, max: packSize}
 	defer w.close()
-	err := filepath.WalkDir(oldDir, func(p string, d fs.DirEntry, err error) error {
+	err := walkOldBlocks(oldDir, nil, func(_ string, c cid.Cid, data []byte) error {
+		return w.add(c.Hash(), data)
+	}, need)
+	if err != nil {
+		return err
+	}
+	if err := w.seal(); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(staging)
+}
+
+// walkOldBlocks calls fn for every block file under oldDir whose name is a
+// block key, that want accepts (nil: all), and whose content matches its
+// name. Temporary files and foreign names are skipped; a torn or corrupt
+// block is skipped too (a held bundle that needs it is fetched again). read,
+// if not nil, accumulates the bytes of block data read.
+func walkOldBlocks(oldDir string, want func(name string) bool, fn func(name string, c cid.Cid, data []byte) error, read *int64) error {
+	return filepath.WalkDir(oldDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -152,23 +155,21 @@ func copyOldLayout(oldDir, staging string, packSize int64, need *int64) error {
 		if err != nil {
 			return nil // not a block file
 		}
+		if want != nil && !want(d.Name()) {
+			return nil
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		*need += int64(len(data))
-		if len(data) > verify.MaxBlockSize || verify.Check(c, data) != nil {
-			return nil // torn or corrupt: fetched again if a bundle needs it
+		if read != nil {
+			*read += int64(len(data))
 		}
-		return w.add(c.Hash(), data)
+		if len(data) > verify.MaxBlockSize || verify.Check(c, data) != nil {
+			return nil
+		}
+		return fn(d.Name(), c, data)
 	})
-	if err != nil {
-		return err
-	}
-	if err := w.seal(); err != nil {
-		return err
-	}
-	return atomicfile.SyncDir(staging)
 }
 
 // packWriter writes sealed packs one after another into a directory.
