@@ -67,10 +67,12 @@ var ErrNotClosed = errors.New("evidence: epoch has not closed yet")
 // The fund record with the highest version that verifies against the
 // app's maintainers (from the releases in the set, applied by TUF's rules)
 // sets the policy. The epoch's probe rounds are the probe epochs inside
-// it. Mirrors are placed in failure domains by the addresses the epoch's
-// probe results report (see Domains). Each round is judged by p.Judge
-// over the liveness samples (alive: an "up" statement signed in the round)
-// and probe results of that round.
+// it. Liveness samples count only under the retention rule (see
+// Admitted: a probe result of the set names the mirror in a round the
+// sample covers). Mirrors are placed in failure domains by the addresses
+// the epoch's probe results report (see Domains). Each round is judged by
+// p.Judge over the liveness samples (alive: an "up" statement signed in
+// the round) and probe results of that round.
 // A mirror's payout address is its latest payout statement signed before
 // the epoch closed. A receipt counts when a witness signed it, the witness
 // is outside the credited mirror's domain, and the receipt is for the app's
@@ -161,7 +163,12 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 		rels = append(rels, rel)
 	}
 	fundRaws := ps.Funds
-	envs := ps.Statements
+	// The retention rule first (see Admitted): a liveness sample no probe
+	// result of its rounds names is no evidence, whatever else holds it.
+	envs, unnamed := Admitted(ps.Statements, max(m.ProbeEpochMS, 1))
+	if unnamed > 0 {
+		rep.Dropped[DropUnnamed] += unnamed
+	}
 	slices.SortFunc(rels, func(a, b *attest.Release) int { return cmpU(a.Record.Version, b.Record.Version) })
 
 	// The fund: the highest version, verified against the maintainer set

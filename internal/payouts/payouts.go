@@ -144,6 +144,13 @@ type Keeper struct {
 	obs      evidence.Observations
 	obsEpoch int64
 	obsRound int64
+	// names are the peers the kept probe results name, per round; pending
+	// are the liveness samples not named yet, by the last round they cover;
+	// settled is the last round whose naming the keeper takes as final
+	// (see Prune and evidence.Admitted).
+	names   *evidence.Names
+	pending map[[32]byte]int64
+	settled int64
 }
 
 type slotted struct {
@@ -202,7 +209,8 @@ func New(cfg Config, key crypto.PrivKey, releases Releases, domains Domains) (*K
 		funds: map[string]*attest.Fund{}, payout: map[string]*attest.Statement{}, items: map[[32]byte]item{},
 		roots: map[fundKey]map[string]*attest.Statement{}, signed: map[fundKey]string{},
 		Refused: map[string]int{}, slots: map[evidence.Slot]slotted{}, tables: map[string]*ledger.Table{},
-		byRound: map[int64]map[[32]byte]bool{}, dirty: map[int64]bool{}, rounds: rounds, judge: rounds.Judge(evidence.JudgeFor(cfg.manifest()))}, nil
+		byRound: map[int64]map[[32]byte]bool{}, dirty: map[int64]bool{}, rounds: rounds, judge: rounds.Judge(evidence.JudgeFor(cfg.manifest())),
+		names: evidence.NewNames(cfg.ProbeEpoch.Milliseconds()), pending: map[[32]byte]int64{}}, nil
 }
 
 // manifest is the part of an export's manifest the keeper's config fixes.
@@ -216,6 +224,13 @@ func (c Config) manifest() evidence.Manifest {
 // per observer, target and probe epoch: the highest), so that what a keeper
 // holds depends only on the union of what it saw, never on the order. Other
 // kinds are ignored. It reports whether the statement was kept.
+//
+// A liveness sample is evidence only while a kept probe result names its
+// mirror in a round it covers (evidence.Admitted). Until the rounds it
+// covers have settled (see Prune) a sample waits for its name; after that
+// a sample no probe result names is refused on arrival, counted as
+// RefusedUnnamed. A stranger that only signs liveness thus costs a keeper
+// at most the few rounds of its samples that have not settled.
 func (k *Keeper) Observe(st *attest.Statement) bool {
 	switch st.Kind {
 	case attest.KindLiveness, attest.KindProbe, attest.KindWitness:
@@ -236,6 +251,16 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 			return false
 		}
 	}
+	roundMS := k.cfg.ProbeEpoch.Milliseconds()
+	named := k.names.Admits(st)
+	var last int64
+	if !named {
+		_, last = evidence.Covers(st, roundMS)
+		if last <= k.settled {
+			k.Refused[RefusedUnnamed]++
+			return false
+		}
+	}
 	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
 		k.Refused["evidence budget"]++
 		return false
@@ -245,10 +270,15 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 			k.bytes -= int64(len(it.raw))
 			delete(k.items, old.digest)
 			delete(k.byRound[slot.Round], old.digest)
+			delete(k.pending, old.digest)
 		}
 		k.slots[slot] = slotted{digest: h, seq: st.Seq}
 	}
-	r := st.Time.UnixMilli() / k.cfg.ProbeEpoch.Milliseconds()
+	if !named {
+		k.pending[h] = last
+	}
+	k.names.Add(st)
+	r := st.Time.UnixMilli() / roundMS
 	if k.byRound[r] == nil {
 		k.byRound[r] = map[[32]byte]bool{}
 	}
@@ -441,8 +471,17 @@ func (k *Keeper) collect(fundID string, epochNo uint64, now time.Time) (evidence
 			sts[h] = st
 		}
 	}
-	for h, it := range k.items {
+	// The retention rule over the epoch's own probe results (as Derive
+	// applies it to the export): samples still waiting for a name, or
+	// named only by results outside the epoch, are not part of it.
+	names := evidence.NewNames(k.cfg.ProbeEpoch.Milliseconds())
+	for _, it := range k.items {
 		if it.at >= start && it.at < end {
+			names.Add(it.st)
+		}
+	}
+	for h, it := range k.items {
+		if it.at >= start && it.at < end && names.Admits(it.st) {
 			s.AddDigest(h, it.raw)
 			sts[h] = it.st
 		}
@@ -458,9 +497,11 @@ func (k *Keeper) collect(fundID string, epochNo uint64, now time.Time) (evidence
 }
 
 // Merge takes the items of a peer's export that verify, as if they had
-// arrived by gossip, and returns how many were new.
+// arrived by gossip, and returns how many were new. Probe results go
+// first: they name the mirrors whose liveness samples count.
 func (k *Keeper) Merge(s *evidence.Set, now time.Time) int {
 	n := 0
+	var sts []*attest.Statement
 	for _, raw := range s.Items() {
 		switch {
 		case protocol.IsSignedRelease(raw):
@@ -478,11 +519,27 @@ func (k *Keeper) Merge(s *evidence.Set, now time.Time) int {
 			k.mu.Unlock()
 			continue
 		}
+		sts = append(sts, st)
+	}
+	slices.SortStableFunc(sts, func(a, b *attest.Statement) int {
+		return cmpBool(a.Kind != attest.KindProbe, b.Kind != attest.KindProbe)
+	})
+	for _, st := range sts {
 		if k.AddPayout(st) || k.Observe(st) {
 			n++
 		}
 	}
 	return n
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // Ledger computes the ledger of a closed fund epoch from the keeper's
@@ -559,7 +616,7 @@ func (k *Keeper) Prejudge(now time.Time) int {
 		k.mu.Lock()
 		var sts []*attest.Statement
 		for h := range k.byRound[r] {
-			if it, ok := k.items[h]; ok {
+			if it, ok := k.items[h]; ok && k.names.Admits(it.st) {
 				sts = append(sts, it.st)
 			}
 		}
@@ -718,12 +775,43 @@ func (k *Keeper) Agreements(fundID string, epochNo uint64) []Agreement {
 	return out
 }
 
-// Prune forgets evidence older than the retention.
+// settleRounds is how many rounds after a round closes the keeper waits
+// for the probe results that name mirrors in it (results are published as
+// a round's probes finish, and sync brings stragglers within a round).
+// A result later than that which names a sample this keeper dropped is
+// healed as any other difference: a peer that kept the sample signs
+// another root, and the pull brings the sample back.
+const settleRounds = 2
+
+// RefusedUnnamed counts the liveness samples the keeper did not keep
+// because no probe result of the rounds they cover names their mirror
+// (evidence.Admitted), refused on arrival or dropped once the rounds
+// settled.
+const RefusedUnnamed = "unnamed liveness"
+
+// Prune forgets evidence older than the retention, and the liveness
+// samples no probe result names once the rounds they cover have settled
+// (the round before the last closed one, as Prejudge judges them).
 func (k *Keeper) Prune(now time.Time) {
 	cut := now.Add(-k.cfg.Retention).UnixMilli()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	round := cut / k.cfg.ProbeEpoch.Milliseconds()
+	roundMS := k.cfg.ProbeEpoch.Milliseconds()
+	k.settled = max(k.settled, now.UnixMilli()/roundMS-settleRounds)
+	for h, last := range k.pending {
+		if last > k.settled {
+			continue
+		}
+		delete(k.pending, h)
+		it, ok := k.items[h]
+		if !ok || k.names.Admits(it.st) {
+			continue
+		}
+		k.dropLocked(h, it)
+		k.Refused[RefusedUnnamed]++
+	}
+	round := cut / roundMS
+	k.names.Forget(round)
 	for sl := range k.slots {
 		if sl.Round < round {
 			delete(k.slots, sl)
@@ -739,6 +827,7 @@ func (k *Keeper) Prune(now time.Time) {
 		if it.at < cut {
 			k.bytes -= int64(len(it.raw))
 			delete(k.items, h)
+			delete(k.pending, h)
 		}
 	}
 	for fk := range k.roots {
@@ -747,6 +836,26 @@ func (k *Keeper) Prune(now time.Time) {
 			delete(k.signed, fk)
 		}
 	}
+}
+
+// dropLocked forgets the kept item h (and frees its slot).
+func (k *Keeper) dropLocked(h [32]byte, it item) {
+	k.bytes -= int64(len(it.raw))
+	delete(k.items, h)
+	r := it.at / k.cfg.ProbeEpoch.Milliseconds()
+	delete(k.byRound[r], h)
+	k.dirty[r] = true
+	if slot, ok := evidence.SlotOf(it.st, k.cfg.ProbeEpoch.Milliseconds()); ok && k.slots[slot].digest == h {
+		delete(k.slots, slot)
+	}
+}
+
+// Bytes is the size of the evidence kept (liveness samples, probe
+// results and receipt witnesses), in bytes.
+func (k *Keeper) Bytes() int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bytes
 }
 
 func digest(b []byte) [32]byte { return sha256.Sum256(b) }
