@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,11 +60,14 @@ func simLink() mocknet.LinkOptions {
 }
 
 // benchConfig is the fetcher's configuration: DefaultConfig, with
-// MIRRORNET_BENCH_PARALLEL overriding Parallel (and the holders'
+// MIRRORNET_BENCH_PARALLEL overriding Parallel and
+// MIRRORNET_BENCH_WINDOW_MIN_KIB WindowMin (and the holders'
 // ServeOutstandingBytes from MIRRORNET_BENCH_SERVE_MIB).
 func benchConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Parallel = envInt("MIRRORNET_BENCH_PARALLEL", cfg.Parallel)
+	cfg.WindowMin = envInt("MIRRORNET_BENCH_WINDOW_MIN_KIB", cfg.WindowMin>>10) << 10
+	cfg.WindowMax = max(cfg.WindowMax, cfg.WindowMin)
 	return cfg
 }
 
@@ -91,6 +95,34 @@ func tcpHost(b *testing.B) host.Host {
 	}
 	b.Cleanup(func() { h.Close() })
 	return h
+}
+
+// cpuTime is the CPU time (user and system) this process has used so far:
+// holders and fetcher alike, as every host of a benchmark runs in it.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter adds up the CPU time of the timed parts of a benchmark and
+// reports it per MiB copied (cpu-ms/MiB).
+type cpuMeter struct {
+	cpu   time.Duration
+	bytes int64
+	t0    time.Duration
+}
+
+func (m *cpuMeter) start() { m.t0 = cpuTime() }
+func (m *cpuMeter) stop(n int) {
+	m.cpu += cpuTime() - m.t0
+	m.bytes += int64(n)
+}
+
+func (m *cpuMeter) report(b *testing.B) {
+	if m.bytes > 0 {
+		b.ReportMetric(m.cpu.Seconds()*1e3/(float64(m.bytes)/(1<<20)), "cpu-ms/MiB")
+	}
 }
 
 type staticFinder []peer.AddrInfo
@@ -201,8 +233,15 @@ func emptyStore(b *testing.B, st *store.Store, root cid.Cid) {
 // from the holders named by infos and reports how they shared the work.
 // link, if set, is called (untimed) once the host exists, to link it to the
 // holders.
-// It returns the time Fetch took.
-func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders []*Replicator, infos []peer.AddrInfo, root cid.Cid, link func(host.Host)) time.Duration {
+// It returns the time Fetch took and the fetch's statistics.
+// fetchRun is what fetchOnce measured.
+type fetchRun struct {
+	start time.Time     // Fetch called
+	took  time.Duration // Fetch's time
+	stats FetchStats    // the fetcher's LastFetchStats
+}
+
+func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders []*Replicator, infos []peer.AddrInfo, root cid.Cid, link func(host.Host), m *cpuMeter) fetchRun {
 	b.StopTimer()
 	n := len(infos)
 	h := newHost()
@@ -226,12 +265,19 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 	// The time from the last block stored to Fetch's return is MarkHeld:
 	// the DAG walk, fsyncs and bundles.json.
 	var lastBlock time.Time
+	var bytes int64
 	b.StartTimer()
+	if m != nil {
+		m.start()
+	}
 	start := time.Now()
-	if err := r.Fetch(b.Context(), root, func(Progress) { lastBlock = time.Now() }); err != nil {
+	if err := r.Fetch(b.Context(), root, func(p Progress) { lastBlock, bytes = time.Now(), p.Bytes }); err != nil {
 		b.Fatal(err)
 	}
 	took := time.Since(start)
+	if m != nil {
+		m.stop(int(bytes))
+	}
 	b.StopTimer()
 	b.ReportMetric(float64(time.Since(lastBlock).Microseconds())/1000, "markheld-ms")
 	var sent, most uint64
@@ -251,11 +297,12 @@ func fetchOnce(b *testing.B, newHost func() host.Host, st *store.Store, holders 
 		}
 	}
 	b.ReportMetric(float64(fs.DupBlksReceived+uint64(r.dups.Load())), "dup-blocks")
+	run := fetchRun{start: start, took: took, stats: r.LastFetchStats()}
 	r.Close()
 	h.Close()
 	emptyStore(b, st, root)
 	b.StartTimer()
-	return took
+	return run
 }
 
 // freshMemory: every variant that writes deletes what it wrote after each
@@ -293,9 +340,13 @@ func BenchmarkReplicate(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(size))
+		var m cpuMeter
 		for b.Loop() {
+			m.start()
 			rawCopy(b, dst, infos[0].ID, io.Discard, size)
+			m.stop(size)
 		}
+		m.report(b)
 	})
 	b.Run("raw-stream+file", func(b *testing.B) {
 		dst := tcpHost(b)
@@ -355,9 +406,11 @@ func BenchmarkReplicate(b *testing.B) {
 		b.Run(fmt.Sprintf("bitswap-%d", n), func(b *testing.B) {
 			st := fetcherStore(b)
 			b.SetBytes(int64(size))
+			var m cpuMeter
 			for b.Loop() {
-				fetchOnce(b, newHost, st, holders, infos[:n], root, nil)
+				fetchOnce(b, newHost, st, holders, infos[:n], root, nil, &m)
 			}
+			m.report(b)
 		})
 	}
 	// Where bitswap-1's time goes: the leaves fetched by Parallel workers
@@ -503,7 +556,7 @@ func BenchmarkReplicateSimLink(b *testing.B) {
 			st := fetcherStore(b)
 			b.SetBytes(int64(size))
 			for b.Loop() {
-				fetchOnce(b, newHost, st, holders, infos[:n], root, func(h host.Host) { linkTo(h, n) })
+				fetchOnce(b, newHost, st, holders, infos[:n], root, func(h host.Host) { linkTo(h, n) }, nil)
 			}
 		})
 	}

@@ -218,10 +218,9 @@ type holder struct {
 	win         window
 	gone        bool
 	send        *sender
-	got, maxOut int
-	idles       int
-	lastGot     time.Time
-	gaps        []string
+	got         int       // blocks it delivered first
+	bytes       int64     // their bytes
+	first, last time.Time // its first and last such delivery
 }
 
 // want is a block asked for and not yet received.
@@ -317,6 +316,8 @@ type loop struct {
 	p        Progress
 	progress func(Progress)
 	prio     int32
+	start    time.Time // when the walk started
+	allAsked time.Time // when the last block known was asked for (the tail's start)
 
 	sess     exchange.Fetcher
 	fbCtx    context.Context // the fallbacks'; cancelled when the walk ends
@@ -326,6 +327,7 @@ type loop struct {
 }
 
 func (l *loop) run(root cid.Cid) (Progress, error) {
+	l.start = time.Now()
 	l.push([]cid.Cid{root})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -334,11 +336,13 @@ func (l *loop) run(root cid.Cid) (Progress, error) {
 			return l.p, err
 		}
 		if len(l.stack) == 0 && len(l.wants) == 0 {
-			for _, h := range l.holders {
-				l.r.log.Debug("holder's part of the fetch", "root", root, "peer", h.id, "blocks", h.got,
-					"window_bytes", h.win.bytes(), "delay", h.win.delay, "rtt", h.win.rtt, "rate_bytes_per_s", int64(h.win.rate), "dont_haves", len(h.lacks))
-			}
+			l.report(root)
 			return l.p, nil
+		}
+		if len(l.stack) == 0 && l.allAsked.IsZero() {
+			l.allAsked = time.Now()
+		} else if len(l.stack) > 0 {
+			l.allAsked = time.Time{} // more links came in
 		}
 		next := l.hedge(time.Now())
 		timer.Reset(max(time.Until(next), time.Millisecond))
@@ -355,6 +359,72 @@ func (l *loop) run(root cid.Cid) (Progress, error) {
 			return l.p, fmt.Errorf("replicate: fetching %s: %d blocks done: %w", root, l.p.Blocks, l.ctx.Err())
 		}
 	}
+}
+
+// HolderStats is one holder's part in a fetch.
+type HolderStats struct {
+	Peer   peer.ID
+	Blocks int   // blocks it delivered first
+	Bytes  int64 // their bytes
+	// First and Last are the times of its first and last delivery.
+	First, Last time.Time
+	// Window is its window in bytes at the end; RTT the probed round trip;
+	// Rate the delivery rate its window measured while busy (bytes/s).
+	Window int64
+	RTT    time.Duration
+	Rate   float64
+}
+
+// Span is the time from the holder's first delivery to its last.
+func (h HolderStats) Span() time.Duration { return h.Last.Sub(h.First) }
+
+// FetchStats describes the last walk of a bundle's DAG: when it started
+// and ended, when the last block was asked for (from then on the holders
+// only drain their windows: the tail), and each holder's part.
+type FetchStats struct {
+	Start, AllAsked, End time.Time
+	Holders              []HolderStats
+}
+
+// Tail is the time from the first holder to deliver its last block to the
+// end of the walk: how long the fetch waited on the others at the end.
+func (s FetchStats) Tail() time.Duration {
+	var first time.Time
+	for _, h := range s.Holders {
+		if h.Blocks > 0 && (first.IsZero() || h.Last.Before(first)) {
+			first = h.Last
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return s.End.Sub(first)
+}
+
+// report logs each holder's part and keeps the walk's statistics for
+// LastFetchStats.
+func (l *loop) report(root cid.Cid) {
+	st := FetchStats{Start: l.start, AllAsked: l.allAsked, End: time.Now()}
+	for _, h := range l.holders {
+		hs := HolderStats{Peer: h.id, Blocks: h.got, Bytes: h.bytes, First: h.first, Last: h.last,
+			Window: h.win.bytes(), RTT: h.win.rtt, Rate: h.win.rate}
+		st.Holders = append(st.Holders, hs)
+		l.r.log.Debug("holder's part of the fetch", "root", root, "peer", h.id, "blocks", h.got, "bytes", h.bytes,
+			"active", hs.Span(), "window_bytes", hs.Window, "delay", h.win.delay, "rtt", hs.RTT,
+			"rate_bytes_per_s", int64(hs.Rate), "dont_haves", len(h.lacks))
+	}
+	l.r.log.Debug("fetch walk done", "root", root, "took", st.End.Sub(st.Start), "tail", st.Tail())
+	l.r.fmu.Lock()
+	l.r.last = st
+	l.r.fmu.Unlock()
+}
+
+// LastFetchStats returns the statistics of the last DAG walk that
+// completed (zero before any).
+func (r *Replicator) LastFetchStats() FetchStats {
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	return r.last
 }
 
 // push queues the links not seen before, so the stack pops them in link
@@ -542,6 +612,11 @@ func (l *loop) handle(ev event) error {
 			delete(a.out, k)
 			if a == h {
 				h.got++
+				h.bytes += int64(ev.size)
+				if h.first.IsZero() {
+					h.first = now
+				}
+				h.last = now
 				h.win.delivered(now, ev.size, now.Sub(asked), len(h.out) > 0)
 				if len(h.out) == 0 {
 					h.win.idle()

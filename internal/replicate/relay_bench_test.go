@@ -199,7 +199,8 @@ func BenchmarkReplicateRelay(b *testing.B) {
 	raw := newRelay(b, rawServer(b, seeded(7, size)), delay, mbit)
 	st := fetcherStore(b)
 
-	var tRaw, t1, t3 time.Duration
+	var tRaw time.Duration
+	var one, three []fetchRun
 	for b.Loop() {
 		start := time.Now()
 		c, err := net.Dial("tcp", raw.addr())
@@ -212,15 +213,87 @@ func BenchmarkReplicateRelay(b *testing.B) {
 			b.Fatalf("raw copy: %d of %d bytes: %v", n, size, err)
 		}
 		tRaw += time.Since(start)
-		t1 += fetchOnce(b, newHost, st, holders, infos[:1], root, nil)
-		t3 += fetchOnce(b, newHost, st, holders, infos[:3], root, nil)
+		one = append(one, fetchOnce(b, newHost, st, holders, infos[:1], root, nil, nil))
+		three = append(three, fetchOnce(b, newHost, st, holders, infos[:3], root, nil, nil))
 	}
-	mbs := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
-	b.ReportMetric(mbs(tRaw), "raw-tcp-MB/s")
+	reportRelay(b, size, tRaw, one, three)
+}
+
+// reportRelay reports a relay benchmark's figures: MB/s of the raw copy
+// and of the fetches from one and from three holders, x-raw = bitswap-1 /
+// raw-tcp, 3-vs-1 = bitswap-3 / bitswap-1, and where the three-holder
+// fetch's time went (see relayBreakdown).
+func reportRelay(b *testing.B, size int, tRaw time.Duration, one, three []fetchRun) {
+	var t1, t3 time.Duration
+	for i := range one {
+		t1 += one[i].took
+		t3 += three[i].took
+	}
+	mbs := func(d time.Duration) float64 { return float64(size) * float64(len(one)) / d.Seconds() / 1e6 }
+	if tRaw > 0 {
+		b.ReportMetric(mbs(tRaw), "raw-tcp-MB/s")
+		b.ReportMetric(tRaw.Seconds()/t1.Seconds(), "x-raw")
+	}
 	b.ReportMetric(mbs(t1), "bitswap-1-MB/s")
 	b.ReportMetric(mbs(t3), "bitswap-3-MB/s")
-	b.ReportMetric(tRaw.Seconds()/t1.Seconds(), "x-raw")
 	b.ReportMetric(t1.Seconds()/t3.Seconds(), "3-vs-1")
+	relayBreakdown(b, "1-", one)
+	relayBreakdown(b, "3-", three)
+}
+
+// relayBreakdown reports, averaged over runs, where a fetch's time went:
+// start-ms from calling Fetch to the first block (connecting: TCP, Noise
+// and yamux handshakes, identify, the first request's round trip), tail-ms
+// from the first holder's last block to the end of the walk (holders
+// draining their windows unevenly), and holder-MB/s, each holder's
+// delivery rate from its first block to its last (mean over holders;
+// holder-min-MB/s the slowest). MIRRORNET_BENCH_VERBOSE=1 logs each run's
+// holders.
+func relayBreakdown(b *testing.B, prefix string, runs []fetchRun) {
+	var startT, tail time.Duration
+	var rates, minRates float64
+	n := 0
+	for _, r := range runs {
+		first := r.stats.End
+		lo, sum, k := 0.0, 0.0, 0
+		for _, h := range r.stats.Holders {
+			if h.Blocks == 0 {
+				continue
+			}
+			if h.First.Before(first) {
+				first = h.First
+			}
+			rate := 0.0
+			if h.Span() > 0 {
+				rate = float64(h.Bytes) / h.Span().Seconds() / 1e6
+			}
+			if k == 0 || rate < lo {
+				lo = rate
+			}
+			sum += rate
+			k++
+			if os.Getenv("MIRRORNET_BENCH_VERBOSE") != "" {
+				b.Logf("%sholders: %s %d blocks, %.1f MB/s over %s, window %d KiB, rtt %s, from %s to %s of %s",
+					prefix, h.Peer.ShortString(), h.Blocks, rate, h.Span().Round(time.Millisecond), h.Window>>10, h.RTT.Round(time.Millisecond),
+					h.First.Sub(r.start).Round(time.Millisecond), h.Last.Sub(r.start).Round(time.Millisecond), r.took.Round(time.Millisecond))
+			}
+		}
+		if k == 0 {
+			continue
+		}
+		n++
+		startT += first.Sub(r.start)
+		tail += r.stats.Tail()
+		rates += sum / float64(k)
+		minRates += lo
+	}
+	if n == 0 {
+		return
+	}
+	b.ReportMetric(float64(startT.Milliseconds())/float64(n), prefix+"start-ms")
+	b.ReportMetric(float64(tail.Milliseconds())/float64(n), prefix+"tail-ms")
+	b.ReportMetric(rates/float64(n), prefix+"holder-MB/s")
+	b.ReportMetric(minRates/float64(n), prefix+"holder-min-MB/s")
 }
 
 // envIntOrZero is envInt that also accepts 0.

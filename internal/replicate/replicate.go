@@ -153,6 +153,7 @@ type Replicator struct {
 
 	fmu     sync.Mutex
 	fetches map[*walk]struct{} // walks in progress
+	last    FetchStats         // of the last walk completed
 	dups    atomic.Int64       // blocks received twice (hedged requests)
 }
 

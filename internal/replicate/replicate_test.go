@@ -150,6 +150,13 @@ func TestFetchFromPeersAndFailover(t *testing.T) {
 	if p.Blocks != res.Blocks || p.Fetched != res.Blocks || p.Bytes != res.Size {
 		t.Fatalf("B progress %+v, bundle %+v", p, res)
 	}
+	// the walk's statistics account for every block, from the one holder
+	st := b.r.LastFetchStats()
+	if len(st.Holders) != 1 || st.Holders[0].Peer != a.h.ID() || st.Holders[0].Blocks != res.Blocks ||
+		st.Holders[0].Bytes != res.Size || st.Holders[0].Last.Before(st.Holders[0].First) ||
+		st.Holders[0].First.Before(st.Start) || st.End.Before(st.Holders[0].Last) || st.Tail() != st.End.Sub(st.Holders[0].Last) {
+		t.Fatalf("fetch stats %+v, bundle %+v", st, res)
+	}
 	// B now serves it; stop A entirely
 	a.r.Close()
 	a.h.Close()
