@@ -24,6 +24,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/badge"
 	"github.com/mirrornet/mirrornet/internal/release"
+	"github.com/mirrornet/mirrornet/internal/relsync/relsyncp2p"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -109,6 +110,11 @@ type releaseFeature struct {
 	// maxApps and maxVersions are MaxUnfollowedApps and
 	// MaxVersionsUnfollowed (tests lower them).
 	maxApps, maxVersions, maxBytes int
+	// gen changes whenever a record or attestation is kept or the followed
+	// apps change (release anti-entropy rebuilds its summary only then).
+	gen atomic.Uint64
+	// sync pulls records gossip missed from connected mirrors (relsync.go).
+	sync *relsyncp2p.Service
 	// beforeUnfollow, if set (tests), is called right before a previous
 	// release's CID is unfollowed, with that CID and the new one.
 	beforeUnfollow atomic.Pointer[func(old, cur cid.Cid)]
@@ -159,6 +165,9 @@ func newReleaseFeature(n *Node) (feature, error) {
 		}
 	}
 	f.recountLocked()
+	if err := f.startRelSync(); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -313,6 +322,7 @@ func (f *releaseFeature) addRelease(raw []byte, dryRun bool) (*attest.Release, e
 		f.unfollowedBytes += len(raw)
 	}
 	f.dirty = true
+	f.gen.Add(1)
 	f.poke()
 	return rel, verr
 }
@@ -403,6 +413,7 @@ func (f *releaseFeature) keepBuild(st *attest.Statement, raw []byte, dryRun bool
 		return err
 	}
 	f.buildRaw[k] = raw
+	f.gen.Add(1)
 	return nil
 }
 
@@ -470,6 +481,8 @@ func (f *releaseFeature) applySynced(raw []byte) bool {
 // accepted record and follow-app, and every heartbeat to see fetches
 // complete.
 func (f *releaseFeature) run(ctx context.Context) {
+	f.sync.Start(ctx)
+	defer f.sync.Close()
 	t := time.NewTicker(f.n.prof.Heartbeat)
 	defer t.Stop()
 	for {
@@ -609,6 +622,7 @@ func (f *releaseFeature) followApp(app string) error {
 		return err
 	}
 	f.recountLocked()
+	f.gen.Add(1)
 	f.poke()
 	return nil
 }
@@ -629,6 +643,7 @@ func (f *releaseFeature) unfollowApp(app string) error {
 		return err
 	}
 	f.recountLocked()
+	f.gen.Add(1)
 	needed := map[string]bool{}
 	for other, cids := range f.apps {
 		if rec, ok := f.book.Get(other, 0); ok {

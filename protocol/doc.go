@@ -309,6 +309,41 @@
 // content type [StatementsContentType], for light clients that do not run
 // libp2p.
 //
+// # Release sync ([ReleaseSyncProtocolID])
+//
+// Gossip carries a release record or build attestation once, and sync runs
+// only on a new connection, so a mirror that missed a publish (its
+// subscription not yet known to the publisher, a message dropped) would
+// never learn it. Every mirror therefore pulls, at a random time between
+// 0.75 and 1.25 of an interval (mirrornet: the profile's RefreshMin, 30 s
+// on lan), from one connected alive mirror chosen at random. On one stream:
+//
+//  1. the requester writes a frame holding a [ReleaseDigest]: the
+//     [ReleaseRoot] of its summary (at most [MaxReleaseDigestSize] bytes);
+//  2. the responder writes an empty frame if its own root is the same,
+//     and the exchange ends; otherwise a frame holding its
+//     [ReleaseSummary] (one [ReleaseAppSummary] per app it keeps records
+//     of: latest version and [ReleaseAppHash] of every release record and
+//     build attestation it keeps for the app; sorted by app ID, at most
+//     [MaxReleaseSummaryApps] entries and [MaxReleaseSummarySize] bytes);
+//  3. the requester writes a [ReleaseWant] (at most [MaxReleaseWantApps]
+//     apps: those the responder holds a newer version of, with After its
+//     own latest version, or the same version with a different hash; apps
+//     its operator follows first) and closes its side;
+//  4. the responder writes, per wanted app, its release records with a
+//     version above After in version order, then its build attestations of
+//     the app, newest version first, one frame each, at most
+//     [MaxReleaseSyncRecords] records and [MaxReleaseSyncBytes] bytes, and
+//     an empty frame to end.
+//
+// The requester verifies and applies every record exactly as if it had come
+// over gossip (the book's bounds on apps it does not follow apply), and
+// does not ask again for an app whose pull taught it nothing until the
+// peer's hash for it changes. A responder answers each peer at most four
+// times per interval (burst four) and runs at most four answers at once;
+// it resets streams over either bound. Two mirrors in sync exchange one
+// digest and one empty frame per pull.
+//
 // # Releases
 //
 // An app is its maintainers: a [MaintainerSet] of Ed25519 keys (written as

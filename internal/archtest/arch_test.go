@@ -44,6 +44,7 @@ var pure = []struct {
 	{"internal/payouts", false},
 	{"internal/snapcache", true},
 	{"internal/swim", false},
+	{"internal/relsync", false},
 	{"internal/gctune", true},
 }
 

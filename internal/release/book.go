@@ -235,9 +235,15 @@ func (b *Book) Apps() []string {
 // order: what to store, and what to hand a peer in a sync response so that
 // it can anchor the chain itself. The slices are shared: do not modify.
 func (b *Book) Raw(app string) [][]byte {
+	_, raws := b.RawVersions(app)
+	return raws
+}
+
+// RawVersions is Raw with the version of each record.
+func (b *Book) RawVersions(app string) ([]uint64, [][]byte) {
 	c := b.apps[app]
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	versions := make([]uint64, 0, len(c.byVersion))
 	for v := range c.byVersion {
@@ -248,7 +254,7 @@ func (b *Book) Raw(app string) [][]byte {
 	for i, v := range versions {
 		out[i] = c.byVersion[v].Raw
 	}
-	return out
+	return versions, out
 }
 
 // Verdict maps an error of attest.VerifyRelease or Book.Apply to a gossip
