@@ -3,8 +3,6 @@ package swbundle_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,30 +59,7 @@ func TestBrowserAppHost(t *testing.T) {
 	if err := ac.Post(context.Background(), "/admin/v1/release", node.ReleaseRequest{Release: rec}, &res); err != nil {
 		t.Fatalf("release: %v", err)
 	}
-	waitUntil(t, 60*time.Second, "both mirrors serve the release and see both holding it", func() (bool, string) {
-		for _, m := range []*mirror{a, b} {
-			req, _ := http.NewRequest("GET", m.direct+"/", nil)
-			req.Host = "app.localhost"
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false, err.Error()
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return false, fmt.Sprintf("%s answers app.localhost with %d", m.name, resp.StatusCode)
-			}
-			n := 0
-			for _, s := range m.node.Status().Mirrors {
-				if s.State == "alive" && slices.Contains(s.Bundles, root) {
-					n++
-				}
-			}
-			if n < 2 {
-				return false, fmt.Sprintf("%s sees %d", m.name, n)
-			}
-		}
-		return true, ""
-	})
+	waitServesRelease(t, []*mirror{a, b}, "app.localhost", app, 1, root)
 
 	ctx := br.Tab(t)
 	u := "http://app.localhost:" + a.port + "/"

@@ -295,22 +295,69 @@ func threeMirrorsOf(t testing.TB, dir string) (a, b, c *mirror, root string) {
 	// saturated machine three mirrors plus a browser take their time.
 	waitUntil(t, 3*time.Minute, "every mirror sees all three holding the app", func() (bool, string) {
 		for _, m := range ms {
-			holders := 0
-			var seen []string
-			for _, s := range m.node.Status().Mirrors {
-				holds := slices.Contains(s.Bundles, root)
-				if s.State == "alive" && holds {
-					holders++
-				}
-				seen = append(seen, fmt.Sprintf("%.8s %s holds=%v", s.PeerID, s.State, holds))
-			}
-			if holders < 3 {
+			if holders, seen := holdersSeen(m, root); holders < 3 {
 				return false, fmt.Sprintf("%s sees %d holders: %v", m.name, holders, seen)
 			}
 		}
 		return true, ""
 	})
 	return a, b, c, root
+}
+
+// holdersSeen says which mirrors m sees holding root and in what state,
+// and how many of them are alive holders.
+func holdersSeen(m *mirror, root string) (alive int, seen []string) {
+	for _, s := range m.node.Status().Mirrors {
+		holds := slices.Contains(s.Bundles, root)
+		if s.State == "alive" && holds {
+			alive++
+		}
+		seen = append(seen, fmt.Sprintf("%.8s %s holds=%v", s.PeerID, s.State, holds))
+	}
+	return alive, seen
+}
+
+// appBook says what m's release book holds of app (its public app status:
+// version, CID, status, holders), for failure messages.
+func appBook(m *mirror, app string) string {
+	resp, err := http.Get(m.direct + "/api/v1/app/" + app)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var st node.AppStatus
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &st) != nil {
+		return fmt.Sprintf("app status HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return fmt.Sprintf("book has v%d %s (%s, held %v, %d holders)", st.Version, st.CID, st.Status, st.Held, len(st.Holders))
+}
+
+// waitServesRelease waits until every mirror in ms answers host with the
+// app's release at version and root (its worker config) and sees every one
+// of ms alive and holding root. The guard is generous: a record gossip
+// missed arrives at a mirror's next release sync pull (seconds on the
+// local profile), a holdings change gossip missed at the holder's next
+// refresh, and on a saturated machine mirrors and a browser take their
+// time. A failure names, per mirror, what it serves, what its release book
+// holds of the app, and which peers it sees holding root, so that "never
+// got the record" and "does not see the holder alive" read differently.
+func waitServesRelease(t testing.TB, ms []*mirror, host, app string, version uint64, root string) {
+	t.Helper()
+	waitUntil(t, 3*time.Minute, fmt.Sprintf("every mirror serves %s release %d and sees all %d holding it", host, version, len(ms)), func() (bool, string) {
+		for _, m := range ms {
+			cfg, err := configOf(m, host)
+			if err != nil || cfg.Version != version || cfg.Root != root {
+				_, seen := holdersSeen(m, root)
+				return false, fmt.Sprintf("%s serves %s as version %d root %q (%v); %s; holders seen: %v",
+					m.name, host, cfg.Version, cfg.Root, err, appBook(m, app), seen)
+			}
+			if n, seen := holdersSeen(m, root); n < len(ms) {
+				return false, fmt.Sprintf("%s sees %d alive holders: %v", m.name, n, seen)
+			}
+		}
+		return true, ""
+	})
 }
 
 func appURL(root string, m *mirror) string {

@@ -415,24 +415,7 @@ func TestBrowserAppHostVerifiesRelease(t *testing.T) {
 	}
 	servesVersion := func(v uint64, root string) {
 		t.Helper()
-		waitUntil(t, 60*time.Second, fmt.Sprintf("both mirrors serve release %d and see both holding it", v), func() (bool, string) {
-			for _, m := range []*mirror{a, b} {
-				cfg, err := configOf(m, host)
-				if err != nil || cfg.Version != v || cfg.Root != root {
-					return false, fmt.Sprintf("%s: %+v %v", m.name, cfg, err)
-				}
-				n := 0
-				for _, s := range m.node.Status().Mirrors {
-					if s.State == "alive" && slices.Contains(s.Bundles, root) {
-						n++
-					}
-				}
-				if n < 2 {
-					return false, fmt.Sprintf("%s sees %d holders", m.name, n)
-				}
-			}
-			return true, ""
-		})
+		waitServesRelease(t, []*mirror{a, b}, host, app, v, root)
 	}
 	good1 := sign(1, root1, k1, k2)
 	publish(good1)
