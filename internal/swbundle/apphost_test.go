@@ -84,7 +84,7 @@ func TestBrowserAppHost(t *testing.T) {
 	if _, err := chromedp.Call(ctx, page.Reload, page.ReloadParams{IgnoreCache: &ignore}); err != nil {
 		t.Fatalf("hard reload: %v", err)
 	}
-	waitUntil(t, 30*time.Second, "the worker to serve the page after a hard reload", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "the worker to serve the page after a hard reload", func() (bool, string) {
 		s, err := readPage(ctx)
 		return err == nil && s.Visits == "2" && s.Controlled, fmt.Sprintf("%+v %v", s, err)
 	})

@@ -403,7 +403,7 @@ func readPage(ctx context.Context) (pageState, error) {
 func waitPage(t testing.TB, ctx context.Context) pageState {
 	t.Helper()
 	var s pageState
-	waitUntil(t, 30*time.Second, "the page to load", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "the page to load", func() (bool, string) {
 		var err error
 		s, err = readPage(ctx)
 		if err != nil {

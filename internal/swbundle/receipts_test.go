@@ -58,7 +58,7 @@ func TestBrowserSendsReceipts(t *testing.T) {
 		t.Fatalf("page: %+v", s)
 	}
 	var w workerReceipts
-	waitUntil(t, 30*time.Second, "the worker's receipts to be witnessed", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "the worker's receipts to be witnessed", func() (bool, string) {
 		w = readReceipts(t, ctx)
 		return w.Receipts != nil && w.Receipts.Sent > 0 && len(w.Receipts.Witnesses) == 2, fmt.Sprintf("%+v", w.Receipts)
 	})
@@ -86,7 +86,7 @@ func TestBrowserSendsReceipts(t *testing.T) {
 	// The key is kept: after a reload the worker signs as the same client.
 	reload(t, ctx)
 	waitPage(t, ctx)
-	waitUntil(t, 30*time.Second, "receipts after the reload", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "receipts after the reload", func() (bool, string) {
 		w = readReceipts(t, ctx)
 		return w.Receipts != nil && w.Receipts.Client != "", fmt.Sprintf("%+v", w.Receipts)
 	})

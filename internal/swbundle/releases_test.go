@@ -40,7 +40,7 @@ func installedWorker(t *testing.T) context.Context {
 	}
 	a := startMirror(t, "A", nil)
 	root := publishSample(t, a.dataDir, dir)
-	waitUntil(t, 30*time.Second, "A announces the app", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "A announces the app", func() (bool, string) {
 		for _, s := range a.node.Status().Mirrors {
 			if s.PeerID == a.node.ID().String() && slices.Contains(s.Bundles, root) {
 				return true, ""
@@ -442,7 +442,7 @@ func TestBrowserAppHostVerifiesRelease(t *testing.T) {
 	// and moves to it on a later load.
 	publish(sign(2, root2, k1, k2))
 	servesVersion(2, root2)
-	waitUntil(t, 60*time.Second, "the page to show release 2", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "the page to show release 2", func() (bool, string) {
 		reload(t, ctx)
 		s := waitPage(t, ctx)
 		return s.Heading == "Still here, version 2.", fmt.Sprintf("%+v", s)
@@ -466,7 +466,7 @@ func TestBrowserAppHostVerifiesRelease(t *testing.T) {
 		c.Root, c.Version, c.Releases = rootEvil, 3, [][]byte{good1, under, forged}
 	}
 	a.config.Store(&lie)
-	waitUntil(t, 60*time.Second, "the worker to read and refuse A's records", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "the worker to read and refuse A's records", func() (bool, string) {
 		reload(t, ctx)
 		s := waitPage(t, ctx)
 		if s.Heading != "Still here, version 2." {

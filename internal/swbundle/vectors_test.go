@@ -46,7 +46,7 @@ func TestWorkerVerifiesProtocolVectors(t *testing.T) {
 	}
 	a := startMirror(t, "A", nil)
 	root := publishSample(t, a.dataDir, dir)
-	waitUntil(t, 30*time.Second, "A announces the app", func() (bool, string) {
+	waitUntil(t, 2*time.Minute, "A announces the app", func() (bool, string) {
 		for _, s := range a.node.Status().Mirrors {
 			if s.PeerID == a.node.ID().String() && slices.Contains(s.Bundles, root) {
 				return true, ""
