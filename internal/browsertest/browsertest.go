@@ -86,6 +86,10 @@ func New(t testing.TB, o Options) *Browser {
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
+		// No GPU process to fork: on a machine short of resources the
+		// zygote's fork of it fails ("Zygote could not fork: process_type
+		// gpu-process") and Chromium does not start.
+		chromedp.Flag("in-process-gpu", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("disable-background-networking", true),
