@@ -74,6 +74,8 @@ type Statement struct {
 	Build    *protocol.BuildAttestation
 	// Suspicion is a failure detector's report (KindSuspicion).
 	Suspicion *protocol.Suspicion
+	// Holdings is a mirror's signed holdings list (KindHoldings).
+	Holdings *protocol.Holdings
 	// Payout statements (see fund.go).
 	Payout     *protocol.PayoutAddress
 	Receipt    *protocol.Receipt
@@ -87,6 +89,7 @@ type kindSpec struct {
 	domain      string
 	payloadType string
 	maxAge      time.Duration // 0: no age limit
+	maxSize     int           // 0: protocol.MaxStatementSize
 	// decode parses and validates a payload and fills the kind's field, Seq
 	// and Time in st; it returns the subject peer ID string.
 	decode func(payload []byte, st *Statement) (subject string, err error)
@@ -95,6 +98,25 @@ type kindSpec struct {
 var kinds = map[string]kindSpec{}
 
 func register(k kindSpec) { kinds[k.payloadType] = k }
+
+// maxStatementSize is the largest statement of any kind.
+const maxStatementSize = max(protocol.MaxStatementSize, protocol.MaxHoldingsSize)
+
+// sizeLimit is the largest statement of kind k in bytes.
+func (k kindSpec) sizeLimit() int {
+	if k.maxSize > 0 {
+		return k.maxSize
+	}
+	return protocol.MaxStatementSize
+}
+
+// checkSize refuses raw if it is larger than its kind allows.
+func (k kindSpec) checkSize(raw []byte) error {
+	if len(raw) > k.sizeLimit() {
+		return fmt.Errorf("%w: %d bytes (limit %d for %s)", ErrOversize, len(raw), k.sizeLimit(), k.kind)
+	}
+	return nil
+}
 
 func init() {
 	register(kindSpec{
@@ -147,8 +169,8 @@ func sign(key crypto.PrivKey, k Kind, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attest: marshal envelope: %w", err)
 	}
-	if len(raw) > protocol.MaxStatementSize {
-		return nil, fmt.Errorf("%w: %d bytes", ErrOversize, len(raw))
+	if err := specFor(k).checkSize(raw); err != nil {
+		return nil, err
 	}
 	return raw, nil
 }
@@ -194,8 +216,8 @@ func checkSubject(key crypto.PrivKey, subject string) error {
 // verified statement together with the error, so that sync (which accepts
 // old statements as evidence of a dead mirror) can still use it.
 func Verify(raw []byte, now time.Time) (*Statement, error) {
-	if len(raw) > protocol.MaxStatementSize {
-		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrOversize, len(raw), protocol.MaxStatementSize)
+	if len(raw) > maxStatementSize {
+		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrOversize, len(raw), maxStatementSize)
 	}
 	spec, signer, payload, err := openEnvelope(raw)
 	if err != nil {
@@ -227,6 +249,9 @@ func openEnvelope(raw []byte) (kindSpec, peer.ID, []byte, error) {
 		spec, ok := kindOf(string(f.payloadType))
 		if !ok {
 			return kindSpec{}, "", nil, fmt.Errorf("%w: payload type %q", ErrKind, f.payloadType)
+		}
+		if err := spec.checkSize(raw); err != nil {
+			return kindSpec{}, "", nil, err
 		}
 		if !checkSignature(f, spec.domain) {
 			return kindSpec{}, "", nil, fmt.Errorf("%w: %v", ErrSignature, record.ErrInvalidSignature)
@@ -261,6 +286,9 @@ func openEnvelopeSlow(raw []byte) (kindSpec, peer.ID, []byte, error) {
 	spec, ok := kindOf(string(env.PayloadType))
 	if !ok {
 		return kindSpec{}, "", nil, fmt.Errorf("%w: payload type %q", ErrKind, env.PayloadType)
+	}
+	if err := spec.checkSize(raw); err != nil {
+		return kindSpec{}, "", nil, err
 	}
 	if env.PublicKey.Type() != crypto.Ed25519 {
 		return kindSpec{}, "", nil, ErrKeyType
@@ -318,7 +346,7 @@ func Reason(err error) string {
 	}{
 		{ErrOversize, "oversize"}, {ErrMalformed, "malformed"}, {ErrKind, "kind"},
 		{ErrSignature, "signature"}, {ErrKeyType, "key_type"}, {ErrReceipt, "receipt"}, {ErrPayload, "payload"},
-		{ErrSubject, "subject"}, {ErrFuture, "future"}, {ErrTooOld, "too_old"}, {ErrReplay, "replay"},
+		{ErrSubject, "subject"}, {ErrHoldings, "holdings_mismatch"}, {ErrFuture, "future"}, {ErrTooOld, "too_old"}, {ErrReplay, "replay"},
 		{ErrRateLimited, "rate_limited"},
 	} {
 		if errors.Is(err, r.err) {

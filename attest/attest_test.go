@@ -242,7 +242,7 @@ func TestForgeries(t *testing.T) {
 		{"truncated", good[:len(good)-10], attest.ErrMalformed, nil, attest.Reject},
 		{"truncated to the header", good[:3], attest.ErrMalformed, nil, attest.Reject},
 		{"garbage", []byte("not a protobuf at all"), attest.ErrMalformed, nil, attest.Reject},
-		{"oversize padding", append(bytes.Clone(good), make([]byte, protocol.MaxStatementSize)...), attest.ErrOversize, nil, attest.Reject},
+		{"oversize padding", append(bytes.Clone(good), make([]byte, protocol.MaxHoldingsSize)...), attest.ErrOversize, nil, attest.Reject},
 		{"oversize but well signed", sealLiveness(key, mustEncode(t, big)), attest.ErrOversize, nil, attest.Reject},
 		{"payload with extra space", mangled(`"state":"up"`, `"state": "up"`), attest.ErrPayload, protocol.ErrNonCanonical, attest.Reject},
 		{"payload with trailing newline", sealLiveness(key, append(bytes.Clone(payload), '\n')), attest.ErrPayload, protocol.ErrNonCanonical, attest.Reject},

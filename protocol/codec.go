@@ -18,6 +18,12 @@ var (
 	ErrNonCanonical = errors.New("protocol: payload is not in canonical encoding")
 	ErrTooLarge     = errors.New("protocol: message exceeds size limit")
 	ErrInvalid      = errors.New("protocol: invalid field")
+	// ErrNoHoldings: a liveness statement says neither what it holds
+	// (bundles) nor the digest of its holdings statement.
+	ErrNoHoldings = errors.New("protocol: liveness carries neither bundles nor a holdings digest")
+	// ErrHoldingsMismatch: a holdings list does not match the digest that
+	// names it.
+	ErrHoldingsMismatch = errors.New("protocol: holdings do not match their digest")
 )
 
 // Encode returns the canonical encoding of a payload struct of this package.

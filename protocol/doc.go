@@ -64,6 +64,7 @@
 //	kind        domain                     payload type                 payload
 //	liveness    "mirrornet-liveness"       "/mirrornet/liveness/1"      [Liveness]
 //	suspicion   "mirrornet-suspicion"      "/mirrornet/suspicion/1"     [Suspicion]
+//	holdings    "mirrornet-holdings"       "/mirrornet/holdings/1"      [Holdings]
 //	probe       "mirrornet-probe"          "/mirrornet/probe/2"         [ProbeResult]
 //	build       "mirrornet-build"          "/mirrornet/build/1"         [BuildAttestation]
 //
@@ -148,7 +149,7 @@
 // # Liveness
 //
 // A mirror publishes a [Liveness] whenever what it says changes (addresses,
-// HTTP URL, bundles held, version, state) and otherwise refreshes it before
+// HTTP URL, holdings digest, version, state) and otherwise refreshes it before
 // its TTL runs out, with a sequence number above the last (sequence numbers
 // start from the signing time in milliseconds, so they keep rising across
 // restarts). State "up" says the mirror serves; state "leaving" is its last
@@ -169,6 +170,53 @@
 // a leaving statement. (SuspectAfter, DeadAfter and SuspicionTimeout are
 // the profile's: 2.5 s, 4 s and 3 s on lan.) A light client uses a mirror
 // only while its statement is within TTL plus its own freshness bound.
+//
+// # Holdings
+//
+// What a mirror holds is not listed in every liveness statement: a mirror
+// with a thousand bundles would make each refresh about 60 KB. Instead it
+// signs a [Holdings] statement (the sorted list of root CIDs it holds
+// complete and verified, at most [MaxHoldings], the envelope at most
+// [MaxHoldingsSize] bytes) whenever the list changes, and its liveness
+// statements carry only Holdings, the [HoldingsDigest] of that list (the
+// sha2-256 multihash of uvarint(len(cid)) || cid over the sorted CIDs, in
+// lowercase hex), and HoldingsCount, its length. A new list means a new
+// digest, so the mirror publishes a fresh liveness statement at once.
+//
+// Older statements list the bundles inline in Bundles; receivers accept
+// both forms. A statement may carry both (the digest must then be that of
+// the list and the count its length); a statement with neither is invalid
+// (Reject, reason "payload": [ErrNoHoldings]).
+//
+// A receiver that accepts a liveness statement whose digest it holds no
+// holdings statement for pulls it: it opens a stream with
+// [HoldingsProtocolID] to the peer that forwarded the statement, failing
+// that to the subject, and writes one frame (see Sync) holding a
+// [HoldingsRequest] (at most [MaxHoldingsWant] references, the frame at
+// most [MaxHoldingsRequestSize] bytes). The responder writes one frame per
+// requested holdings statement it holds (signed bytes, at most
+// [MaxHoldingsSize] each) and an empty frame to end; it leaves out what it
+// does not hold. The receiver verifies each one as any statement, and
+// checks that it is signed by the peer it asked about and that its list
+// has the digest asked for; anything else is refused (reason
+// "holdings_mismatch") and changes nothing. Holdings statements have no
+// maximum age: one is current for as long as the subject's current
+// liveness statement names its digest. They never travel on gossip.
+//
+// Until a receiver holds the list a liveness statement names, it takes the
+// mirror to hold nothing it does not know of (no redirects, no probes
+// against it); the list normally arrives within one round trip.
+//
+// Cost bounds: a responder answers at most [MaxHoldingsWant] references
+// per request and a few requests per second per peer (mirrornet: 4 per
+// second, burst 16); more are reset. A receiver keeps one holdings
+// statement per mirror in its view, counted against the view's budget.
+//
+// A light client reads a mirror's holdings over HTTP: GET
+// [HTTPHoldingsPath] on the mirror answers its own current holdings
+// statement ([HoldingsContentType]); the client verifies it against the
+// digest of the mirror's fresh liveness statement and keeps only the
+// answer it needs (does the mirror hold this root).
 //
 // # Failure detection
 //

@@ -13,8 +13,9 @@ const (
 )
 
 // Liveness is a mirror's signed heartbeat: "peer Peer is up (or leaving) at
-// Time, sequence Seq, reachable at Addrs, HTTP at HTTP, holding Bundles,
-// running Version".
+// Time, sequence Seq, reachable at Addrs, HTTP at HTTP, holding what its
+// holdings statement of digest Holdings lists (or, in the older form, the
+// Bundles listed inline), running Version".
 type Liveness struct {
 	// Peer is the subject: the mirror's peer ID (base58). It must be the
 	// signer.
@@ -30,8 +31,10 @@ type Liveness struct {
 	// HTTP is the base URL of the mirror's public HTTP side, or "".
 	HTTP string `json:"http"`
 	// Bundles are the root CIDs the mirror holds complete and verified,
-	// sorted, without duplicates.
-	Bundles []string `json:"bundles"`
+	// sorted, without duplicates: the older, inline form of holdings. nil
+	// (absent on the wire) when the statement carries Holdings instead;
+	// an empty list still says "holds nothing".
+	Bundles []string `json:"bundles,omitzero"`
 	// Version is the mirror's software version.
 	Version string `json:"version"`
 	// Region is an optional self-declared location label; others weigh it
@@ -44,7 +47,18 @@ type Liveness struct {
 	// count lateness from Time+TTL. 0 (absent) is the heartbeat promise:
 	// a new statement every heartbeat.
 	TTL int64 `json:"ttl,omitempty"`
+	// Holdings is the [HoldingsDigest] of the bundles the mirror holds:
+	// the mirror's signed [Holdings] statement with this digest lists them.
+	// A statement carries Holdings, Bundles, or both (then they must
+	// agree); one with neither is invalid.
+	Holdings string `json:"holdings,omitempty"`
+	// HoldingsCount is how many bundles the Holdings set lists.
+	HoldingsCount int `json:"holdings_count,omitempty"`
 }
+
+// Inline reports whether l lists its bundles itself (the older form)
+// rather than naming a holdings statement by digest only.
+func (l *Liveness) Inline() bool { return l.Bundles != nil }
 
 // TTLDuration is l.TTL as a duration, capped at MaxLivenessTTL.
 func (l *Liveness) TTLDuration() time.Duration {
@@ -55,7 +69,7 @@ func (l *Liveness) normalize() {
 	if l.Addrs == nil {
 		l.Addrs = []string{}
 	}
-	if l.Bundles == nil {
+	if l.Bundles == nil && l.Holdings == "" {
 		l.Bundles = []string{}
 	}
 }
@@ -94,8 +108,31 @@ func (l *Liveness) Validate() error {
 	if !sortedUnique(l.Bundles) {
 		return fmt.Errorf("%w: bundles not sorted and unique", ErrInvalid)
 	}
+	if err := l.validateHoldings(); err != nil {
+		return err
+	}
 	if !sortedUnique(l.Apps) {
 		return fmt.Errorf("%w: apps not sorted and unique", ErrInvalid)
+	}
+	return nil
+}
+
+// validateHoldings checks that l says what it holds, inline or by digest,
+// and that the two agree when it does both.
+func (l *Liveness) validateHoldings() error {
+	switch {
+	case l.Bundles == nil && l.Holdings == "":
+		return fmt.Errorf("%w: %w", ErrInvalid, ErrNoHoldings)
+	case l.Holdings == "" && l.HoldingsCount != 0:
+		return fmt.Errorf("%w: holdings_count without holdings", ErrInvalid)
+	case l.Holdings == "":
+		return nil
+	case !validDigest(l.Holdings):
+		return fmt.Errorf("%w: holdings %.80q is not a sha2-256 multihash in hex", ErrInvalid, l.Holdings)
+	case l.HoldingsCount < 0 || l.HoldingsCount > MaxHoldings:
+		return fmt.Errorf("%w: holdings_count %d (limit %d)", ErrInvalid, l.HoldingsCount, MaxHoldings)
+	case l.Bundles != nil && (len(l.Bundles) != l.HoldingsCount || HoldingsDigest(l.Bundles) != l.Holdings):
+		return fmt.Errorf("%w: %w", ErrInvalid, ErrHoldingsMismatch)
 	}
 	return nil
 }
@@ -121,7 +158,7 @@ func DecodeLiveness(data []byte) (*Liveness, error) {
 	if err := DecodeCanonical(data, &l); err != nil {
 		return nil, err
 	}
-	if l.Addrs == nil || l.Bundles == nil { // Encode writes [], never null
+	if l.Addrs == nil { // Encode writes [], never null
 		return nil, fmt.Errorf("%w: null list", ErrNonCanonical)
 	}
 	if err := l.Validate(); err != nil {

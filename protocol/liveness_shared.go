@@ -41,7 +41,7 @@ func (l *Liveness) Footprint(buf []byte) int64 {
 		}
 		return int64(len(s))
 	}
-	for _, s := range []string{l.Peer, l.State, l.HTTP, l.Version, l.Region} {
+	for _, s := range []string{l.Peer, l.State, l.HTTP, l.Version, l.Region, l.Holdings} {
 		n += own(s)
 	}
 	for _, ss := range [][]string{l.Addrs, l.Bundles, l.Apps} {
@@ -71,8 +71,9 @@ func parseLivenessShared(data []byte) (*Liveness, bool) {
 	l.Addrs = p.list()
 	p.lit(`,"http":`)
 	l.HTTP = p.str()
-	p.lit(`,"bundles":`)
-	l.Bundles = p.list()
+	if p.opt(`,"bundles":`) {
+		l.Bundles = p.list()
+	}
 	p.lit(`,"version":`)
 	l.Version = p.str()
 	if p.opt(`,"region":`) {
@@ -83,6 +84,12 @@ func parseLivenessShared(data []byte) (*Liveness, bool) {
 	}
 	if p.opt(`,"ttl":`) {
 		l.TTL = int64(p.uint())
+	}
+	if p.opt(`,"holdings":`) {
+		l.Holdings = p.str()
+	}
+	if p.opt(`,"holdings_count":`) {
+		l.HoldingsCount = int(min(p.uint(), 1<<31))
 	}
 	p.lit(`}`)
 	if !p.ok || p.i != len(p.d) || l.Time < 0 || l.TTL < 0 {

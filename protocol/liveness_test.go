@@ -39,7 +39,28 @@ func TestLivenessValidate(t *testing.T) {
 	}{
 		{"valid", func(*protocol.Liveness) {}, true},
 		{"leaving", func(l *protocol.Liveness) { l.State = protocol.StateLeaving }, true},
-		{"nil lists", func(l *protocol.Liveness) { l.Addrs, l.Bundles = nil, nil }, true},
+		{"nil addrs", func(l *protocol.Liveness) { l.Addrs = nil }, true},
+		{"empty bundles", func(l *protocol.Liveness) { l.Bundles = []string{} }, true},
+		{"neither bundles nor holdings", func(l *protocol.Liveness) { l.Bundles = nil }, false},
+		{"holdings digest only", func(l *protocol.Liveness) {
+			l.Holdings, l.HoldingsCount, l.Bundles = protocol.HoldingsDigest(l.Bundles), len(l.Bundles), nil
+		}, true},
+		{"holdings digest and matching list", func(l *protocol.Liveness) {
+			l.Holdings, l.HoldingsCount = protocol.HoldingsDigest(l.Bundles), len(l.Bundles)
+		}, true},
+		{"holdings digest and another list", func(l *protocol.Liveness) {
+			l.Holdings, l.HoldingsCount = protocol.HoldingsDigest([]string{"bafyC", "bafyD"}), 2
+		}, false},
+		{"holdings count off", func(l *protocol.Liveness) {
+			l.Holdings, l.HoldingsCount = protocol.HoldingsDigest(l.Bundles), 3
+		}, false},
+		{"count without digest", func(l *protocol.Liveness) { l.HoldingsCount = 2 }, false},
+		{"digest not hex", func(l *protocol.Liveness) { l.Holdings, l.Bundles = strings.Repeat("Z", 68), nil }, false},
+		{"digest not sha2-256", func(l *protocol.Liveness) { l.Holdings, l.Bundles = "1320"+strings.Repeat("0", 64), nil }, false},
+		{"digest short", func(l *protocol.Liveness) { l.Holdings, l.Bundles = "1220abcd", nil }, false},
+		{"negative count", func(l *protocol.Liveness) {
+			l.Holdings, l.HoldingsCount, l.Bundles = protocol.HoldingsDigest(nil), -1, nil
+		}, false},
 		{"region and apps", func(l *protocol.Liveness) { l.Region, l.Apps = "eu", []string{"a", "b"} }, true},
 		{"max bundles", func(l *protocol.Liveness) { l.Bundles = many(protocol.MaxBundles) }, true},
 		{"empty peer", func(l *protocol.Liveness) { l.Peer = "" }, false},
@@ -117,7 +138,7 @@ func TestDecodeLivenessRejects(t *testing.T) {
 		{"reordered", strings.Replace(s, `"state":"up","seq":1800000000000`, `"seq":1800000000000,"state":"up"`, 1), protocol.ErrNonCanonical},
 		{"null addrs", strings.Replace(s, `"addrs":["/ip4/127.0.0.1/tcp/4001","/ip4/127.0.0.1/udp/4001/quic-v1"]`, `"addrs":null`, 1), protocol.ErrNonCanonical},
 		{"null bundles", strings.Replace(s, `"bundles":["bafyA","bafyB"]`, `"bundles":null`, 1), protocol.ErrNonCanonical},
-		{"missing bundles", strings.Replace(s, `"bundles":["bafyA","bafyB"],`, ``, 1), protocol.ErrNonCanonical},
+		{"missing bundles", strings.Replace(s, `"bundles":["bafyA","bafyB"],`, ``, 1), protocol.ErrNoHoldings},
 		{"empty region present", strings.Replace(s, `"version"`, `"region":"","version"`, 1), protocol.ErrNonCanonical},
 		{"exponent", strings.Replace(s, `"seq":1800000000000`, `"seq":1.8e12`, 1), protocol.ErrMalformed},
 		{"negative seq", strings.Replace(s, `"seq":1800000000000`, `"seq":-1`, 1), protocol.ErrMalformed},
