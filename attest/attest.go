@@ -177,7 +177,13 @@ func sign(key crypto.PrivKey, k Kind, payload []byte) ([]byte, error) {
 
 // SignLiveness signs a liveness statement. l.Peer must be key's peer ID;
 // slices are normalised (nil becomes empty) before signing.
+//
+// A statement without Holdings lists its bundles inline: nil Bundles then
+// means "holds nothing".
 func SignLiveness(key crypto.PrivKey, l protocol.Liveness) ([]byte, error) {
+	if l.Bundles == nil && l.Holdings == "" {
+		l.Bundles = []string{}
+	}
 	return signValidated(key, KindLiveness, l.Peer, &l)
 }
 

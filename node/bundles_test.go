@@ -67,7 +67,7 @@ func announces(obs []*Node, holder *Node, c cid.Cid) (bool, string) {
 			return false, "unknown"
 		}
 		found := false
-		for _, b := range m.Liveness.Bundles {
+		for _, b := range m.Bundles {
 			found = found || b == c.String()
 		}
 		if !found {

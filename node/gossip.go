@@ -178,6 +178,9 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	}
 	if err == nil {
 		err = n.accept(st)
+		if err == nil {
+			n.learnedLiveness(st, from)
+		}
 	}
 	if err == nil && st.Kind == attest.KindLiveness && st.Signer != n.id {
 		// Gossip only: sync hands over old statements on purpose.
@@ -409,12 +412,28 @@ func (n *Node) livenessBody(state string) protocol.Liveness {
 		}
 	}
 	bundles = protocol.SortUnique(bundles)
-	if len(bundles) > protocol.MaxBundles {
-		bundles = bundles[:protocol.MaxBundles]
+	if len(bundles) > protocol.MaxHoldings {
+		bundles = bundles[:protocol.MaxHoldings]
 	}
-	return protocol.Liveness{
-		Peer: n.id.String(), State: state, Addrs: addrs, HTTP: n.HTTPURL(), Bundles: bundles, Version: Version, Region: n.cfg.Region,
+	l := protocol.Liveness{
+		Peer: n.id.String(), State: state, Addrs: addrs, HTTP: n.HTTPURL(), Version: Version, Region: n.cfg.Region,
 	}
+	// What this mirror holds goes in its signed holdings statement; the
+	// liveness statement names it by digest (holdings.go).
+	digest, err := n.ownHoldings(bundles)
+	switch {
+	case err != nil:
+		n.log.Error("holdings", "err", err)
+		l.Bundles = bundles[:min(len(bundles), protocol.MaxBundles)]
+	case len(bundles) <= n.inlineHoldings:
+		l.Bundles = bundles
+		if l.Bundles == nil {
+			l.Bundles = []string{}
+		}
+	default:
+		l.Holdings, l.HoldingsCount = digest, len(bundles)
+	}
+	return l
 }
 
 // bodyKey identifies a statement's content (sequence, time and TTL aside).

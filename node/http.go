@@ -70,6 +70,7 @@ func (n *Node) startHTTP() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+protocol.HTTPStatusPath, n.serveStatus)
 	mux.HandleFunc("GET "+protocol.HTTPStatementsPath, n.serveStatements)
+	mux.HandleFunc("GET "+protocol.HTTPHoldingsPath, n.serveHoldings)
 	mux.Handle("GET /{$}", dashboard.Index(http.HandlerFunc(n.serveIndex))) // browsers get the dashboard
 	for _, f := range n.features {
 		f.routes(mux)
@@ -396,9 +397,9 @@ func mirrorStatus(m health.Mirror) MirrorStatus {
 		if l.Addrs != nil {
 			s.Addrs = l.Addrs
 		}
-		if l.Bundles != nil {
-			s.Bundles = l.Bundles
-		}
+	}
+	if m.Bundles != nil {
+		s.Bundles = m.Bundles
 	}
 	return s
 }

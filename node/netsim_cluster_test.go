@@ -24,6 +24,8 @@ type simCluster struct {
 	nw    *netsim.Network
 	nodes []*Node
 	hosts []host.Host
+	// opts are added to every node's options.
+	opts []Option
 }
 
 func newSimCluster(t *testing.T, latency time.Duration) *simCluster {
@@ -58,7 +60,7 @@ func (c *simCluster) add() *Node {
 	}
 	cfg := testConfig(c.t)
 	cfg.Profile = "lan"
-	nd, err := New(cfg, WithHost(h, sk), func(o *options) { o.listenAdmin = listenMem })
+	nd, err := New(cfg, append([]Option{WithHost(h, sk), func(o *options) { o.listenAdmin = listenMem }}, c.opts...)...)
 	if err != nil {
 		h.Close()
 		c.t.Fatal(err)

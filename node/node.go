@@ -74,6 +74,8 @@ type options struct {
 	// onVerdict, if set, sees every gossiped statement with the error it
 	// was refused for (nil: accepted).
 	onVerdict func(*attest.Statement, error)
+	// inlineHoldings, if set, replaces defaultInlineHoldings (tests).
+	inlineHoldings *int
 }
 
 // WithStatementHook calls f for every statement that arrives by gossip,
@@ -124,6 +126,8 @@ type Node struct {
 	onVerdict func(*attest.Statement, error)
 	blackhole func(from peer.ID) bool
 	features  []feature
+	// inlineHoldings: see defaultInlineHoldings.
+	inlineHoldings int
 
 	// listenAdmin, listenHTTP, httpTransport: see options.
 	listenAdmin   func(path string) (net.Listener, error)
@@ -137,6 +141,8 @@ type Node struct {
 	gossipBytes gossipMeter
 	// live is the failure detector's wiring (liveness.go).
 	live livenessWiring
+	// held is the holdings pull protocol's wiring (holdings.go).
+	held holdingsWiring
 	// appScore, if set by a feature's constructor, is gossipsub's
 	// application-specific score (P5) for a peer.
 	appScore func(peer.ID) float64
@@ -224,7 +230,10 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		kick:  make(chan struct{}, 1),
 		guard: attest.NewSeqGuard(), repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		ctx: ctx, cancel: cancel, lock: lock,
+		ctx: ctx, cancel: cancel, lock: lock, inlineHoldings: defaultInlineHoldings,
+	}
+	if o.inlineHoldings != nil {
+		n.inlineHoldings = *o.inlineHoldings
 	}
 	n.view = health.New(n.prof.Health)
 	// Each signer may have one statement of each kind accepted per half
@@ -295,6 +304,9 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 	}
 	n.host.SetStreamHandler(protocol.SyncProtocolID, n.handleSync)
 	if err := n.startLiveness(); err != nil {
+		return nil, err
+	}
+	if err := n.startHoldings(); err != nil {
 		return nil, err
 	}
 	n.host.Network().Notify(connNotifee{n})
@@ -477,6 +489,9 @@ func (n *Node) Close() error {
 		}
 		if n.live.ping != nil {
 			n.live.ping.Stop()
+		}
+		if n.held.svc != nil {
+			n.held.svc.Close()
 		}
 		if n.ownsHost && n.host != nil {
 			errs = append(errs, n.host.Close())

@@ -273,7 +273,7 @@ func testProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	sts := a.statements()
 	taken := 0
 	for _, raw := range sts {
-		if d.applySynced(raw) {
+		if d.applySynced(raw, "") {
 			taken++
 		}
 	}

@@ -40,7 +40,7 @@ func (s redirectSource) Candidates(root cid.Cid) []redirect.Candidate {
 			Latency: n.host.Peerstore().LatencyEWMA(m.Peer)}
 		if l := m.Liveness; l != nil {
 			c.URL = l.HTTP
-			_, c.Holds = slices.BinarySearch(l.Bundles, key)
+			_, c.Holds = slices.BinarySearch(m.Bundles, key)
 		}
 		out = append(out, c)
 	}

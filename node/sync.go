@@ -168,7 +168,7 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 		if len(raw) == 0 {
 			return fresh, nil
 		}
-		if n.applySynced(raw) {
+		if n.applySynced(raw, p) {
 			fresh++
 			if len(relay) < maxRelayPerSync {
 				relay = append(relay, raw)
@@ -179,8 +179,8 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 
 // applySynced verifies a statement received through sync. Unlike gossip,
 // sync takes old (but genuine) statements: they tell a late joiner which
-// mirrors are dead.
-func (n *Node) applySynced(raw []byte) bool {
+// mirrors are dead. from is the peer it came from.
+func (n *Node) applySynced(raw []byte, from peer.ID) bool {
 	for _, f := range n.features {
 		if f.applySynced(raw) {
 			return true
@@ -193,6 +193,9 @@ func (n *Node) applySynced(raw []byte) bool {
 	}
 	err = n.accept(st)
 	n.metrics.statement(st, err)
+	if err == nil {
+		n.learnedLiveness(st, from)
+	}
 	return err == nil
 }
 

@@ -26,7 +26,7 @@ func (n *Node) workerSeeds(root cid.Cid) []string {
 		if m.State != health.StateAlive || l == nil || l.HTTP == "" || slices.Contains(seeds, l.HTTP) {
 			continue
 		}
-		if _, ok := slices.BinarySearch(l.Bundles, want); ok {
+		if _, ok := slices.BinarySearch(m.Bundles, want); ok {
 			seeds = append(seeds, l.HTTP)
 		}
 	}

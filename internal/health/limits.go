@@ -236,4 +236,5 @@ func (v *View) removeLocked(id peer.ID) {
 		v.changedLocked()
 	}
 	delete(v.suspicions, id)
+	v.dropHoldingsLocked(id)
 }

@@ -29,6 +29,7 @@ type snapshot struct {
 type snapItem struct {
 	st   *attest.Statement
 	susp *attest.Statement // standing suspicion about st's sequence, or nil
+	hold *attest.Statement // holdings statement st names, or nil
 }
 
 // snapshot returns the listing for the current version, building it if
@@ -41,7 +42,7 @@ func (v *View) snapshot() *snapshot {
 	}
 	sn := &snapshot{version: v.version, lag: v.lag, items: make([]snapItem, 0, len(v.entries))}
 	for id, st := range v.entries {
-		it := snapItem{st: st}
+		it := snapItem{st: st, hold: v.holdingsFor(id, st.Liveness)}
 		if s := v.suspicions[id]; s != nil && s.Seq >= st.Seq {
 			it.susp = s
 			sn.suspicions++
@@ -66,7 +67,8 @@ func (v *View) mirrorOf(it snapItem, lag time.Duration, now time.Time) (Mirror, 
 		return Mirror{}, false
 	}
 	st := it.st
-	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw}, true
+	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw,
+		Bundles: bundlesOf(st.Liveness, it.hold)}, true
 }
 
 // aliveSet is the alive mirrors of one (version, now).

@@ -83,6 +83,11 @@ type Mirror struct {
 	Liveness *protocol.Liveness
 	// Raw is the latest statement's signed bytes. Shared: do not modify.
 	Raw []byte
+	// Bundles are the root CIDs the mirror holds, sorted: listed in its
+	// statement, or in the holdings statement its statement names by
+	// digest; nil while the view does not hold that one yet (see
+	// [View.Pending]). Shared: do not modify.
+	Bundles []string
 }
 
 // View is the health view. Its methods are safe for concurrent use; none
@@ -96,7 +101,11 @@ type View struct {
 	// suspicions holds, per subject, the standing suspicion about its
 	// current statement (the earliest report of the highest incarnation).
 	suspicions map[peer.ID]*attest.Statement
-	// bytes is the sum of StatementCost over entries.
+	// holdings holds, per mirror, the holdings statement its current
+	// statement names (see holdings.go).
+	holdings map[peer.ID]heldSet
+	// bytes is the sum of StatementCost over entries and holdingsCost
+	// over holdings.
 	bytes  int64
 	limits Limits
 	// fullUntil: until then no stranger can be admitted (nothing it may
@@ -134,7 +143,7 @@ func New(cfg Config) *View {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}, suspicions: map[peer.ID]*attest.Statement{}}
+	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}, suspicions: map[peer.ID]*attest.Statement{}, holdings: map[peer.ID]heldSet{}}
 }
 
 // Apply adds a verified liveness statement. It keeps, per signer, the
@@ -174,9 +183,15 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 		return false, err
 	}
 	susp := v.suspicions[st.Signer]
+	held, hasHeld := v.holdings[st.Signer]
 	v.removeLocked(st.Signer)
 	if susp != nil && susp.Seq >= st.Seq {
 		v.suspicions[st.Signer] = susp // not refuted by this one
+	}
+	if hasHeld && held.digest == st.Liveness.Holdings {
+		// A refresh that names the same holdings keeps them.
+		v.holdings[st.Signer] = held
+		v.bytes += holdingsCost(held.st)
 	}
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
@@ -252,7 +267,8 @@ func (v *View) mirrorLocked(st *attest.Statement, now time.Time) (Mirror, bool) 
 	if gone {
 		return Mirror{}, false
 	}
-	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw}, true
+	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw,
+		Bundles: bundlesOf(st.Liveness, v.holdingsFor(st.Signer, st.Liveness))}, true
 }
 
 // Mirror returns one mirror's state at now; false if it is unknown or
@@ -273,14 +289,14 @@ func (v *View) Mirrors(now time.Time) []Mirror {
 	return v.filter(now, func(Mirror) bool { return true })
 }
 
-// Holders returns the alive mirrors whose latest statement lists root among
-// its bundles, sorted by peer ID. The slice is the caller's.
+// Holders returns the alive mirrors that hold root (see [Mirror.Bundles]),
+// sorted by peer ID. The slice is the caller's.
 func (v *View) Holders(root string, now time.Time) []Mirror {
 	return v.filter(now, func(m Mirror) bool {
 		if m.State != StateAlive {
 			return false
 		}
-		_, found := slices.BinarySearch(m.Liveness.Bundles, root)
+		_, found := slices.BinarySearch(m.Bundles, root)
 		return found
 	})
 }

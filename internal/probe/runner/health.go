@@ -25,7 +25,7 @@ func (h HealthView) Mirrors(now time.Time) []Mirror {
 	var out []Mirror
 	for _, m := range h.V.Mirrors(now) {
 		if m.State == health.StateAlive && m.Liveness != nil {
-			out = append(out, Mirror{ID: m.Peer, HTTP: m.Liveness.HTTP, Bundles: m.Liveness.Bundles})
+			out = append(out, Mirror{ID: m.Peer, HTTP: m.Liveness.HTTP, Bundles: m.Bundles})
 		}
 	}
 	return out
@@ -48,7 +48,7 @@ func (h HealthView) Holds(target peer.ID, bundle string, now time.Time) bool {
 	if !ok || m.State != health.StateAlive || m.Liveness == nil {
 		return false
 	}
-	_, found := slices.BinarySearch(m.Liveness.Bundles, bundle)
+	_, found := slices.BinarySearch(m.Bundles, bundle)
 	return found
 }
 

@@ -804,7 +804,7 @@ func (f *Service) Bundles(keys []string) map[string]BundleReport {
 			continue
 		}
 		var state string
-		for _, b := range m.Liveness.Bundles {
+		for _, b := range m.Bundles {
 			rep, ok := out[b]
 			if !ok {
 				continue

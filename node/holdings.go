@@ -1,0 +1,176 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/holdings"
+	"github.com/mirrornet/mirrornet/protocol"
+)
+
+// defaultInlineHoldings is the most bundles a liveness statement lists
+// inline (the older form, which every reader understands); a mirror
+// holding more names them by the digest of its holdings statement only,
+// so its statement stays the same size whatever it holds.
+const defaultInlineHoldings = protocol.MaxBundles
+
+// holdingsWiring is the holdings pull protocol's wiring (package
+// holdings) and this mirror's own signed holdings statement.
+type holdingsWiring struct {
+	svc      *holdings.Service
+	badInput *prometheus.CounterVec
+
+	mu  sync.Mutex
+	seq uint64
+	own protocol.HoldingsRef // this mirror's current holdings
+	raw []byte               // its signed statement
+	st  *attest.Statement
+}
+
+// startHoldings serves and pulls holdings statements.
+func (n *Node) startHoldings() error {
+	w := &n.held
+	w.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mirrornet_holdings_bad_input_total",
+		Help: "Holdings input refused, by reason: holdings_mismatch (a holdings list signed by another key than its subject's, or whose digest is not the one asked for), holdings_invalid (an answer that does not verify), holdings_malformed (a request or answer that breaks the protocol), holdings_flood (a peer over the request rate limit). None of them changes the view.",
+	}, []string{"reason"})
+	svc, err := holdings.New(holdings.Config{
+		Host: n.host, Store: holdingsStore{n}, Retry: n.prof.Heartbeat,
+		Log:        n.log,
+		OnBadInput: func(reason string) { w.badInput.WithLabelValues(reason).Inc() },
+		OnAdded:    func(st *attest.Statement) { n.kickFetches(st.Holdings.Bundles) },
+		Now:        n.clock,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	w.svc = svc
+	pullBytes := func(dir string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mirrornet_holdings_" + dir + "_bytes_total", Help: "Holdings pull protocol payload bytes " + dir + " (frames).",
+		}, func() float64 { return float64(f()) })
+	}
+	n.registry.MustRegister(w.badInput, pullBytes("sent", svc.BytesSent), pullBytes("received", svc.BytesReceived))
+	for _, r := range []string{holdings.ReasonMismatch, holdings.ReasonInvalid, holdings.ReasonMalformed, holdings.ReasonFlood} {
+		w.badInput.WithLabelValues(r)
+	}
+	svc.Start(n.ctx)
+	return nil
+}
+
+// ownHoldings returns the digest of bundles (sorted, unique, at most
+// protocol.MaxHoldings), signing a new holdings statement when they
+// changed. It is called before the liveness statement that names it is
+// signed, so the statement is served before anyone asks for it.
+func (n *Node) ownHoldings(bundles []string) (digest string, err error) {
+	w := &n.held
+	d := protocol.HoldingsDigest(bundles)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.raw != nil && w.own.Digest == d {
+		return d, nil
+	}
+	now := n.clock()
+	w.seq = max(w.seq+1, uint64(now.UnixMilli()))
+	raw, err := attest.SignHoldings(n.key, protocol.Holdings{Peer: n.id.String(), Seq: w.seq, Time: now.UnixMilli(), Bundles: bundles})
+	if err != nil {
+		return "", fmt.Errorf("node: sign holdings: %w", err)
+	}
+	st, err := attest.Verify(raw, now)
+	if err != nil {
+		return "", fmt.Errorf("node: own holdings: %w", err)
+	}
+	w.own, w.raw, w.st = protocol.HoldingsRef{Peer: n.id.String(), Digest: d}, raw, st
+	return d, nil
+}
+
+// ownHoldingsStatement is this mirror's current signed holdings statement
+// (nil before the first liveness statement).
+func (n *Node) ownHoldingsStatement() (*attest.Statement, protocol.HoldingsRef) {
+	n.held.mu.Lock()
+	defer n.held.mu.Unlock()
+	return n.held.st, n.held.own
+}
+
+// learnedLiveness follows up an accepted liveness statement: its
+// holdings, when it names them by digest, are pulled from the peer that
+// forwarded it (from; "" when it came by sync) and from the subject, and
+// this mirror's own are put in its view next to its statement.
+func (n *Node) learnedLiveness(st *attest.Statement, from peer.ID) {
+	if st.Kind != attest.KindLiveness || st.Liveness.Inline() || st.Liveness.Holdings == "" {
+		return
+	}
+	ref := protocol.HoldingsRef{Peer: st.Signer.String(), Digest: st.Liveness.Holdings}
+	if st.Signer == n.id {
+		if own, r := n.ownHoldingsStatement(); own != nil && r == ref {
+			_, _ = n.view.AddHoldings(own)
+		}
+		return
+	}
+	if n.held.svc != nil && n.view.Wants(ref) {
+		n.held.svc.Want(ref, from, st.Signer)
+	}
+}
+
+// serveHoldings answers this mirror's own signed holdings statement
+// (protocol.HTTPHoldingsPath): a light client checks it against the
+// digest of the liveness statement it holds.
+func (n *Node) serveHoldings(w http.ResponseWriter, _ *http.Request) {
+	st, _ := n.ownHoldingsStatement()
+	if st == nil {
+		http.Error(w, "no holdings statement signed yet", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", protocol.HoldingsContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(st.Raw)
+}
+
+// holdingsStore is the holdings service's view of the node: the health
+// view, and this mirror's own statement.
+type holdingsStore struct{ n *Node }
+
+var _ holdings.Store = holdingsStore{}
+
+func (s holdingsStore) Holdings(id peer.ID, digest string) ([]byte, bool) {
+	if id == s.n.id {
+		if st, ref := s.n.ownHoldingsStatement(); st != nil && ref.Digest == digest {
+			return st.Raw, true
+		}
+		return nil, false
+	}
+	return s.n.view.Holdings(id, digest)
+}
+
+func (s holdingsStore) Wants(ref protocol.HoldingsRef) bool { return s.n.view.Wants(ref) }
+
+func (s holdingsStore) AddHoldings(st *attest.Statement) (bool, error) {
+	return s.n.view.AddHoldings(st)
+}
+
+func (s holdingsStore) Pending(now time.Time) []protocol.HoldingsRef {
+	var out []protocol.HoldingsRef
+	for _, ref := range s.n.view.Pending(now) {
+		if ref.Peer != s.n.id.String() {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+func (s holdingsStore) Addrs(id peer.ID) []string {
+	if m, ok := s.n.view.Mirror(id, s.n.clock()); ok && m.Liveness != nil {
+		return m.Liveness.Addrs
+	}
+	return nil
+}
+
+// withInlineHoldings lists at most k bundles inline (tests: 0 names every
+// set by digest).
+func withInlineHoldings(k int) Option { return func(o *options) { o.inlineHoldings = &k } }
