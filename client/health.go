@@ -41,11 +41,16 @@ type healthView struct {
 	rejected map[string]int
 	// overBudget counts statements dropped for want of room.
 	overBudget int
+	// holds caches what a mirror's verified holdings statement said about
+	// one root, for mirrors whose liveness statement names its holdings
+	// by digest only (see holdings.go): bounded, so a client asking about
+	// one root keeps one bit per mirror, never the lists.
+	holds map[holdKey]bool
 }
 
 func newHealthView(maxBytes int64) *healthView {
 	return &healthView{maxBytes: maxBytes, latest: map[peer.ID]*attest.Statement{},
-		vouched: map[peer.ID]map[string]bool{}, rejected: map[string]int{}}
+		vouched: map[peer.ID]map[string]bool{}, rejected: map[string]int{}, holds: map[holdKey]bool{}}
 }
 
 func statementCost(raw []byte) int64 { return 2*int64(len(raw)) + 256 }
@@ -121,7 +126,7 @@ func (v *healthView) usable(root string, now time.Time, maxAge time.Duration) []
 		if l.State != protocol.StateUp || l.HTTP == "" || stale(st, now, maxAge) {
 			continue
 		}
-		if _, found := slices.BinarySearch(l.Bundles, root); root != "" && !found {
+		if root != "" && !v.listsLocked(id, l, root) {
 			continue
 		}
 		u, err := statementURL(l.HTTP)
@@ -281,7 +286,9 @@ func (v *healthView) statusOf(u string, root string, now time.Time, maxAge time.
 			return "mirror is " + l.State
 		case stale(st, now, maxAge):
 			return "latest statement is " + now.Sub(st.Time).Round(time.Second).String() + " old (its TTL " + st.Liveness.TTLDuration().String() + ")"
-		case !slices.Contains(l.Bundles, root):
+		case !l.Inline() && !v.knownLocked(st.Signer, l, root):
+			return "its holdings statement is not verified yet"
+		case !v.listsLocked(st.Signer, l, root):
 			return "mirror does not list " + root
 		}
 		return "usable"

@@ -211,6 +211,7 @@ type fakeMirror struct {
 	b          *bundle
 	how        behaviour
 	statements [][]byte
+	holdings   []byte        // served at protocol.HTTPHoldingsPath, if set
 	limiter    *rate.Limiter // shared uplink, or nil
 	killAfter  int64         // abort everything once this many body bytes were served (0: never)
 	holds      bool          // answers HEAD only-if-cached with 200
@@ -298,6 +299,11 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			protocol.WriteFrame(w, s)
 		}
 		protocol.WriteFrame(w, nil)
+		return
+	}
+	if r.URL.Path == protocol.HTTPHoldingsPath && m.holdings != nil {
+		w.Header().Set("Content-Type", protocol.HoldingsContentType)
+		w.Write(m.holdings)
 		return
 	}
 	if r.URL.Path == protocol.HTTPReceiptsPath && m.receipts != nil {

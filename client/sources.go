@@ -170,6 +170,27 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			continue
 		}
 		now := f.o.Now()
+		// Mirrors that name their holdings by digest: read and verify
+		// their holdings statements first (once per digest).
+		for _, need := range view.needHoldings(root, now, f.o.MaxAge) {
+			key := "holdings " + need.url + " " + need.ref.Digest
+			if asked[key] || (len(contacted) >= limit && !contacted[need.url]) {
+				continue
+			}
+			contact(need.url)
+			asked[key] = true
+			outstanding++
+			wg.Go(func() {
+				cctx, cancel := context.WithTimeout(ctx, f.o.ProbeTimeout)
+				held, err := fetchHoldings(cctx, f.o.HTTPClient, need.url, need.ref, root, f.o.Now())
+				cancel()
+				view.setHolds(need.ref, root, held)
+				select {
+				case results <- gathered{src: key, err: err}:
+				case <-ctx.Done():
+				}
+			})
+		}
 		usable := view.usable(root, now, f.o.MaxAge)
 		isUsable := make(map[string]bool, len(usable))
 		for _, c := range usable {
