@@ -50,7 +50,18 @@ func (n *Node) startGossip() error {
 	}
 	n.ps = ps
 	for _, ts := range n.allTopics() {
-		if err := ps.RegisterTopicValidator(ts.topic, ts.validate); err != nil {
+		validate := ts.validate
+		if bh := n.blackhole; bh != nil {
+			// A test partition cuts every topic, features' included.
+			inner := validate
+			validate = func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+				if from != n.id && bh(from) {
+					return pubsub.ValidationIgnore
+				}
+				return inner(ctx, from, msg)
+			}
+		}
+		if err := ps.RegisterTopicValidator(ts.topic, validate); err != nil {
 			return err
 		}
 		t, err := ps.Join(ts.topic)
