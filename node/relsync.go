@@ -34,7 +34,7 @@ func (f *releaseFeature) startRelSync() error {
 	})
 	bad := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrornet_release_sync_bad_input_total",
-		Help: "Release sync input refused, by reason: flood (a peer over the rate limit), busy, malformed.",
+		Help: "Release sync input refused, by reason: flood (a peer over the rate limit), busy, malformed, stranger (not a mirror held alive or suspect).",
 	}, []string{"reason"})
 	svc, err := relsyncp2p.New(relsyncp2p.Config{
 		Host: n.host, Store: relSyncStore{f},
@@ -43,10 +43,12 @@ func (f *releaseFeature) startRelSync() error {
 		// exchange about a hundred bytes per interval.
 		Interval: n.prof.RefreshMin,
 		Peers:    n.connectedMirrors,
-		// One request per interval from each peer is what honest mirrors
-		// send at most on average; four per interval, burst 4, is generous.
-		Rate: 4 / n.prof.RefreshMin.Seconds(), Burst: 4,
-		Log: n.log,
+		// A mirror pulls once per interval from one of its connected
+		// mirrors (each pull 0.75 to 1.25 intervals after the last): two
+		// per interval, burst three, is above what an honest one sends us.
+		Rate: 2 / n.prof.RefreshMin.Seconds(), Burst: 3,
+		Serve: n.knownMirror,
+		Log:   n.log,
 		OnPull: func(outcome string, kept int) {
 			pulls.WithLabelValues(outcome).Inc()
 			learnt.Add(float64(kept))
@@ -67,7 +69,7 @@ func (f *releaseFeature) startRelSync() error {
 	for _, o := range []string{relsyncp2p.OutcomeSame, relsyncp2p.OutcomeLearned, relsyncp2p.OutcomeNothingNew, relsyncp2p.OutcomeFailed} {
 		pulls.WithLabelValues(o)
 	}
-	for _, r := range []string{relsyncp2p.ReasonFlood, relsyncp2p.ReasonBusy, relsyncp2p.ReasonMalformed} {
+	for _, r := range []string{relsyncp2p.ReasonFlood, relsyncp2p.ReasonBusy, relsyncp2p.ReasonMalformed, relsyncp2p.ReasonStranger} {
 		bad.WithLabelValues(r)
 	}
 	f.sync = svc
@@ -83,6 +85,13 @@ func (n *Node) connectedMirrors() []peer.ID {
 		}
 	}
 	return out
+}
+
+// knownMirror reports whether the view holds p as an alive or suspect
+// mirror.
+func (n *Node) knownMirror(p peer.ID) bool {
+	m, ok := n.view.Mirror(p, n.clock())
+	return ok && (m.State == health.StateAlive || m.State == health.StateSuspect)
 }
 
 // relSyncStore is relsyncp2p.Store over the releases feature.

@@ -387,9 +387,10 @@
 // The requester verifies and applies every record exactly as if it had come
 // over gossip (the book's bounds on apps it does not follow apply), and
 // does not ask again for an app whose pull taught it nothing until the
-// peer's hash for it changes. A responder answers each peer at most four
-// times per interval (burst four) and runs at most four answers at once;
-// it resets streams over either bound. Two mirrors in sync exchange one
+// peer's hash for it changes. A responder answers only mirrors it holds
+// alive or suspect (an answer can be far larger than its request), each at
+// most twice per interval (burst three), at most four at once; it resets
+// other streams. Two mirrors in sync exchange one
 // digest and one empty frame per pull.
 //
 // # Releases

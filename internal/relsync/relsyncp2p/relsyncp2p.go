@@ -18,8 +18,8 @@
 // records kept, how to apply one) comes through the small [Store]
 // interface; the node only wires it.
 //
-// Cost bounds: a peer's requests are answered at most Rate per second
-// (burst Burst), at most MaxServing at once; every frame read is bounded by
+// Cost bounds: only peers Serve admits (mirrors) are answered, each at most
+// Rate per second (burst Burst), at most MaxServing at once; every frame read is bounded by
 // a protocol limit, and a requester reads at most
 // protocol.MaxReleaseSyncRecords records and protocol.MaxReleaseSyncBytes
 // bytes per exchange.
@@ -81,6 +81,8 @@ const (
 	// ReasonMalformed: a request or an answer did not decode, or broke a
 	// bound.
 	ReasonMalformed = "malformed"
+	// ReasonStranger: a request from a peer Config.Serve refuses.
+	ReasonStranger = "stranger"
 )
 
 // Store is what the service reads from, and hands to, the node's release
@@ -113,6 +115,11 @@ type Config struct {
 	// sustained; at once). An honest mirror sends about one per Interval
 	// to a random peer, so a few per Interval is generous.
 	Rate, Burst float64
+	// Serve, if set, reports whether a peer's requests may be answered
+	// (the node: mirrors its view holds alive or suspect). An answer can
+	// be far larger than its request (a summary of every app), so
+	// strangers, which cost nothing to make, get none.
+	Serve func(peer.ID) bool
 	// MaxServing bounds the answers running at once (0: 4).
 	MaxServing int
 	// Timeout bounds one exchange, either side (0: 10 s).
@@ -428,6 +435,11 @@ func (s *Service) handle(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
 	if s.cfg.Blocked != nil && s.cfg.Blocked(from) {
+		st.Reset()
+		return
+	}
+	if s.cfg.Serve != nil && !s.cfg.Serve(from) {
+		s.bad(ReasonStranger)
 		st.Reset()
 		return
 	}

@@ -120,6 +120,11 @@ const interval = 5 * time.Second
 // pair makes two connected hosts with a service each; peers lists only the
 // other host.
 func pair(t *testing.T, mn mocknet.Mocknet, sa, sb *store) (a, b *relsyncp2p.Service, ca, cb *counts, ha, hb host.Host) {
+	return pairServing(t, mn, sa, sb, nil)
+}
+
+// pairServing is pair with a's Config.Serve set to serve.
+func pairServing(t *testing.T, mn mocknet.Mocknet, sa, sb *store, serve func(peer.ID) bool) (a, b *relsyncp2p.Service, ca, cb *counts, ha, hb host.Host) {
 	t.Helper()
 	hs := make([]host.Host, 2)
 	for i := range hs {
@@ -135,19 +140,19 @@ func pair(t *testing.T, mn mocknet.Mocknet, sa, sb *store) (a, b *relsyncp2p.Ser
 	if _, err := mn.ConnectPeers(hs[0].ID(), hs[1].ID()); err != nil {
 		t.Fatal(err)
 	}
-	mk := func(h host.Host, other peer.ID, st *store) (*relsyncp2p.Service, *counts) {
+	mk := func(h host.Host, other peer.ID, st *store, serve func(peer.ID) bool) (*relsyncp2p.Service, *counts) {
 		c := &counts{pull: map[string]int{}, bad: map[string]int{}}
 		s, err := relsyncp2p.New(relsyncp2p.Config{
 			Host: h, Store: st, Interval: interval, Peers: func() []peer.ID { return []peer.ID{other} },
-			Rate: 4 / interval.Seconds(), Burst: 4, OnPull: c.onPull, OnBadInput: c.onBad,
+			Rate: 4 / interval.Seconds(), Burst: 4, OnPull: c.onPull, OnBadInput: c.onBad, Serve: serve,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s, c
 	}
-	a, ca = mk(hs[0], hs[1].ID(), sa)
-	b, cb = mk(hs[1], hs[0].ID(), sb)
+	a, ca = mk(hs[0], hs[1].ID(), sa, serve)
+	b, cb = mk(hs[1], hs[0].ID(), sb, nil)
 	return a, b, ca, cb, hs[0], hs[1]
 }
 
@@ -214,6 +219,28 @@ func TestFloodIsRefused(t *testing.T) {
 		}
 		if failed != 6 || ca.get(ca.bad, relsyncp2p.ReasonFlood) != 6 {
 			t.Fatalf("10 pulls at once against burst 4: %d failed, %d counted as flood", failed, ca.get(ca.bad, relsyncp2p.ReasonFlood))
+		}
+	})
+}
+
+// A peer Serve refuses (not a mirror) gets no answer: a summary can be far
+// larger than the request, and strangers cost nothing to make.
+func TestStrangerIsRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mn := mocknet.New()
+		defer mn.Close()
+		sa, sb := newStore(), newStore()
+		sa.add(appID("x"), 1)
+		a, b, ca, _, ha, _ := pairServing(t, mn, sa, sb, func(peer.ID) bool { return false })
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a.Start(ctx)
+		defer a.Close()
+		if _, err := b.Pull(ctx, ha.ID()); err == nil {
+			t.Fatal("a stranger's pull was answered")
+		}
+		if ca.get(ca.bad, relsyncp2p.ReasonStranger) != 1 || sb.latest(appID("x")) != 0 {
+			t.Fatalf("stranger: counted %v, B has x@%d", ca.bad, sb.latest(appID("x")))
 		}
 	})
 }
