@@ -14,13 +14,17 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
 // startGossip starts gossipsub with mirrornet's peer scoring and validators,
 // and joins the statement topics.
 func (n *Node) startGossip() error {
-	ps, err := pubsub.NewGossipSub(n.ctx, n.host,
+	// Signature checks run on a bounded pool of workers (p2plimits), so a
+	// flood of valid statements leaves a core to the rest of the mirror.
+	val := p2plimits.DefaultValidation()
+	opts := append(val.PubSubOptions(),
 		// Publish a statement to every peer we know, not only the mesh: a
 		// heartbeat then reaches direct peers in one hop, and publishing
 		// right after start is not dropped for want of a mesh.
@@ -45,6 +49,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithRawTracer(&n.gossipBytes),
 	)
+	ps, err := pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {
 		return err
 	}
@@ -61,7 +66,7 @@ func (n *Node) startGossip() error {
 				return inner(ctx, from, msg)
 			}
 		}
-		if err := ps.RegisterTopicValidator(ts.topic, validate); err != nil {
+		if err := ps.RegisterTopicValidator(ts.topic, validate, val.ValidatorOptions()...); err != nil {
 			return err
 		}
 		t, err := ps.Join(ts.topic)
