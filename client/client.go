@@ -160,9 +160,9 @@ type Options struct {
 
 	ownClient bool // HTTPClient was made by withDefaults: close its connections at the end
 	// onVerified, if set, is told every block of the DAG once it is
-	// verified and in the sink (fetched, resumed or inline), from the fetch
-	// loop: it must not block.
-	onVerified func(cid.Cid)
+	// verified and in the sink (fetched, resumed or inline), with its
+	// bytes, from the fetch loop: it must not block for long.
+	onVerified func(c cid.Cid, data []byte)
 }
 
 // Progress is a snapshot of a running download.

@@ -249,6 +249,8 @@ func (f *fetcher) run(parent context.Context, boots []bootstrap) (*Result, error
 		res.blocks = s
 	case *spool:
 		res.spool = s
+	case treeSink:
+		res.spool = s.s
 	}
 	for _, m := range f.mlist {
 		if m.bytes > 0 {
@@ -317,7 +319,7 @@ func (f *fetcher) acceptFrom(c cid.Cid, data []byte, store bool) {
 	}
 	f.have[c] = struct{}{}
 	if f.o.onVerified != nil {
-		f.o.onVerified(c)
+		f.o.onVerified(c, data)
 	}
 	f.bytes += int64(len(data))
 	if c == f.root {

@@ -19,38 +19,74 @@ import (
 // creating thousands of small files overlaps fetching them, as `curl | tar
 // x` overlaps them, instead of following it.
 //
-// The download's spool stays the record of what is verified (and what a
-// rerun resumes from); the tree is built from it, in a goroutine of its
-// own, as blocks arrive. Blocks come parent first (a block is only asked
-// for once its parent verified), so when a block arrives its place in the
-// tree is known or becomes known when its parent is placed:
+// The fetch loop hands it every verified block with its bytes; it works
+// through them in a goroutine of its own. Blocks come parent first (a block
+// is only asked for once its parent verified), so when a block arrives its
+// place in the tree is known or becomes known when its parent is placed:
 //
 //   - a directory entry (or the root) becomes a directory, a file or a
 //     symlink at its path; a directory's links and a HAMT shard's entries
 //     place their children;
 //   - a file node places its children at their offsets (from its
 //     blocksizes), so leaves are written where they belong in whatever
-//     order they arrive, copied from the spool by the kernel.
+//     order they arrive.
 //
-// A block placed twice (the same file under two names, a chunk repeated
-// in a file) is written at every place. Nothing here is visible at the
-// output path until the caller renames the finished tree into place.
+// Raw leaves (the bytes of the files) are written once, straight into the
+// tree: the tree itself is where a rerun finds them (see resumeTree).
+// dag-pb nodes (directories, file nodes, HAMT shards: the structure, a
+// small part of the bytes) go to the download's spool. A block placed
+// twice (the same file under two names, a chunk repeated in a file) is
+// written at every place. Nothing here is visible at the output path until
+// the caller renames the finished tree into place.
 type liveTree struct {
 	src  *spool
 	path string // where the tree is built: directory or file
 
 	mu     sync.Mutex
-	queue  []cid.Cid // blocks verified, not yet looked at by run
-	closed bool      // no more blocks will come
+	space  *sync.Cond      // signalled when queued bytes are written
+	queue  []verifiedBlock // blocks verified, not yet looked at by run
+	queued int64           // bytes of data in queue
+	closed bool            // no more blocks will come
 	wake   chan struct{}
+	// leaves locates the bytes of every raw leaf written into the tree
+	// (its first place) or found there verified at the start (guarded by
+	// mu: the fetch loop reads it through treeSink).
+	leaves map[cid.Cid]leafLoc
 
-	// owned by run
+	// owned by run (and by resumeTree before run starts)
 	pending map[cid.Cid][]place // places of blocks not yet verified
+	resumed map[leafPlace]bool  // leaves a former run wrote at their place, verified
+	resume  bool                // the tree is a former run's: paths may exist
 	paths   []string            // files and directories made, children first
 	err     error
 	fail    func(error) // stops the download when the tree cannot be written
 	done    chan struct{}
 }
+
+// verifiedBlock is a block the fetch loop verified.
+type verifiedBlock struct {
+	c    cid.Cid
+	data []byte
+}
+
+// leafLoc is where a raw leaf's bytes are in the tree.
+type leafLoc struct {
+	path string
+	off  int64
+	n    int
+}
+
+// leafPlace is one place of a raw leaf.
+type leafPlace struct {
+	c    cid.Cid
+	path string
+	off  int64
+}
+
+// maxQueuedBytes bounds the verified bytes waiting for the tree writer:
+// when the disk is slower than the network the fetch waits, so memory
+// stays flat whatever the bundle's size.
+const maxQueuedBytes = 16 << 20
 
 type placeKind int
 
@@ -67,22 +103,42 @@ type place struct {
 	size int64 // a chunk's size, from its parent's blocksizes
 }
 
-// startLiveTree starts building the tree of root at path (which must not
-// exist) from the blocks of src. fail is called (once) if the tree cannot
-// be written; the caller then stops the download.
-func startLiveTree(src *spool, root cid.Cid, path string, fail func(error)) *liveTree {
+// newLiveTree prepares the tree of root at path from the blocks of src. A
+// tree a former run left at path is kept: the raw leaves found verified at
+// their places (see resumeTree) are not fetched again. fail is called
+// (once) if the tree cannot be written; the caller then stops the
+// download. start starts the writer.
+func newLiveTree(src *spool, root cid.Cid, path string, fail func(error)) (*liveTree, error) {
 	t := &liveTree{src: src, path: path, wake: make(chan struct{}, 1), pending: map[cid.Cid][]place{},
-		fail: fail, done: make(chan struct{})}
+		leaves: map[cid.Cid]leafLoc{}, resumed: map[leafPlace]bool{}, fail: fail, done: make(chan struct{})}
+	t.space = sync.NewCond(&t.mu)
+	if _, err := os.Lstat(path); err == nil {
+		if err := t.resumeTree(root); err != nil {
+			// Not the tree this bundle makes (changed by hand?):
+			// start it again; the spool still holds the structure.
+			t.resumed, t.leaves, t.resume = map[leafPlace]bool{}, map[cid.Cid]leafLoc{}, false
+			if err := os.RemoveAll(path); err != nil {
+				return nil, fmt.Errorf("client: output %s: %w", path, err)
+			}
+		}
+	}
 	t.pending[root] = []place{{kind: placeEntry, path: path}}
-	go t.run()
-	return t
+	return t, nil
 }
 
-// verified tells the tree that block c is in the spool (or inline in its
-// CID). It never blocks: the fetch loop calls it.
-func (t *liveTree) verified(c cid.Cid) {
+func (t *liveTree) start() { go t.run() }
+
+// verified hands the tree block c (verified, in the spool if it is a
+// dag-pb node, or inline in its CID) with its bytes, which the tree keeps
+// until written. The fetch loop calls it; it blocks only while
+// maxQueuedBytes are waiting to be written.
+func (t *liveTree) verified(c cid.Cid, data []byte) {
 	t.mu.Lock()
-	t.queue = append(t.queue, c)
+	for t.queued > maxQueuedBytes && !t.closed {
+		t.space.Wait()
+	}
+	t.queue = append(t.queue, verifiedBlock{c, data})
+	t.queued += int64(len(data))
 	t.mu.Unlock()
 	select {
 	case t.wake <- struct{}{}:
@@ -95,6 +151,7 @@ func (t *liveTree) verified(c cid.Cid) {
 func (t *liveTree) finish() error {
 	t.mu.Lock()
 	t.closed = true
+	t.space.Broadcast()
 	t.mu.Unlock()
 	select {
 	case t.wake <- struct{}{}:
@@ -113,7 +170,8 @@ func (t *liveTree) finish() error {
 // abort stops the tree after the download failed and waits for it.
 func (t *liveTree) abort() {
 	t.mu.Lock()
-	t.closed, t.queue = true, nil
+	t.closed, t.queue, t.queued = true, nil, 0
+	t.space.Broadcast()
 	t.mu.Unlock()
 	select {
 	case t.wake <- struct{}{}:
@@ -129,19 +187,17 @@ func (t *liveTree) run() {
 		q, closed := t.queue, t.closed
 		t.queue = nil
 		t.mu.Unlock()
-		for _, c := range q {
-			if t.err != nil {
-				break
-			}
-			ps := t.pending[c]
-			delete(t.pending, c)
-			for _, p := range ps {
-				if err := t.place(c, p); err != nil {
+		for _, b := range q {
+			if t.err == nil {
+				if err := t.take(b); err != nil {
 					t.err = err
 					t.fail(err)
-					break
 				}
 			}
+			t.mu.Lock()
+			t.queued -= int64(len(b.data))
+			t.space.Broadcast()
+			t.mu.Unlock()
 		}
 		if len(q) > 0 {
 			continue
@@ -153,35 +209,101 @@ func (t *liveTree) run() {
 	}
 }
 
+// take places verified block b wherever it belongs.
+func (t *liveTree) take(b verifiedBlock) error {
+	ps := t.pending[b.c]
+	delete(t.pending, b.c)
+	if _, isID := identityData(b.c); len(ps) == 0 && b.c.Type() == cid.Raw && !isID && !t.hasLeaf(b.c) {
+		// No place known yet (a DAG whose parents came in an odd
+		// order): keep its bytes in the spool, where its place, once
+		// known, finds them.
+		return t.src.put(b.c, b.data)
+	}
+	for _, p := range ps {
+		if err := t.place(b.c, b.data, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // available reports whether c's bytes can be had now.
 func (t *liveTree) available(c cid.Cid) bool {
 	if _, ok := identityData(c); ok {
 		return true
 	}
-	return t.src.has(c)
+	return t.src.has(c) || t.hasLeaf(c)
 }
 
-// place puts block c at p and, through its children, everything below it
-// that is already verified.
-func (t *liveTree) place(c cid.Cid, p place) error {
-	work := []struct {
-		c cid.Cid
-		p place
-	}{{c, p}}
+func (t *liveTree) hasLeaf(c cid.Cid) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.leaves[c]
+	return ok
+}
+
+// leaf reads back the bytes of a raw leaf written into the tree.
+func (t *liveTree) leaf(c cid.Cid) ([]byte, bool) {
+	t.mu.Lock()
+	l, ok := t.leaves[c]
+	t.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	data, err := readRange(l.path, l.off, l.n)
+	if err != nil {
+		return nil, false
+	}
+	return data, true
+}
+
+// block returns c's bytes from wherever they are: inline, the spool or the
+// tree.
+func (t *liveTree) block(c cid.Cid) ([]byte, bool) {
+	if data, ok := identityData(c); ok {
+		return data, true
+	}
+	if data, ok := t.src.block(c); ok {
+		return data, true
+	}
+	return t.leaf(c)
+}
+
+// readRange reads n bytes at off of the file at p (a regular file: a
+// symlink is not followed).
+func readRange(p string, off int64, n int) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data := make([]byte, n)
+	if _, err := f.ReadAt(data, off); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// place puts block c (with its bytes data, or nil to look them up) at p
+// and, through its children, everything below it that is already
+// verified.
+func (t *liveTree) place(c cid.Cid, data []byte, p place) error {
+	work := []child{{c, p}}
 	for len(work) > 0 {
 		w := work[len(work)-1]
 		work = work[:len(work)-1]
-		children, err := t.write(w.c, w.p)
+		d := data
+		if w.c != c {
+			d = nil
+		}
+		children, err := t.write(w.c, d, w.p)
 		if err != nil {
 			return err
 		}
 		for i := len(children) - 1; i >= 0; i-- {
 			ch := children[i]
 			if t.available(ch.c) {
-				work = append(work, struct {
-					c cid.Cid
-					p place
-				}{ch.c, ch.p})
+				work = append(work, ch)
 			} else {
 				t.pending[ch.c] = append(t.pending[ch.c], ch.p)
 			}
@@ -195,19 +317,24 @@ type child struct {
 	p place
 }
 
-// write makes block c's part of the tree at p and returns its children's
-// places.
-func (t *liveTree) write(c cid.Cid, p place) ([]child, error) {
-	inline, isID := identityData(c)
+// write makes block c's part of the tree at p (data: its bytes, or nil to
+// look them up) and returns its children's places.
+func (t *liveTree) write(c cid.Cid, data []byte, p place) ([]child, error) {
+	if data == nil {
+		var ok bool
+		if data, ok = t.block(c); !ok {
+			return nil, fmt.Errorf("client: block %s missing", c)
+		}
+	}
 	if c.Type() == cid.Raw {
 		switch p.kind {
 		case placeEntry:
-			return nil, t.rawAt(c, inline, isID, p.path, 0, true)
+			return nil, t.writeLeaf(c, data, p.path, 0, true)
 		case placeChunk:
-			if n := t.rawSize(c, inline, isID); n != p.size {
+			if n := int64(len(data)); n != p.size {
 				return nil, fmt.Errorf("%w: %s is %d bytes, its parent says %d", ErrUnsupported, c, n, p.size)
 			}
-			return nil, t.rawAt(c, inline, isID, p.path, p.off, false)
+			return nil, t.writeLeaf(c, data, p.path, p.off, false)
 		default:
 			return nil, fmt.Errorf("%w: %s is a raw block where a HAMT shard belongs", ErrUnsupported, c)
 		}
@@ -215,20 +342,9 @@ func (t *liveTree) write(c cid.Cid, p place) ([]child, error) {
 	if c.Type() != cid.DagProtobuf {
 		return nil, fmt.Errorf("%w: %s has codec 0x%x", ErrUnsupported, c, c.Type())
 	}
-	data := inline
-	if !isID {
-		var ok bool
-		if data, ok = t.src.block(c); !ok {
-			return nil, fmt.Errorf("client: block %s missing", c)
-		}
-	}
-	nd, err := mdag.DecodeProtobuf(data)
+	nd, fsn, err := decodeUnixFS(c, data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, c, err)
-	}
-	fsn, err := unixfs.FSNodeFromBytes(nd.Data())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not UnixFS: %v", ErrUnsupported, c, err)
+		return nil, err
 	}
 	kind := fsn.Type()
 	switch p.kind {
@@ -251,23 +367,21 @@ func (t *liveTree) write(c cid.Cid, p place) ([]child, error) {
 		if err := t.mkdir(p.path); err != nil {
 			return nil, err
 		}
-		var out []child
-		for _, l := range nd.Links() {
-			if err := checkName(l.Name); err != nil {
-				return nil, err
-			}
-			out = append(out, child{l.Cid, place{kind: placeEntry, path: filepath.Join(p.path, l.Name)}})
-		}
-		return out, nil
+		return dirChildren(nd, p.path)
 	case upb.Data_HAMTShard:
 		if err := t.mkdir(p.path); err != nil {
 			return nil, err
 		}
 		return shardChildren(nd, fsn, p.path)
 	case upb.Data_Symlink:
+		if t.resume {
+			if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
 		return nil, os.Symlink(string(fsn.Data()), p.path)
 	case upb.Data_File, upb.Data_Raw:
-		if err := t.create(p.path); err != nil {
+		if err := t.create(p.path, fileBytes(fsn)); err != nil {
 			return nil, err
 		}
 		return t.fileNode(nd, fsn, p.path, 0)
@@ -275,19 +389,74 @@ func (t *liveTree) write(c cid.Cid, p place) ([]child, error) {
 	return nil, fmt.Errorf("%w: %s has UnixFS type %s", ErrUnsupported, c, kind)
 }
 
+// decodeUnixFS decodes a dag-pb UnixFS node.
+func decodeUnixFS(c cid.Cid, data []byte) (*mdag.ProtoNode, *unixfs.FSNode, error) {
+	nd, err := mdag.DecodeProtobuf(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, c, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(nd.Data())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s is not UnixFS: %v", ErrUnsupported, c, err)
+	}
+	return nd, fsn, nil
+}
+
+// dirChildren places a directory's entries inside it.
+func dirChildren(nd *mdag.ProtoNode, dir string) ([]child, error) {
+	var out []child
+	for _, l := range nd.Links() {
+		if err := checkName(l.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, child{l.Cid, place{kind: placeEntry, path: filepath.Join(dir, l.Name)}})
+	}
+	return out, nil
+}
+
+// writeLeaf writes raw leaf c (data) at off of the file at p, created
+// first if create (then the leaf is the whole file), unless a former run
+// left it there verified; the first place of a leaf is where a rerun or a
+// later place reads it back.
+func (t *liveTree) writeLeaf(c cid.Cid, data []byte, p string, off int64, create bool) error {
+	if _, isID := identityData(c); !isID && t.resumed[leafPlace{c, p, off}] {
+		return nil
+	}
+	if err := writeToPath(p, data, off, create, t.resume); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	if create {
+		t.paths = append(t.paths, p)
+	}
+	if _, isID := identityData(c); !isID {
+		t.mu.Lock()
+		if _, ok := t.leaves[c]; !ok {
+			t.leaves[c] = leafLoc{path: p, off: off, n: len(data)}
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
 // fileNode writes a file node's own bytes at off and places its children
 // after them, each at the offset its blocksize gives.
 func (t *liveTree) fileNode(nd *mdag.ProtoNode, fsn *unixfs.FSNode, path string, off int64) ([]child, error) {
+	if d := fsn.Data(); len(d) > 0 {
+		if err := t.writeAt(path, d, off); err != nil {
+			return nil, err
+		}
+	}
+	return fileChildren(nd, fsn, path, off)
+}
+
+// fileChildren places a file node's children (at off of the file at path)
+// after its own bytes, each at the offset its blocksize gives.
+func fileChildren(nd *mdag.ProtoNode, fsn *unixfs.FSNode, path string, off int64) ([]child, error) {
 	links := nd.Links()
 	if fsn.NumChildren() != len(links) {
 		return nil, fmt.Errorf("%w: %s has %d links and %d blocksizes", ErrUnsupported, nd.Cid(), len(links), fsn.NumChildren())
 	}
-	if d := fsn.Data(); len(d) > 0 {
-		if err := t.writeAt(path, d, off, false); err != nil {
-			return nil, err
-		}
-		off += int64(len(d))
-	}
+	off += int64(len(fsn.Data()))
 	out := make([]child, 0, len(links))
 	for i, l := range links {
 		n := int64(fsn.BlockSize(i))
@@ -295,6 +464,104 @@ func (t *liveTree) fileNode(nd *mdag.ProtoNode, fsn *unixfs.FSNode, path string,
 		off += n
 	}
 	return out, nil
+}
+
+// errTreeShape: a former run's tree does not have the bundle's shape.
+var errTreeShape = errors.New("client: the partial tree does not match the bundle")
+
+// resumeTree finds what a former run left in the tree at t.path. It walks
+// the DAG from root through the dag-pb nodes in the spool, reads every raw
+// leaf at its place and keeps those whose bytes verify: they are not
+// fetched again (nor written). It fails if the tree does not have the
+// bundle's shape (a file where a directory belongs).
+func (t *liveTree) resumeTree(root cid.Cid) error {
+	t.resume = true
+	work := []child{{root, place{kind: placeEntry, path: t.path}}}
+	for len(work) > 0 {
+		w := work[len(work)-1]
+		work = work[:len(work)-1]
+		if _, isID := identityData(w.c); isID {
+			continue
+		}
+		fi, err := os.Lstat(w.p.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // nothing below it was written
+		} else if err != nil {
+			return err
+		}
+		if w.c.Type() == cid.Raw {
+			if !fi.Mode().IsRegular() {
+				return errTreeShape
+			}
+			off, n := w.p.off, w.p.size
+			if w.p.kind == placeEntry {
+				off, n = 0, fi.Size()
+			}
+			if n > MaxBlockSize || off+n > fi.Size() {
+				continue
+			}
+			if data, err := readRange(w.p.path, off, int(n)); err == nil && verifyBlock(w.c, data) == nil {
+				t.resumed[leafPlace{w.c, w.p.path, off}] = true
+				if _, ok := t.leaves[w.c]; !ok {
+					t.leaves[w.c] = leafLoc{path: w.p.path, off: off, n: int(n)}
+				}
+			}
+			continue
+		}
+		data, ok := t.src.block(w.c)
+		if !ok {
+			continue
+		}
+		nd, fsn, err := decodeUnixFS(w.c, data)
+		if err != nil {
+			return err
+		}
+		var children []child
+		switch kind := fsn.Type(); {
+		case w.p.kind == placeShard:
+			children, err = shardChildren(nd, fsn, w.p.path)
+		case w.p.kind == placeChunk:
+			children, err = fileChildren(nd, fsn, w.p.path, w.p.off)
+		case kind == upb.Data_Directory && fi.IsDir():
+			children, err = dirChildren(nd, w.p.path)
+		case kind == upb.Data_HAMTShard && fi.IsDir():
+			children, err = shardChildren(nd, fsn, w.p.path)
+		case (kind == upb.Data_File || kind == upb.Data_Raw) && fi.Mode().IsRegular():
+			children, err = fileChildren(nd, fsn, w.p.path, 0)
+		case kind == upb.Data_Symlink:
+		default:
+			return errTreeShape
+		}
+		if err != nil {
+			return err
+		}
+		work = append(work, children...)
+	}
+	return nil
+}
+
+// treeSink is GetDir's block sink: dag-pb nodes go to the spool, raw
+// leaves (handed to the tree with their bytes, see liveTree.verified) are
+// written straight into the tree, which is also where a rerun finds them.
+type treeSink struct {
+	s *spool
+	t *liveTree
+}
+
+func (k treeSink) put(c cid.Cid, data []byte) error {
+	if c.Type() == cid.Raw {
+		return nil
+	}
+	return k.s.put(c, data)
+}
+
+func (k treeSink) has(c cid.Cid) bool { return k.s.has(c) || k.t.hasLeaf(c) }
+
+func (k treeSink) block(c cid.Cid) ([]byte, bool) {
+	if data, ok := k.s.block(c); ok {
+		return data, true
+	}
+	return k.t.leaf(c)
 }
 
 // fileBytes is the length of the file part under a file node: its own
@@ -307,19 +574,6 @@ func fileBytes(fsn *unixfs.FSNode) int64 {
 		n += int64(b)
 	}
 	return n
-}
-
-// rawSize is the length of raw block c.
-func (t *liveTree) rawSize(c cid.Cid, inline []byte, isID bool) int64 {
-	if isID {
-		return int64(len(inline))
-	}
-	t.src.mu.Lock()
-	defer t.src.mu.Unlock()
-	if e, ok := t.src.index[c]; ok {
-		return int64(e.n)
-	}
-	return -1
 }
 
 // hamtMurmur3 is the only hash function UnixFS HAMT directories use.
@@ -356,62 +610,44 @@ func shardChildren(nd *mdag.ProtoNode, fsn *unixfs.FSNode, dir string) ([]child,
 	return out, nil
 }
 
+// mkdir makes the directory p (on a former run's tree, finds it).
 func (t *liveTree) mkdir(p string) error {
 	if err := os.Mkdir(p, 0o755); err != nil {
-		return err
+		if fi, serr := os.Lstat(p); !t.resume || serr != nil || !fi.IsDir() {
+			return err
+		}
 	}
 	t.paths = append(t.paths, p)
 	return nil
 }
 
-// create makes an empty file at p (which must not exist).
-func (t *liveTree) create(p string) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	t.paths = append(t.paths, p)
-	return f.Close()
-}
-
-// rawAt writes raw block c at off of the file at p, created first if
-// create: from the spool by the kernel, or its inline bytes.
-func (t *liveTree) rawAt(c cid.Cid, inline []byte, isID bool, p string, off int64, create bool) error {
-	if isID {
-		return t.writeAt(p, inline, off, create)
-	}
-	t.src.mu.Lock()
-	e, ok := t.src.index[c]
-	t.src.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("client: block %s missing", c)
-	}
-	if err := copyToPath(t.src.f, e.off, p, off, e.n, create); err != nil {
-		return fmt.Errorf("client: writing %s: %w", p, err)
-	}
-	if create {
-		t.paths = append(t.paths, p)
-	}
-	return nil
-}
-
-func (t *liveTree) writeAt(p string, data []byte, off int64, create bool) error {
-	flags := os.O_WRONLY
-	if create {
-		flags |= os.O_CREATE | os.O_EXCL
+// create makes an empty file at p (which must not exist, but on a former
+// run's tree may: then it keeps the bytes already written, up to size).
+func (t *liveTree) create(p string, size int64) error {
+	flags := os.O_CREATE | os.O_EXCL | os.O_WRONLY
+	if t.resume {
+		flags = os.O_CREATE | os.O_WRONLY | oNoFollow
 	}
 	f, err := os.OpenFile(p, flags, 0o644)
 	if err != nil {
 		return err
 	}
-	if create {
-		t.paths = append(t.paths, p)
-	}
-	if _, err := f.WriteAt(data, off); err != nil {
-		f.Close()
-		return fmt.Errorf("client: writing %s: %w", p, err)
+	t.paths = append(t.paths, p)
+	if t.resume {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
+}
+
+// fileNode (above) writes a file node's own bytes with writeAt.
+func (t *liveTree) writeAt(p string, data []byte, off int64) error {
+	if err := writeToPath(p, data, off, false, t.resume); err != nil {
+		return fmt.Errorf("client: writing %s: %w", p, err)
+	}
+	return nil
 }
 
 // syncTree makes everything under the finished tree durable: one syncfs
@@ -432,6 +668,17 @@ func (t *liveTree) syncTree() error {
 // finished tree is made durable with one syncfs instead of an fsync each.
 const syncFSFiles = 64
 
+// nothingKept reports whether the partial directory holds nothing verified:
+// an empty spool and no tree.
+func nothingKept(partial string) bool {
+	fi, err := os.Stat(filepath.Join(partial, spoolFile))
+	if err != nil || fi.Size() > 0 {
+		return false
+	}
+	_, err = os.Lstat(filepath.Join(partial, "tree"))
+	return errors.Is(err, os.ErrNotExist)
+}
+
 // getDirLive is GetDir with the tree written while the download runs (see
 // liveTree): into PartialDir(dir)/tree, renamed to dir once complete and
 // durable.
@@ -446,27 +693,27 @@ func getDirLive(ctx context.Context, root cid.Cid, dir string, opts Options) (*R
 		return nil, err
 	}
 	out := filepath.Join(partial, "tree")
-	// A tree left by an interrupted run is rebuilt from the spool (the
-	// spool, not the tree, says what is verified).
-	if err := os.RemoveAll(out); err != nil {
-		s.close()
-		return nil, fmt.Errorf("client: output %s: %w", dir, err)
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t := startLiveTree(s, root, out, cancel)
+	// A tree left by an interrupted run is kept: the leaves found verified
+	// in it are not fetched again.
+	t, err := newLiveTree(s, root, out, cancel)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	t.start()
 	opts.onVerified = t.verified
-	res, err := get(ctx, root, opts, s)
+	res, err := get(ctx, root, opts, treeSink{s, t})
 	if err != nil {
 		t.abort()
 		s.close()
-		os.RemoveAll(out)
 		if t.err != nil {
 			err = t.err
 		}
-		if fi, serr := os.Stat(filepath.Join(partial, spoolFile)); errors.Is(err, ErrUnsupported) || (serr == nil && fi.Size() == 0) {
-			// nothing verified, or a bundle get cannot write: nothing
-			// to resume
+		if errors.Is(err, ErrUnsupported) || nothingKept(partial) {
+			// a bundle get cannot write, or nothing verified:
+			// nothing to resume
 			os.RemoveAll(partial)
 		}
 		return nil, err
@@ -487,7 +734,6 @@ func getDirLive(ctx context.Context, root cid.Cid, dir string, opts Options) (*R
 		err = cerr
 	}
 	if err != nil {
-		os.RemoveAll(out)
 		if errors.Is(err, ErrUnsupported) {
 			os.RemoveAll(partial)
 		}

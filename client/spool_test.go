@@ -57,17 +57,15 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("an interrupted download left its output: %v", err)
 	}
-	sp, err := openSpool(PartialDir(out))
-	if err != nil {
-		t.Fatal(err)
+	kept := keptBlocks(t, PartialDir(out), b.root)
+	leaves := 0
+	for c := range kept {
+		if c.Type() == cid.Raw {
+			leaves++
+		}
 	}
-	kept := map[cid.Cid]bool{}
-	for c := range sp.index {
-		kept[c] = true
-	}
-	sp.close()
-	if len(kept) == 0 || len(kept) >= len(b.blocks) {
-		t.Fatalf("the interrupted download kept %d of %d blocks", len(kept), len(b.blocks))
+	if len(kept) == 0 || len(kept) >= len(b.blocks) || leaves == 0 {
+		t.Fatalf("the interrupted download kept %d of %d blocks (%d leaves)", len(kept), len(b.blocks), leaves)
 	}
 
 	// Run again against a healthy mirror that records what it is asked.
@@ -109,6 +107,110 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 	if _, err := os.Stat(PartialDir(out)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the spool is still there after a complete download: %v", err)
 	}
+}
+
+// The leaves of an interrupted GetDir are kept in its partial tree, not
+// in the spool; on the rerun a leaf whose bytes changed on disk is fetched
+// again and a path of the wrong kind is replaced, so the output is still
+// the bundle.
+func TestGetDirResumeChecksTheTree(t *testing.T) {
+	files := map[string][]byte{
+		"big.bin":  randomBytes(31, 6<<20+5),
+		"lib/a.js": randomBytes(32, 3000),
+	}
+	b := buildBundle(t, files)
+	out := filepath.Join(t.TempDir(), "app")
+	dying := newFakeMirror(t, b, honest)
+	dying.killAfter = 4 << 20
+	if _, err := GetDir(context.Background(), b.root, out, testOptions(t, dying.URL)); err == nil {
+		t.Fatal("download from a mirror that died midway succeeded")
+	}
+	partial := PartialDir(out)
+	sp, err := openSpool(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range sp.index {
+		if c.Type() == cid.Raw {
+			t.Errorf("leaf %s is in the spool: leaves belong in the tree", c)
+		}
+	}
+	sp.close()
+	kept := keptBlocks(t, partial, b.root)
+	// Change a byte of a kept leaf of big.bin.
+	e, err := memDAG(b.blocks).entry(context.Background(), b.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bigNode cid.Cid
+	for _, l := range e.node.Links() {
+		if l.Name == "big.bin" {
+			bigNode = l.Cid
+		}
+	}
+	leaves, err := linksOf(bigNode, b.blocks[bigNode])
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(-1)
+	for i, at := 0, int64(0); i < len(leaves) && off < 0; i++ {
+		if kept[leaves[i].c] {
+			off = at + 10
+		}
+		at += leaves[i].size
+	}
+	if off < 0 {
+		t.Fatal("no leaf of big.bin was kept")
+	}
+	f, err := os.OpenFile(filepath.Join(partial, "tree", "big.bin"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte
+	if _, err := f.ReadAt(one[:], off); err != nil {
+		t.Fatal(err)
+	}
+	one[0]++
+	if _, err := f.WriteAt(one[:], off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if after := keptBlocks(t, partial, b.root); len(after) != len(kept)-1 {
+		t.Fatalf("after changing one leaf on disk %d blocks are kept, want %d", len(after), len(kept)-1)
+	}
+	// lib/a.js as a directory: the tree does not have the bundle's
+	// shape, so it is started again (the spool still has the structure).
+	os.RemoveAll(filepath.Join(partial, "tree", "lib", "a.js"))
+	if err := os.MkdirAll(filepath.Join(partial, "tree", "lib", "a.js", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GetDir(context.Background(), b.root, out, testOptions(t, newFakeMirror(t, b, honest).URL)); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, b, out)
+}
+
+// keptBlocks lists the blocks a rerun of GetDir finds verified in the
+// partial directory: dag-pb nodes in the spool, leaves in the tree.
+func keptBlocks(t *testing.T, partial string, root cid.Cid) map[cid.Cid]bool {
+	t.Helper()
+	sp, err := openSpool(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	kept := map[cid.Cid]bool{}
+	for c := range sp.index {
+		kept[c] = true
+	}
+	lt, err := newLiveTree(sp, root, filepath.Join(partial, "tree"), func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range lt.leaves {
+		kept[c] = true
+	}
+	return kept
 }
 
 // A spool torn by a crash mid-append, or with a block changed on disk, is

@@ -25,6 +25,9 @@ const guardSlack = 4
 var binPath string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(fileServerEnv); dir != "" {
+		serveFiles(dir) // a benchmark's baseline server
+	}
 	dir, err := os.MkdirTemp("", "mirrornet-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -8,11 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,9 +139,20 @@ func serveAndRead(b *testing.B, root, boot string, want [32]byte) int64 {
 // curl from a Go net/http file server serving the same bytes, in the same
 // iteration: a one-file bundle (MIRRORNET_BENCH_CURL_MIB, default 256)
 // against curl + sha256sum, and a 5,000-file bundle against curl | tar x.
-// ratio = baseline time / get time (goal >= 1).
+// ratio = baseline time / get time (goal >= 1), the median of the
+// iterations' own ratios.
+//
+// Both sides are treated alike: each server is a process of its own (the
+// mirror is `mirrornet node` at its default log level, the file server
+// this test binary re-executed), both serve from the page cache, each
+// timed command starts after a sync (so neither pays for the other's dirty
+// pages), the two run in alternating order, and outputs are kept until the
+// end (ext4 allocates inodes slowly near inodes freed in the last 30 s, so
+// deleting one side's tree would slow the other's). Outputs go to
+// MIRRORNET_BENCH_DIR if set (for example a file system of its own, away
+// from other processes' churn), else the test's temporary directory.
 func BenchmarkGetVsCurl(b *testing.B) {
-	a := startNode(b)
+	a := startNode(b, "--log-level", "info")
 	boot := a.info(b).HTTP
 	b.Run("one-file", func(b *testing.B) {
 		size := benchMiB("MIRRORNET_BENCH_CURL_MIB", 256) << 20
@@ -148,27 +160,25 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		os.Mkdir(src, 0o755)
 		sum := writeSeeded(b, filepath.Join(src, "big.bin"), 9, size)
 		root := benchPublish(b, a.data, src)
-		fs := httptest.NewServer(http.FileServer(http.Dir(src)))
-		defer fs.Close()
-		dst := b.TempDir()
-		var tGet, tCurl time.Duration
-		for b.Loop() {
-			out := filepath.Join(dst, "out")
-			d, _ := timed(b, binPath, "get", root, "-o", out, "--bootstrap", boot)
-			tGet += d
-			os.RemoveAll(out)
-			f := filepath.Join(dst, "big.bin")
-			start := time.Now()
-			got, err := exec.Command("sh", "-c", fmt.Sprintf("curl -sf -o %s %s/big.bin && sha256sum %s", f, fs.URL, f)).Output()
-			tCurl += time.Since(start)
-			if err != nil || !strings.HasPrefix(string(got), hex.EncodeToString(sum[:])) {
+		fsURL := startFileServer(b, src)
+		want := hex.EncodeToString(sum[:])
+		get := func(dst string) { timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot) }
+		check := func(dst string) {
+			if got := fileSum(b, filepath.Join(dst, "big.bin")); hex.EncodeToString(got[:]) != want {
+				b.Fatal("get wrote other bytes")
+			}
+		}
+		curl := func(dst string) {
+			f := dst + ".bin"
+			got, err := exec.Command("sh", "-c", fmt.Sprintf("curl -sf -o %s %s/big.bin && sha256sum %s", f, fsURL, f)).Output()
+			if err != nil || !strings.HasPrefix(string(got), want) {
 				b.Fatalf("curl + sha256sum: %q %v", got, err)
 			}
-			os.Remove(f)
 		}
-		b.ReportMetric(float64(size)/tGet.Seconds()*float64(b.N)/1e6, "get-MB/s")
-		b.ReportMetric(float64(size)/tCurl.Seconds()*float64(b.N)/1e6, "curl+sha256-MB/s")
-		b.ReportMetric(tCurl.Seconds()/tGet.Seconds(), "ratio")
+		r := runVersus(b, get, curl, check)
+		r.report(b, "curl+sha256")
+		b.ReportMetric(float64(size)/r.median(r.get)/1e6, "get-MB/s")
+		b.ReportMetric(float64(size)/r.median(r.base)/1e6, "curl+sha256-MB/s")
 	})
 	b.Run("5000-files", func(b *testing.B) {
 		src := filepath.Join(b.TempDir(), "site")
@@ -182,31 +192,142 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		if out, err := exec.Command("tar", "cf", filepath.Join(tarDir, "site.tar"), "-C", src, ".").CombinedOutput(); err != nil {
 			b.Fatalf("tar: %v %s", err, out)
 		}
-		fs := httptest.NewServer(http.FileServer(http.Dir(tarDir)))
-		defer fs.Close()
-		dst := b.TempDir()
-		var tGet, tCurl time.Duration
-		for b.Loop() {
-			out := filepath.Join(dst, "out")
-			d, _ := timed(b, binPath, "get", root, "-o", out, "--bootstrap", boot)
-			tGet += d
-			if n := countFiles(b, out); n != 5000 {
+		fsURL := startFileServer(b, tarDir)
+		get := func(dst string) { timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot) }
+		check := func(dst string) {
+			if n := countFiles(b, dst); n != 5000 {
 				b.Fatalf("get wrote %d files", n)
 			}
-			os.RemoveAll(out)
-			x := filepath.Join(dst, "x")
-			os.Mkdir(x, 0o755)
-			start := time.Now()
-			if out, err := exec.Command("sh", "-c", fmt.Sprintf("curl -sf %s/site.tar | tar x -C %s", fs.URL, x)).CombinedOutput(); err != nil {
+		}
+		curl := func(dst string) {
+			os.Mkdir(dst, 0o755)
+			if out, err := exec.Command("sh", "-c", fmt.Sprintf("curl -sf %s/site.tar | tar x -C %s", fsURL, dst)).CombinedOutput(); err != nil {
 				b.Fatalf("curl | tar x: %v %s", err, out)
 			}
-			tCurl += time.Since(start)
-			os.RemoveAll(x)
 		}
-		b.ReportMetric(tGet.Seconds()*1000/float64(b.N), "get-ms")
-		b.ReportMetric(tCurl.Seconds()*1000/float64(b.N), "curl|tar-ms")
-		b.ReportMetric(tCurl.Seconds()/tGet.Seconds(), "ratio")
+		r := runVersus(b, get, curl, check)
+		r.report(b, "curl|tar")
 	})
+}
+
+// versus holds the per-iteration times of runVersus.
+type versus struct {
+	get, base, ratio []float64 // seconds; baseline / get
+}
+
+// runVersus runs get and base once per iteration into fresh directories
+// (kept until the benchmark ends), in alternating order, each after a
+// sync and timed alone; check (untimed) inspects get's output.
+func runVersus(b *testing.B, get, base, check func(dst string)) *versus {
+	root := os.Getenv("MIRRORNET_BENCH_DIR")
+	if root == "" {
+		root = b.TempDir()
+	} else {
+		var err error
+		if root, err = os.MkdirTemp(root, "getvscurl-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(root) })
+	}
+	r := &versus{}
+	one := func(f func(string), dst string) float64 {
+		syscall.Sync()
+		start := time.Now()
+		f(dst)
+		return time.Since(start).Seconds()
+	}
+	i := 0
+	for b.Loop() {
+		var tg, tb float64
+		if i%2 == 0 {
+			tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i)))
+			tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i)))
+		} else {
+			tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i)))
+			tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i)))
+		}
+		check(filepath.Join(root, fmt.Sprintf("get%d", i)))
+		r.get, r.base, r.ratio = append(r.get, tg), append(r.base, tb), append(r.ratio, tb/tg)
+		if testing.Verbose() {
+			b.Logf("iteration %d: get %.3f s, baseline %.3f s, ratio %.2f, load %s", i, tg, tb, tb/tg, loadAvg())
+		}
+		i++
+	}
+	return r
+}
+
+func (r *versus) median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (r *versus) report(b *testing.B, base string) {
+	b.ReportMetric(r.median(r.get)*1000, "get-ms")
+	b.ReportMetric(r.median(r.base)*1000, base+"-ms")
+	b.ReportMetric(r.median(r.ratio), "ratio")
+	b.ReportMetric(slices.Min(r.ratio), "ratio-min")
+	if l, err := strconv.ParseFloat(strings.Fields(loadAvg())[0], 64); err == nil {
+		b.ReportMetric(l, "load1")
+	}
+}
+
+// loadAvg is the first three fields of /proc/loadavg ("" elsewhere).
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
+}
+
+// startFileServer serves dir with net/http's FileServer from a process of
+// its own (this test binary, re-executed: see TestMain) and returns its
+// base URL.
+func startFileServer(b *testing.B, dir string) string {
+	b.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), fileServerEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("file server: %v", err)
+	}
+	return "http://" + strings.TrimSpace(line)
+}
+
+// fileServerEnv makes the test binary a plain net/http file server of the
+// directory it names (the benchmarks' baseline server).
+const fileServerEnv = "MIRRORNET_BENCH_FILESERVER"
+
+// serveFiles is the file server process: it prints its address and serves
+// until killed.
+func serveFiles(dir string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr())
+	http.Serve(ln, http.FileServer(http.Dir(dir)))
+	os.Exit(1)
 }
 
 func countFiles(b *testing.B, dir string) int {
