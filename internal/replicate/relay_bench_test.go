@@ -195,28 +195,85 @@ func BenchmarkReplicateRelay(b *testing.B) {
 	mbit := envIntOrZero("MIRRORNET_BENCH_RELAY_MBIT", 300)
 	newHost := func() host.Host { return tcpHost(b) }
 	holders, _, root := benchHolders(b, size, newHost)
-	infos := viaRelay(b, holders, delay, mbit)
-	raw := newRelay(b, rawServer(b, seeded(7, size)), delay, mbit)
+	var infos []peer.AddrInfo
+	if benchQUIC() {
+		infos = viaUDPRelay(b, holders, delay, mbit)
+	} else {
+		infos = viaRelay(b, holders, delay, mbit)
+	}
+	srv := rawServer(b, seeded(7, size))
+	var raws []string
+	for range 3 {
+		raws = append(raws, newRelay(b, srv, delay, mbit).addr())
+	}
 	st := fetcherStore(b)
 
-	var tRaw time.Duration
+	var tRaw, tRaw3, tStream time.Duration
 	var one, three []fetchRun
 	for b.Loop() {
-		start := time.Now()
-		c, err := net.Dial("tcp", raw.addr())
-		if err != nil {
-			b.Fatal(err)
+		tRaw += rawTCP(b, raws[:1], size)
+		tRaw3 += rawTCP(b, raws, size)
+		if benchQUIC() {
+			// the transport's own ceiling through the same relay: the
+			// bytes as one libp2p stream from holder 0, on a new connection
+			b.StopTimer()
+			h := newHost()
+			b.StartTimer()
+			start := time.Now()
+			if err := h.Connect(b.Context(), infos[0]); err != nil {
+				b.Fatal(err)
+			}
+			rawCopy(b, h, infos[0].ID, io.Discard, size)
+			tStream += time.Since(start)
+			b.StopTimer()
+			h.Close()
+			b.StartTimer()
 		}
-		n, err := io.CopyBuffer(io.Discard, c, make([]byte, 1<<20))
-		c.Close()
-		if err != nil || n != int64(size) {
-			b.Fatalf("raw copy: %d of %d bytes: %v", n, size, err)
-		}
-		tRaw += time.Since(start)
 		one = append(one, fetchOnce(b, newHost, st, holders, infos[:1], root, nil, nil))
 		three = append(three, fetchOnce(b, newHost, st, holders, infos[:3], root, nil, nil))
 	}
 	reportRelay(b, size, tRaw, one, three)
+	// the ceiling of 3-vs-1 on this machine: three raw copies at once,
+	// each through its own relay, against one (each copies size/3 bytes)
+	b.ReportMetric(tRaw.Seconds()/tRaw3.Seconds(), "raw-3-vs-1")
+	if tStream > 0 {
+		b.ReportMetric(float64(size)*float64(len(one))/tStream.Seconds()/1e6, "raw-stream-MB/s")
+	}
+}
+
+// rawTCP copies size bytes through the relays at addrs, an equal part
+// through each at the same time (the raw server sends the first part of its
+// payload), and returns the time until the last part is in.
+func rawTCP(b *testing.B, addrs []string, size int) time.Duration {
+	b.Helper()
+	part := size / len(addrs)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(addrs))
+	for _, a := range addrs {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", a)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, int64(part)), make([]byte, 1<<20))
+			if err == nil && n != int64(part) {
+				err = fmt.Errorf("%d of %d bytes", n, part)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatalf("raw copy: %v", err)
+	}
+	return took
 }
 
 // reportRelay reports a relay benchmark's figures: MB/s of the raw copy
@@ -302,4 +359,181 @@ func envIntOrZero(name string, def int) int {
 		return 0
 	}
 	return envInt(name, def)
+}
+
+// udpRelay is relay's counterpart for QUIC: a UDP proxy that forwards
+// every datagram from a client to the target (from a socket of its own per
+// client) and back, each direction shaped like a link (one departure
+// schedule shared by all its clients, then the delay). A datagram that
+// would wait behind more than relayBuffer bytes is dropped, as a router's
+// full queue drops it; QUIC's congestion control sees the link through
+// those losses and the delay.
+type udpRelay struct {
+	pc     *net.UDPConn
+	target *net.UDPAddr
+	delay  time.Duration
+	rate   float64
+	up     *linkClock
+	down   *linkClock
+
+	mu      sync.Mutex
+	clients map[string]*udpFlow
+	ctx     chan struct{} // closed when the relay stops
+	wg      sync.WaitGroup
+}
+
+// udpFlow is one client's pair of queues.
+type udpFlow struct {
+	upstream *net.UDPConn  // connected to the target
+	client   *net.UDPAddr  // where answers go
+	toTarget chan datagram // scheduled datagrams, in departure order
+	toClient chan datagram
+}
+
+// udpSocketBuffer is the kernel buffer asked for each relay socket.
+const udpSocketBuffer = 8 << 20
+
+type datagram struct {
+	data []byte
+	at   time.Time
+}
+
+func newUDPRelay(b *testing.B, target *net.UDPAddr, delay time.Duration, mbit int) *udpRelay {
+	b.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// a relay starved of CPU must not drop what the link would carry:
+	// buffer bursts in the kernel (up to net.core.rmem_max)
+	_ = pc.SetReadBuffer(udpSocketBuffer)
+	_ = pc.SetWriteBuffer(udpSocketBuffer)
+	r := &udpRelay{pc: pc, target: target, delay: delay, rate: float64(mbit) * 1e6 / 8,
+		up: &linkClock{}, down: &linkClock{}, clients: map[string]*udpFlow{}, ctx: make(chan struct{})}
+	r.wg.Add(1)
+	go r.serve()
+	b.Cleanup(func() {
+		close(r.ctx)
+		pc.Close()
+		r.mu.Lock()
+		for _, f := range r.clients {
+			f.upstream.Close()
+		}
+		r.mu.Unlock()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// schedule returns when a datagram of n bytes arriving now reaches the
+// other end, or false if the link's queue is full (dropped).
+func (r *udpRelay) schedule(clock *linkClock, n int) (time.Time, bool) {
+	now := time.Now()
+	if r.rate > 0 {
+		clock.mu.Lock()
+		queued := clock.free.Sub(now).Seconds() * r.rate
+		clock.mu.Unlock()
+		if queued > relayBuffer {
+			return time.Time{}, false
+		}
+	}
+	return clock.depart(now, n, r.rate).Add(r.delay), true
+}
+
+func (r *udpRelay) serve() {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := r.pc.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		f := r.flow(from)
+		if f == nil {
+			continue
+		}
+		if at, ok := r.schedule(r.up, n); ok {
+			select {
+			case f.toTarget <- datagram{append([]byte(nil), buf[:n]...), at}:
+			default: // the relay itself cannot keep up: drop
+			}
+		}
+	}
+}
+
+// flow returns the client's flow, starting it on first sight.
+func (r *udpRelay) flow(client *net.UDPAddr) *udpFlow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f, ok := r.clients[client.String()]; ok {
+		return f
+	}
+	up, err := net.DialUDP("udp", nil, r.target)
+	if err != nil {
+		return nil
+	}
+	_ = up.SetReadBuffer(udpSocketBuffer)
+	_ = up.SetWriteBuffer(udpSocketBuffer)
+	q := relayBuffer/1200 + 64
+	f := &udpFlow{upstream: up, client: client, toTarget: make(chan datagram, q), toClient: make(chan datagram, q)}
+	r.clients[client.String()] = f
+	r.wg.Add(3)
+	go func() { // answers from the target
+		defer r.wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				return
+			}
+			if at, ok := r.schedule(r.down, n); ok {
+				select {
+				case f.toClient <- datagram{append([]byte(nil), buf[:n]...), at}:
+				default:
+				}
+			}
+		}
+	}()
+	send := func(q chan datagram, write func([]byte) error) {
+		defer r.wg.Done()
+		for {
+			select {
+			case d := <-q:
+				if w := time.Until(d.at); w > 0 {
+					time.Sleep(w) // a link's schedule, not synchronisation
+				}
+				_ = write(d.data)
+			case <-r.ctx:
+				return
+			}
+		}
+	}
+	go send(f.toTarget, func(p []byte) error { _, err := up.Write(p); return err })
+	go send(f.toClient, func(p []byte) error { _, err := r.pc.WriteToUDP(p, client); return err })
+	return f
+}
+
+// viaUDPRelay is infos with every holder (a QUIC host) reached through its
+// own udpRelay.
+func viaUDPRelay(b *testing.B, holders []*Replicator, delay time.Duration, mbit int) []peer.AddrInfo {
+	b.Helper()
+	var out []peer.AddrInfo
+	for _, h := range holders {
+		var target *net.UDPAddr
+		for _, a := range h.h.Addrs() {
+			ip, err1 := a.ValueForProtocol(ma.P_IP4)
+			port, err2 := a.ValueForProtocol(ma.P_UDP)
+			if err1 == nil && err2 == nil {
+				target, _ = net.ResolveUDPAddr("udp", net.JoinHostPort(ip, port))
+				break
+			}
+		}
+		if target == nil {
+			b.Fatalf("holder %s has no UDP address: %v", h.h.ID(), h.h.Addrs())
+		}
+		r := newUDPRelay(b, target, delay, mbit)
+		a, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", r.pc.LocalAddr().(*net.UDPAddr).Port))
+		out = append(out, peer.AddrInfo{ID: h.h.ID(), Addrs: []ma.Multiaddr{a}})
+	}
+	return out
 }
