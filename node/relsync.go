@@ -114,6 +114,12 @@ func (s relSyncStore) Snapshot() []relsync.AppRecords {
 		}
 		out = append(out, a)
 	}
+	// Followed apps not seen yet: asked for first once a peer lists them.
+	for app := range f.apps {
+		if len(f.book.Raw(app)) == 0 {
+			out = append(out, relsync.AppRecords{App: app, Follows: true})
+		}
+	}
 	for i := range out {
 		byApp[out[i].App] = &out[i]
 	}

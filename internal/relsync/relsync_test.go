@@ -54,15 +54,23 @@ func TestPlan(t *testing.T) {
 	newer, same, older, missing, builds, followed := appID("newer"), appID("same"), appID("older"), appID("missing"), appID("builds"), appID("followed")
 	f := chain(followed, []uint64{1})
 	f.Follows = true
+	unseen := appID("unseen")
 	local := relsync.Summarise([]relsync.AppRecords{
 		chain(newer, []uint64{1}), chain(same, []uint64{1, 2}), chain(older, []uint64{1, 2, 3}), chain(builds, []uint64{1}), f,
+		{App: unseen, Follows: true}, // followed, no record yet
 	})
+	if _, ok := local.Entry(unseen); ok {
+		t.Fatal("an app without records is in the summary")
+	}
 	remote := relsync.Summarise([]relsync.AppRecords{
 		chain(newer, []uint64{1, 2}), chain(same, []uint64{1, 2}), chain(older, []uint64{1}), chain(missing, []uint64{1, 2}),
-		chain(builds, []uint64{1}, 1), chain(followed, []uint64{1, 2}),
+		chain(builds, []uint64{1}, 1), chain(followed, []uint64{1, 2}), chain(unseen, []uint64{1}),
 	})
 	got := relsync.Plan(local, remote.Summary, nil, 16)
-	want := []protocol.ReleaseWantApp{{App: followed, After: 1}}
+	want := []protocol.ReleaseWantApp{{App: followed, After: 1}, {App: unseen}}
+	if followed > unseen {
+		want[0], want[1] = want[1], want[0]
+	}
 	// The rest in app ID order.
 	rest := []protocol.ReleaseWantApp{{App: newer, After: 1}, {App: missing}, {App: builds, After: 1}}
 	slices.SortFunc(rest, func(x, y protocol.ReleaseWantApp) int {
@@ -75,7 +83,7 @@ func TestPlan(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("plan:\n got %+v\nwant %+v", got, want)
 	}
-	if got := relsync.Plan(local, remote.Summary, nil, 2); len(got) != 2 || got[0].App != followed {
+	if got := relsync.Plan(local, remote.Summary, nil, 2); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("plan bounded to 2: %+v", got)
 	}
 	// A pair that taught nothing before is skipped until its hash changes.
