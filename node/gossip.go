@@ -186,6 +186,14 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 		return pubsub.ValidationIgnore
 	}
 	now := n.clock()
+	if err := n.refusedUnverified(msg.Data, now); err != nil {
+		// Refused on the claimed signer alone: no signature is checked.
+		n.metrics.statement(nil, err)
+		if n.onVerdict != nil {
+			n.onVerdict(nil, err)
+		}
+		return pubsub.ValidationIgnore
+	}
 	st, err := attest.Verify(msg.Data, now)
 	if err == nil && from == n.id && n.holdsExactly(st) {
 		// Our own republication of a statement we learned through sync
@@ -220,6 +228,20 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 		n.log.Debug("rejected statement", "from", from, "reason", reason(err), "err", err)
 		return pubsub.ValidationReject
 	}
+}
+
+// refusedUnverified is the cheap check a statement passes before its
+// signature is: a liveness statement from a stranger that the full view
+// would refuse whoever signed it (health.View.RefusesStranger) is refused
+// on its claimed signer, for the reason the view gives. Under a flood of
+// throwaway keys that fills the view, the rest of the flood then costs an
+// envelope decode each instead of a signature check.
+func (n *Node) refusedUnverified(raw []byte, now time.Time) error {
+	id, kind, err := attest.Peek(raw)
+	if err != nil || kind != attest.KindLiveness || id == n.id {
+		return nil // Verify says what is wrong, or the statement is ours
+	}
+	return n.view.RefusesStranger(id, len(raw), now)
 }
 
 // verdict is attest.Classify extended with the view's refusals, which are

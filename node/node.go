@@ -79,8 +79,9 @@ type options struct {
 }
 
 // WithStatementHook calls f for every statement that arrives by gossip,
-// after the verdict, with the statement (nil if it did not verify) and the
-// reason it was not accepted (nil if it was). Attack tests count verdicts
+// after the verdict, with the statement (nil if it did not verify, or was
+// refused before its signature was checked) and the reason it was not
+// accepted (nil if it was). Attack tests count verdicts
 // with it. f runs on gossipsub's validation goroutines: it must not block.
 func WithStatementHook(f func(st *attest.Statement, err error)) Option {
 	return func(o *options) { o.onVerdict = f }
