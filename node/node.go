@@ -183,6 +183,10 @@ type Node struct {
 	// the next refresh is due.
 	lastBody  string
 	refreshAt time.Time
+	// lastTTL is the TTL of the last statement published.
+	lastTTL time.Duration
+	// published counts this node's liveness statements (benchmarks).
+	published atomic.Int64
 	// rng spreads refresh times.
 	rng *rand.Rand
 

@@ -184,6 +184,18 @@ type scaleResult struct {
 	startup              time.Duration
 	partitionDeadPercent float64 // share of cross-side pairs dead before the heal
 	lagMax               time.Duration
+	// mirrornet only, over the idle window: liveness statements published
+	// per simulated second network-wide, and per member the gossipsub and
+	// ping payload bytes sent per simulated second (the rest of sentPer is
+	// framing, encryption, identify, sync).
+	statementsPerSec, gossipSentPer, pingSentPer float64
+}
+
+// scaleCounters is what a system can count besides the transport's bytes.
+type scaleCounters interface {
+	// counters returns totals so far over every member: liveness
+	// statements published, gossipsub bytes sent, ping payload bytes sent.
+	counters() (statements, gossipSent, pingSent int64)
 }
 
 // runScale runs the script on every system selected and reports each
@@ -227,6 +239,11 @@ func runScale(b testing.TB, n int, loss float64, k int, report func(float64, str
 		report(float64(r.falseDead), unit("false-dead"))
 		report(r.partitionDeadPercent, unit("partition-dead-%"))
 		report(float64(r.lagMax.Milliseconds()), unit("timer-lag-max-ms"))
+		if _, ok := any(mk()).(scaleCounters); ok {
+			report(r.statementsPerSec, unit("statements/s"))
+			report(r.gossipSentPer, unit("gossip-sent-B/s/member"))
+			report(r.pingSentPer, unit("ping-sent-B/s/member"))
+		}
 	}
 	mn, lan := res["mirrornet"], res["memberlist-lan"]
 	if mn.know99 > 0 && lan.know99 > 0 {
@@ -386,6 +403,11 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 		window = v[0]
 	}
 	sleepFor(time.Duration(settle) * time.Second * d)
+	var st0, gs0, ps0 int64
+	cnt, hasCounters := sys.(scaleCounters)
+	if hasCounters {
+		st0, gs0, ps0 = cnt.counters()
+	}
 	sent0, recv0 := nw.Totals()
 	mu.Lock()
 	cost0 := sampleCost
@@ -394,6 +416,13 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	sleepFor(time.Duration(window) * time.Second * d)
 	cpu1, wall := cpuTime(), time.Since(w0)
 	sent1, recv1 := nw.Totals()
+	if hasCounters {
+		st1, gs1, ps1 := cnt.counters()
+		simw := wall.Seconds() / float64(k)
+		r.statementsPerSec = float64(st1-st0) / simw
+		r.gossipSentPer = float64(gs1-gs0) / float64(n) / simw
+		r.pingSentPer = float64(ps1-ps0) / float64(n) / simw
+	}
 	mu.Lock()
 	cost1 := sampleCost
 	mu.Unlock()
@@ -693,6 +722,18 @@ func (s *mnSystem) crash(v int) {
 	s.dead[v] = true
 	s.nodes[v].Close()
 	s.hosts[v].Close()
+}
+
+func (s *mnSystem) counters() (statements, gossipSent, pingSent int64) {
+	for i, nd := range s.nodes {
+		if s.dead[i] {
+			continue
+		}
+		statements += nd.published.Load()
+		gossipSent += nd.gossipBytes.sent.Load()
+		pingSent += nd.live.ping.BytesSent()
+	}
+	return statements, gossipSent, pingSent
 }
 
 func (s *mnSystem) falseDeadEvents() int { return -1 }

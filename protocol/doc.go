@@ -157,7 +157,7 @@
 //
 // TTL (milliseconds, at most [MaxLivenessTTL]) is the signer's promise to
 // sign again within it. mirrornet picks it from the number of mirrors n it
-// sees, as max(RefreshMin, n / RefreshRate) (30 s and 2 per second on the
+// sees, as max(RefreshMin, n / RefreshRate) (30 s and one every 4 s on the
 // lan profile), so that the whole network signs about RefreshRate refreshes
 // per second whatever its size, and what each mirror receives of them stays
 // about constant. A statement without TTL is a heartbeat statement (TTL 0).
@@ -222,10 +222,15 @@
 //
 // Between refreshes, probes show who is alive (after SWIM and memberlist).
 // Every probe period (the profile's heartbeat, 1 s on lan) a mirror picks
-// one other mirror, round-robin over a list it reshuffles every round, and
-// opens a stream with [PingProtocolID]. It writes one frame (see Sync for
-// frames) holding a [Ping] in JSON, at most [MaxPingSize] bytes, closes
-// its side, and reads one frame holding an [Ack]. A direct probe leaves
+// one of its neighbours (the 8 mirrors that follow it on a ring of the
+// mirrors ordered by the SHA-256 of their peer IDs), round-robin over a
+// list it reshuffles every round, and sends it a probe on a stream with
+// [PingProtocolID]: one frame (see Sync for frames) holding a [Ping] in
+// JSON, at most [MaxPingSize] bytes, answered by one frame holding an
+// [Ack]. A stream carries any number of requests, answered in order; the
+// responder closes a stream silent for a while. A prober keeps one stream
+// per neighbour for its direct probes, and resets it when a probe fails
+// (a late answer is never taken for the next probe's). A direct probe leaves
 // Target empty; its Seq and Suspect tell the target what the prober holds
 // of it, and a target that learns it is suspected at a sequence number not
 // below its latest signs a fresh liveness statement at once.

@@ -7,8 +7,8 @@ import (
 
 // Failure detection (see the package doc, section Failure detection).
 const (
-	// PingProtocolID is the direct and indirect probe protocol: one
-	// request frame ([Ping]), one answer frame ([Ack]).
+	// PingProtocolID is the direct and indirect probe protocol: request
+	// frames ([Ping]), each answered by one frame ([Ack]), in order.
 	PingProtocolID = "/mirrornet/ping/1.0.0"
 	// TopicSuspicion carries [Suspicion] statements: a mirror's signed
 	// report that another did not answer its probes.
@@ -20,8 +20,12 @@ const (
 	// MaxPingSize bounds a ping request or answer frame.
 	MaxPingSize = 1 << 10
 	// MaxLivenessTTL bounds the TTL a liveness statement may declare: a
-	// mirror signs a fresh statement at least this often.
-	MaxLivenessTTL = 10 * time.Minute
+	// mirror signs a fresh statement at least this often. An hour: at a
+	// few refreshes a minute network-wide (the profiles' RefreshRate), a
+	// network of a thousand mirrors needs TTLs of about that length for its
+	// refresh traffic to stay flat; probes and suspicions, not TTLs, find
+	// crashes.
+	MaxLivenessTTL = time.Hour
 )
 
 // Ping is the request of [PingProtocolID]. With Target empty it asks the

@@ -136,10 +136,14 @@ var (
 		// A suspicion stands 3 s: memberlist's LAN default waits
 		// 4*log10(n+1) probe intervals (8 s at 100 mirrors), and a
 		// refutation crosses a LAN in well under a second.
-		Health:      Config{SuspectAfter: 2500 * time.Millisecond, DeadAfter: 4 * time.Second, ForgetAfter: 10 * time.Minute, SuspicionTimeout: 3 * time.Second},
-		ProbeK:      3,
-		RefreshMin:  30 * time.Second,
-		RefreshRate: 2,
+		Health:     Config{SuspectAfter: 2500 * time.Millisecond, DeadAfter: 4 * time.Second, ForgetAfter: 10 * time.Minute, SuspicionTimeout: 3 * time.Second},
+		ProbeK:     3,
+		RefreshMin: 30 * time.Second,
+		// A refresh every 4 s network-wide: each costs every mirror about
+		// 2 KB sent and received (gossipsub delivers a few copies), so
+		// about 500 B/s each, whatever the network's size up to the TTL
+		// cap (protocol.MaxLivenessTTL: 900 mirrors).
+		RefreshRate: 0.25,
 	}
 	wanProfile = Profile{
 		Name:      "wan",
@@ -148,7 +152,7 @@ var (
 		Health:      Config{SuspectAfter: 15 * time.Second, DeadAfter: 30 * time.Second, ForgetAfter: time.Hour, SuspicionTimeout: 15 * time.Second},
 		ProbeK:      3,
 		RefreshMin:  2 * time.Minute,
-		RefreshRate: 1,
+		RefreshRate: 0.25,
 	}
 )
 

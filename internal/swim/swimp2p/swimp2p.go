@@ -1,9 +1,18 @@
 // Package swimp2p carries the failure detector's probes (package swim) over
 // libp2p: the client and the server of the ping protocol
-// (protocol.PingProtocolID: one request frame, one answer frame per
-// stream). The client is a [swim.Transport]; the server answers direct
+// (protocol.PingProtocolID: request frames, each answered by one frame, in
+// order). The client is a [swim.Transport]; the server answers direct
 // probes, runs indirect probes for the sender, rate-limits each sender and
 // asks for a refutation when a prober says it suspects this mirror.
+//
+// A mirror probes the same few mirrors over and over (its neighbourhood),
+// so the client keeps one stream open per target for its direct probes: a
+// probe is then one small frame each way, where opening a stream per probe
+// (yamux's stream set-up and close, the protocol negotiation) cost about
+// three times the bytes and four times the packets. A kept stream whose
+// probe failed or timed out is reset and forgotten, so a late answer is
+// never read as the next probe's; indirect probes and a probe that finds
+// the kept stream busy use a stream of their own.
 //
 // What the protocol needs from the rest of the node (the view of the
 // mirrors, this mirror's sequence number, how to refute) comes through the
@@ -13,6 +22,7 @@ package swimp2p
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,9 +132,30 @@ type Service struct {
 	limiter  swim.Limiter
 	loggedAt map[peer.ID]time.Time // last flood log line per peer
 	ctx      context.Context       // bounds indirect probes run for others
+	// kept holds the client's open stream per probed peer.
+	kept map[peer.ID]*keptStream
 
 	sent, recv atomic.Int64
 }
+
+// keptStream is a client stream kept open for the direct probes of one
+// peer; busy while a probe uses it.
+type keptStream struct {
+	st   network.Stream
+	r    *bufio.Reader
+	busy bool
+	used time.Time
+}
+
+// keptIdle is how long the client keeps a stream nobody probes through:
+// a target is probed once per round of Monitors periods (at most two
+// rounds apart, as each round is shuffled); the server waits twice that
+// (serverIdle) before it closes a silent stream.
+func (c Config) keptIdle() time.Duration {
+	return time.Duration(2*max(c.Probe.Monitors, 1)+2) * c.Probe.Period
+}
+
+func (c Config) serverIdle() time.Duration { return 2 * c.keptIdle() }
 
 // New returns a service; Start serves the protocol.
 func New(cfg Config) (*Service, error) {
@@ -140,7 +171,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, log: log, limiter: swim.Limiter{Rate: cfg.Rate, Burst: cfg.Burst},
-		loggedAt: map[peer.ID]time.Time{}, ctx: context.Background(),
+		loggedAt: map[peer.ID]time.Time{}, ctx: context.Background(), kept: map[peer.ID]*keptStream{},
 	}, nil
 }
 
@@ -153,8 +184,17 @@ func (s *Service) Start(ctx context.Context) {
 	s.cfg.Host.SetStreamHandler(protocol.PingProtocolID, s.handle)
 }
 
-// Stop stops answering probes.
-func (s *Service) Stop() { s.cfg.Host.RemoveStreamHandler(protocol.PingProtocolID) }
+// Stop stops answering probes and closes the kept streams.
+func (s *Service) Stop() {
+	s.cfg.Host.RemoveStreamHandler(protocol.PingProtocolID)
+	s.mu.Lock()
+	kept := s.kept
+	s.kept = map[peer.ID]*keptStream{}
+	s.mu.Unlock()
+	for _, k := range kept {
+		k.st.Reset()
+	}
+}
 
 // BytesSent and BytesReceived count the protocol's payload bytes (frames
 // with their length prefixes; stream set-up not included), both sides.
@@ -168,7 +208,133 @@ func (s *Service) Ping(ctx context.Context, target peer.ID) error {
 	if t, ok := s.cfg.View.Lookup(target); ok {
 		req.Seq, req.Suspect = t.Seq, t.Suspect
 	}
-	_, err := s.exchange(ctx, target, req)
+	if s.cfg.Blocked != nil && s.cfg.Blocked(target) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	k, err := s.takeKept(ctx, target)
+	if err != nil {
+		return err
+	}
+	if k == nil { // the kept stream is busy: one of its own
+		_, err := s.exchange(ctx, target, req)
+		return err
+	}
+	_, err = s.exchangeKept(ctx, target, k, req)
+	return err
+}
+
+// takeKept returns the kept stream to p, opening it if there is none,
+// marked busy; nil (and no error) if it is busy already.
+func (s *Service) takeKept(ctx context.Context, p peer.ID) (*keptStream, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	var stale []*keptStream
+	for id, k := range s.kept {
+		if !k.busy && now.Sub(k.used) > s.cfg.keptIdle() {
+			stale = append(stale, k)
+			delete(s.kept, id)
+		}
+	}
+	k := s.kept[p]
+	if k != nil {
+		if k.busy {
+			k = nil
+		} else {
+			k.busy = true
+		}
+	}
+	s.mu.Unlock()
+	for _, old := range stale {
+		old.st.Close()
+	}
+	if k != nil || s.keptBusy(p) {
+		return k, nil
+	}
+	s.learnAddrs(p)
+	st, err := s.cfg.Host.NewStream(ctx, p, protocol.PingProtocolID)
+	if err != nil {
+		return nil, err
+	}
+	k = &keptStream{st: st, r: bufio.NewReader(st), busy: true, used: now}
+	s.mu.Lock()
+	if _, dup := s.kept[p]; dup {
+		// Opened by a concurrent probe meanwhile: keep that one, and use
+		// this one for this probe only.
+		s.mu.Unlock()
+		return &keptStream{st: st, r: k.r, busy: true}, nil
+	}
+	s.kept[p] = k
+	s.mu.Unlock()
+	return k, nil
+}
+
+func (s *Service) keptBusy(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.kept[p]
+	return k != nil && k.busy
+}
+
+// exchangeKept sends one request on k and reads its answer. On any
+// failure the stream is reset and forgotten.
+func (s *Service) exchangeKept(ctx context.Context, p peer.ID, k *keptStream, req protocol.Ping) (protocol.Ack, error) {
+	ack, err := s.roundTrip(ctx, k.st, k.r, req)
+	s.mu.Lock()
+	mine := s.kept[p] == k
+	if err != nil || !mine {
+		if mine {
+			delete(s.kept, p)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			k.st.Reset()
+		} else {
+			k.st.Close()
+		}
+		return ack, err
+	}
+	k.busy, k.used = false, s.cfg.Now()
+	s.mu.Unlock()
+	return ack, nil
+}
+
+// roundTrip writes req on st and reads the answer, within ctx; the
+// stream's deadline is cleared again on success.
+func (s *Service) roundTrip(ctx context.Context, st network.Stream, r *bufio.Reader, req protocol.Ping) (protocol.Ack, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	body, _ := json.Marshal(req)
+	if err := writeFrame(st, body); err != nil {
+		return protocol.Ack{}, err
+	}
+	s.sent.Add(int64(len(body) + 1))
+	raw, err := protocol.ReadFrame(r, protocol.MaxPingSize)
+	if err != nil {
+		return protocol.Ack{}, err
+	}
+	s.recv.Add(int64(len(raw) + 1))
+	if !stop() {
+		return protocol.Ack{}, ctx.Err()
+	}
+	_ = st.SetDeadline(time.Time{})
+	var ack protocol.Ack
+	if err := json.Unmarshal(raw, &ack); err != nil {
+		return protocol.Ack{}, fmt.Errorf("%w from %s: %w", ErrBadAnswer, p2pRemote(st), err)
+	}
+	return ack, nil
+}
+
+func p2pRemote(st network.Stream) peer.ID { return st.Conn().RemotePeer() }
+
+// writeFrame writes a length-prefixed frame in one write: one yamux frame,
+// one encrypted record.
+func writeFrame(w io.Writer, body []byte) error {
+	buf := binary.AppendUvarint(make([]byte, 0, len(body)+binary.MaxVarintLen64), uint64(len(body)))
+	_, err := w.Write(append(buf, body...))
 	return err
 }
 
@@ -203,7 +369,7 @@ func (s *Service) exchange(ctx context.Context, p peer.ID, req protocol.Ping) (p
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	body, _ := json.Marshal(req)
-	if err := protocol.WriteFrame(st, body); err != nil {
+	if err := writeFrame(st, body); err != nil {
 		st.Reset()
 		return protocol.Ack{}, err
 	}
@@ -281,22 +447,44 @@ func (s *Service) bad(reason string) {
 	}
 }
 
-// handle answers a direct probe, or runs an indirect one for the sender.
-// Cost bound: per sender, the limiter's rate; an indirect probe lasts at
-// most the detector's Timeout.
+// handle answers the requests of one stream in order until the sender
+// closes it or stays silent for serverIdle: direct probes, and indirect
+// ones it runs for the sender. Cost bound: per sender, the limiter's rate
+// (a request over it resets the stream); an indirect probe lasts at most
+// the detector's Timeout; a stream costs a goroutine until it is closed,
+// reset or idle.
 func (s *Service) handle(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
-	if s.cfg.Blocked != nil && s.cfg.Blocked(from) {
-		st.Reset()
-		return
+	r := bufio.NewReader(st)
+	for {
+		if s.cfg.Blocked != nil && s.cfg.Blocked(from) {
+			st.Reset()
+			return
+		}
+		_ = st.SetReadDeadline(time.Now().Add(s.cfg.serverIdle()))
+		raw, err := protocol.ReadFrame(r, protocol.MaxPingSize)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil && !errors.Is(err, protocol.ErrMalformed) && !errors.Is(err, protocol.ErrTooLarge) {
+			st.Reset() // idle, reset or closed under us
+			return
+		}
+		if !s.admit(from, s.cfg.Now()) {
+			st.Reset()
+			return
+		}
+		if !s.answer(st, from, raw, err) {
+			st.Reset()
+			return
+		}
 	}
-	if !s.admit(from, s.cfg.Now()) {
-		st.Reset()
-		return
-	}
-	_ = st.SetDeadline(time.Now().Add(s.cfg.Probe.Period))
-	raw, err := protocol.ReadFrame(bufio.NewReader(io.LimitReader(st, protocol.MaxPingSize+16)), protocol.MaxPingSize)
+}
+
+// answer answers one request (raw, or the error reading it); false if the
+// stream must be reset.
+func (s *Service) answer(st network.Stream, from peer.ID, raw []byte, err error) bool {
 	var req protocol.Ping
 	if err == nil {
 		s.recv.Add(int64(len(raw) + 1))
@@ -309,8 +497,7 @@ func (s *Service) handle(st network.Stream) {
 	if err != nil {
 		s.bad(ReasonMalformed)
 		s.log.Debug("malformed ping", "peer", from, "err", err)
-		st.Reset()
-		return
+		return false
 	}
 	self := s.cfg.Host.ID()
 	mySeq := s.cfg.View.Seq()
@@ -331,9 +518,10 @@ func (s *Service) handle(st network.Stream) {
 		ack.Seq = 0
 	}
 	body, _ := json.Marshal(ack)
-	if err := protocol.WriteFrame(st, body); err != nil {
-		st.Reset()
-		return
+	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.Probe.Period))
+	if err := writeFrame(st, body); err != nil {
+		return false
 	}
 	s.sent.Add(int64(len(body) + 1))
+	return true
 }

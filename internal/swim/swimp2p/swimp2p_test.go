@@ -48,6 +48,7 @@ func (v *fakeView) Refute(_ peer.ID, seq uint64) {
 }
 
 type mirror struct {
+	nw   *netsim.Network
 	h    host.Host
 	view *fakeView
 	svc  *swimp2p.Service
@@ -87,7 +88,7 @@ func newMirrors(t *testing.T, n int) []*mirror {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := &mirror{h: h, view: &fakeView{targets: map[peer.ID]swimp2p.Target{}, seq: 100}, bad: map[string]int{}}
+		m := &mirror{nw: nw, h: h, view: &fakeView{targets: map[peer.ID]swimp2p.Target{}, seq: 100}, bad: map[string]int{}}
 		m.svc, err = swimp2p.New(swimp2p.Config{
 			Host: h, View: m.view, Probe: swim.ForPeriod(time.Second), Rate: 2, Burst: 3,
 			OnBadInput: func(r string) { m.mu.Lock(); m.bad[r]++; m.mu.Unlock() },
@@ -137,6 +138,51 @@ func TestProbeDialsAtSignedAddresses(t *testing.T) {
 		if a.svc.BytesSent() == 0 || b.svc.BytesReceived() == 0 {
 			t.Fatal("ping bytes not counted")
 		}
+	})
+}
+
+// TestDirectProbesShareOneStream: the direct probes of one target go over
+// one kept stream, each a frame each way: after the first, a probe costs
+// well under the ~380 bytes on the wire that a stream of its own costs
+// (set-up, protocol negotiation, close).
+func TestDirectProbesShareOneStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(b.h)}
+		probe := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			defer cancel()
+			if err := a.svc.Ping(ctx, b.h.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		probe()                 // dials, opens the stream
+		time.Sleep(time.Second) // virtual: under the target's rate limit
+		sent0, recv0 := a.nw.Totals()
+		const probes = 5
+		for range probes {
+			probe()
+			time.Sleep(time.Second)
+		}
+		sent1, recv1 := a.nw.Totals()
+		streams := 0
+		for _, c := range a.h.Network().ConnsToPeer(b.h.ID()) {
+			for _, st := range c.GetStreams() {
+				if st.Protocol() == protocol.PingProtocolID {
+					streams++
+				}
+			}
+		}
+		if streams != 1 {
+			t.Errorf("%d ping streams open to the target after %d probes, want 1 kept stream", streams, probes+1)
+		}
+		// Both directions, every byte netsim carried (yamux, Noise, frames).
+		per := float64(sent1-sent0+recv1-recv0) / 2 / probes
+		if per > 200 {
+			t.Errorf("a probe on the kept stream costs %.0f bytes on the wire, want < 200", per)
+		}
+		t.Logf("%.0f bytes on the wire per probe", per)
 	})
 }
 
