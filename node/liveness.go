@@ -64,8 +64,7 @@ func (n *Node) startLiveness() error {
 		w.badInput.WithLabelValues(r)
 	}
 	ping.Start(n.ctx)
-	probeTargets := func() []peer.ID { return swim.Neighbourhood(n.id, n.probeTargets(), cfg.Monitors) }
-	w.det = swim.New(cfg, ping, swim.Members{Live: probeTargets, Dead: n.deadMirrors}, n.suspect,
+	w.det = swim.New(cfg, ping, swim.Members{Live: n.neighbourhood(cfg), Dead: n.deadMirrors}, n.suspect,
 		swim.WithObserver(func(_ peer.ID, o swim.Outcome) { w.probes.WithLabelValues(string(o)).Inc() }),
 		// The heartbeat loop measures how late this mirror's timers fire
 		// and tells the view; probes read the same figure.
@@ -99,6 +98,29 @@ func (v pingView) Seq() uint64 {
 }
 
 func (v pingView) Refute(peer.ID, uint64) { v.n.announce() }
+
+// neighbourhood returns the detector's Live func: the mirrors this one
+// probes (swim.Neighbourhood of the alive and suspect mirrors). The ring
+// is recomputed when the view changed, and at least every few periods
+// (states also change with time alone); in between it is the last one, so
+// a mirror of a thousand does not hash and sort the whole view every
+// period.
+func (n *Node) neighbourhood(cfg swim.Config) func() []peer.ID {
+	var (
+		cached  []peer.ID
+		version uint64
+		at      time.Time
+	)
+	return func() []peer.ID {
+		now := n.clock()
+		v := n.view.Version()
+		if cached != nil && v == version && now.Sub(at) < 5*cfg.Period {
+			return cached
+		}
+		cached, version, at = swim.Neighbourhood(n.id, n.probeTargets(), cfg.Monitors), v, now
+		return cached
+	}
+}
 
 // probeTargets are the alive and suspect mirrors other than this one
 // (the detector probes a neighbourhood of them).
