@@ -24,6 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/netsim"
@@ -622,6 +623,17 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 	for {
 		complete, least := s.progress(n)
 		if complete == n {
+			if diagFalseDead {
+				out := map[string]float64{}
+				for _, nd := range s.nodes {
+					for _, o := range []string{"ack", "indirect_ack", "suspect"} {
+						var m dto.Metric
+						_ = nd.live.probes.WithLabelValues(o).Write(&m)
+						out[o] += m.GetCounter().GetValue()
+					}
+				}
+				fmt.Printf("DIAG views complete: probe outcomes so far %v\n", out)
+			}
 			break
 		}
 		if time.Since(lastReport) > 30*time.Second {
