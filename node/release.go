@@ -113,6 +113,9 @@ type releaseFeature struct {
 	// gen changes whenever a record or attestation is kept or the followed
 	// apps change (release anti-entropy rebuilds its summary only then).
 	gen atomic.Uint64
+	// appGen counts changes to each app's records (guarded by mu): release
+	// sync hashes again only the apps that changed.
+	appGen map[string]uint64
 	// sync pulls records gossip missed from connected mirrors (relsync.go).
 	sync *relsyncp2p.Service
 	// beforeUnfollow, if set (tests), is called right before a previous
@@ -137,7 +140,7 @@ type releaseFeature struct {
 func newReleaseFeature(n *Node) (feature, error) {
 	f := &releaseFeature{
 		n: n, wake: make(chan struct{}, 1), maxApps: MaxUnfollowedApps, maxVersions: MaxVersionsUnfollowed, maxBytes: MaxUnfollowedBytes,
-		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, unlisted: map[buildKey]int{}, apps: map[string][]string{},
+		builds: release.NewBuilds(), buildRaw: map[buildRawKey][]byte{}, appGen: map[string]uint64{}, unlisted: map[buildKey]int{}, apps: map[string][]string{},
 	}
 	book, skipped, err := release.LoadFile(filepath.Join(n.cfg.DataDir, releaseBookFile), n.clock())
 	if err != nil {
@@ -165,6 +168,9 @@ func newReleaseFeature(n *Node) (feature, error) {
 		}
 	}
 	f.recountLocked()
+	for _, app := range f.book.Apps() {
+		f.appGen[app] = f.gen.Add(1)
+	}
 	if err := f.startRelSync(); err != nil {
 		return nil, err
 	}
@@ -322,7 +328,7 @@ func (f *releaseFeature) addRelease(raw []byte, dryRun bool) (*attest.Release, e
 		f.unfollowedBytes += len(raw)
 	}
 	f.dirty = true
-	f.gen.Add(1)
+	f.appGen[app] = f.gen.Add(1)
 	f.poke()
 	return rel, verr
 }
@@ -413,7 +419,7 @@ func (f *releaseFeature) keepBuild(st *attest.Statement, raw []byte, dryRun bool
 		return err
 	}
 	f.buildRaw[k] = raw
-	f.gen.Add(1)
+	f.appGen[b.App] = f.gen.Add(1)
 	return nil
 }
 

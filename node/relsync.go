@@ -106,7 +106,7 @@ func (s relSyncStore) Snapshot() []relsync.AppRecords {
 	byApp := map[string]*relsync.AppRecords{}
 	var out []relsync.AppRecords
 	for _, app := range f.book.Apps() {
-		a := relsync.AppRecords{App: app}
+		a := relsync.AppRecords{App: app, Gen: f.appGen[app]}
 		_, a.Follows = f.apps[app]
 		versions, raws := f.book.RawVersions(app)
 		for i, raw := range raws {

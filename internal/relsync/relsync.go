@@ -39,6 +39,9 @@ type AppRecords struct {
 	// Follows: the node follows the app (its operator's choice); such apps
 	// are asked for first.
 	Follows bool
+	// Gen, if not 0, changes whenever the app's records change: Summarise
+	// reuses the previous state's hash of an app whose Gen is the same.
+	Gen uint64
 }
 
 // Latest is the highest release version kept (0: none).
@@ -57,17 +60,32 @@ type State struct {
 	Summary []protocol.ReleaseAppSummary
 	Root    string
 	apps    map[string]*AppRecords
+	hashes  map[string]genHash
+}
+
+type genHash struct {
+	gen  uint64
+	hash string
 }
 
 // Summarise makes the State of apps (any order; apps without a release
-// record are left out of the summary).
-func Summarise(apps []AppRecords) *State {
-	s := &State{apps: make(map[string]*AppRecords, len(apps))}
+// record are left out of the summary). prev, if not nil, is the state
+// made before: the hash of every app whose Gen it shares is reused, so a
+// store that changes one app costs one app's hashing, not the whole book's.
+func Summarise(apps []AppRecords, prev *State) *State {
+	s := &State{apps: make(map[string]*AppRecords, len(apps)), hashes: make(map[string]genHash, len(apps))}
 	for i := range apps {
 		a := &apps[i]
 		s.apps[a.App] = a
 		if len(a.Releases) == 0 {
 			continue
+		}
+		if prev != nil && a.Gen != 0 {
+			if h, ok := prev.hashes[a.App]; ok && h.gen == a.Gen {
+				s.hashes[a.App] = h
+				s.Summary = append(s.Summary, protocol.ReleaseAppSummary{App: a.App, Version: a.Latest(), Hash: h.hash})
+				continue
+			}
 		}
 		raws := make([][]byte, 0, len(a.Releases)+len(a.Builds))
 		for _, r := range a.Releases {
@@ -76,7 +94,9 @@ func Summarise(apps []AppRecords) *State {
 		for _, r := range a.Builds {
 			raws = append(raws, r.Raw)
 		}
-		s.Summary = append(s.Summary, protocol.ReleaseAppSummary{App: a.App, Version: a.Latest(), Hash: protocol.ReleaseAppHash(raws)})
+		h := protocol.ReleaseAppHash(raws)
+		s.hashes[a.App] = genHash{gen: a.Gen, hash: h}
+		s.Summary = append(s.Summary, protocol.ReleaseAppSummary{App: a.App, Version: a.Latest(), Hash: h})
 	}
 	slices.SortFunc(s.Summary, func(x, y protocol.ReleaseAppSummary) int { return cmp.Compare(x.App, y.App) })
 	s.Root = protocol.ReleaseRoot(s.Summary)

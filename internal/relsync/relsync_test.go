@@ -27,14 +27,14 @@ func chain(app string, versions []uint64, builds ...uint64) relsync.AppRecords {
 
 func TestSummaryIsOrderIndependent(t *testing.T) {
 	x, y := appID("x"), appID("y")
-	a := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2}, 1, 2), chain(y, []uint64{1})})
+	a := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2}, 1, 2), chain(y, []uint64{1})}, nil)
 	bx := chain(x, []uint64{1, 2}, 1, 2)
 	slices.Reverse(bx.Builds)
-	b := relsync.Summarise([]relsync.AppRecords{chain(y, []uint64{1}), bx})
+	b := relsync.Summarise([]relsync.AppRecords{chain(y, []uint64{1}), bx}, nil)
 	if a.Root != b.Root {
 		t.Fatalf("same records, different roots: %s %s", a.Root, b.Root)
 	}
-	c := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2}, 1), chain(y, []uint64{1})})
+	c := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2}, 1), chain(y, []uint64{1})}, nil)
 	if c.Root == a.Root {
 		t.Fatal("a missing build attestation does not change the root")
 	}
@@ -45,8 +45,30 @@ func TestSummaryIsOrderIndependent(t *testing.T) {
 	if err := sum.Validate(); err != nil {
 		t.Fatalf("own summary does not validate: %v", err)
 	}
-	if empty := relsync.Summarise(nil); empty.Root != protocol.ReleaseRoot(nil) || len(empty.Summary) != 0 {
+	if empty := relsync.Summarise(nil, nil); empty.Root != protocol.ReleaseRoot(nil) || len(empty.Summary) != 0 {
 		t.Fatalf("empty state: %+v", empty)
+	}
+}
+
+// Summarise hashes again only the apps whose generation changed.
+func TestSummaryReusesUnchangedApps(t *testing.T) {
+	x, y := appID("x"), appID("y")
+	ax, ay := chain(x, []uint64{1}), chain(y, []uint64{1})
+	ax.Gen, ay.Gen = 1, 2
+	first := relsync.Summarise([]relsync.AppRecords{ax, ay}, nil)
+	// Same generation, other records: the previous hash is reused (so it
+	// is the generation, not the bytes, that is compared).
+	bx := chain(x, []uint64{1}, 1)
+	bx.Gen = 1
+	second := relsync.Summarise([]relsync.AppRecords{bx, ay}, first)
+	if second.Root != first.Root {
+		t.Fatal("an app with an unchanged generation was hashed again")
+	}
+	bx.Gen = 3
+	third := relsync.Summarise([]relsync.AppRecords{bx, ay}, second)
+	fresh := relsync.Summarise([]relsync.AppRecords{bx, ay}, nil)
+	if third.Root == first.Root || third.Root != fresh.Root {
+		t.Fatalf("a changed app's hash not recomputed: %s, fresh %s", third.Root, fresh.Root)
 	}
 }
 
@@ -58,14 +80,14 @@ func TestPlan(t *testing.T) {
 	local := relsync.Summarise([]relsync.AppRecords{
 		chain(newer, []uint64{1}), chain(same, []uint64{1, 2}), chain(older, []uint64{1, 2, 3}), chain(builds, []uint64{1}), f,
 		{App: unseen, Follows: true}, // followed, no record yet
-	})
+	}, nil)
 	if _, ok := local.Entry(unseen); ok {
 		t.Fatal("an app without records is in the summary")
 	}
 	remote := relsync.Summarise([]relsync.AppRecords{
 		chain(newer, []uint64{1, 2}), chain(same, []uint64{1, 2}), chain(older, []uint64{1}), chain(missing, []uint64{1, 2}),
 		chain(builds, []uint64{1}, 1), chain(followed, []uint64{1, 2}), chain(unseen, []uint64{1}),
-	})
+	}, nil)
 	got := relsync.Plan(local, remote.Summary, nil, 16)
 	want := []protocol.ReleaseWantApp{{App: followed, After: 1}, {App: unseen}}
 	if followed > unseen {
@@ -106,7 +128,7 @@ func TestPlan(t *testing.T) {
 
 func TestAnswerIsBounded(t *testing.T) {
 	x, y := appID("x"), appID("y")
-	s := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2, 3}, 1, 3, 2), chain(y, []uint64{1})})
+	s := relsync.Summarise([]relsync.AppRecords{chain(x, []uint64{1, 2, 3}, 1, 3, 2), chain(y, []uint64{1})}, nil)
 	got := s.Answer([]protocol.ReleaseWantApp{{App: x, After: 1}, {App: y}, {App: appID("unknown")}}, 100, 1<<20)
 	var names []string
 	for _, r := range got {

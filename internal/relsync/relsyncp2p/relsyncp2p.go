@@ -91,8 +91,9 @@ type Store interface {
 	// Generation changes whenever the records kept (or the apps followed)
 	// change; the service rebuilds its summary only then.
 	Generation() uint64
-	// Snapshot returns every app's records. The slices are shared: the
-	// service does not modify them.
+	// Snapshot returns every app's records, each with its own generation
+	// (relsync.AppRecords.Gen) so that only changed apps are hashed again.
+	// The slices are shared: the service does not modify them.
 	Snapshot() []relsync.AppRecords
 	// Apply verifies raw (a signed release or a build attestation
 	// envelope) exactly as gossip would and keeps it; it reports whether
@@ -276,8 +277,9 @@ func (s *Service) current() *relsync.State {
 		s.mu.Unlock()
 		return st
 	}
+	prev := s.state
 	s.mu.Unlock()
-	st := relsync.Summarise(s.cfg.Store.Snapshot())
+	st := relsync.Summarise(s.cfg.Store.Snapshot(), prev)
 	s.mu.Lock()
 	s.state, s.gen = st, gen
 	s.mu.Unlock()
