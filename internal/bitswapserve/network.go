@@ -134,8 +134,15 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.clock 
 // first (the bitswap spec's; boxo's bsnet uses the same).
 var protocols = []protocol.ID{bsnet.ProtocolBitswap, bsnet.ProtocolBitswapOneOne, bsnet.ProtocolBitswapOneZero, bsnet.ProtocolBitswapNoVers}
 
-// chunk is the write size: progress is noticed at least every chunk.
-const chunk = 64 << 10
+// chunk is the write size: progress is noticed at least every chunk. It
+// is the most that one yamux frame carries inside one Noise message: Noise
+// encrypts at most 65,519 bytes per message (go-libp2p's
+// noise.MaxPlaintextLength) and a yamux frame adds a 12-byte header, so a
+// write of exactly 64 KiB became a full 65,536-byte frame (two Noise
+// messages, the second of 17 bytes) plus a 12-byte frame (a third): three
+// encryptions and three socket writes where one does. Over QUIC the size
+// only sets how often progress is seen.
+const chunk = 65519 - 12
 
 // Network is a bitswap network whose serving side is guarded and
 // observed. It is safe for concurrent use.
