@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,12 +103,29 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 	}
 	w := newGossipWriter(t, ah, v.ID())
 
-	// Status keeps answering while the flood runs.
+	// Status keeps answering while the flood runs, about as fast as a
+	// plain server in this process answers as many bytes (the baseline,
+	// polled in turn with the node: the same machine, the same moment).
 	var (
 		statusMu  sync.Mutex
 		latencies []time.Duration
+		baseline  []time.Duration
 		failures  []string
+		bodySize  atomic.Int64
 	)
+	base := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := bodySize.Load()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		for n > 0 {
+			k, err := w.Write(filler[:min(n, int64(len(filler)))])
+			if err != nil {
+				return
+			}
+			n -= int64(k)
+		}
+	}))
+	t.Cleanup(base.Close)
 	stop := make(chan struct{})
 	// pause keeps the poller between two requests while the heap is
 	// measured: a status response being built, sent or read is work in
@@ -124,17 +144,31 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 			pause.Lock()
 			start := time.Now()
 			resp, err := hc.Get(v.HTTPURL() + protocol.HTTPStatusPath)
+			var n int64
+			if err == nil {
+				n, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
 			d := time.Since(start)
+			bodySize.Store(n)
+			bstart := time.Now()
+			bresp, berr := hc.Get(base.URL)
+			if berr == nil {
+				io.Copy(io.Discard, bresp.Body)
+				bresp.Body.Close()
+			}
+			bd := time.Since(bstart)
 			statusMu.Lock()
 			if err != nil {
 				failures = append(failures, err.Error())
 			} else {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
 					failures = append(failures, resp.Status)
 				}
 				latencies = append(latencies, d)
+			}
+			if berr == nil {
+				baseline = append(baseline, bd)
 			}
 			statusMu.Unlock()
 			pause.Unlock()
@@ -150,7 +184,7 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 		return min(liveHeap(), liveHeap())
 	}
 
-	base := kept()
+	before := kept()
 	var peak uint64
 	var trace []string
 	sent := 0
@@ -164,16 +198,16 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 		if sent%1000 == 0 || sent == fat {
 			h := kept()
 			peak = max(peak, h)
-			trace = append(trace, fmt.Sprintf("%d:%+d", sent, (int64(h)-int64(base))>>20))
+			trace = append(trace, fmt.Sprintf("%d:%+d", sent, (int64(h)-int64(before))>>20))
 		}
 	}
 	close(stop)
 	pollers.Wait()
 
-	growth := int64(peak) - int64(base)
+	growth := int64(peak) - int64(before)
 	refused := v.refusals(t)
 	t.Logf("live heap %d MiB before, peak %d MiB during the flood (growth %d MiB; MiB by statements sent: %s); view: %d mirrors; refusals: %v",
-		base>>20, peak>>20, growth>>20, strings.Join(trace, " "), len(v.Status().Mirrors), refused)
+		before>>20, peak>>20, growth>>20, strings.Join(trace, " "), len(v.Status().Mirrors), refused)
 	if growth >= limit {
 		t.Fatalf("live heap grew by %d MiB, want < %d MiB", growth>>20, limit>>20)
 	}
@@ -190,6 +224,21 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 		t.Fatal("no status request completed during the flood")
 	}
 	slices.Sort(latencies)
-	t.Logf("/api/v1/status during the flood: %d requests, p50 %s, p99 %s, max %s", len(latencies),
-		latencies[len(latencies)/2], latencies[len(latencies)*99/100], latencies[len(latencies)-1])
+	slices.Sort(baseline)
+	p99 := latencies[len(latencies)*99/100]
+	bp99 := baseline[len(baseline)*99/100]
+	t.Logf("/api/v1/status during the flood: %d requests, p50 %s, p99 %s, max %s; baseline (as many bytes from memory, same moments) p50 %s, p99 %s",
+		len(latencies), latencies[len(latencies)/2], p99, latencies[len(latencies)-1], baseline[len(baseline)/2], bp99)
+	// The goal (p99 under 200 ms) is a benchmark's (BenchmarkStatusUnderFlood):
+	// on a machine whose cores other work saturates, even the baseline
+	// misses it. What the node must not do is starve its HTTP side while
+	// it verifies the flood: its p99 stays within a few times the
+	// baseline's, plus the freshness wait of its status snapshot.
+	if limit := 4*bp99 + 250*time.Millisecond; p99 > limit {
+		t.Fatalf("/api/v1/status p99 %s during the flood, baseline p99 %s: want at most %s", p99, bp99, limit)
+	}
 }
+
+// filler is what the baseline server sends: as many bytes as the node's
+// status page, from a buffer that does not grow with it.
+var filler = make([]byte, 64<<10)

@@ -234,10 +234,32 @@ func statusUnderFlood(b *testing.B, baseURL string, fat int, pollAfter bool) {
 	b.ReportMetric(ms(np99), "node-p99-ms")
 	b.ReportMetric(ms(bp50), "base-p50-ms")
 	b.ReportMetric(ms(bp99), "base-p99-ms")
+	b.ReportMetric(ms(np99)/max(ms(bp99), 0.001), "p99-ratio")
+	b.ReportMetric(loadAverage(), "load1")
 	b.ReportMetric(rssGrowth, "rss-growth-MiB")
 	b.ReportMetric(heapGrowth, "heap-growth-MiB")
 	b.Logf("view %d mirrors; %d request pairs; node p50 %s p99 %s max %s; baseline p50 %s p99 %s max %s; RSS %d MiB before, peak %d MiB (+%.0f MiB); live heap +%.0f MiB",
 		mirrors, len(lat.node), np50.Round(time.Microsecond), np99.Round(time.Microsecond), quantile(lat.node, 1).Round(time.Microsecond),
 		bp50.Round(time.Microsecond), bp99.Round(time.Microsecond), quantile(lat.base, 1).Round(time.Microsecond),
 		baseRSS>>20, lat.peakRSS>>20, rssGrowth, heapGrowth)
+	// The goal: p99 under 200 ms. On a shared machine whose cores other
+	// work saturates, the baseline itself may miss it: the ratio to the
+	// baseline (same run, same bytes) says what the node adds.
+	if np99 >= statusGoal {
+		b.Logf("goal missed: node p99 %s >= %s (baseline p99 %s, ratio %.2f, load %.1f)", np99.Round(time.Millisecond), statusGoal,
+			bp99.Round(time.Millisecond), ms(np99)/max(ms(bp99), 0.001), loadAverage())
+	}
+}
+
+// statusGoal is the status page's p99 goal under a flood.
+const statusGoal = 200 * time.Millisecond
+
+// loadAverage is the one-minute load average (0 where /proc is missing).
+func loadAverage() float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(raw))[0], 64)
+	return f
 }

@@ -17,10 +17,13 @@
 //
 // Readers: [Cache.Get] returns the latest snapshot at once when builds are
 // slow (the last one took more than [Config.FastBuild]): it is at most a
-// build and a gap old while readers keep asking. When builds are fast, Get
-// waits up to [Config.Wait] for a snapshot started after it was called, so
-// a small view is served exactly as it is. Before the first build Get
-// waits for it.
+// build and a gap old while readers keep asking. It does the same while the
+// source churns (its version moved during each of the last [ChurnBuilds]
+// builds: a flood of changes, where "as it is now" is gone before it could
+// be served). Otherwise, when builds are fast, Get waits up to
+// [Config.Wait] for a snapshot started after it was called, so a small,
+// calm view is served exactly as it is. Before the first build Get waits
+// for it.
 //
 //	c, _ := snapcache.New(snapcache.DefaultConfig(), build)
 //	go c.Run(ctx)
@@ -119,7 +122,17 @@ type Cache[T any] struct {
 	stop    sync.Once
 	// builds counts completed builds (tests).
 	builds uint64
+	// churn counts the consecutive builds during which the source's
+	// version moved (see ChurnBuilds).
+	churn atomic.Int32
 }
+
+// ChurnBuilds is how many consecutive builds must each see the source's
+// version move while they ran before readers stop waiting for a fresh
+// snapshot. Three: one change landing during a build (a calm source,
+// someone just acted) never stops a reader from seeing it; a flood of
+// changes does.
+const ChurnBuilds = 3
 
 // New returns a cache of what build computes. build runs on Run's
 // goroutine only; an error keeps the previous snapshot.
@@ -165,7 +178,7 @@ func (c *Cache[T]) Get(ctx context.Context) (*Snapshot[T], error) {
 	c.mu.Unlock()
 	cur := c.cur.Load()
 	c.Invalidate()
-	if cur != nil && (cur.Took > c.cfg.FastBuild || !cur.Started.Before(arrival)) {
+	if cur != nil && (cur.Took > c.cfg.FastBuild || !cur.Started.Before(arrival) || c.churn.Load() >= ChurnBuilds) {
 		return cur, nil
 	}
 	var deadline <-chan time.Time
@@ -269,6 +282,11 @@ func (c *Cache[T]) rebuild(ctx context.Context) time.Duration {
 	took := c.cfg.Now().Sub(start)
 	if err == nil {
 		c.cur.Store(&Snapshot[T]{Value: v, Started: start, Took: took, Version: ver})
+	}
+	if c.cfg.Version != nil && c.cfg.Version() != ver {
+		c.churn.Add(1)
+	} else {
+		c.churn.Store(0)
 	}
 	c.mu.Lock()
 	c.builds++

@@ -203,3 +203,51 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("nil build: %v", err)
 	}
 }
+
+// While the source changes during every build (a flood), readers get the
+// latest snapshot at once instead of waiting for one that is stale before
+// it is served; once the source is calm again they see it as it is.
+func TestChurningSourceDoesNotMakeReadersWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &source{}
+		s.took.Store(int64(5 * time.Millisecond))
+		c, _ := start(t, DefaultConfig(), s)
+		if _, err := c.Get(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// A flood: the version moves every millisecond.
+		ctx, stop := context.WithCancel(t.Context())
+		flooded := make(chan struct{})
+		go func() {
+			defer close(flooded)
+			for ctx.Err() == nil {
+				s.version.Add(1)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		for c.churn.Load() < ChurnBuilds {
+			c.Get(t.Context()) // each read asks for a build
+		}
+		t0 := time.Now()
+		for range 20 {
+			if _, err := c.Get(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(t0); d != 0 {
+			t.Fatalf("readers waited %s of virtual time while the source churned", d)
+		}
+		stop()
+		<-flooded
+		// Calm again: one build that sees no change, then reads are fresh.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		for v := uint64(1_000_000); v < 1_000_005; v++ {
+			s.version.Store(v)
+			got, err := c.Get(t.Context())
+			if err != nil || got.Value != v {
+				t.Fatalf("Get after the flood, change %d: %v, %v", v, got, err)
+			}
+		}
+	})
+}
