@@ -46,7 +46,7 @@ type mirror struct {
 	delay   atomic.Int64 // ns added before every gateway response
 	lie     atomic.Bool  // flip a byte of tamperMarker in gateway responses
 	lieRaw  atomic.Bool  // flip the middle byte of every block (?format=raw) it serves
-	raws    atomic.Int64 // block requests (?format=raw) answered
+	raws    atomic.Int64 // block requests (?format=raw) the browser made (mirrors' probes not counted)
 	// seeds, if set, replace the seeds in the worker config it serves.
 	seeds atomic.Pointer[[]string]
 	// config, if set, rewrites the worker config it serves (a mirror
@@ -206,7 +206,7 @@ func (m *mirror) modify(resp *http.Response) error {
 		return nil
 	}
 	raw := resp.Request.URL.Query().Get("format") == "raw"
-	if raw {
+	if raw && strings.Contains(resp.Request.UserAgent(), "Mozilla") {
 		m.raws.Add(1)
 	}
 	lieRaw := raw && m.lieRaw.Load()

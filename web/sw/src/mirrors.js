@@ -170,7 +170,7 @@ export class Pool {
   async fetchStatements (src) {
     const ctl = new AbortController()
     const timer = setTimeout(() => ctl.abort(new Error(`no answer in ${ProbeTimeoutMs} ms`)), ProbeTimeoutMs)
-    const rec = { at: this.now(), got: 0, rejected: 0, releases: 0, err: '' }
+    const rec = { at: this.now(), got: 0, rejected: 0, other: 0, releases: 0, err: '' }
     this.sources.set(src, rec)
     const raws = []
     let failure = null
@@ -196,6 +196,13 @@ export class Pool {
       }
       rec.got++
       const err = await this.view.add(src, raw, now)
+      if (err != null && err.reason === 'kind') {
+        // Statements of kinds the worker does not use (probe results,
+        // suspicions, ...) arrive on every refresh: counted, not reported
+        // (as events they would push everything else off the status page).
+        rec.other++
+        continue
+      }
       if (err != null) {
         rec.rejected++
         this.skip(`skipping a statement from ${src}: ${err.message}`)

@@ -335,7 +335,10 @@ export class HealthView {
       if (e.tooOld && e.statement) {
         st = e.statement // kept: proves the mirror dead
       } else {
-        this.rejected.set(source, (this.rejected.get(source) ?? 0) + 1)
+        // A kind this view does not use (probe results, suspicions,
+        // holdings, ...) is not bad input: the statements stream carries
+        // every kind a mirror holds.
+        if (e.reason !== 'kind') this.rejected.set(source, (this.rejected.get(source) ?? 0) + 1)
         return e
       }
     }

@@ -376,7 +376,7 @@ function statusJSON (st) {
     avg_ms: Math.round(m.ewmaMs * 10) / 10,
     dropped: m.dropped ? m.dropped.reason : ''
   }))
-  const sources = [...st.pool.sources.entries()].map(([url, s]) => ({ url, statements: s.got, rejected: s.rejected, releases: s.releases, error: s.err }))
+  const sources = [...st.pool.sources.entries()].map(([url, s]) => ({ url, statements: s.got, rejected: s.rejected, other_kinds: s.other, releases: s.releases, error: s.err }))
   const r = st.releases
   const cur = r?.current()
   return {
