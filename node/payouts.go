@@ -114,6 +114,9 @@ func newPayoutsFeature(n *Node) (feature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: payouts: %w", err)
 	}
+	if err := n.registry.Register(payouts.NewCollector(k)); err != nil {
+		return nil, fmt.Errorf("node: payouts metrics: %w", err)
+	}
 	f := &payoutsFeature{n: n, k: k, pull: make(chan *attest.Statement, 16)}
 	f.svc = payoutsvc.New(k, n.clock, func(raw []byte) error {
 		if err := n.publish(protocol.TopicFund, raw); err != nil {
