@@ -144,6 +144,13 @@ func BenchmarkIdleNetwork(b *testing.B) {
 			bytes int64
 		}
 		before := make([]snap, n)
+		// The nodes' own counters of gossipsub RPC bytes and ping payload
+		// (read before the interface counters at the start and after them
+		// at the end: reading /metrics is traffic too).
+		gossip0, ping0 := make([]float64, n), make([]float64, n)
+		for i := range procs {
+			gossip0[i], ping0[i] = livenessCounters(b, nss[i], "http://"+idleIP(i)+":8080")
+		}
 		for i, p := range procs {
 			_, cpu, err := procStat(p.cmd.Process.Pid)
 			if err != nil {
@@ -153,6 +160,16 @@ func BenchmarkIdleNetwork(b *testing.B) {
 		}
 		<-time.After(window) // the measurement window
 		var cpuSum, cpuMax, rssSum, rssMax, bwSum, bwMax float64
+		after := make([]int64, n)
+		for i, p := range procs {
+			after[i] = netBytes(b, p.cmd.Process.Pid)
+		}
+		var gossipSum, pingSum float64
+		for i := range procs {
+			g, p := livenessCounters(b, nss[i], "http://"+idleIP(i)+":8080")
+			gossipSum += g - gossip0[i]
+			pingSum += p - ping0[i]
+		}
 		for i, p := range procs {
 			rss, cpu, err := procStat(p.cmd.Process.Pid)
 			if err != nil {
@@ -160,7 +177,7 @@ func BenchmarkIdleNetwork(b *testing.B) {
 			}
 			c := 100 * float64(cpu-before[i].cpu) / float64(window)
 			m := float64(rss) / (1 << 20)
-			bw := float64(netBytes(b, p.cmd.Process.Pid)-before[i].bytes) / window.Seconds()
+			bw := float64(after[i]-before[i].bytes) / window.Seconds()
 			cpuSum, rssSum, bwSum = cpuSum+c, rssSum+m, bwSum+bw
 			cpuMax, rssMax, bwMax = max(cpuMax, c), max(rssMax, m), max(bwMax, bw)
 		}
@@ -171,7 +188,36 @@ func BenchmarkIdleNetwork(b *testing.B) {
 		b.ReportMetric(rssMax, "RSS-MiB-max")
 		b.ReportMetric(bwSum/f, "net-B/s/mirror")
 		b.ReportMetric(bwMax, "net-B/s-max")
+		b.ReportMetric(gossipSum/f/window.Seconds(), "gossipsub-B/s/mirror")
+		b.ReportMetric(pingSum/f/window.Seconds(), "ping-payload-B/s/mirror")
 	}
+}
+
+// livenessCounters reads a node's /metrics in its namespace: gossipsub RPC
+// bytes sent plus received, and ping payload bytes sent plus received.
+func livenessCounters(b *testing.B, ns, url string) (gossip, ping float64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "curl", "-sf", url+"/metrics").Output()
+	if err != nil {
+		b.Logf("metrics of %s: %v (gossip and ping figures will be wrong)", url, err)
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "mirrornet_gossip_sent_bytes_total", "mirrornet_gossip_received_bytes_total":
+			gossip += v
+		case "mirrornet_liveness_ping_sent_bytes_total", "mirrornet_liveness_ping_received_bytes_total":
+			ping += v
+		}
+	}
+	return gossip, ping
 }
 
 // idleIP is mirror i's address on the benchmark's bridge.

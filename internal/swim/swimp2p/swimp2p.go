@@ -138,6 +138,10 @@ type Service struct {
 	sent, recv atomic.Int64
 }
 
+// frameBuf is the read buffer of a kept or served stream: requests and
+// answers are a few dozen bytes, and a mirror keeps about 16 such streams.
+const frameBuf = 256
+
 // keptStream is a client stream kept open for the direct probes of one
 // peer; busy while a probe uses it.
 type keptStream struct {
@@ -256,7 +260,7 @@ func (s *Service) takeKept(ctx context.Context, p peer.ID) (*keptStream, error) 
 	if err != nil {
 		return nil, err
 	}
-	k = &keptStream{st: st, r: bufio.NewReader(st), busy: true, used: now}
+	k = &keptStream{st: st, r: bufio.NewReaderSize(st, frameBuf), busy: true, used: now}
 	s.mu.Lock()
 	if _, dup := s.kept[p]; dup {
 		// Opened by a concurrent probe meanwhile: keep that one, and use
@@ -456,7 +460,7 @@ func (s *Service) bad(reason string) {
 func (s *Service) handle(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
-	r := bufio.NewReader(st)
+	r := bufio.NewReaderSize(st, frameBuf)
 	for {
 		if s.cfg.Blocked != nil && s.cfg.Blocked(from) {
 			st.Reset()
