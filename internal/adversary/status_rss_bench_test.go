@@ -168,6 +168,11 @@ func BenchmarkStatusFloodRSS(b *testing.B) {
 		b.ReportMetric(ms(quantile(r.baseline, 0.5)), "base-p50-ms")
 		b.ReportMetric(ms(bp99), "base-p99-ms")
 		b.ReportMetric(float64(len(r.node)), "requests")
+		b.ReportMetric(ms(np99)/max(ms(bp99), 0.001), "p99-ratio")
+		b.ReportMetric(loadAverage(), "load1")
+		if np99 >= statusGoal {
+			b.Logf("goal missed: node p99 %s >= %s (baseline p99 %s, load %.1f)", np99.Round(time.Millisecond), statusGoal, bp99.Round(time.Millisecond), loadAverage())
+		}
 		b.Logf("victim RSS %d MiB before, peak %d MiB (+%.0f MiB), %d MiB after; %d request pairs: node p50 %s p99 %s, baseline p50 %s p99 %s",
 			r.base>>20, r.peak>>20, growth, r.after>>20, len(r.node), quantile(r.node, 0.5).Round(time.Microsecond), np99.Round(time.Microsecond),
 			quantile(r.baseline, 0.5).Round(time.Microsecond), bp99.Round(time.Microsecond))
