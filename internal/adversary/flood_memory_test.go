@@ -143,7 +143,11 @@ func TestFloodThrowawayKeysBoundedMemory(t *testing.T) {
 			}
 			pause.Lock()
 			start := time.Now()
-			resp, err := hc.Get(v.HTTPURL() + protocol.HTTPStatusPath)
+			// Both bodies are read as they come (gzip asked for
+			// explicitly: the client decompresses neither).
+			req, _ := http.NewRequest(http.MethodGet, v.HTTPURL()+protocol.HTTPStatusPath, nil)
+			req.Header.Set("Accept-Encoding", "gzip")
+			resp, err := hc.Do(req)
 			var n int64
 			if err == nil {
 				n, _ = io.Copy(io.Discard, resp.Body)

@@ -69,12 +69,19 @@ type latencies struct {
 func (l *latencies) poll(victimURL, baseURL string, stop <-chan struct{}, pairs int) {
 	hc := &http.Client{Timeout: 2 * time.Minute}
 	var buf bytes.Buffer
+	var enc string
 	get := func(url string) (time.Duration, error) {
 		start := time.Now()
-		resp, err := hc.Get(url)
+		// Both servers' bytes are read as they come (gzip asked for
+		// explicitly, so the client does not decompress): the same
+		// bytes, the same client work.
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, err
 		}
+		enc = resp.Header.Get("Content-Encoding")
 		buf.Reset()
 		_, err = io.Copy(&buf, resp.Body)
 		resp.Body.Close()
@@ -94,6 +101,7 @@ func (l *latencies) poll(victimURL, baseURL string, stop <-chan struct{}, pairs 
 			// The baseline serves the very JSON the node just served.
 			body := bytes.Clone(buf.Bytes())
 			lastBody.Store(&body)
+			lastEncoding.Store(&enc)
 		}
 		db, errB := get(baseURL)
 		rss := vmRSS()
@@ -118,15 +126,22 @@ func (l *latencies) poll(victimURL, baseURL string, stop <-chan struct{}, pairs 
 func newBaselineServer() *httptest.Server {
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body := *lastBody.Load()
+		if enc := lastEncoding.Load(); enc != nil && *enc != "" {
+			w.Header().Set("Content-Encoding", *enc)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	}))
 }
 
-// lastBody is what the baseline serves: the status JSON the node served
-// last (a synthetic one of 10,000 mirrors before the first request).
+// lastBody is what the baseline serves: the status body the node served
+// last, as it came (a synthetic JSON of 10,000 mirrors before the first
+// request).
 var lastBody atomic.Pointer[[]byte]
+
+// lastEncoding is the Content-Encoding the node answered lastBody with.
+var lastEncoding atomic.Pointer[string]
 
 func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
@@ -143,9 +158,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // status page (GET /api/v1/status over loopback HTTP, the body read
 // whole), next to a baseline measured in the same run and the same way: a
 // plain net/http server answering, from a byte slice in memory, the status
-// JSON the node served just before (a client's gzip is used with the node,
-// which offers it, and not with the baseline). The victim runs the local profile, whose probe round (every
-// second) and payout snapshots are the busiest.
+// bytes the node served just before, gzip-compressed as the node sent them
+// (the client asks for gzip and reads both bodies as they come, so the
+// client does the same work for both). The victim runs the local profile,
+// whose probe round (every second) and payout snapshots are the busiest.
 //
 //   - flood-10000: 10,000 valid liveness statements from throwaway keys
 //     (the first 2,000 near the size limit) arrive through gossip while
