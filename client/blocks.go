@@ -199,7 +199,7 @@ func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, pr
 		return r
 	}
 	limit := int64(MaxBlockSize - r.usedPre)
-	buf, err := io.ReadAll(io.LimitReader(body, limit+1))
+	buf, err := readBody(body, resp.ContentLength, limit+1)
 	whole := buf
 	if r.usedPre > 0 {
 		whole = append(append(make([]byte, 0, r.usedPre+len(buf)), prefix...), buf...)
@@ -226,6 +226,33 @@ func fetchBlock(ctx context.Context, hc *http.Client, base string, c cid.Cid, pr
 	}
 	r.data = whole
 	return r
+}
+
+// readBody reads a response body of at most limit bytes. When the
+// response declares its length (within limit) the bytes are read into
+// memory of exactly that size, not through io.ReadAll's doubling (a 1 MiB
+// leaf would be copied about twice over and zeroed in pieces); a body that
+// turns out longer or shorter than declared is still read and judged by
+// its bytes.
+func readBody(body io.Reader, declared, limit int64) ([]byte, error) {
+	if declared <= 0 || declared >= limit {
+		return io.ReadAll(io.LimitReader(body, limit))
+	}
+	buf := make([]byte, declared, declared+1)
+	n, err := io.ReadFull(body, buf)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return buf[:n], err
+	}
+	// Anything after the declared length makes the block too long.
+	var one [1]byte
+	if k, _ := io.ReadFull(body, one[:]); k > 0 {
+		rest, err := io.ReadAll(io.LimitReader(body, limit-declared-1))
+		return append(append(buf, one[0]), rest...), err
+	}
+	return buf, nil
 }
 
 // checkContentRange accepts "bytes FROM-TO/SIZE" with FROM == from.

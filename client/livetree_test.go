@@ -222,3 +222,30 @@ func TestGetDirWritesFilesDuringDownload(t *testing.T) {
 		t.Fatalf("big.bin: %d bytes, %v", len(got), err)
 	}
 }
+
+// A tree of many files is flushed while it is written (the flusher starts
+// once it has more than syncFSFiles paths) and the flusher is stopped by
+// the time GetDir returns, which writes the same tree as before.
+func TestGetDirManyFilesFlushesWhileWriting(t *testing.T) {
+	files := map[string][]byte{}
+	for i := range 3 * syncFSFiles {
+		files[fmt.Sprintf("d%d/f%03d.js", i%4, i)] = randomBytes(uint64(100+i), 200+i*37)
+	}
+	b := buildBundle(t, files)
+	out := filepath.Join(t.TempDir(), "app")
+	var lt *liveTree
+	testHookLiveTree = func(t *liveTree) { lt = t }
+	defer func() { testHookLiveTree = nil }()
+	if _, err := GetDir(context.Background(), b.root, out, testOptions(t, newFakeMirror(t, b, honest).URL)); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, b, out)
+	if lt == nil || lt.flush == nil {
+		t.Fatal("no flusher ran for a tree of many files")
+	}
+	select {
+	case <-lt.flush.done:
+	default:
+		t.Fatal("the flusher still runs after GetDir returned")
+	}
+}

@@ -2,7 +2,9 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -346,5 +348,33 @@ func testUnderstatedTsize(t *testing.T) {
 	checkResult(t, b, res)
 	if len(res.Dropped) != 0 {
 		t.Fatalf("dropped %+v", res.Dropped)
+	}
+}
+
+// readBody reads a declared length into memory of that size and still
+// returns what a longer or shorter body really holds.
+func TestReadBody(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 1000)
+	for _, tc := range []struct {
+		name            string
+		declared, limit int64
+		want            int
+		short           bool
+	}{
+		{"exact", 1000, 2001, 1000, false},
+		{"unknown", -1, 2001, 1000, false},
+		{"declared short", 600, 2001, 1000, false},
+		{"declared long", 1500, 2001, 1000, true},
+		{"over limit", 1000, 800, 800, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readBody(bytes.NewReader(body), tc.declared, tc.limit)
+			if len(got) != tc.want || !bytes.Equal(got, body[:len(got)]) {
+				t.Errorf("%d bytes, want %d", len(got), tc.want)
+			}
+			if short := errors.Is(err, io.ErrUnexpectedEOF); short != tc.short || (err != nil && !short) {
+				t.Errorf("error %v", err)
+			}
+		})
 	}
 }
