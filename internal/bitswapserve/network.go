@@ -276,25 +276,10 @@ func (n *Network) resendDue() {
 	}
 }
 
-// Releaser is a block whose bytes live in a buffer its reader wants back:
-// SendMessage calls Release on every block of a message that implements
-// it once the message is written (or failed). Nothing may use the bytes
-// of a released block; the bitswap server uses only the blocks' lengths
-// and CIDs after sending.
-type Releaser interface{ Release() }
-
 // SendMessage sends an answer of the bitswap server. It writes the
 // message itself, in chunks, so that a peer that takes nothing for
-// StallTimeout is noticed: the peer is then cut off. Blocks that are
-// Releasers are released when it returns.
+// StallTimeout is noticed: the peer is then cut off.
 func (n *Network) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
-	defer func() {
-		for _, b := range msg.Blocks() {
-			if r, ok := b.(Releaser); ok {
-				r.Release()
-			}
-		}
-	}()
 	size := int64(msg.Size())
 	n.mu.Lock()
 	n.inflight[p] += size

@@ -29,7 +29,6 @@
 package replicate
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,7 +40,7 @@ import (
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/client"
 	"github.com/ipfs/boxo/bitswap/server"
-	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -201,7 +200,7 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	r.serve = serve
 	r.hn = &hookNet{Network: serve, r: r}
 	bsOpts = append(bsOpts, serve.ServerOptions()...)
-	r.bs = bitswap.New(ctx, r.hn, nil, servedBlocks{r.bstore}, bsOpts...)
+	r.bs = bitswap.New(ctx, r.hn, nil, nonZeroSizes{r.bstore}, bsOpts...)
 	return r, nil
 }
 
@@ -293,77 +292,16 @@ func (r *Replicator) Fetch(ctx context.Context, root cid.Cid, progress func(Prog
 	return nil
 }
 
-// servedBlocks is the blockstore handed to bitswap (its server reads the
-// blocks it sends through it).
-//
-// It reports a zero-length block's size as 1: boxo v0.43.0's decision
-// engine (engine.go, "isWantBlock := blockSize != 0 && ...") takes size 0
-// to mean "presence known, size not read" and answers every want-block for
-// an empty block with HAVE, forever.
-//
-// And it reads 1 MiB leaves into pooled buffers (bitswapserve gives each
-// back once the message carrying it is written): a fresh 1 MiB buffer per
-// block served is 256 fresh pages, and on a virtual machine a page the
-// process has not touched (or gave back to the kernel) costs a page fault
-// of about 20 µs here, more than the copy itself.
-type servedBlocks struct{ *ipfsbs.Blockstore }
+// nonZeroSizes reports a zero-length block's size as 1 to bitswap's server:
+// boxo v0.43.0's decision engine (engine.go, "isWantBlock := blockSize != 0
+// && ...") takes size 0 to mean "presence known, size not read" and answers
+// every want-block for an empty block with HAVE, forever.
+type nonZeroSizes struct{ blockstore.Blockstore }
 
-func (b servedBlocks) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+func (b nonZeroSizes) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	n, err := b.Blockstore.GetSize(ctx, c)
 	if err == nil && n == 0 {
 		n = 1
 	}
 	return n, err
 }
-
-// pooledSize is the size of the pooled read buffers: a unixfs-v1-2025
-// leaf. Blocks under pooledMin are copied out (a small block kept by
-// someone must not pin a whole buffer); larger ones get a buffer of their
-// own.
-const (
-	pooledSize = 1 << 20
-	pooledMin  = 256 << 10
-)
-
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, pooledSize); return &b }}
-
-func (b servedBlocks) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	bufp := readBuffers.Get().(*[]byte)
-	data, err := b.GetInto(ctx, c, (*bufp)[:0])
-	if err != nil {
-		readBuffers.Put(bufp)
-		return nil, err
-	}
-	// GetInto read into the buffer if the block fitted
-	inBuf := len(data) > 0 && cap(data) == pooledSize && &data[:1][0] == &(*bufp)[:1][0]
-	if !inBuf || len(data) < pooledMin {
-		if inBuf {
-			data = bytes.Clone(data)
-		}
-		readBuffers.Put(bufp)
-		return blocks.NewBlockWithCid(data, c)
-	}
-	blk, err := blocks.NewBlockWithCid(data, c)
-	if err != nil {
-		readBuffers.Put(bufp)
-		return nil, err
-	}
-	pb := &pooledBlock{Block: blk}
-	pb.buf.Store(bufp)
-	return pb, nil
-}
-
-// pooledBlock is a block read into a pooled buffer. Release gives the
-// buffer back; the block's bytes must not be used after.
-type pooledBlock struct {
-	blocks.Block
-	buf atomic.Pointer[[]byte]
-}
-
-func (p *pooledBlock) Release() {
-	if b := p.buf.Swap(nil); b != nil {
-		readBuffers.Put(b)
-	}
-}
-
-var _ bitswapserve.Releaser = (*pooledBlock)(nil)
