@@ -210,6 +210,7 @@ func BenchmarkReplicateRelay(b *testing.B) {
 
 	var tRaw, tRaw3, tStream time.Duration
 	var one, three []fetchRun
+	var m1, m3 cpuMeter // CPU and page faults of the fetches (relays included)
 	for b.Loop() {
 		tRaw += rawTCP(b, raws[:1], size)
 		tRaw3 += rawTCP(b, raws, size)
@@ -229,9 +230,12 @@ func BenchmarkReplicateRelay(b *testing.B) {
 			h.Close()
 			b.StartTimer()
 		}
-		one = append(one, fetchOnce(b, newHost, st, holders, infos[:1], root, nil, nil))
-		three = append(three, fetchOnce(b, newHost, st, holders, infos[:3], root, nil, nil))
+		one = append(one, fetchOnce(b, newHost, st, holders, infos[:1], root, nil, &m1))
+		three = append(three, fetchOnce(b, newHost, st, holders, infos[:3], root, nil, &m3))
 	}
+	b.ReportMetric(m1.cpu.Seconds()*1e3/(float64(m1.bytes)/(1<<20)), "1-cpu-ms/MiB")
+	b.ReportMetric(m3.cpu.Seconds()*1e3/(float64(m3.bytes)/(1<<20)), "3-cpu-ms/MiB")
+	b.ReportMetric(float64(m3.faults)/(float64(m3.bytes)/(1<<20)), "3-faults/MiB")
 	reportRelay(b, size, tRaw, one, three)
 	// the ceiling of 3-vs-1 on this machine: three raw copies at once,
 	// each through its own relay, against one (each copies size/3 bytes)
