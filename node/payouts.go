@@ -281,6 +281,11 @@ func (f *payoutsFeature) snapshot(now time.Time) {
 			f.k.Observe(st)
 		}
 	}
+	// The holdings statements the samples name by digest (the keeper
+	// keeps one per subject and digest).
+	for _, st := range f.n.view.HeldHoldings() {
+		f.k.Observe(st)
+	}
 	for _, raw := range f.n.featureStatements() {
 		if protocol.IsSignedRelease(raw) || protocol.IsSignedRecord(raw) || f.k.Seen(raw) {
 			continue

@@ -28,6 +28,13 @@ const (
 	DropUnusedKind   = "kind not used by the ledger"
 	DropFundMismatch = "fund record does not verify against the app's maintainers"
 	DropSuperseded   = "superseded in its slot (see Replaces)"
+	// DropNoHoldings counts liveness samples that name their holdings by
+	// digest when the set holds no holdings statement of their mirror with
+	// that digest: the sample still counts, as a mirror holding nothing.
+	DropNoHoldings = "liveness names holdings the set does not hold"
+	// DropUnreferenced counts holdings statements no liveness sample of
+	// the set names.
+	DropUnreferenced = "holdings no liveness sample names"
 )
 
 // Report says how many items of each kind were used, and why the others
@@ -289,6 +296,16 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 	payout := map[string]*attest.Statement{}
 	var witnesses []*attest.Statement
 	lives := map[string][]*attest.Statement{}
+	// Holdings statements, by subject and digest: a liveness sample that
+	// names its holdings by digest holds what the one it names lists.
+	type setKey struct{ peer, digest string }
+	sets := map[setKey]*attest.Statement{}
+	named := map[setKey]bool{}
+	for _, st := range envs {
+		if st.Kind == attest.KindHoldings {
+			sets[setKey{st.Holdings.Peer, st.Holdings.Digest()}] = st
+		}
+	}
 	for _, st := range envs {
 		switch st.Kind {
 		case attest.KindLiveness:
@@ -297,7 +314,16 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 				continue
 			}
 			if st.Liveness.State == protocol.StateUp {
-				for _, b := range st.Liveness.Bundles {
+				bundles := st.Liveness.Bundles
+				if !st.Liveness.Inline() {
+					k := setKey{st.Liveness.Peer, st.Liveness.Holdings}
+					if h := sets[k]; h != nil {
+						bundles, named[k] = h.Holdings.Bundles, true
+					} else {
+						rep.drop(DropNoHoldings)
+					}
+				}
+				for _, b := range bundles {
 					hold(st.Liveness.Peer, b)
 				}
 			}
@@ -326,8 +352,17 @@ func DeriveParsed(ps *Parsed, p Params) (ledger.Input, *Report, error) {
 				continue
 			}
 			witnesses = append(witnesses, st)
+		case attest.KindHoldings:
+			// Counted below, once the samples that name them are known.
 		default:
 			rep.drop(DropUnusedKind)
+		}
+	}
+	for k := range sets {
+		if named[k] {
+			rep.use("holdings")
+		} else {
+			rep.drop(DropUnreferenced)
 		}
 	}
 	for peer, sts := range lives {

@@ -238,7 +238,7 @@ func ReadCAR(r io.Reader) (*Manifest, *Set, [][]byte, error) {
 		if len(blocksSeen) >= MaxItems {
 			return nil, nil, nil, ErrTooMany
 		}
-		if len(b.RawData()) > protocol.MaxStatementSize {
+		if len(b.RawData()) > max(protocol.MaxStatementSize, protocol.MaxHoldingsSize) {
 			return nil, nil, nil, fmt.Errorf("%w: block %s is larger than a statement", ErrCAR, b.Cid())
 		}
 		blocksSeen = append(blocksSeen, b)

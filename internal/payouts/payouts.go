@@ -151,7 +151,14 @@ type Keeper struct {
 	names   *evidence.Names
 	pending map[[32]byte]int64
 	settled int64
+	// held are the holdings statements that kept liveness samples name by
+	// digest (by subject and digest): exported with the samples, saved
+	// with the state, dropped once no kept sample names them.
+	held map[heldKey]*attest.Statement
 }
+
+// heldKey names a holdings statement: its subject and digest.
+type heldKey struct{ peer, digest string }
 
 type slotted struct {
 	digest [32]byte
@@ -234,6 +241,8 @@ func (c Config) manifest() evidence.Manifest {
 func (k *Keeper) Observe(st *attest.Statement) bool {
 	switch st.Kind {
 	case attest.KindLiveness, attest.KindProbe, attest.KindWitness:
+	case attest.KindHoldings:
+		return k.observeHoldings(st)
 	default:
 		return false
 	}
@@ -287,6 +296,38 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 	k.items[h] = item{raw: st.Raw, st: st, at: st.Time.UnixMilli()}
 	k.bytes += int64(len(st.Raw))
 	return true
+}
+
+// observeHoldings keeps a verified holdings statement, for the liveness
+// samples that name it by digest.
+func (k *Keeper) observeHoldings(st *attest.Statement) bool {
+	key := heldKey{st.Holdings.Peer, st.Holdings.Digest()}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.held[key]; ok {
+		return false
+	}
+	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
+		k.Refused["evidence budget"]++
+		return false
+	}
+	if k.held == nil {
+		k.held = map[heldKey]*attest.Statement{}
+	}
+	k.held[key] = st
+	k.bytes += int64(len(st.Raw))
+	k.stateDirty = true
+	return true
+}
+
+// namedHoldingsLocked is the holdings statement the liveness sample st
+// names by digest, or nil (st lists its bundles itself, or the keeper
+// does not hold it).
+func (k *Keeper) namedHoldingsLocked(st *attest.Statement) *attest.Statement {
+	if st.Kind != attest.KindLiveness || st.Liveness.Inline() || st.Liveness.Holdings == "" {
+		return nil
+	}
+	return k.held[heldKey{st.Liveness.Peer, st.Liveness.Holdings}]
 }
 
 // Witness signs a receipt witness over receipts a client on network (its
@@ -484,6 +525,12 @@ func (k *Keeper) collect(fundID string, epochNo uint64, now time.Time) (evidence
 		if it.at >= start && it.at < end && names.Admits(it.st) {
 			s.AddDigest(h, it.raw)
 			sts[h] = it.st
+			// A sample that names its holdings by digest carries them.
+			if hs := k.namedHoldingsLocked(it.st); hs != nil {
+				hh := digest(hs.Raw)
+				s.AddDigest(hh, hs.Raw)
+				sts[hh] = hs
+			}
 		}
 	}
 	fk := fundKey{fr.ID(), epochNo}
@@ -828,6 +875,22 @@ func (k *Keeper) Prune(now time.Time) {
 			k.bytes -= int64(len(it.raw))
 			delete(k.items, h)
 			delete(k.pending, h)
+		}
+	}
+	// Holdings statements no kept sample names any more.
+	if len(k.held) > 0 {
+		named := map[heldKey]bool{}
+		for _, it := range k.items {
+			if it.st.Kind == attest.KindLiveness && !it.st.Liveness.Inline() {
+				named[heldKey{it.st.Liveness.Peer, it.st.Liveness.Holdings}] = true
+			}
+		}
+		for key, st := range k.held {
+			if !named[key] {
+				k.bytes -= int64(len(st.Raw))
+				delete(k.held, key)
+				k.stateDirty = true
+			}
 		}
 	}
 	for fk := range k.roots {

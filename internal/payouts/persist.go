@@ -19,7 +19,8 @@ import (
 )
 
 // Evidence files in Config.Dir: round-N.ev holds probe round N's items,
-// state.ev the funds, payout addresses and ledger roots. Each is a framed
+// state.ev the funds, payout addresses, ledger roots and the holdings
+// statements kept samples name. Each is a framed
 // stream of signed statements (protocol.WriteFrame) ended by an empty
 // frame, replaced whole through a temporary file, fsync and rename.
 const (
@@ -72,6 +73,9 @@ func (k *Keeper) Save(now time.Time) error {
 			for _, st := range m {
 				items = append(items, st.Raw)
 			}
+		}
+		for _, st := range k.held {
+			items = append(items, st.Raw)
 		}
 		slices.SortFunc(items, bytes.Compare)
 		files = append(files, file{stateFile, items})
@@ -166,9 +170,10 @@ func (k *Keeper) Load(now time.Time) (int, error) {
 			return n, fmt.Errorf("payouts: evidence file: %w", err)
 		}
 		damaged := false
-		br := bufio.NewReader(io.LimitReader(f, k.cfg.MaxBytes+int64(protocol.MaxStatementSize)))
+		const maxItem = max(protocol.MaxStatementSize, protocol.MaxHoldingsSize)
+		br := bufio.NewReader(io.LimitReader(f, k.cfg.MaxBytes+int64(maxItem)))
 		for {
-			raw, err := protocol.ReadFrame(br, protocol.MaxStatementSize)
+			raw, err := protocol.ReadFrame(br, maxItem)
 			if err != nil {
 				damaged = true
 				break

@@ -147,3 +147,39 @@ func AddrIn(t testing.TB, d string, host int) string {
 	b[3] = byte(host)
 	return netip.AddrFrom4(b).String()
 }
+
+// ByDigest returns the scenario's items with every liveness sample
+// re-signed to name its holdings by digest (protocol.Liveness.Holdings)
+// instead of listing them, and each mirror's signed holdings statement
+// added, except those of the mirrors (by index) in without.
+func ByDigest(t testing.TB, sc *Scenario, without map[int]bool) [][]byte {
+	t.Helper()
+	far := time.UnixMilli(Epoch0).Add(365 * 24 * time.Hour)
+	set := []string{AppCID}
+	var out [][]byte
+	for _, raw := range sc.Items {
+		st, _ := attest.Verify(raw, far) // too old by then, still genuine
+		if st == nil || st.Kind != attest.KindLiveness {
+			out = append(out, raw)
+			continue
+		}
+		l := *st.Liveness
+		l.Bundles, l.Holdings, l.HoldingsCount = nil, protocol.HoldingsDigest(set), len(set)
+		b, err := attest.SignLiveness(sc.Keys[st.Signer], l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	for i, id := range sc.Mirrors {
+		if without[i] {
+			continue
+		}
+		b, err := attest.SignHoldings(sc.Keys[id], protocol.Holdings{Peer: id.String(), Seq: 1, Time: Epoch0 - 10_000, Bundles: set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
