@@ -208,9 +208,10 @@
 // against it); the list normally arrives within one round trip.
 //
 // Cost bounds: a responder answers at most [MaxHoldingsWant] references
-// per request and a few requests per second per peer (mirrornet: 4 per
-// second, burst 16); more are reset. A receiver keeps one holdings
-// statement per mirror in its view, counted against the view's budget.
+// per request and a few requests per second per peer (mirrornet: 2 per
+// second, burst 8; at most 2 MiB of statements per answer); more are
+// reset. A receiver keeps one holdings statement per mirror in its view,
+// counted against the view's budget.
 //
 // A light client reads a mirror's holdings over HTTP: GET
 // [HTTPHoldingsPath] on the mirror answers its own current holdings

@@ -3,7 +3,7 @@
 // Helia block broker that races, hedges and fails over between them.
 
 import { CarBlockIterator } from '@ipld/car/iterator'
-import { FrameReader, HealthView, StatementsContentType, StatementsPath, normalizeHTTP } from './statements.js'
+import { FrameReader, HealthView, HoldingsContentType, HoldingsPath, MaxHoldingsSize, StatementsContentType, StatementsPath, normalizeHTTP, verifyHoldings } from './statements.js'
 import { isSignedRelease } from './releases.js'
 
 // Caps and timings. The statement caps are the Go light client's
@@ -97,7 +97,44 @@ export class Pool {
     this.lastRefresh = 0
     this.refreshing = null
     this.badURLs = new Set() // statements whose URL was reported
+    this.holdingsAsked = new Set() // 'peer digest root' asked already
     this.addSeeds(seeds)
+  }
+
+  // resolveHoldings reads and verifies the holdings statements of the
+  // mirrors whose statements name their holdings by digest only (once
+  // per mirror, digest and root), so the view can say whether they hold
+  // the root. Only the answer is kept, never the list.
+  async resolveHoldings () {
+    if (this.root == null) return
+    const root = this.root
+    const asks = []
+    for (const need of this.view.needHoldings(root, this.now(), MaxAgeMs)) {
+      const key = need.peer + ' ' + need.digest + ' ' + root
+      if (this.holdingsAsked.has(key) || !this.acceptableScheme(need.url)) continue
+      if (this.holdingsAsked.size >= 4096) this.holdingsAsked.clear()
+      this.holdingsAsked.add(key)
+      asks.push(this.fetchHoldings(need, root))
+    }
+    await Promise.all(asks)
+  }
+
+  async fetchHoldings (need, root) {
+    const ctl = new AbortController()
+    const timer = setTimeout(() => ctl.abort(new Error(`no answer in ${ProbeTimeoutMs} ms`)), ProbeTimeoutMs)
+    let held = false
+    try {
+      const resp = await this.fetch(need.url + HoldingsPath, { signal: ctl.signal, cache: 'no-store', headers: { Accept: HoldingsContentType }, credentials: 'omit' })
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`)
+      const raw = await readBounded(resp, MaxHoldingsSize, ProbeTimeoutMs, ctl.signal)
+      const list = await verifyHoldings(raw, need.peer, need.digest)
+      held = list.includes(root)
+    } catch (e) {
+      this.skip(`holdings of ${need.url}: ${e.message ?? e}`)
+    } finally {
+      clearTimeout(timer)
+    }
+    this.view.setHolds(need.peer, need.digest, root, held)
   }
 
   note (what) {
@@ -225,6 +262,7 @@ export class Pool {
     this.root = root
     this.note(`now serving ${root}`)
     this.applyView()
+    this.resolveHoldings().then(() => this.applyView())
   }
 
   // holders counts the mirrors whose fresh statements list root.
@@ -272,17 +310,25 @@ export class Pool {
     this.refreshing = new Promise(resolve => {
       let pending = picked.length
       let graceTimer = null
+      let finished = false
       const finish = () => {
         clearTimeout(graceTimer)
-        this.applyView()
-        this.lastRefresh = this.now()
-        this.refreshing = null
-        resolve()
+        if (finished) return
+        finished = true
+        // Mirrors that name their holdings by digest are usable once
+        // their holdings statements are verified.
+        this.resolveHoldings().finally(() => {
+          this.applyView()
+          this.lastRefresh = this.now()
+          this.refreshing = null
+          resolve()
+        })
       }
       if (pending === 0) { finish(); return }
       for (const src of picked) {
         this.fetchStatements(src).then(() => {
           this.applyView()
+          if (finished) this.resolveHoldings().then(() => this.applyView())
           if (graceTimer == null) graceTimer = setTimeout(finish, 100)
         }, (e) => {
           const m = this.mirrors.get(src)

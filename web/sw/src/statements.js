@@ -29,6 +29,18 @@ export const MaxAddrs = 32
 export const MaxBundles = 512
 export const DomainLiveness = 'mirrornet-liveness'
 export const PayloadLiveness = '/mirrornet/liveness/1'
+// Holdings (see protocol, section Holdings): a statement may name what
+// its mirror holds by the digest of a separate signed holdings statement,
+// which the mirror serves at HoldingsPath.
+export const MaxHoldings = 4096
+export const MaxHoldingsSize = 320 << 10
+export const DomainHoldings = 'mirrornet-holdings'
+export const PayloadHoldings = '/mirrornet/holdings/1'
+export const HoldingsPath = '/mirrornet/v1/holdings'
+export const HoldingsContentType = 'application/vnd.mirrornet.statement'
+// MaxHoldAnswers bounds the cached "does this mirror hold that root"
+// answers (cleared when full).
+export const MaxHoldAnswers = 4096
 export const StatementsPath = '/mirrornet/v1/statements'
 export const StatementsContentType = 'application/vnd.mirrornet.statements'
 
@@ -184,7 +196,7 @@ export function goString (s) {
   return out + '"'
 }
 
-const livenessFields = ['peer', 'state', 'seq', 'time', 'addrs', 'http', 'bundles', 'version', 'region', 'apps', 'ttl']
+const livenessFields = ['peer', 'state', 'seq', 'time', 'addrs', 'http', 'bundles', 'version', 'region', 'apps', 'ttl', 'holdings', 'holdings_count']
 
 // encodeLiveness is protocol.Encode(&Liveness{...}).
 export function encodeLiveness (l) {
@@ -194,13 +206,17 @@ export function encodeLiveness (l) {
     '"seq":' + String(l.seq),
     '"time":' + String(l.time),
     '"addrs":[' + l.addrs.map(goString).join(',') + ']',
-    '"http":' + goString(l.http),
-    '"bundles":[' + l.bundles.map(goString).join(',') + ']',
-    '"version":' + goString(l.version)
+    '"http":' + goString(l.http)
   ]
+  // bundles is absent (not null, not []) when the statement names its
+  // holdings by digest only.
+  if (Array.isArray(l.bundles)) parts.push('"bundles":[' + l.bundles.map(goString).join(',') + ']')
+  parts.push('"version":' + goString(l.version))
   if (l.region != null && l.region !== '') parts.push('"region":' + goString(l.region))
   if (l.apps != null && l.apps.length > 0) parts.push('"apps":[' + l.apps.map(goString).join(',') + ']')
   if (l.ttl != null && l.ttl !== 0) parts.push('"ttl":' + String(l.ttl))
+  if (l.holdings != null && l.holdings !== '') parts.push('"holdings":' + goString(l.holdings))
+  if (l.holdings_count != null && l.holdings_count !== 0) parts.push('"holdings_count":' + String(l.holdings_count))
   return '{' + parts.join(',') + '}'
 }
 
@@ -245,8 +261,12 @@ export function decodeLiveness (payload) {
     if (l[k] != null && utf8Len(l[k]) > MaxStringLen) throw new StatementError(`invalid payload: ${k} longer than ${MaxStringLen} bytes`)
   }
   checkStrings('addrs', l.addrs, MaxAddrs)
-  checkStrings('bundles', l.bundles, MaxBundles)
+  if (l.bundles != null) checkStrings('bundles', l.bundles, MaxBundles)
   if (l.apps != null) checkStrings('apps', l.apps, MaxBundles)
+  if (l.holdings != null && !(typeof l.holdings === 'string' && /^1220[0-9a-f]{64}$/.test(l.holdings))) throw new StatementError('invalid payload: holdings is not a sha2-256 multihash in hex')
+  if (l.holdings_count != null && (!Number.isSafeInteger(l.holdings_count) || l.holdings_count < 0 || l.holdings_count > MaxHoldings)) throw new StatementError('invalid payload: bad holdings_count')
+  if (l.bundles == null && (l.holdings == null || l.holdings === '')) throw new StatementError('invalid payload: liveness carries neither bundles nor a holdings digest')
+  if ((l.holdings == null || l.holdings === '') && l.holdings_count != null && l.holdings_count !== 0) throw new StatementError('invalid payload: holdings_count without holdings')
   if (encodeLiveness(l) !== text) throw new StatementError('payload is not in canonical encoding')
   return l
 }
@@ -279,6 +299,10 @@ export async function verifyStatement (raw, nowMs) {
     throw new StatementError(e.message, { reason: 'payload' })
   }
   if (liveness.peer !== signer) throw new StatementError(`subject ${liveness.peer} is not the signer ${signer}`, { reason: 'subject' })
+  if (Array.isArray(liveness.bundles) && liveness.holdings != null && liveness.holdings !== '' &&
+      (liveness.bundles.length !== (liveness.holdings_count ?? 0) || await holdingsDigest(liveness.bundles) !== liveness.holdings)) {
+    throw new StatementError('invalid payload: holdings do not match their digest', { reason: 'payload' })
+  }
   const st = { signer, liveness, raw }
   if (liveness.time > nowMs + MaxClockDisparityMs) {
     const e = new StatementError(`statement time is ${liveness.time - nowMs} ms ahead`, { timing: true, reason: 'future' })
@@ -292,6 +316,73 @@ export async function verifyStatement (raw, nowMs) {
     throw e
   }
   return st
+}
+
+// holdingsDigest is protocol.HoldingsDigest: the sha2-256 multihash, in
+// lowercase hex, of uvarint(len(cid)) || cid over the sorted CIDs.
+export async function holdingsDigest (sorted) {
+  const parts = []
+  for (const c of sorted) parts.push(lenPrefixed(te.encode(c)))
+  const sum = new Uint8Array(await crypto.subtle.digest('SHA-256', concat(parts)))
+  let hex = '1220'
+  for (const b of sum) hex += b.toString(16).padStart(2, '0')
+  return hex
+}
+
+const holdingsFields = ['peer', 'seq', 'time', 'bundles']
+
+// decodeHoldings is protocol.DecodeHoldings: strict, canonical, valid.
+function decodeHoldings (payload) {
+  let text, h
+  try {
+    text = td.decode(payload)
+    h = JSON.parse(text)
+  } catch (e) {
+    throw new StatementError('invalid payload: not JSON')
+  }
+  if (h == null || typeof h !== 'object' || Array.isArray(h)) throw new StatementError('invalid payload: not an object')
+  for (const k of Object.keys(h)) {
+    if (!holdingsFields.includes(k)) throw new StatementError(`invalid payload: unknown field ${JSON.stringify(k).slice(0, 40)}`)
+  }
+  if (typeof h.peer !== 'string' || h.peer === '' || utf8Len(h.peer) > MaxStringLen) throw new StatementError('invalid payload: bad peer')
+  for (const k of ['seq', 'time']) {
+    if (!Number.isSafeInteger(h[k]) || h[k] <= 0) throw new StatementError(`invalid payload: bad ${k}`)
+  }
+  checkStrings('bundles', h.bundles, MaxHoldings)
+  const canon = '{"peer":' + goString(h.peer) + ',"seq":' + String(h.seq) + ',"time":' + String(h.time) + ',"bundles":[' + h.bundles.map(goString).join(',') + ']}'
+  if (canon !== text) throw new StatementError('payload is not in canonical encoding')
+  return h
+}
+
+// verifyHoldings is attest.VerifyHoldings: raw must be a holdings
+// statement signed by peer whose list has digest digest. Resolves to the
+// list (sorted) or throws a StatementError.
+export async function verifyHoldings (raw, peer, digest) {
+  if (raw.length > MaxHoldingsSize) throw new StatementError(`holdings statement of ${raw.length} bytes (limit ${MaxHoldingsSize})`, { reason: 'oversize' })
+  const env = decodeEnvelope(raw)
+  if (!bytesEqual(encodeEnvelope(env), raw)) throw new StatementError('malformed envelope: non-canonical encoding')
+  if (td.decode(env.payloadType) !== PayloadHoldings) throw new StatementError('not a holdings statement', { reason: 'kind' })
+  let key
+  try {
+    key = publicKeyFromProtobuf(env.publicKey)
+  } catch (e) {
+    throw new StatementError('malformed envelope: bad public key')
+  }
+  if (key.type !== 'Ed25519') throw new StatementError('signer key is not Ed25519', { reason: 'key_type' })
+  if (!bytesEqual(publicKeyToProtobuf(key), env.publicKey)) throw new StatementError('malformed envelope: non-canonical public key')
+  const signed = concat([lenPrefixed(te.encode(DomainHoldings)), lenPrefixed(env.payloadType), lenPrefixed(env.payload)])
+  if (!(await key.verify(signed, env.signature))) throw new StatementError('signature does not verify', { reason: 'signature' })
+  let h
+  try {
+    h = decodeHoldings(env.payload)
+  } catch (e) {
+    throw new StatementError(e.message, { reason: 'payload' })
+  }
+  const signer = key.toString()
+  if (h.peer !== signer) throw new StatementError(`subject ${h.peer} is not the signer ${signer}`, { reason: 'subject' })
+  if (signer !== peer) throw new StatementError(`holdings signed by ${signer}, not by ${peer}`, { reason: 'holdings_mismatch' })
+  if (await holdingsDigest(h.bundles) !== digest) throw new StatementError('holdings do not match the digest of the liveness statement', { reason: 'holdings_mismatch' })
+  return h.bundles
 }
 
 // normalizeHTTP is the Go client's normalizeHTTP: an http(s) base URL with
@@ -322,6 +413,39 @@ export class HealthView {
   constructor () {
     this.latest = new Map() // signer -> statement
     this.rejected = new Map() // source -> count
+    // holds: 'signer digest root' -> whether the verified holdings
+    // statement of that digest lists root (bounded: MaxHoldAnswers).
+    this.holds = new Map()
+  }
+
+  // lists: statement st says its mirror holds root, inline or by a
+  // verified holdings statement of its digest.
+  lists (st, root) {
+    const l = st.liveness
+    if (Array.isArray(l.bundles)) return l.bundles.includes(root)
+    return this.holds.get(st.signer + ' ' + l.holdings + ' ' + root) === true
+  }
+
+  // needHoldings lists the up, fresh mirrors whose statements name their
+  // holdings by digest and whose answer for root is not known yet.
+  needHoldings (root, nowMs, maxAgeMs) {
+    const out = []
+    for (const st of this.latest.values()) {
+      const l = st.liveness
+      if (Array.isArray(l.bundles) || l.state !== 'up' || l.http === '' || stale(l, nowMs, maxAgeMs)) continue
+      if (this.holds.has(st.signer + ' ' + l.holdings + ' ' + root)) continue
+      let u
+      try { u = normalizeHTTP(l.http) } catch { continue }
+      out.push({ url: u, peer: st.signer, digest: l.holdings })
+    }
+    return out
+  }
+
+  // setHolds records whether the mirror peer, whose statement names
+  // holdings digest, holds root.
+  setHolds (peer, digest, root, held) {
+    if (this.holds.size >= MaxHoldAnswers) this.holds.clear()
+    this.holds.set(peer + ' ' + digest + ' ' + root, held)
   }
 
   // add verifies raw and keeps it if newer than what is held for its
@@ -355,7 +479,7 @@ export class HealthView {
     for (const st of this.latest.values()) {
       const l = st.liveness
       if (l.state !== 'up' || l.http === '' || stale(l, nowMs, maxAgeMs)) continue
-      if (!l.bundles.includes(root)) continue
+      if (!this.lists(st, root)) continue
       let u
       try {
         u = normalizeHTTP(l.http)
@@ -377,7 +501,8 @@ export class HealthView {
       const l = st.liveness
       if (l.state !== 'up') return 'mirror is ' + l.state
       if (stale(l, nowMs, maxAgeMs)) return `latest statement is ${Math.round((nowMs - l.time) / 1000)} s old`
-      if (!l.bundles.includes(root)) return 'mirror does not list ' + root
+      if (!Array.isArray(l.bundles) && !this.holds.has(st.signer + ' ' + l.holdings + ' ' + root)) return 'its holdings statement is not verified yet'
+      if (!this.lists(st, root)) return 'mirror does not list ' + root
       return 'usable'
     }
     return 'no statement'
