@@ -138,6 +138,15 @@ func generateVectors(t *testing.T) vectorFile {
 	if err != nil {
 		t.Fatal(err)
 	}
+	heldSet := []string{"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"}
+	digestPayload, err := protocol.Encode(&protocol.Liveness{
+		Peer: alice.id.String(), State: protocol.StateUp, Seq: 12, Time: now.Add(-2 * time.Second).UnixMilli(),
+		Addrs: []string{"/ip4/192.0.2.7/tcp/4001"}, HTTP: "http://192.0.2.7:8080", Version: "0.1.0", TTL: 30_000,
+		Holdings: protocol.HoldingsDigest(heldSet), HoldingsCount: len(heldSet),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	envelope := func(pubKey, typ, payload, sig []byte) []byte {
 		var b []byte
 		b = append(b, pbField(1, pubKey)...)
@@ -198,6 +207,14 @@ func generateVectors(t *testing.T) vectorFile {
 			payload: bytes.Replace(up, []byte(`"state":"up"`), []byte(`"state": "up"`), 1)},
 		{name: "subject-not-signer", desc: "bob signs a statement that speaks for alice", k: bob,
 			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness, payload: up},
+		{name: "valid-holdings-digest", desc: "a liveness statement that names its holdings by digest and count only (no bundles list)", k: alice,
+			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness, payload: digestPayload},
+		{name: "no-holdings", desc: "a liveness statement with neither a bundles list nor a holdings digest", k: alice,
+			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness,
+			payload: bytes.Replace(digestPayload, []byte(`,"holdings":"`+protocol.HoldingsDigest(heldSet)+`","holdings_count":1`), nil, 1)},
+		{name: "holdings-digest-mismatch", desc: "a liveness statement whose bundles list does not have the holdings digest it carries", k: alice,
+			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness,
+			payload: bytes.Replace(digestPayload, []byte(`"http":"http://192.0.2.7:8080",`), []byte(`"http":"http://192.0.2.7:8080","bundles":["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],`), 1)},
 		{name: "future", desc: "signed 10 s ahead of the receiver's clock (beyond the 2 s disparity)", k: alice,
 			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness,
 			payload: livenessPayload(alice.id, 8, now.Add(10*time.Second), protocol.StateUp, "")},
@@ -275,7 +292,8 @@ var wantVerdicts = map[string]string{
 	"zigzag-varint-buffer": "reject", "wrong-domain": "reject", "unknown-payload-type": "reject",
 	"non-canonical-payload": "reject", "subject-not-signer": "reject", "secp256k1-key": "reject",
 	"future": "ignore", "too-old": "ignore",
-	"valid-liveness-ttl": "accept",
+	"valid-liveness-ttl":    "accept",
+	"valid-holdings-digest": "accept", "no-holdings": "reject", "holdings-digest-mismatch": "reject",
 }
 
 // TestVectors is the golden test of the spec's vectors: the checked-in file

@@ -15,10 +15,10 @@ import (
 )
 
 // defaultInlineHoldings is the most bundles a liveness statement lists
-// inline (the older form, which every reader understands); a mirror
-// holding more names them by the digest of its holdings statement only,
-// so its statement stays the same size whatever it holds.
-const defaultInlineHoldings = protocol.MaxBundles
+// inline (the older form). 0: every statement names what its mirror holds
+// by the digest of its holdings statement only, so it stays the same size
+// whatever the mirror holds, and a refresh carries no list at all.
+const defaultInlineHoldings = 0
 
 // holdingsWiring is the holdings pull protocol's wiring (package
 // holdings) and this mirror's own signed holdings statement.
