@@ -46,6 +46,8 @@ type holdKey struct {
 type holdingsNeed struct {
 	url string
 	ref protocol.HoldingsRef
+	// vouchers is how many sources delivered the mirror's statement.
+	vouchers int
 }
 
 // listsLocked reports whether the statement l of id says it holds root:
@@ -67,7 +69,9 @@ func (v *healthView) knownLocked(id peer.ID, l *protocol.Liveness, root string) 
 
 // needHoldings lists the up, fresh mirrors with a usable URL whose
 // statements name their holdings by digest and for which the view does
-// not know yet whether they hold root.
+// not know yet whether they hold root: vouched for by the most sources
+// first (a source minting mirrors cannot push the others back), then by
+// URL.
 func (v *healthView) needHoldings(root string, now time.Time, maxAge time.Duration) []holdingsNeed {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -81,10 +85,12 @@ func (v *healthView) needHoldings(root string, now time.Time, maxAge time.Durati
 		if err != nil {
 			continue
 		}
-		out = append(out, holdingsNeed{url: u, ref: protocol.HoldingsRef{Peer: id.String(), Digest: l.Holdings}})
+		out = append(out, holdingsNeed{url: u, ref: protocol.HoldingsRef{Peer: id.String(), Digest: l.Holdings}, vouchers: len(v.vouched[id])})
 	}
 	slices.SortFunc(out, func(a, b holdingsNeed) int {
 		switch {
+		case a.vouchers != b.vouchers:
+			return b.vouchers - a.vouchers
 		case a.url < b.url:
 			return -1
 		case a.url > b.url:

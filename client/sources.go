@@ -208,7 +208,10 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		for _, c := range spread(usable) {
 			u := c.url
 			if len(contacted) >= limit && !contacted[u] {
-				break
+				// Out of contacts for new mirrors; those contacted
+				// already (a holder whose holdings were just read)
+				// are still probed.
+				continue
 			}
 			if !isBoot[u] && !probed[u] {
 				viewed[u] = true

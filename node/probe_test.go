@@ -270,7 +270,7 @@ func testProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	// Sync carries the evidence: a mirror connected to nobody, handed
 	// what A serves to a sync request, verifies all three at once.
 	d := c.add()
-	sts := a.statements()
+	sts := a.syncStatements()
 	taken := 0
 	for _, raw := range sts {
 		if d.applySynced(raw, "") {

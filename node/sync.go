@@ -124,9 +124,31 @@ func (n *Node) handleSync(s network.Stream) {
 		s.Reset()
 		return
 	}
-	if err := writeStatements(s, n.statements()); err != nil {
+	if err := writeStatements(s, n.syncStatements()); err != nil {
 		s.Reset()
 	}
+}
+
+// syncStatements is statements for a sync response: the view's
+// statements, then the holdings statements it keeps (at most
+// protocol.MaxSyncHoldingsBytes; the asker pulls the rest), then the
+// features'. The HTTP statements stream leaves holdings out: a light
+// client reads only the ones it needs, from the mirrors themselves.
+func (n *Node) syncStatements() [][]byte {
+	out := n.view.Statements()
+	budget := protocol.MaxSyncHoldingsBytes
+	for _, st := range n.view.HeldHoldings() {
+		if len(st.Raw) > budget {
+			break
+		}
+		budget -= len(st.Raw)
+		out = append(out, st.Raw)
+	}
+	out = append(out, n.featureStatements()...)
+	if len(out) > protocol.MaxSyncStatements {
+		out = out[:protocol.MaxSyncStatements]
+	}
+	return out
 }
 
 // syncWith asks p for every statement it holds and applies each one after
@@ -160,7 +182,7 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 			s.Reset()
 			return fresh, fmt.Errorf("node: sync from %s: more than %d statements", p, protocol.MaxSyncStatements)
 		}
-		raw, err := protocol.ReadFrame(r, protocol.MaxStatementSize)
+		raw, err := protocol.ReadFrame(r, max(protocol.MaxStatementSize, protocol.MaxHoldingsSize))
 		if err != nil {
 			s.Reset()
 			return fresh, fmt.Errorf("node: sync from %s: %w", p, err)
@@ -189,6 +211,18 @@ func (n *Node) applySynced(raw []byte, from peer.ID) bool {
 	st, err := attest.Verify(raw, n.clock())
 	if err != nil && !(errors.Is(err, attest.ErrTooOld) && st != nil) {
 		n.metrics.statement(st, err)
+		return false
+	}
+	if st.Kind == attest.KindHoldings {
+		// Kept only if the subject's statement names it.
+		changed, _ := n.view.AddHoldings(st)
+		if changed {
+			n.kickFetches(st.Holdings.Bundles)
+		}
+		return changed
+	}
+	if len(raw) > protocol.MaxStatementSize {
+		n.metrics.statement(st, attest.ErrOversize)
 		return false
 	}
 	err = n.accept(st)

@@ -355,15 +355,18 @@
 // A frame is a uvarint length followed by that many bytes, at most
 // [MaxStatementSize]; see [WriteFrame] and [ReadFrame]. The receiver verifies
 // every statement itself, exactly as if it had come over gossip. Liveness
-// statements come first, then the suspicions the responder holds. A
+// statements come first, then the suspicions the responder holds, then
+// the holdings statements it holds (at most [MaxSyncHoldingsBytes] of
+// them in all; these frames may be up to [MaxHoldingsSize] bytes; the
+// receiver pulls the rest), then everything else. A
 // receiver republishes on gossip the statements and suspicions a sync
 // taught it that are fresh enough for gossip (at most 64 per exchange), so
 // what one side of a new connection knows reaches the whole network at
 // once and a mirror suspected while cut off learns it and refutes.
 //
-// The same framed stream is served over HTTP at [HTTPStatementsPath] with
-// content type [StatementsContentType], for light clients that do not run
-// libp2p.
+// The same framed stream, without the holdings statements, is served
+// over HTTP at [HTTPStatementsPath] with content type
+// [StatementsContentType], for light clients that do not run libp2p.
 //
 // # Release sync ([ReleaseSyncProtocolID])
 //

@@ -31,6 +31,9 @@ const (
 	MaxHoldingsWant = 64
 	// MaxHoldingsRequestSize bounds the request frame of the pull protocol.
 	MaxHoldingsRequestSize = 16 << 10
+	// MaxSyncHoldingsBytes bounds the holdings statements one sync
+	// response carries in all (the rest are pulled).
+	MaxSyncHoldingsBytes = 4 << 20
 
 	// multihash prefix of a sha2-256 digest: code 0x12, length 32.
 	holdingsHashCode, holdingsHashLen = 0x12, 32

@@ -15,8 +15,9 @@ import (
 // A mirror's liveness statement names what it holds by digest (see
 // protocol, section Holdings); the view keeps, next to each mirror's
 // statement, the verified holdings statement that digest names, and
-// [Mirror.Bundles] reads the list from it. Until it arrives the mirror is
-// taken to hold nothing (its digest is [View.Pending]).
+// [Mirror.Bundles] reads the list from it. Until it arrives (its digest
+// is [View.Pending]) the mirror's previous list, if the view holds one,
+// stands in; a mirror the view never held a list of holds nothing.
 
 // ErrUnwantedHoldings refuses a holdings statement that the subject's
 // current liveness statement does not name (an unknown mirror, an older
@@ -77,25 +78,20 @@ func (v *View) dropHoldingsLocked(id peer.ID) {
 	}
 }
 
-// holdingsFor is the holdings statement that names l's digest, or nil.
-func (v *View) holdingsFor(id peer.ID, l *protocol.Liveness) *attest.Statement {
-	if h, ok := v.holdings[id]; ok && l.Holdings != "" && h.digest == l.Holdings {
-		return h.st
-	}
-	return nil
-}
+// heldFor is the holdings statement kept for id (zero: none).
+func (v *View) heldFor(id peer.ID) heldSet { return v.holdings[id] }
 
 // bundlesOf is what a mirror whose statement is l and whose kept holdings
-// statement is h (nil: none) holds: l's inline list, h's list if l names
-// it, or nil.
-func bundlesOf(l *protocol.Liveness, h *attest.Statement) []string {
+// statement is h (zero: none) holds: l's inline list, else h's list (the
+// one l names, or the previous one while that is pending), or nil.
+func bundlesOf(l *protocol.Liveness, h heldSet) []string {
 	switch {
 	case l == nil:
 		return nil
 	case l.Inline():
 		return l.Bundles
-	case h != nil:
-		return h.Holdings.Bundles
+	case h.st != nil:
+		return h.st.Holdings.Bundles
 	}
 	return nil
 }
@@ -121,7 +117,7 @@ func (v *View) Pending(now time.Time) []protocol.HoldingsRef {
 	var out []protocol.HoldingsRef
 	for _, it := range sn.items {
 		l := it.st.Liveness
-		if l.Holdings == "" || l.Inline() || it.hold != nil {
+		if l.Holdings == "" || l.Inline() || it.hold.digest == l.Holdings {
 			continue
 		}
 		if s, gone := v.stateOf(it.st, it.susp, sn.lag, now); gone || s == StateDead || s == StateLeft {

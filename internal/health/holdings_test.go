@@ -88,8 +88,16 @@ func TestHoldingsByDigest(t *testing.T) {
 	}
 	next, nextHeld := a.signDigest(t, 3, t0.Add(2*time.Second), "bafyA", "bafyB", "bafyC")
 	v.Apply(next, t0.Add(2*time.Second))
-	if m, _ := v.Mirror(a.id, t0.Add(2*time.Second)); m.Bundles != nil {
-		t.Fatalf("new digest still reads the old list: %v", m.Bundles)
+	// Until the new list arrives, the old one stands in (no flapping to
+	// "holds nothing" at every change), and the new one is pending.
+	if m, _ := v.Mirror(a.id, t0.Add(2*time.Second)); len(m.Bundles) != 2 {
+		t.Fatalf("while the new list is pending: %v", m.Bundles)
+	}
+	if p := v.Pending(t0.Add(2 * time.Second)); len(p) != 1 || p[0].Digest != next.Liveness.Holdings {
+		t.Fatalf("Pending = %v", p)
+	}
+	if !v.Wants(protocol.HoldingsRef{Peer: a.id.String(), Digest: next.Liveness.Holdings}) {
+		t.Fatal("the new list is not wanted")
 	}
 	if _, err := v.AddHoldings(held); !errors.Is(err, health.ErrUnwantedHoldings) {
 		t.Fatalf("the superseded set was kept: %v", err)
@@ -97,7 +105,7 @@ func TestHoldingsByDigest(t *testing.T) {
 	if _, err := v.AddHoldings(nextHeld); err != nil {
 		t.Fatal(err)
 	}
-	if hs := v.Holders("bafyC", t0.Add(2*time.Second)); len(hs) != 1 {
+	if hs := v.Holders("bafyC", t0.Add(2*time.Second)); len(hs) != 1 || len(v.Pending(t0.Add(2*time.Second))) != 0 {
 		t.Fatalf("Holders(bafyC) = %v", hs)
 	}
 	// Forgetting the mirror frees its holdings.

@@ -29,7 +29,7 @@ type snapshot struct {
 type snapItem struct {
 	st   *attest.Statement
 	susp *attest.Statement // standing suspicion about st's sequence, or nil
-	hold *attest.Statement // holdings statement st names, or nil
+	hold heldSet           // holdings statement kept for st's mirror (zero: none)
 }
 
 // snapshot returns the listing for the current version, building it if
@@ -42,7 +42,7 @@ func (v *View) snapshot() *snapshot {
 	}
 	sn := &snapshot{version: v.version, lag: v.lag, items: make([]snapItem, 0, len(v.entries))}
 	for id, st := range v.entries {
-		it := snapItem{st: st, hold: v.holdingsFor(id, st.Liveness)}
+		it := snapItem{st: st, hold: v.heldFor(id)}
 		if s := v.suspicions[id]; s != nil && s.Seq >= st.Seq {
 			it.susp = s
 			sn.suspicions++

@@ -85,8 +85,10 @@ type Mirror struct {
 	Raw []byte
 	// Bundles are the root CIDs the mirror holds, sorted: listed in its
 	// statement, or in the holdings statement its statement names by
-	// digest; nil while the view does not hold that one yet (see
-	// [View.Pending]). Shared: do not modify.
+	// digest. While the view does not hold that one yet (see
+	// [View.Pending]) they are the mirror's previous signed list, if the
+	// view holds one (its holdings changed a moment ago), else nil.
+	// Shared: do not modify.
 	Bundles []string
 }
 
@@ -188,8 +190,10 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	if susp != nil && susp.Seq >= st.Seq {
 		v.suspicions[st.Signer] = susp // not refuted by this one
 	}
-	if hasHeld && held.digest == st.Liveness.Holdings {
-		// A refresh that names the same holdings keeps them.
+	if hasHeld && !st.Liveness.Inline() {
+		// A refresh that names the same holdings keeps them; one that
+		// names new holdings keeps the old list until the new one
+		// arrives (see Mirror.Bundles).
 		v.holdings[st.Signer] = held
 		v.bytes += holdingsCost(held.st)
 	}
@@ -268,7 +272,7 @@ func (v *View) mirrorLocked(st *attest.Statement, now time.Time) (Mirror, bool) 
 		return Mirror{}, false
 	}
 	return Mirror{Peer: st.Signer, State: s, LastSeen: st.Time, Seq: st.Seq, Liveness: st.Liveness, Raw: st.Raw,
-		Bundles: bundlesOf(st.Liveness, v.holdingsFor(st.Signer, st.Liveness))}, true
+		Bundles: bundlesOf(st.Liveness, v.heldFor(st.Signer))}, true
 }
 
 // Mirror returns one mirror's state at now; false if it is unknown or

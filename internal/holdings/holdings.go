@@ -79,6 +79,10 @@ const (
 	MaxAnswerBytes = 2 << 20
 	// parallel bounds the pulls in flight at once.
 	parallel = 4
+	// paceRate and paceBurst pace the requests this side sends to one
+	// peer, well inside what a responder answers (DefaultRate,
+	// DefaultBurst), so an honest puller is never taken for a flood.
+	paceRate, paceBurst = 1, 4
 )
 
 // Store is what the service reads from, and gives to, the rest of the
@@ -157,6 +161,7 @@ type Service struct {
 	loggedAt map[peer.ID]time.Time // last bad-input line per peer
 	pending  map[protocol.HoldingsRef]*wanted
 	backoff  map[protocol.HoldingsRef]time.Time // exhausted: not before
+	pace     swim.Limiter                       // requests sent, per peer
 	kick     chan struct{}
 
 	cancel context.CancelFunc
@@ -186,7 +191,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, log: log, limiter: swim.Limiter{Rate: cfg.Rate, Burst: cfg.Burst},
-		loggedAt: map[peer.ID]time.Time{}, pending: map[protocol.HoldingsRef]*wanted{},
+		loggedAt: map[peer.ID]time.Time{}, pending: map[protocol.HoldingsRef]*wanted{}, pace: swim.Limiter{Rate: paceRate, Burst: paceBurst},
 		backoff: map[protocol.HoldingsRef]time.Time{}, kick: make(chan struct{}, 1),
 	}, nil
 }
@@ -245,15 +250,36 @@ func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Retry)
 	defer t.Stop()
+	var paced *time.Timer
+	var pacedC <-chan time.Time
+	defer func() {
+		if paced != nil {
+			paced.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
+		case <-pacedC:
+			paced, pacedC = nil, nil
 		case <-t.C:
 			s.retry()
 		}
-		for s.round(ctx) && ctx.Err() == nil {
+		for {
+			left, sent := s.round(ctx)
+			if ctx.Err() != nil || !left {
+				break
+			}
+			if !sent {
+				// Everything left waits for its source's pace.
+				if paced == nil {
+					paced = time.NewTimer(time.Second / paceRate)
+					pacedC = paced.C
+				}
+				break
+			}
 		}
 	}
 }
@@ -285,9 +311,13 @@ func (s *Service) retry() {
 }
 
 // round makes one pull from the next source of every wanted reference,
-// batched per source, and reports whether anything is left to try.
-func (s *Service) round(ctx context.Context) bool {
+// batched per source (a source asked too often lately waits its turn),
+// and reports whether anything is left to try and whether it asked
+// anyone.
+func (s *Service) round(ctx context.Context) (left, sent bool) {
 	batches := map[peer.ID][]protocol.HoldingsRef{}
+	paced := map[peer.ID]bool{} // sources over their pace this round
+	now := s.cfg.Now()
 	s.mu.Lock()
 	for ref, w := range s.pending {
 		if !s.cfg.Store.Wants(ref) {
@@ -300,16 +330,23 @@ func (s *Service) round(ctx context.Context) bool {
 			continue
 		}
 		src := w.sources[w.tried]
-		w.tried++
-		if len(batches[src]) < protocol.MaxHoldingsWant {
-			batches[src] = append(batches[src], ref)
-		} else {
-			w.tried-- // next round
+		if _, asking := batches[src]; !asking && !paced[src] {
+			if !s.pace.Allow(src, now) {
+				paced[src] = true
+			} else {
+				batches[src] = nil
+			}
 		}
+		if paced[src] || len(batches[src]) >= protocol.MaxHoldingsWant {
+			continue // a later round
+		}
+		w.tried++
+		batches[src] = append(batches[src], ref)
 	}
+	waiting := len(s.pending) > 0
 	s.mu.Unlock()
 	if len(batches) == 0 {
-		return false
+		return waiting, false
 	}
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -331,9 +368,9 @@ func (s *Service) round(ctx context.Context) bool {
 	}
 	wg.Wait()
 	s.mu.Lock()
-	left := len(s.pending) > 0
+	left = len(s.pending) > 0
 	s.mu.Unlock()
-	return left
+	return left, true
 }
 
 func cmp(a, b string) int {

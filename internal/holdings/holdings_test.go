@@ -324,3 +324,47 @@ func TestMalformedRequestCounted(t *testing.T) {
 		}
 	})
 }
+
+// TestManyWantsPacedUnderTheLimit: a puller wanting more lists from one
+// peer than one request carries batches them and paces its requests, so
+// a responder with the default limits answers every one and counts no
+// flood.
+func TestManyWantsPacedUnderTheLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2, 0, 0)
+		server, asker := ms[0], ms[1]
+		const n = 12 * protocol.MaxHoldingsWant
+		for i := range n {
+			k, _, err := crypto.GenerateEd25519Key(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := peer.IDFromPrivateKey(k)
+			set := []string{fmt.Sprintf("bafy%d", i)}
+			raw, err := attest.SignHoldings(k, protocol.Holdings{Peer: id.String(), Seq: 1, Time: time.Now().UnixMilli(), Bundles: set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := protocol.HoldingsRef{Peer: id.String(), Digest: protocol.HoldingsDigest(set)}
+			server.store.serve[ref] = raw
+			asker.store.want[ref] = true
+		}
+		asker.store.mu.Lock()
+		refs := make([]protocol.HoldingsRef, 0, n)
+		for ref := range asker.store.want {
+			refs = append(refs, ref)
+		}
+		asker.store.mu.Unlock()
+		for _, ref := range refs {
+			asker.svc.Want(ref, server.h.ID())
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if got := asker.store.keptCount(); got != n {
+			t.Fatalf("kept %d of %d", got, n)
+		}
+		if f := server.badCount(holdings.ReasonFlood); f != 0 {
+			t.Fatalf("the responder counted %d floods from an honest puller", f)
+		}
+	})
+}
