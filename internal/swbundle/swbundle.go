@@ -227,8 +227,8 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 		origin, app := s.origins(host)
 		if !app {
 			// The gateway gives trustless responses CORS headers; the
-			// statements stream gets them here.
-			if r.URL.Path == protocol.HTTPStatementsPath && cors(w, r) {
+			// statements stream and the holdings statement get them here.
+			if (r.URL.Path == protocol.HTTPStatementsPath || r.URL.Path == protocol.HTTPHoldingsPath) && cors(w, r) {
 				return
 			}
 			next.ServeHTTP(w, r)
