@@ -302,6 +302,9 @@ func (n *Node) accept(st *attest.Statement) error {
 		}
 		return nil
 	}
+	if st.Kind == attest.KindHoldings {
+		return errHoldingsGossiped
+	}
 	if err := n.guard.Admit(st, now); err != nil {
 		return err
 	}

@@ -20,6 +20,11 @@ import (
 // whatever the mirror holds, and a refresh carries no list at all.
 const defaultInlineHoldings = 0
 
+// errHoldingsGossiped refuses a holdings statement on gossip: they are
+// pulled (and carried by sync), never gossiped, so one on a topic is
+// provably out of protocol (reject, reason "kind").
+var errHoldingsGossiped = fmt.Errorf("%w: holdings statements are pulled, never gossiped", attest.ErrKind)
+
 // holdingsWiring is the holdings pull protocol's wiring (package
 // holdings) and this mirror's own signed holdings statement.
 type holdingsWiring struct {

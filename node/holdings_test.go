@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,5 +157,33 @@ func testForgedHoldingsRefused(t *testing.T) {
 	after, _ := asker.view.Mirror(subject.ID(), asker.clock())
 	if asker.view.Version() != version || !slices.Equal(before.Bundles, after.Bundles) || before.Seq != after.Seq {
 		t.Fatal("refused holdings changed the asker's view")
+	}
+}
+
+// TestHoldingsOnGossipRejected: a holdings statement published on a
+// gossip topic is rejected (they are pulled, never gossiped) and changes
+// no view.
+func TestHoldingsOnGossipRejected(t *testing.T) { inBubble(t, testHoldingsOnGossipRejected) }
+
+func testHoldingsOnGossipRejected(t *testing.T) {
+	c := newSimCluster(t, 10*time.Millisecond)
+	a, b := c.add(), c.add()
+	c.connect(a, b)
+	hb := a.prof.Heartbeat
+	waitFor(t, 20*hb, "all alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+	raw, err := attest.SignHoldings(a.key, protocol.Holdings{Peer: a.ID().String(), Seq: 1, Time: time.Now().UnixMilli(), Bundles: []string{"bafkreiaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := attest.Verify(raw, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := b.view.Version()
+	if err := b.accept(st); !errors.Is(err, attest.ErrKind) || verdict(err) != attest.Reject {
+		t.Fatalf("accept(holdings) = %v", err)
+	}
+	if b.view.Version() != version {
+		t.Fatal("a gossiped holdings statement changed the view")
 	}
 }

@@ -105,9 +105,8 @@ export class Pool {
   // mirrors whose statements name their holdings by digest only (once
   // per mirror, digest and root), so the view can say whether they hold
   // the root. Only the answer is kept, never the list.
-  async resolveHoldings () {
-    if (this.root == null) return
-    const root = this.root
+  async resolveHoldings (root = this.root) {
+    if (root == null) return
     const asks = []
     for (const need of this.view.needHoldings(root, this.now(), MaxAgeMs)) {
       const key = need.peer + ' ' + need.digest + ' ' + root
@@ -265,8 +264,11 @@ export class Pool {
     this.resolveHoldings().then(() => this.applyView())
   }
 
-  // holders counts the mirrors whose fresh statements list root.
+  // holders counts the mirrors whose fresh statements list root. The
+  // holdings statements of mirrors that name theirs by digest are read in
+  // the background: a later call counts them.
   holders (root) {
+    this.resolveHoldings(root).catch(() => {})
     return this.view.usable(root, this.now(), MaxAgeMs).filter(u => !(this.secureOnly && u.url.startsWith('http:'))).length
   }
 
