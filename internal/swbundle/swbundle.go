@@ -17,8 +17,9 @@
 // waits until the worker controls the page and reloads: the reload and
 // everything after it are answered by the worker, from verified blocks. A
 // browser that cannot run the worker (no service worker support, storage
-// disabled) is sent back with the cookie DirectCookie and then gets the
-// app straight from this mirror, as before. Requests that are not
+// disabled, an install that failed) is sent back with the cookie
+// DirectCookie and then gets the app straight from this mirror, as before;
+// a worker that is only slow to start is waited for. Requests that are not
 // navigations (the app's own fetches, curl, light clients, probes) pass
 // through untouched.
 //
@@ -407,10 +408,21 @@ const bootstrapPage = `<!doctype html>
   if (!("serviceWorker" in navigator)) { direct("no service worker support"); return; }
   if (navigator.serviceWorker.controller) { reload(); return; }
   navigator.serviceWorker.addEventListener("controllerchange", reload);
-  // A worker that cannot install (storage off, a private mode that
-  // forbids it) never takes control: serve the app directly then.
-  setTimeout(function () { direct("the worker did not start within 15 s"); }, 15000);
-  navigator.serviceWorker.register("{{WORKER}}", { scope: "/" }).then(function () {
+  // Only a browser that cannot run the worker gets the app directly: one
+  // that refuses to register it (no storage, a private mode that forbids
+  // it) or a worker whose install failed (the browser bounds an install's
+  // time itself). A slow start is waited for: falling back on a timer
+  // raced the worker's activation (the direct page loaded as the worker
+  // claimed its clients stayed unverified for the whole session).
+  setTimeout(function () {
+    var p = document.getElementById("mirrornet-boot");
+    if (p && !done) p.textContent = "Still starting the verifying loader (a slow device or network)…";
+  }, 15000);
+  navigator.serviceWorker.register("{{WORKER}}", { scope: "/" }).then(function (reg) {
+    var w = reg.installing || reg.waiting;
+    if (w) w.addEventListener("statechange", function () {
+      if (w.state === "redundant" && !reg.installing && !reg.waiting && !reg.active) direct("the worker failed to install");
+    });
     return navigator.serviceWorker.ready;
   }).then(function () {
     // Active: reload so that the worker answers the page (a hard reload
