@@ -87,7 +87,7 @@ type leafPlace struct {
 // maxQueuedBytes bounds the verified bytes waiting for the tree writer:
 // when the disk is slower than the network the fetch waits, so memory
 // stays flat whatever the bundle's size.
-const maxQueuedBytes = 16 << 20
+const maxQueuedBytes = 4 << 20
 
 type placeKind int
 
