@@ -534,8 +534,15 @@ func (n *Node) publishLiveness(state string) {
 	// in it instead: mirrors that learnt the network together would
 	// otherwise refresh together, in bursts, ever after; this spreads
 	// their refreshes evenly over the interval from the first one on.
+	// This mirror's first statement since it started went out while its
+	// connections and gossip meshes were still forming and may have missed
+	// mirrors (they would learn it only at its first refresh): the first
+	// refresh comes early, within the first quarter of the TTL.
 	frac := 0.75 + 0.2*n.rng.Float64()
-	if ttl > 2*n.lastTTL {
+	switch {
+	case n.lastTTL == 0:
+		frac = 0.05 + 0.2*n.rng.Float64()
+	case ttl > 2*n.lastTTL:
 		frac = 0.05 + 0.9*n.rng.Float64()
 	}
 	n.lastTTL = ttl
