@@ -91,8 +91,9 @@
 // statement, a flipped signature bit, reordered envelope fields, the
 // signature in field 4, a zigzag-varint signing buffer, a wrong domain, an
 // unknown payload type, a non-canonical payload, a subject that is not the
-// signer, a secp256k1 key, statements from the future and too old, and
-// holdings: a statement naming them by digest only, one with neither a
+// signer, a secp256k1 key, statements from the future and too old, TTLs
+// (30 s, exactly [MaxLivenessTTL] accepted, one millisecond above it
+// rejected), and holdings: a statement naming them by digest only, one with neither a
 // list nor a digest, and one whose list does not have its digest. A
 // compatible peer gives the same verdict on every vector.
 //

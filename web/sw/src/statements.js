@@ -22,8 +22,11 @@ export const MaxClockDisparityMs = 2000
 export const MaxLivenessAgeMs = 60_000
 // MaxLivenessTTLMs bounds a statement's ttl: the signer's promise to sign
 // again within it (mirrors refresh at an interval that grows with the
-// network; a statement is current until its time plus ttl).
-export const MaxLivenessTTLMs = 600_000
+// network; a statement is current until its time plus ttl). It mirrors
+// protocol.MaxLivenessTTL (protocol/swim.go, one hour) and must change with
+// it: the TTL grows with the network, so a lower limit here refuses every
+// statement of a large network.
+export const MaxLivenessTTLMs = 3_600_000
 export const MaxStringLen = 512
 export const MaxAddrs = 32
 export const MaxBundles = 512
