@@ -497,7 +497,8 @@ func TestProbeValidator(t *testing.T) {
 	}
 }
 
-// probeCounter sums the samples of a counter whose labels include want.
+// probeCounter sums the samples of a counter whose labels include want
+// (name=value pairs); the node tests of other subsystems use it too.
 func probeCounter(t testing.TB, n *Node, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := n.registry.Gather()

@@ -13,36 +13,6 @@ import (
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
-// gathered sums the samples of a metric family whose labels include
-// want (name=value pairs).
-func gathered(t testing.TB, n *Node, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := n.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
-}
-
 // TestReleaseMissedByGossipArrives: a release record and a build
 // attestation that gossip never brought to a connected mirror (here: kept
 // by the publisher without publishing, as when the publish went out before
@@ -92,18 +62,18 @@ func testReleaseMissedByGossipArrives(t *testing.T) {
 		return st.Integrity == "verified", st.Summary
 	})
 	t.Logf("learnt after %s (interval %s)", time.Since(start), interval)
-	if got := gathered(t, b, "mirrornet_release_sync_records_total", nil); got != 2 {
+	if got := probeCounter(t, b, "mirrornet_release_sync_records_total", nil); got != 2 {
 		t.Fatalf("B counts %v records learnt through release sync, want 2", got)
 	}
-	if got := gathered(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "learned"}); got < 1 {
+	if got := probeCounter(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "learned"}); got < 1 {
 		t.Fatalf("B counts %v pulls that learnt something", got)
 	}
 
 	// In sync, a pull is one digest each way.
-	sameBefore := gathered(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "same"})
+	sameBefore := probeCounter(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "same"})
 	sentBefore, recvBefore := fb.sync.BytesSent(), fb.sync.BytesReceived()
 	waitFor(t, 3*interval, "B pulls again", func() (bool, string) {
-		got := gathered(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "same"})
+		got := probeCounter(t, b, "mirrornet_release_sync_pulls_total", map[string]string{"outcome": "same"})
 		return got > sameBefore, fmt.Sprint(got)
 	})
 	sent, recv := fb.sync.BytesSent()-sentBefore, fb.sync.BytesReceived()-recvBefore
