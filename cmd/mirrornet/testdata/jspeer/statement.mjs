@@ -14,6 +14,7 @@ export const MAX_LIVENESS_TTL_MS = 3600000
 const MAX_STRING_LEN = 512
 const MAX_ADDRS = 32
 const MAX_BUNDLES = 512
+const MAX_HOLDINGS = 4096
 
 // The kinds the spec lists: payload type -> domain.
 const KINDS = {
@@ -150,16 +151,20 @@ export function encodeLiveness (l) {
     `"time":${BigInt(l.time ?? 0).toString()}`,
     `"addrs":[${(l.addrs ?? []).map(goString).join(',')}]`,
     `"http":${goString(l.http ?? '')}`,
-    `"bundles":[${(l.bundles ?? []).map(goString).join(',')}]`,
+    // bundles is absent (not [] and not null) when the statement names
+    // its holdings by digest only.
+    ...(Array.isArray(l.bundles) ? [`"bundles":[${l.bundles.map(goString).join(',')}]`] : []),
     `"version":${goString(l.version ?? '')}`
   ]
   if (l.region) parts.push(`"region":${goString(l.region)}`)
   if (l.apps && l.apps.length) parts.push(`"apps":[${l.apps.map(goString).join(',')}]`)
   if (l.ttl) parts.push(`"ttl":${BigInt(l.ttl).toString()}`)
+  if (l.holdings) parts.push(`"holdings":${goString(l.holdings)}`)
+  if (l.holdings_count) parts.push(`"holdings_count":${BigInt(l.holdings_count).toString()}`)
   return Buffer.from('{' + parts.join(',') + '}')
 }
 
-const LIVENESS_FIELDS = { peer: 'string', state: 'string', seq: 'number', time: 'number', addrs: 'list', http: 'string', bundles: 'list', version: 'string', region: 'string', apps: 'list', ttl: 'number' }
+const LIVENESS_FIELDS = { peer: 'string', state: 'string', seq: 'number', time: 'number', addrs: 'list', http: 'string', bundles: 'list', version: 'string', region: 'string', apps: 'list', ttl: 'number', holdings: 'string', holdings_count: 'number' }
 
 function sortedUnique (xs) {
   for (let i = 1; i < xs.length; i++) if (!(xs[i - 1] < xs[i])) return false
@@ -201,8 +206,39 @@ export function decodeLiveness (payload) {
     if (xs.length > max) throw reject('payload', `${k} has too many entries`)
     if (xs.some(x => x === '' || x.length > MAX_STRING_LEN)) throw reject('payload', `bad entry in ${k}`)
   }
-  if (!sortedUnique(l.bundles) || !sortedUnique(l.apps ?? [])) throw reject('payload', 'list not sorted and unique')
+  if (!sortedUnique(l.bundles ?? []) || !sortedUnique(l.apps ?? [])) throw reject('payload', 'list not sorted and unique')
+  checkHoldings(l)
   return l
+}
+
+// holdingsDigest is the spec's digest of a sorted set of root CIDs: the
+// sha2-256 multihash (hex) of uvarint(len(cid)) || cid for each CID.
+export function holdingsDigest (sorted) {
+  const h = createHash('sha256')
+  for (const c of sorted) {
+    const b = Buffer.from(c, 'utf8')
+    let n = b.length
+    const len = []
+    do { len.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0)); n >>>= 7 } while (n > 0)
+    h.update(Buffer.from(len))
+    h.update(b)
+  }
+  return '1220' + h.digest('hex')
+}
+
+// checkHoldings: a statement says what it holds, inline (bundles) or by
+// digest (holdings, holdings_count), and the two agree when it does both.
+function checkHoldings (l) {
+  const digest = l.holdings ?? ''
+  const count = l.holdings_count ?? 0
+  if (l.bundles == null && digest === '') throw reject('payload', 'neither bundles nor a holdings digest')
+  if (digest === '') {
+    if (count !== 0) throw reject('payload', 'holdings_count without holdings')
+    return
+  }
+  if (!/^1220[0-9a-f]{64}$/.test(digest)) throw reject('payload', 'holdings is not a sha2-256 multihash in hex')
+  if (count > MAX_HOLDINGS) throw reject('payload', 'holdings_count above its limit')
+  if (l.bundles != null && (l.bundles.length !== count || holdingsDigest(l.bundles) !== digest)) throw reject('payload', 'bundles do not match the holdings digest')
 }
 
 // verifyStatement checks a signed statement as the spec's Validation
