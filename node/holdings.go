@@ -43,7 +43,7 @@ func (n *Node) startHoldings() error {
 	w := &n.held
 	w.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrornet_holdings_bad_input_total",
-		Help: "Holdings input refused, by reason: holdings_mismatch (a holdings list signed by another key than its subject's, or whose digest is not the one asked for), holdings_invalid (an answer that does not verify), holdings_malformed (a request or answer that breaks the protocol), holdings_flood (a peer over the request rate limit). None of them changes the view.",
+		Help: "Holdings input refused, by reason: holdings_mismatch (a holdings list signed by another key than its subject's, or whose digest is not the one asked for), holdings_invalid (an answer that does not verify), holdings_malformed (a request or answer that breaks the protocol), holdings_flood (a peer over the request rate limit), holdings_sync_oversize (a sync response with more holdings bytes than protocol.MaxSyncHoldingsBytes; the stream is reset). None of them changes the view.",
 	}, []string{"reason"})
 	svc, err := holdings.New(holdings.Config{
 		Host: n.host, Store: holdingsStore{n}, Retry: n.prof.Heartbeat,
@@ -62,7 +62,7 @@ func (n *Node) startHoldings() error {
 		}, func() float64 { return float64(f()) })
 	}
 	n.registry.MustRegister(w.badInput, pullBytes("sent", svc.BytesSent), pullBytes("received", svc.BytesReceived))
-	for _, r := range []string{holdings.ReasonMismatch, holdings.ReasonInvalid, holdings.ReasonMalformed, holdings.ReasonFlood} {
+	for _, r := range []string{holdings.ReasonMismatch, holdings.ReasonInvalid, holdings.ReasonMalformed, holdings.ReasonFlood, holdings.ReasonSyncOversize} {
 		w.badInput.WithLabelValues(r)
 	}
 	svc.Start(n.ctx)

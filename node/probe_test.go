@@ -273,7 +273,7 @@ func testProbesVerifyMirrorsAndCatchALiar(t *testing.T) {
 	sts := a.syncStatements()
 	taken := 0
 	for _, raw := range sts {
-		if d.applySynced(raw, "") {
+		if ok, _ := d.applySynced(raw, ""); ok {
 			taken++
 		}
 	}

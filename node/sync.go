@@ -16,6 +16,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/holdings"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -177,6 +178,12 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 	fresh := 0
 	var relay [][]byte
 	defer func() { n.republish(relay) }()
+	// held counts the bytes of holdings statements received: the sender
+	// sends at most protocol.MaxSyncHoldingsBytes of them, so a peer that
+	// sends more is out of protocol and we stop decoding its frames. A
+	// frame larger than protocol.MaxStatementSize can only be a holdings
+	// statement, so it is counted before it is verified.
+	held := 0
 	for i := 0; ; i++ {
 		if i > protocol.MaxSyncStatements {
 			s.Reset()
@@ -190,28 +197,58 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (int, error) {
 		if len(raw) == 0 {
 			return fresh, nil
 		}
-		if n.applySynced(raw, p) {
-			fresh++
-			if len(relay) < maxRelayPerSync {
-				relay = append(relay, raw)
-			}
+		big := len(raw) > protocol.MaxStatementSize
+		if big {
+			held += len(raw)
+		}
+		if held > protocol.MaxSyncHoldingsBytes {
+			return fresh, n.syncHoldingsOversize(s, p, held)
+		}
+		ok, kind := n.applySynced(raw, p)
+		if kind == attest.KindHoldings && !big {
+			held += len(raw)
+		}
+		if !ok {
+			continue
+		}
+		fresh++
+		// Only liveness and suspicion statements are republished, so only
+		// they take relay slots.
+		if (kind == attest.KindLiveness || kind == attest.KindSuspicion) && len(relay) < maxRelayPerSync {
+			relay = append(relay, raw)
 		}
 	}
+}
+
+// errSyncOversize: a sync response carried more holdings statements than
+// protocol.MaxSyncHoldingsBytes.
+var errSyncOversize = errors.New("node: sync response over the holdings byte bound")
+
+// syncHoldingsOversize resets a sync stream whose holdings statements
+// passed protocol.MaxSyncHoldingsBytes, counts it and says so once.
+func (n *Node) syncHoldingsOversize(s network.Stream, p peer.ID, held int) error {
+	s.Reset()
+	if n.held.badInput != nil {
+		n.held.badInput.WithLabelValues(holdings.ReasonSyncOversize).Inc()
+	}
+	err := fmt.Errorf("node: sync from %s: %w: more than %d bytes of holdings statements (%d so far)", p, errSyncOversize, protocol.MaxSyncHoldingsBytes, held)
+	n.log.Info("sync stream reset", "peer", p, "err", err)
+	return err
 }
 
 // applySynced verifies a statement received through sync. Unlike gossip,
 // sync takes old (but genuine) statements: they tell a late joiner which
 // mirrors are dead. from is the peer it came from.
-func (n *Node) applySynced(raw []byte, from peer.ID) bool {
+func (n *Node) applySynced(raw []byte, from peer.ID) (bool, attest.Kind) {
 	for _, f := range n.features {
 		if f.applySynced(raw) {
-			return true
+			return true, ""
 		}
 	}
 	st, err := attest.Verify(raw, n.clock())
 	if err != nil && !(errors.Is(err, attest.ErrTooOld) && st != nil) {
 		n.metrics.statement(st, err)
-		return false
+		return false, ""
 	}
 	if st.Kind == attest.KindHoldings {
 		// Kept only if the subject's statement names it.
@@ -219,18 +256,18 @@ func (n *Node) applySynced(raw []byte, from peer.ID) bool {
 		if changed {
 			n.kickFetches(st.Holdings.Bundles)
 		}
-		return changed
+		return changed, st.Kind
 	}
 	if len(raw) > protocol.MaxStatementSize {
 		n.metrics.statement(st, attest.ErrOversize)
-		return false
+		return false, st.Kind
 	}
 	err = n.accept(st)
 	n.metrics.statement(st, err)
 	if err == nil {
 		n.learnedLiveness(st, from)
 	}
-	return err == nil
+	return err == nil, st.Kind
 }
 
 // syncLoop runs sync requests queued by new connections, one at a time.

@@ -359,7 +359,8 @@
 // statements come first, then the suspicions the responder holds, then
 // the holdings statements it holds (at most [MaxSyncHoldingsBytes] of
 // them in all; these frames may be up to [MaxHoldingsSize] bytes; the
-// receiver pulls the rest), then everything else. A
+// receiver pulls the rest; a receiver resets a response carrying more),
+// then everything else. A
 // receiver republishes on gossip the statements and suspicions a sync
 // taught it that are fresh enough for gossip (at most 64 per exchange), so
 // what one side of a new connection knows reaches the whole network at

@@ -62,6 +62,9 @@ const (
 	ReasonMalformed = "holdings_malformed"
 	// ReasonFlood: a peer sent pull requests over the rate limit.
 	ReasonFlood = "holdings_flood"
+	// ReasonSyncOversize: a sync response carried more holdings bytes
+	// than protocol.MaxSyncHoldingsBytes (the node resets that stream).
+	ReasonSyncOversize = "holdings_sync_oversize"
 )
 
 // Defaults.
