@@ -43,11 +43,12 @@ func (n *Node) startHoldings() error {
 	w := &n.held
 	w.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mirrornet_holdings_bad_input_total",
-		Help: "Holdings input refused, by reason: holdings_mismatch (a holdings list signed by another key than its subject's, or whose digest is not the one asked for), holdings_invalid (an answer that does not verify), holdings_malformed (a request or answer that breaks the protocol), holdings_flood (a peer over the request rate limit), holdings_sync_oversize (a sync response with more holdings bytes than protocol.MaxSyncHoldingsBytes; the stream is reset). None of them changes the view.",
+		Help: "Holdings input refused, by reason: holdings_mismatch (a holdings list signed by another key than its subject's, or whose digest is not the one asked for), holdings_invalid (an answer that does not verify), holdings_malformed (a request or answer that breaks the protocol), holdings_flood (a peer over the request rate limit), holdings_sync_oversize (a sync response with more holdings bytes than protocol.MaxSyncHoldingsBytes; the stream is reset), holdings_stranger (a pull request from a peer that is not a mirror held alive or suspect), holdings_busy (a pull request while the most answers allowed at once were running). None of them changes the view.",
 	}, []string{"reason"})
 	svc, err := holdings.New(holdings.Config{
 		Host: n.host, Store: holdingsStore{n}, Retry: n.prof.Heartbeat,
 		Log:        n.log,
+		Serve:      n.knownMirror,
 		OnBadInput: func(reason string) { w.badInput.WithLabelValues(reason).Inc() },
 		OnAdded:    func(st *attest.Statement) { n.kickFetches(st.Holdings.Bundles) },
 		Now:        n.clock,
@@ -62,7 +63,7 @@ func (n *Node) startHoldings() error {
 		}, func() float64 { return float64(f()) })
 	}
 	n.registry.MustRegister(w.badInput, pullBytes("sent", svc.BytesSent), pullBytes("received", svc.BytesReceived))
-	for _, r := range []string{holdings.ReasonMismatch, holdings.ReasonInvalid, holdings.ReasonMalformed, holdings.ReasonFlood, holdings.ReasonSyncOversize} {
+	for _, r := range []string{holdings.ReasonMismatch, holdings.ReasonInvalid, holdings.ReasonMalformed, holdings.ReasonFlood, holdings.ReasonSyncOversize, holdings.ReasonStranger, holdings.ReasonBusy} {
 		w.badInput.WithLabelValues(r)
 	}
 	svc.Start(n.ctx)

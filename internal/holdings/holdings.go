@@ -65,6 +65,10 @@ const (
 	// ReasonSyncOversize: a sync response carried more holdings bytes
 	// than protocol.MaxSyncHoldingsBytes (the node resets that stream).
 	ReasonSyncOversize = "holdings_sync_oversize"
+	// ReasonStranger: a request from a peer Config.Serve refuses.
+	ReasonStranger = "holdings_stranger"
+	// ReasonBusy: MaxServing answers were already running.
+	ReasonBusy = "holdings_busy"
 )
 
 // Defaults.
@@ -80,6 +84,8 @@ const (
 	// request (the rest are left out; the asker asks again), so a request
 	// cannot make a responder send more than this.
 	MaxAnswerBytes = 2 << 20
+	// DefaultMaxServing bounds the answers running at once.
+	DefaultMaxServing = 4
 	// parallel bounds the pulls in flight at once.
 	parallel = 4
 	// paceRate and paceBurst pace the requests this side sends to one
@@ -114,6 +120,13 @@ type Config struct {
 	Rate, Burst float64
 	// Timeout bounds one pull exchange (0: DefaultTimeout).
 	Timeout time.Duration
+	// Serve, if set, reports whether a peer's requests may be answered
+	// (the node admits mirrors its view holds alive or suspect): peer
+	// IDs cost nothing to make, so strangers get no answers.
+	Serve func(peer.ID) bool
+	// MaxServing bounds the answers running at once (0:
+	// DefaultMaxServing); a request over it is refused.
+	MaxServing int
 	// Retry is how often the store's Pending holdings are asked of their
 	// subjects again (the node passes its heartbeat). A reference that
 	// no source answered waits four Retry periods before it is tried
@@ -141,6 +154,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Rate and Burst must both be 0 (defaults) or positive, Burst at least 1 (got %v, %v)", ErrConfig, c.Rate, c.Burst)
 	case c.Timeout < 0:
 		return fmt.Errorf("%w: Timeout is negative", ErrConfig)
+	case c.MaxServing < 0:
+		return fmt.Errorf("%w: MaxServing is negative", ErrConfig)
 	case c.Retry <= 0:
 		return fmt.Errorf("%w: Retry must be positive", ErrConfig)
 	}
@@ -166,6 +181,7 @@ type Service struct {
 	backoff  map[protocol.HoldingsRef]time.Time // exhausted: not before
 	pace     swim.Limiter                       // requests sent, per peer
 	kick     chan struct{}
+	serving  chan struct{} // one token per answer running
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,6 +201,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.MaxServing == 0 {
+		cfg.MaxServing = DefaultMaxServing
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -196,6 +215,7 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, log: log, limiter: swim.Limiter{Rate: cfg.Rate, Burst: cfg.Burst},
 		loggedAt: map[peer.ID]time.Time{}, pending: map[protocol.HoldingsRef]*wanted{}, pace: swim.Limiter{Rate: paceRate, Burst: paceBurst},
 		backoff: map[protocol.HoldingsRef]time.Time{}, kick: make(chan struct{}, 1),
+		serving: make(chan struct{}, cfg.MaxServing),
 	}, nil
 }
 
@@ -505,17 +525,31 @@ func (s *Service) learnAddrs(p peer.ID) {
 	}
 }
 
-// handle answers a pull request. Cost bound: per peer, the limiter's
-// rate; per request, protocol.MaxHoldingsWant distinct references and
+// handle answers a pull request. Cost bound: only peers Config.Serve
+// admits; per peer, the limiter's rate; at most MaxServing answers at
+// once; per request, protocol.MaxHoldingsWant distinct references and
 // MaxAnswerBytes written.
 func (s *Service) handle(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
+	if s.cfg.Serve != nil && !s.cfg.Serve(from) {
+		s.badFrom(from, ReasonStranger, errors.New("not a mirror this node holds alive or suspect"))
+		st.Reset()
+		return
+	}
 	s.mu.Lock()
 	ok := s.limiter.Allow(from, s.cfg.Now())
 	s.mu.Unlock()
 	if !ok {
 		s.badFrom(from, ReasonFlood, fmt.Errorf("over %v requests per second", s.cfg.Rate))
+		st.Reset()
+		return
+	}
+	select {
+	case s.serving <- struct{}{}:
+		defer func() { <-s.serving }()
+	default:
+		s.badFrom(from, ReasonBusy, fmt.Errorf("%d answers already running", cap(s.serving)))
 		st.Reset()
 		return
 	}

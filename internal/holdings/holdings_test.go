@@ -113,6 +113,12 @@ func (m *mirror) sign(t *testing.T, seq uint64, set ...string) ([]byte, protocol
 // store knows every host's addresses.
 func newMirrors(t *testing.T, n int, rate, burst float64) []*mirror {
 	t.Helper()
+	return newMirrorsWith(t, n, func(_ int, c *holdings.Config) { c.Rate, c.Burst = rate, burst })
+}
+
+// newMirrorsWith is newMirrors with tweak applied to mirror i's config.
+func newMirrorsWith(t *testing.T, n int, tweak func(i int, c *holdings.Config)) []*mirror {
+	t.Helper()
 	nw, err := netsim.New(netsim.Config{Latency: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -136,10 +142,12 @@ func newMirrors(t *testing.T, n int, rate, burst float64) []*mirror {
 			t.Fatal(err)
 		}
 		m := &mirror{h: h, key: sk, store: newStore(), bad: map[string]int{}}
-		m.svc, err = holdings.New(holdings.Config{
-			Host: h, Store: m.store, Rate: rate, Burst: burst, Retry: time.Second,
+		cfg := holdings.Config{
+			Host: h, Store: m.store, Retry: time.Second,
 			OnBadInput: func(r string) { m.mu.Lock(); m.bad[r]++; m.mu.Unlock() },
-		})
+		}
+		tweak(i, &cfg)
+		m.svc, err = holdings.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -366,5 +374,91 @@ func TestManyWantsPacedUnderTheLimit(t *testing.T) {
 		if f := server.badCount(holdings.ReasonFlood); f != 0 {
 			t.Fatalf("the responder counted %d floods from an honest puller", f)
 		}
+	})
+}
+
+// TestStrangerNotServed: a peer Serve refuses gets no answer (counted as
+// holdings_stranger); a peer it admits does.
+func TestStrangerNotServed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var stranger peer.ID
+		ms := newMirrorsWith(t, 3, func(i int, c *holdings.Config) {
+			if i == 0 {
+				c.Serve = func(p peer.ID) bool { return p != stranger }
+			}
+		})
+		server, honest := ms[0], ms[1]
+		stranger = ms[2].h.ID()
+		raw, ref := server.sign(t, 1, "bafyA")
+		server.store.serve[ref] = raw
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ms[2].store.want[ref] = true
+		if n, _ := ms[2].svc.Pull(ctx, server.h.ID(), []protocol.HoldingsRef{ref}); n != 0 || ms[2].store.keptCount() != 0 {
+			t.Fatalf("stranger was answered: %d statements", n)
+		}
+		if got := server.badCount(holdings.ReasonStranger); got != 1 {
+			t.Fatalf("stranger counted %d times, want 1: %v", got, server.bad)
+		}
+		honest.store.want[ref] = true
+		if n, err := honest.svc.Pull(ctx, server.h.ID(), []protocol.HoldingsRef{ref}); n != 1 || err != nil {
+			t.Fatalf("admitted peer: %d, %v", n, err)
+		}
+	})
+}
+
+// TestMaxServingBounded: while MaxServing answers are running, another
+// request is refused (counted as holdings_busy); once one ends, requests
+// are answered again.
+func TestMaxServingBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxServing = 2
+		ms := newMirrorsWith(t, 4, func(i int, c *holdings.Config) {
+			if i == 0 {
+				c.MaxServing = maxServing
+			}
+		})
+		server, asker := ms[0], ms[3]
+		raw, ref := server.sign(t, 1, "bafyA")
+		server.store.serve[ref] = raw
+		// Two peers each open a request and send only the start of its
+		// frame: their answers hold a slot until the stream ends.
+		var held []network.Stream
+		for _, m := range ms[1:3] {
+			m.h.Peerstore().AddAddrs(server.h.ID(), server.h.Addrs(), time.Hour)
+			s, err := m.h.NewStream(context.Background(), server.h.ID(), protocol.HoldingsProtocolID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Write([]byte{0x20}); err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, s)
+		}
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		asker.store.want[ref] = true
+		if n, _ := asker.svc.Pull(ctx, server.h.ID(), []protocol.HoldingsRef{ref}); n != 0 {
+			t.Fatalf("request over MaxServing answered: %d statements", n)
+		}
+		if got := server.badCount(holdings.ReasonBusy); got != 1 {
+			t.Fatalf("busy counted %d times, want 1: %v", got, server.bad)
+		}
+		held[0].Reset()
+		// Fake time (the bubble's): lets the reset cross the simulated
+		// link, so that answer ends and frees its slot.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if server.badCount(holdings.ReasonMalformed) != 1 {
+			t.Fatalf("the reset request did not end: %v", server.bad)
+		}
+		asker.store.mu.Lock()
+		asker.store.want[ref] = true
+		asker.store.mu.Unlock()
+		if n, err := asker.svc.Pull(ctx, server.h.ID(), []protocol.HoldingsRef{ref}); n != 1 || err != nil {
+			t.Fatalf("after a slot freed: %d, %v", n, err)
+		}
+		held[1].Reset()
 	})
 }
