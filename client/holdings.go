@@ -33,6 +33,10 @@ const maxHoldAnswers = 4096
 // verify against its liveness statement.
 var errHoldings = errors.New("client: holdings statement")
 
+// errHoldingsInvalid: a holdings statement was read but is not the one
+// the mirror's liveness statement names (reading it again will not help).
+var errHoldingsInvalid = fmt.Errorf("%w: does not verify", errHoldings)
+
 // holdKey is one answer: does mirror peer, whose statement names holdings
 // digest, hold root.
 type holdKey struct {
@@ -137,11 +141,11 @@ func fetchHoldings(ctx context.Context, hc *http.Client, base string, ref protoc
 		return false, fmt.Errorf("%w: %s", errHoldings, shortErr(err))
 	}
 	if len(raw) > protocol.MaxHoldingsSize {
-		return false, fmt.Errorf("%w: more than %d bytes", errHoldings, protocol.MaxHoldingsSize)
+		return false, fmt.Errorf("%w: more than %d bytes", errHoldingsInvalid, protocol.MaxHoldingsSize)
 	}
 	st, err := attest.VerifyHoldings(raw, ref, now)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", errHoldings, err)
+		return false, fmt.Errorf("%w: %w", errHoldingsInvalid, err)
 	}
 	_, found := slices.BinarySearch(st.Holdings.Bundles, root)
 	return found, nil

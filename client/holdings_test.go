@@ -97,3 +97,45 @@ func TestHoldAnswersBounded(t *testing.T) {
 		t.Fatalf("%d answers cached", len(v.holds))
 	}
 }
+
+// TestHoldingsReadRetried: a holdings statement that could not be read
+// (a 503 before the mirror signed its first list) is not taken as "does
+// not list": it is read again, a bounded number of times.
+func TestHoldingsReadRetried(t *testing.T) { inBubble(t, testHoldingsReadRetried) }
+
+func testHoldingsReadRetried(t *testing.T) {
+	b := smallBundle(t)
+	now := time.Now()
+	root := b.root.String()
+	boot := newFakeMirror(t, b, honest)
+	boot.holds = false
+	good := newFakeMirror(t, b, honest)
+	kB, kG := newKey(t), newKey(t)
+	bootLive, bootHeld := signedDigest(t, kB, 1, now, boot.URL, "bafyother")
+	goodLive, goodHeld := signedDigest(t, kG, 1, now, good.URL, root)
+	boot.holdings, good.holdings = bootHeld, goodHeld
+	boot.statements = [][]byte{bootLive, goodLive}
+
+	good.holdingsBusy.Store(maxHoldingsTries - 1)
+	res, err := Get(context.Background(), b.root, testOptions(t, boot.URL))
+	if err != nil {
+		t.Fatalf("holder whose first %d holdings reads failed: %v", maxHoldingsTries-1, err)
+	}
+	checkResult(t, b, res)
+	if res.PerMirror[good.URL] != b.size {
+		t.Errorf("the holder delivered %d of %d bytes: %v", res.PerMirror[good.URL], b.size, res.PerMirror)
+	}
+	if n := good.holdingsReads.Load(); n != maxHoldingsTries {
+		t.Errorf("holdings read %d times, want %d", n, maxHoldingsTries)
+	}
+
+	// A mirror that never answers is read at most maxHoldingsTries times.
+	good.holdingsBusy.Store(1 << 20)
+	good.holdingsReads.Store(0)
+	if _, err := Get(context.Background(), b.root, testOptions(t, boot.URL)); !errors.Is(err, ErrNoMirror) {
+		t.Fatalf("holder whose holdings never answer: %v", err)
+	}
+	if n := good.holdingsReads.Load(); n != maxHoldingsTries {
+		t.Errorf("holdings read %d times, want %d", n, maxHoldingsTries)
+	}
+}

@@ -211,10 +211,14 @@ type fakeMirror struct {
 	b          *bundle
 	how        behaviour
 	statements [][]byte
-	holdings   []byte        // served at protocol.HTTPHoldingsPath, if set
-	limiter    *rate.Limiter // shared uplink, or nil
-	killAfter  int64         // abort everything once this many body bytes were served (0: never)
-	holds      bool          // answers HEAD only-if-cached with 200
+	holdings   []byte // served at protocol.HTTPHoldingsPath, if set
+	// holdingsBusy: this many reads of the holdings statement are
+	// answered 503 first (a mirror that has not signed its list yet).
+	holdingsBusy  atomic.Int64
+	holdingsReads atomic.Int64
+	limiter       *rate.Limiter // shared uplink, or nil
+	killAfter     int64         // abort everything once this many body bytes were served (0: never)
+	holds         bool          // answers HEAD only-if-cached with 200
 	// receipts, if set, takes the body of a receipts post (answered 202).
 	receipts func([]byte)
 
@@ -300,6 +304,13 @@ func (m *fakeMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		protocol.WriteFrame(w, nil)
 		return
+	}
+	if r.URL.Path == protocol.HTTPHoldingsPath {
+		m.holdingsReads.Add(1)
+		if m.holdingsBusy.Add(-1) >= 0 {
+			http.Error(w, "no holdings statement yet", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	if r.URL.Path == protocol.HTTPHoldingsPath && m.holdings != nil {
 		w.Header().Set("Content-Type", protocol.HoldingsContentType)

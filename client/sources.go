@@ -31,7 +31,16 @@ type gathered struct {
 	got  int
 	kept int
 	err  error
+	// retry: a holdings statement that could not be read (not one that
+	// did not verify) may be asked for again.
+	retry bool
 }
+
+// maxHoldingsTries bounds the reads of one mirror's holdings statement
+// (per digest) that fail to get an answer (a timeout, or a 503 from a
+// mirror that has not signed its first list yet); the later ones wait a
+// growing fraction of the probe timeout first.
+const maxHoldingsTries = 3
 
 // discover finds mirrors for f.root: it probes every HTTP bootstrap, reads
 // signed statements from every bootstrap and from mirrors they name,
@@ -80,6 +89,7 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 	}()
 	results := make(chan gathered)
 	asked := map[string]bool{}
+	tries := map[string]int{} // holdings reads started, per mirror and digest
 	outstanding := 0
 	ask := func(key string, fn func(context.Context, func([]byte)) error) {
 		if asked[key] {
@@ -162,6 +172,9 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 			view.mu.Unlock()
 			f.o.Logger.Debug("statements", "source", g.src, "got", g.got, "kept", g.kept, "rejected", rejected, "over_budget_total", over, "err", g.err)
 		}
+		if g.retry {
+			delete(asked, g.src)
+		}
 		if g.err != nil {
 			note := g.src + ": " + g.err.Error()
 			f.send(ctx, func() { f.notes = append(f.notes, note) })
@@ -174,19 +187,34 @@ func (f *fetcher) discover(ctx context.Context, boots []bootstrap) {
 		// their holdings statements first (once per digest).
 		for _, need := range view.needHoldings(root, now, f.o.MaxAge) {
 			key := "holdings " + need.url + " " + need.ref.Digest
-			if asked[key] || (len(contacted) >= limit && !contacted[need.url]) {
+			if asked[key] || tries[key] >= maxHoldingsTries || (len(contacted) >= limit && !contacted[need.url]) {
 				continue
 			}
 			contact(need.url)
 			asked[key] = true
+			tries[key]++
+			try := tries[key]
 			outstanding++
 			wg.Go(func() {
+				if try > 1 {
+					t := time.NewTimer(f.o.ProbeTimeout / 5 * time.Duration(try-1))
+					select {
+					case <-t.C:
+					case <-ctx.Done():
+						t.Stop()
+						return
+					}
+				}
 				cctx, cancel := context.WithTimeout(ctx, f.o.ProbeTimeout)
 				held, err := fetchHoldings(cctx, f.o.HTTPClient, need.url, need.ref, root, f.o.Now())
 				cancel()
-				view.setHolds(need.ref, root, held)
+				// Only an answer is recorded: a read that failed says
+				// nothing about what the mirror holds.
+				if err == nil {
+					view.setHolds(need.ref, root, held)
+				}
 				select {
-				case results <- gathered{src: key, err: err}:
+				case results <- gathered{src: key, err: err, retry: err != nil && !errors.Is(err, errHoldingsInvalid)}:
 				case <-ctx.Done():
 				}
 			})
