@@ -16,8 +16,8 @@ func (k *Keeper) RefusedCounts() map[string]int {
 // Collector exports a keeper's figures to Prometheus:
 // mirrornet_evidence_bytes (the evidence kept) and
 // mirrornet_evidence_refused_total{reason} (statements not kept as
-// evidence: "unnamed liveness", "evidence budget", "merged item does not
-// verify", "evidence file damaged").
+// evidence: RefusedUnnamed, RefusedBudget, RefusedMergedInvalid,
+// RefusedFileDamaged).
 type Collector struct{ k *Keeper }
 
 // NewCollector returns a collector of k's figures.
@@ -25,7 +25,7 @@ func NewCollector(k *Keeper) *Collector { return &Collector{k: k} }
 
 var (
 	bytesDesc   = prometheus.NewDesc("mirrornet_evidence_bytes", "Bytes of signed statements kept as payout evidence (liveness samples, probe results, receipt witnesses).", nil, nil)
-	refusedDesc = prometheus.NewDesc("mirrornet_evidence_refused_total", "Statements not kept as payout evidence, by reason: unnamed liveness (no probe result of the rounds it covers names its mirror), evidence budget, merged item does not verify, evidence file damaged.", []string{"reason"}, nil)
+	refusedDesc = prometheus.NewDesc("mirrornet_evidence_refused_total", "Statements not kept as payout evidence, by reason: unnamed_liveness (no probe result of the rounds it covers names its mirror), evidence_budget (over the byte budget), merged_item_invalid (a merged item that does not verify), evidence_file_damaged (an evidence file record that could not be read).", []string{"reason"}, nil)
 )
 
 // Describe implements prometheus.Collector.

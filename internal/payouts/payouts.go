@@ -271,7 +271,7 @@ func (k *Keeper) Observe(st *attest.Statement) bool {
 		}
 	}
 	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
-		k.Refused["evidence budget"]++
+		k.Refused[RefusedBudget]++
 		return false
 	}
 	if hasSlot {
@@ -308,7 +308,7 @@ func (k *Keeper) observeHoldings(st *attest.Statement) bool {
 		return false
 	}
 	if k.bytes+int64(len(st.Raw)) > k.cfg.MaxBytes {
-		k.Refused["evidence budget"]++
+		k.Refused[RefusedBudget]++
 		return false
 	}
 	if k.held == nil {
@@ -562,7 +562,7 @@ func (k *Keeper) Merge(s *evidence.Set, now time.Time) int {
 		st, err := attest.Verify(raw, now)
 		if st == nil || (err != nil && !errors.Is(err, attest.ErrTooOld)) {
 			k.mu.Lock()
-			k.Refused["merged item does not verify"]++
+			k.Refused[RefusedMergedInvalid]++
 			k.mu.Unlock()
 			continue
 		}
@@ -834,7 +834,18 @@ const settleRounds = 2
 // because no probe result of the rounds they cover names their mirror
 // (evidence.Admitted), refused on arrival or dropped once the rounds
 // settled.
-const RefusedUnnamed = "unnamed liveness"
+const RefusedUnnamed = "unnamed_liveness"
+
+// The other reasons counted in Keeper.Refused (metric labels, snake_case
+// like every other reason label).
+const (
+	// RefusedBudget: evidence over the keeper's byte budget.
+	RefusedBudget = "evidence_budget"
+	// RefusedMergedInvalid: a merged item that does not verify.
+	RefusedMergedInvalid = "merged_item_invalid"
+	// RefusedFileDamaged: an evidence file record that could not be read.
+	RefusedFileDamaged = "evidence_file_damaged"
+)
 
 // Prune forgets evidence older than the retention, and the liveness
 // samples no probe result names once the rounds they cover have settled

@@ -272,7 +272,7 @@ func TestEvidenceSurvivesRestart(t *testing.T) {
 	if got.Root != want.Root || got.Hash() != want.Hash() {
 		t.Fatal("the restarted keeper's evidence or ledger differs")
 	}
-	if b.Refused["evidence file damaged"] != 0 {
+	if b.Refused[RefusedFileDamaged] != 0 {
 		t.Fatalf("refused %v", b.Refused)
 	}
 
@@ -290,7 +290,7 @@ func TestEvidenceSurvivesRestart(t *testing.T) {
 	if _, err := c.Load(closed); err != nil {
 		t.Fatal(err)
 	}
-	if c.Refused["evidence file damaged"] != 1 {
+	if c.Refused[RefusedFileDamaged] != 1 {
 		t.Fatalf("damage not reported: %v", c.Refused)
 	}
 	_, s, _, err := c.Export(sc.Fund.ID(), 0, closed)

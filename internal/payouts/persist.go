@@ -132,7 +132,7 @@ func (k *Keeper) markDirtyLocked(name string) {
 // too old for gossip are kept, their epochs may still be open), and
 // removes the files of rounds outside the retention. A damaged file
 // (a statement that does not verify, a torn end) gives up what it cannot
-// read, counted in Refused as "evidence file damaged", and keeps the
+// read, counted in Refused as RefusedFileDamaged, and keeps the
 // rest. Funds whose app the release book does not know yet are kept
 // aside and checked again on every Save. It returns how many statements
 // it took.
@@ -190,7 +190,7 @@ func (k *Keeper) Load(now time.Time) (int, error) {
 		f.Close()
 		if damaged {
 			k.mu.Lock()
-			k.Refused["evidence file damaged"]++
+			k.Refused[RefusedFileDamaged]++
 			k.markDirtyLocked(name) // rewritten with what verified
 			k.mu.Unlock()
 		}
