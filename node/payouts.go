@@ -23,6 +23,7 @@ import (
 	"github.com/mirrornet/mirrornet/attest"
 	"github.com/mirrornet/mirrornet/internal/evidence"
 	"github.com/mirrornet/mirrornet/internal/payouts"
+	"github.com/mirrornet/mirrornet/internal/payouts/payoutsmetrics"
 	payoutsvc "github.com/mirrornet/mirrornet/internal/payouts/service"
 	"github.com/mirrornet/mirrornet/internal/probe/service"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -114,7 +115,7 @@ func newPayoutsFeature(n *Node) (feature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: payouts: %w", err)
 	}
-	if err := n.registry.Register(payouts.NewCollector(k)); err != nil {
+	if err := n.registry.Register(payoutsmetrics.NewCollector(k)); err != nil {
 		return nil, fmt.Errorf("node: payouts metrics: %w", err)
 	}
 	f := &payoutsFeature{n: n, k: k, pull: make(chan *attest.Statement, 16)}
