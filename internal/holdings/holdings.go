@@ -19,6 +19,7 @@ package holdings
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -375,10 +376,7 @@ func (s *Service) round(ctx context.Context) (left, sent bool) {
 	var wg sync.WaitGroup
 	for src, refs := range batches {
 		slices.SortFunc(refs, func(a, b protocol.HoldingsRef) int {
-			if a.Peer != b.Peer {
-				return cmp(a.Peer, b.Peer)
-			}
-			return cmp(a.Digest, b.Digest)
+			return cmp.Or(cmp.Compare(a.Peer, b.Peer), cmp.Compare(a.Digest, b.Digest))
 		})
 		sem <- struct{}{}
 		wg.Add(1)
@@ -394,16 +392,6 @@ func (s *Service) round(ctx context.Context) (left, sent bool) {
 	left = len(s.pending) > 0
 	s.mu.Unlock()
 	return left, true
-}
-
-func cmp(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Pull asks p for the holdings statements refs name (at most
