@@ -3,7 +3,6 @@ package node
 import (
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -30,12 +29,7 @@ var errHoldingsGossiped = fmt.Errorf("%w: holdings statements are pulled, never 
 type holdingsWiring struct {
 	svc      *holdings.Service
 	badInput *prometheus.CounterVec
-
-	mu  sync.Mutex
-	seq uint64
-	own protocol.HoldingsRef // this mirror's current holdings
-	raw []byte               // its signed statement
-	st  *attest.Statement
+	own      *holdings.Own // this mirror's signed holdings statement
 }
 
 // startHoldings serves and pulls holdings statements.
@@ -70,38 +64,16 @@ func (n *Node) startHoldings() error {
 	return nil
 }
 
-// ownHoldings returns the digest of bundles (sorted, unique, at most
-// protocol.MaxHoldings), signing a new holdings statement when they
-// changed. It is called before the liveness statement that names it is
-// signed, so the statement is served before anyone asks for it.
+// ownHoldings returns the digest of bundles, signing this mirror's new
+// holdings statement when they changed (holdings.Own.Update).
 func (n *Node) ownHoldings(bundles []string) (digest string, err error) {
-	w := &n.held
-	d := protocol.HoldingsDigest(bundles)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.raw != nil && w.own.Digest == d {
-		return d, nil
-	}
-	now := n.clock()
-	w.seq = max(w.seq+1, uint64(now.UnixMilli()))
-	raw, err := attest.SignHoldings(n.key, protocol.Holdings{Peer: n.id.String(), Seq: w.seq, Time: now.UnixMilli(), Bundles: bundles})
-	if err != nil {
-		return "", fmt.Errorf("node: sign holdings: %w", err)
-	}
-	st, err := attest.Verify(raw, now)
-	if err != nil {
-		return "", fmt.Errorf("node: own holdings: %w", err)
-	}
-	w.own, w.raw, w.st = protocol.HoldingsRef{Peer: n.id.String(), Digest: d}, raw, st
-	return d, nil
+	return n.held.own.Update(bundles, n.clock())
 }
 
 // ownHoldingsStatement is this mirror's current signed holdings statement
 // (nil before the first liveness statement).
 func (n *Node) ownHoldingsStatement() (*attest.Statement, protocol.HoldingsRef) {
-	n.held.mu.Lock()
-	defer n.held.mu.Unlock()
-	return n.held.st, n.held.own
+	return n.held.own.Statement()
 }
 
 // learnedLiveness follows up an accepted liveness statement: its

@@ -36,6 +36,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/atomicfile"
 	"github.com/mirrornet/mirrornet/internal/datadir"
 	"github.com/mirrornet/mirrornet/internal/health"
+	"github.com/mirrornet/mirrornet/internal/holdings"
 	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/internal/replicate"
 	"github.com/mirrornet/mirrornet/internal/store"
@@ -281,6 +282,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		n.host, n.ownsHost = h, true
 	}
 	n.id = n.host.ID()
+	n.held.own = holdings.NewOwn(n.key, n.id.String())
 	n.view.SetLimits(health.Limits{
 		MaxMirrors: cmp.Or(cfg.MaxMirrors, health.DefaultMaxMirrors),
 		MaxBytes:   cmp.Or(cfg.MaxStatementBytes, health.DefaultMaxBytes),
