@@ -140,8 +140,9 @@ func BenchmarkIdleNetwork(b *testing.B) {
 		})
 		<-time.After(10 * time.Second) // settle, not a synchronisation
 		type snap struct {
-			cpu   time.Duration
-			bytes int64
+			cpu     time.Duration
+			bytes   int64
+			packets int64
 		}
 		before := make([]snap, n)
 		// The nodes' own counters of gossipsub RPC bytes and ping payload
@@ -156,13 +157,14 @@ func BenchmarkIdleNetwork(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			before[i] = snap{cpu, netBytes(b, p.cmd.Process.Pid)}
+			nb, np := netCounters(b, p.cmd.Process.Pid)
+			before[i] = snap{cpu, nb, np}
 		}
 		<-time.After(window) // the measurement window
-		var cpuSum, cpuMax, rssSum, rssMax, bwSum, bwMax float64
-		after := make([]int64, n)
+		var cpuSum, cpuMax, rssSum, rssMax, bwSum, bwMax, pktSum float64
+		after, afterPackets := make([]int64, n), make([]int64, n)
 		for i, p := range procs {
-			after[i] = netBytes(b, p.cmd.Process.Pid)
+			after[i], afterPackets[i] = netCounters(b, p.cmd.Process.Pid)
 		}
 		var gossipSum, pingSum float64
 		for i := range procs {
@@ -178,6 +180,7 @@ func BenchmarkIdleNetwork(b *testing.B) {
 			c := 100 * float64(cpu-before[i].cpu) / float64(window)
 			m := float64(rss) / (1 << 20)
 			bw := float64(after[i]-before[i].bytes) / window.Seconds()
+			pktSum += float64(afterPackets[i]-before[i].packets) / window.Seconds()
 			cpuSum, rssSum, bwSum = cpuSum+c, rssSum+m, bwSum+bw
 			cpuMax, rssMax, bwMax = max(cpuMax, c), max(rssMax, m), max(bwMax, bw)
 		}
@@ -188,6 +191,7 @@ func BenchmarkIdleNetwork(b *testing.B) {
 		b.ReportMetric(rssMax, "RSS-MiB-max")
 		b.ReportMetric(bwSum/f, "net-B/s/mirror")
 		b.ReportMetric(bwMax, "net-B/s-max")
+		b.ReportMetric(pktSum/f, "net-packets/s/mirror")
 		b.ReportMetric(gossipSum/f/window.Seconds(), "gossipsub-B/s/mirror")
 		b.ReportMetric(pingSum/f/window.Seconds(), "ping-payload-B/s/mirror")
 	}
@@ -260,15 +264,14 @@ func idleNamespaces(b *testing.B, n int) []string {
 	return out
 }
 
-// netBytes is the bytes received plus sent on every interface but lo of
-// the network namespace process pid runs in.
-func netBytes(b *testing.B, pid int) int64 {
+// netCounters reads the bytes and packets, received plus sent, of every
+// interface but lo in the network namespace of process pid.
+func netCounters(b *testing.B, pid int) (bytes, packets int64) {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	var sum int64
 	for _, line := range strings.Split(string(raw), "\n") {
 		name, rest, ok := strings.Cut(line, ":")
 		if !ok || strings.TrimSpace(name) == "lo" {
@@ -279,10 +282,13 @@ func netBytes(b *testing.B, pid int) int64 {
 			continue
 		}
 		rx, _ := strconv.ParseInt(f[0], 10, 64)
+		rxp, _ := strconv.ParseInt(f[1], 10, 64)
 		tx, _ := strconv.ParseInt(f[8], 10, 64)
-		sum += rx + tx
+		txp, _ := strconv.ParseInt(f[9], 10, 64)
+		bytes += rx + tx
+		packets += rxp + txp
 	}
-	return sum
+	return bytes, packets
 }
 
 // startNodeIn starts `mirrornet node` in network namespace ns.
