@@ -119,6 +119,7 @@ type Blocks interface {
 type options struct {
 	log   *slog.Logger
 	clock func() time.Time
+	sent  func(bsmsg.BitSwapMessage)
 }
 
 // Option sets an optional dependency.
@@ -126,6 +127,12 @@ type Option func(*options)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithSent sets a function called with every message SendMessage took,
+// once it is done with it (written or failed): from then on nothing in
+// this package, nor (boxo v0.43.0, server.sendBlocks) bitswap's server,
+// reads the bytes of the message's blocks, so fn may reuse them.
+func WithSent(fn func(bsmsg.BitSwapMessage)) Option { return func(o *options) { o.sent = fn } }
 
 // WithClock sets the clock (default: time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
@@ -153,6 +160,7 @@ type Network struct {
 	held func(cid.Cid) bool
 	log  *slog.Logger
 	now  func() time.Time
+	sent func(bsmsg.BitSwapMessage)
 
 	mu       sync.Mutex
 	t        *wants.Tracker
@@ -185,7 +193,7 @@ func New(inner iface.BitSwapNetwork, blks Blocks, held func(cid.Cid) bool, cfg C
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Network{
-		BitSwapNetwork: inner, cfg: cfg, blks: blks, held: held, log: o.log.With("component", "bitswapserve"), now: o.clock,
+		BitSwapNetwork: inner, cfg: cfg, blks: blks, held: held, log: o.log.With("component", "bitswapserve"), now: o.clock, sent: o.sent,
 		t: wants.New(wants.Config{ResendAfter: cfg.ResendAfter, MaxResendInterval: cfg.MaxResendInterval,
 			MaxResends: cfg.MaxResends, ActiveWindow: cfg.ActiveWindow, MaxWantsPerPeer: cfg.MaxWantsPerPeer}),
 		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cuts: map[peer.ID][]time.Time{}, cutOff: map[string]int{},
@@ -280,6 +288,9 @@ func (n *Network) resendDue() {
 // message itself, in chunks, so that a peer that takes nothing for
 // StallTimeout is noticed: the peer is then cut off.
 func (n *Network) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
+	if n.sent != nil {
+		defer n.sent(msg)
+	}
 	size := int64(msg.Size())
 	n.mu.Lock()
 	n.inflight[p] += size

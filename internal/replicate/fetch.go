@@ -154,6 +154,10 @@ type walk struct {
 	// the receive path claims a block by deleting it.
 	wanted map[string]cid.Cid
 	ever   map[string]struct{} // every block asked for, to count duplicates
+	// fb holds the blocks also asked for through the fallback session:
+	// those are left to bitswap's decoder (claim), so that the session's
+	// request is answered too.
+	fb map[string]struct{}
 }
 
 func (f *walk) post(ev event) {
@@ -179,6 +183,24 @@ func (f *walk) receive(from peer.ID, blk blocks.Block) {
 	f.post(f.store(from, c, blk))
 }
 
+// claim is receive for a block taken off the stream (see recv.go) by its
+// multihash k: it stores blk and reports true if f asked for it, nobody
+// claimed it yet and the fallback session does not wait for it too.
+func (f *walk) claim(from peer.ID, k string, blk blocks.Block) bool {
+	f.mu.Lock()
+	c, ok := f.wanted[k]
+	if _, fb := f.fb[k]; ok && !fb {
+		delete(f.wanted, k)
+	} else {
+		ok = false
+	}
+	f.mu.Unlock()
+	if ok {
+		f.post(f.store(from, c, blk))
+	}
+	return ok
+}
+
 // asked reports whether the walk ever asked for block k (multihash).
 func (f *walk) asked(k string) bool {
 	f.mu.Lock()
@@ -187,9 +209,10 @@ func (f *walk) asked(k string) bool {
 	return ok
 }
 
-// store puts blk, received for c, and reads its links. bitswap's decoder
-// derived blk's CID from its bytes (see ipfsbs.WithBitswapDecodedPuts):
-// comparing multihashes is enough, and the store does not hash it again.
+// store puts blk, received for c, and reads its links. blk's CID was
+// derived from its bytes, by bitswap's decoder or by the claimStream (see
+// ipfsbs.WithBitswapDecodedPuts): comparing multihashes is enough, and the
+// store does not hash it again.
 func (f *walk) store(from peer.ID, c cid.Cid, blk blocks.Block) event {
 	ev := event{kind: evBlock, from: from, c: c}
 	if !bytes.Equal(blk.Cid().Hash(), c.Hash()) {
@@ -256,7 +279,7 @@ func (h *holder) hedgeAfter() time.Duration {
 func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.Cid, p Progress, progress func(Progress)) (Progress, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := &walk{r: r, ctx: ctx, events: make(chan event, 64), wanted: map[string]cid.Cid{}, ever: map[string]struct{}{}}
+	f := &walk{r: r, ctx: ctx, events: make(chan event, 64), wanted: map[string]cid.Cid{}, ever: map[string]struct{}{}, fb: map[string]struct{}{}}
 	r.fmu.Lock()
 	r.fetches[f] = struct{}{}
 	r.fmu.Unlock()
@@ -547,6 +570,9 @@ func (l *loop) fallback(w *want) {
 		return
 	}
 	w.fb = true
+	l.f.mu.Lock()
+	l.f.fb[string(w.c.Hash())] = struct{}{}
+	l.f.mu.Unlock()
 	l.fbQueue = append(l.fbQueue, w.c)
 	l.startFallbacks()
 }

@@ -16,12 +16,15 @@
 // earlier crash (the store fsyncs only when a bundle becomes held), the
 // block is deleted and Fetch fetches what is missing once more.
 //
-// Bitswap derives a received block's CID from its bytes, so a peer that
-// sends bytes not matching the wanted CID simply never satisfies the want.
-// Fetch therefore stores each block bitswap returns through the blockstore
-// adapter handed to bitswap, opened with ipfsbs.WithBitswapDecodedPuts: the
-// fetcher hashes each block once (in bitswap's decoder), not twice. It checks
-// that the block's multihash is the wanted one (ErrBadBlock otherwise).
+// A received block's CID is derived from its bytes, so a peer that sends
+// bytes not matching the wanted CID simply never satisfies the want. The
+// blocks a fetch asked for are taken off each incoming bitswap stream
+// before bitswap's decoder sees them (recv.go): hashed there, once, and
+// stored straight from the message's buffer through the blockstore adapter,
+// opened with ipfsbs.WithBitswapDecodedPuts (no second hash); the rest of
+// each message goes on to bitswap. The fetch checks that the block's
+// multihash is the wanted one (ErrBadBlock otherwise). Served blocks are
+// read into buffers reused once their answer is written (serve.go).
 //
 // Limitations: peers that asked this mirror for a block before its bundle
 // became held are not notified when it does; they get it when bitswap
@@ -146,6 +149,8 @@ type Replicator struct {
 	// bstore is the adapter handed to bitswap: reads show held bundles
 	// only; Puts trust the CIDs bitswap derived from the bytes.
 	bstore *ipfsbs.Blockstore
+	// served holds the buffers served blocks are read into (servedReads)
+	served *bufList
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -192,7 +197,8 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	if cfg.ServeOutstandingBytes > 0 {
 		bsOpts = append(bsOpts, bitswap.WithServerOption(server.MaxOutstandingBytesPerPeer(cfg.ServeOutstandingBytes)))
 	}
-	serve, err := newServe(h, r.bstore, st.HeldBlock, cfg.Serve, o.log)
+	r.served = newBufList(servedBufs)
+	serve, err := newServe(recvHost{Host: h, c: r, bufs: newBufList(maxFree)}, r.bstore, st.HeldBlock, cfg.Serve, o.log, r.served)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -200,7 +206,7 @@ func New(h host.Host, st *store.Store, find HolderFinder, cfg Config, opts ...Op
 	r.serve = serve
 	r.hn = &hookNet{Network: serve, r: r}
 	bsOpts = append(bsOpts, serve.ServerOptions()...)
-	r.bs = bitswap.New(ctx, r.hn, nil, nonZeroSizes{r.bstore}, bsOpts...)
+	r.bs = bitswap.New(ctx, r.hn, nil, servedReads{nonZeroSizes: nonZeroSizes{r.bstore}, bs: r.bstore, bufs: r.served}, bsOpts...)
 	return r, nil
 }
 

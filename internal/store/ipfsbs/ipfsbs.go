@@ -51,7 +51,9 @@ func WithFilter(keep func(cid.Cid) bool) Option { return func(b *Blockstore) { b
 // ipfs_impl.go) decodes every incoming stream with bsmsg.FromMsgReader, and
 // client.ReceiveMessage hands those block objects unchanged to the sessions,
 // so a block returned by a session's GetBlock carries the CID its own bytes
-// hash to. (Blocks this process passes to Bitswap.NotifyNewBlocks reach
+// hash to. (internal/replicate's claimStream, which takes fetched blocks
+// off the stream before bitswap decodes them, derives their CIDs the same
+// way, with the prefix sent.) (Blocks this process passes to Bitswap.NotifyNewBlocks reach
 // sessions too; they come from the local store, verified already.) Every
 // other Put path (imports, the gateway, a plain New) keeps hashing.
 func WithBitswapDecodedPuts() Option { return func(b *Blockstore) { b.decoded = true } }
