@@ -33,6 +33,11 @@ import (
 //
 // Raw leaves (the bytes of the files) are written once, straight into the
 // tree: the tree itself is where a rerun finds them (see resumeTree).
+// The structure (directories, empty files of several chunks, symlinks) is
+// made by run itself, in order; the leaves' writes go to leafWriters
+// goroutines, each leaf to the one its directory hashes to, so that
+// thousands of small files are created on several cores at once (`tar x`
+// creates them one after another) while writes to one file stay in order.
 // dag-pb nodes (directories, file nodes, HAMT shards: the structure, a
 // small part of the bytes) go to the download's spool. A block placed
 // twice (the same file under two names, a chunk repeated in a file) is
@@ -52,6 +57,17 @@ type liveTree struct {
 	// (its first place) or found there verified at the start (guarded by
 	// mu: the fetch loop reads it through treeSink).
 	leaves map[cid.Cid]leafLoc
+	// writing holds the bytes of leaves handed to a writer and not yet
+	// in leaves (their first write runs), so a second place or the fetch
+	// loop finds them meanwhile; writingBytes counts the bytes of every
+	// write not yet done, which count against maxQueuedBytes too.
+	writing      map[cid.Cid][]byte
+	writingBytes int64
+	werr         error // the first write error of a writer
+	aborted      bool  // abort was called: writers skip what is left
+
+	writers []chan leafWrite // leaf writes, by the hash of their path
+	wg      sync.WaitGroup   // the writers
 
 	// owned by run (and by resumeTree before run starts)
 	pending map[cid.Cid][]place // places of blocks not yet verified
@@ -76,6 +92,22 @@ type leafLoc struct {
 	off  int64
 	n    int
 }
+
+// leafWrite is one raw leaf's write at one place, done by a writer.
+type leafWrite struct {
+	c      cid.Cid
+	data   []byte
+	path   string
+	off    int64
+	create bool // make the file (the leaf is the whole file)
+	first  bool // the leaf's first place: record it in leaves once written
+}
+
+// leafWriters is how many goroutines write leaves. Creating a small file
+// is a few tens of microseconds of system calls, mostly in the kernel;
+// four writers keep two cores busy while some of them wait for a
+// directory's lock or the disk.
+const leafWriters = 4
 
 // leafPlace is one place of a raw leaf.
 type leafPlace struct {
@@ -111,7 +143,7 @@ type place struct {
 // download. start starts the writer.
 func newLiveTree(src *spool, root cid.Cid, path string, fail func(error)) (*liveTree, error) {
 	t := &liveTree{src: src, path: path, wake: make(chan struct{}, 1), pending: map[cid.Cid][]place{},
-		leaves: map[cid.Cid]leafLoc{}, resumed: map[leafPlace]bool{}, fail: fail, done: make(chan struct{})}
+		leaves: map[cid.Cid]leafLoc{}, writing: map[cid.Cid][]byte{}, resumed: map[leafPlace]bool{}, fail: fail, done: make(chan struct{})}
 	t.space = sync.NewCond(&t.mu)
 	if _, err := os.Lstat(path); err == nil {
 		if err := t.resumeTree(root); err != nil {
@@ -127,7 +159,60 @@ func newLiveTree(src *spool, root cid.Cid, path string, fail func(error)) (*live
 	return t, nil
 }
 
-func (t *liveTree) start() { go t.run() }
+// start starts the writers and run.
+func (t *liveTree) start() {
+	t.writers = make([]chan leafWrite, leafWriters)
+	for i := range t.writers {
+		ch := make(chan leafWrite, 256)
+		t.writers[i] = ch
+		t.wg.Go(func() { t.writeLeaves(ch) })
+	}
+	go t.run()
+}
+
+// writeLeaves is one writer: it writes the leaves run hands it, in order.
+func (t *liveTree) writeLeaves(ch <-chan leafWrite) {
+	for w := range ch {
+		t.mu.Lock()
+		skip := t.aborted || t.werr != nil
+		t.mu.Unlock()
+		var err error
+		if !skip {
+			if testHookLeafWrite != nil {
+				testHookLeafWrite(w.path)
+			}
+			if err = writeToPath(w.path, w.data, w.off, w.create, t.resume); err != nil {
+				err = fmt.Errorf("client: writing %s: %w", w.path, err)
+			}
+		}
+		t.mu.Lock()
+		if w.first {
+			if err == nil && !skip {
+				t.leaves[w.c] = leafLoc{path: w.path, off: w.off, n: len(w.data)}
+			}
+			delete(t.writing, w.c)
+		}
+		t.writingBytes -= int64(len(w.data))
+		first := err != nil && t.werr == nil
+		if first {
+			t.werr = err
+		}
+		t.space.Broadcast()
+		t.mu.Unlock()
+		if first {
+			t.fail(err)
+		}
+	}
+}
+
+// stopWriters waits until every leaf handed to a writer is written.
+func (t *liveTree) stopWriters() {
+	for _, ch := range t.writers {
+		close(ch)
+	}
+	t.wg.Wait()
+	t.writers = nil
+}
 
 // verified hands the tree block c (verified, in the spool if it is a
 // dag-pb node, or inline in its CID) with its bytes, which the tree keeps
@@ -135,7 +220,7 @@ func (t *liveTree) start() { go t.run() }
 // maxQueuedBytes are waiting to be written.
 func (t *liveTree) verified(c cid.Cid, data []byte) {
 	t.mu.Lock()
-	for t.queued > maxQueuedBytes && !t.closed {
+	for t.queued+t.writingBytes > maxQueuedBytes && !t.closed {
 		t.space.Wait()
 	}
 	t.queue = append(t.queue, verifiedBlock{c, data})
@@ -162,6 +247,9 @@ func (t *liveTree) finish() error {
 	if t.err != nil {
 		return t.err
 	}
+	if t.werr != nil {
+		return t.werr
+	}
 	for c, ps := range t.pending {
 		return fmt.Errorf("client: block %s of %s missing", c, ps[0].path)
 	}
@@ -171,7 +259,7 @@ func (t *liveTree) finish() error {
 // abort stops the tree after the download failed and waits for it.
 func (t *liveTree) abort() {
 	t.mu.Lock()
-	t.closed, t.queue, t.queued = true, nil, 0
+	t.closed, t.queue, t.queued, t.aborted = true, nil, 0, true
 	t.space.Broadcast()
 	t.mu.Unlock()
 	select {
@@ -184,6 +272,7 @@ func (t *liveTree) abort() {
 func (t *liveTree) run() {
 	defer close(t.done)
 	defer func() {
+		t.stopWriters()
 		if t.flush != nil {
 			t.flush.stop()
 		}
@@ -245,14 +334,22 @@ func (t *liveTree) hasLeaf(c cid.Cid) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, ok := t.leaves[c]
+	if !ok {
+		_, ok = t.writing[c]
+	}
 	return ok
 }
 
-// leaf reads back the bytes of a raw leaf written into the tree.
+// leaf reads back the bytes of a raw leaf written into the tree (or
+// being written: then from memory).
 func (t *liveTree) leaf(c cid.Cid) ([]byte, bool) {
 	t.mu.Lock()
 	l, ok := t.leaves[c]
+	data, writing := t.writing[c]
 	t.mu.Unlock()
+	if writing {
+		return data, true
+	}
 	if !ok {
 		return nil, false
 	}
@@ -420,28 +517,43 @@ func dirChildren(nd *mdag.ProtoNode, dir string) ([]child, error) {
 	return out, nil
 }
 
-// writeLeaf writes raw leaf c (data) at off of the file at p, created
+// writeLeaf has raw leaf c (data) written at off of the file at p, created
 // first if create (then the leaf is the whole file), unless a former run
 // left it there verified; the first place of a leaf is where a rerun or a
-// later place reads it back.
+// later place reads it back. The write is done by the writer p hashes to
+// (see writeLeaves); errors come from finish.
 func (t *liveTree) writeLeaf(c cid.Cid, data []byte, p string, off int64, create bool) error {
-	if _, isID := identityData(c); !isID && t.resumed[leafPlace{c, p, off}] {
+	_, isID := identityData(c)
+	if !isID && t.resumed[leafPlace{c, p, off}] {
 		return nil
-	}
-	if err := writeToPath(p, data, off, create, t.resume); err != nil {
-		return fmt.Errorf("client: writing %s: %w", p, err)
 	}
 	if create {
 		t.made(p)
 	}
-	if _, isID := identityData(c); !isID {
-		t.mu.Lock()
-		if _, ok := t.leaves[c]; !ok {
-			t.leaves[c] = leafLoc{path: p, off: off, n: len(data)}
+	w := leafWrite{c: c, data: data, path: p, off: off, create: create}
+	t.mu.Lock()
+	if !isID {
+		_, written := t.leaves[c]
+		_, writing := t.writing[c]
+		if w.first = !written && !writing; w.first {
+			t.writing[c] = data
 		}
-		t.mu.Unlock()
 	}
+	t.writingBytes += int64(len(data))
+	t.mu.Unlock()
+	t.writers[pathHash(filepath.Dir(p))%uint32(len(t.writers))] <- w
 	return nil
+}
+
+// pathHash is FNV-1a of p. Leaves go to the writer their directory
+// hashes to: files are made in a directory under its lock, so writers
+// working in different directories do not wait for each other.
+func pathHash(p string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(p); i++ {
+		h = (h ^ uint32(p[i])) * 16777619
+	}
+	return h
 }
 
 // fileNode writes a file node's own bytes at off and places its children
@@ -734,6 +846,10 @@ func (t *liveTree) syncTree() error {
 // syncFSFiles is the number of files and directories above which a
 // finished tree is made durable with one syncfs instead of an fsync each.
 const syncFSFiles = 64
+
+// testHookLeafWrite, if set, is called by a writer before each leaf write
+// with the file's path (tests).
+var testHookLeafWrite func(path string)
 
 // testHookLiveTree, if set, is given GetDir's tree (tests).
 var testHookLiveTree func(*liveTree)

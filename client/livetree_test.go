@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +248,56 @@ func TestGetDirManyFilesFlushesWhileWriting(t *testing.T) {
 	case <-lt.flush.done:
 	default:
 		t.Fatal("the flusher still runs after GetDir returned")
+	}
+}
+
+// Files in different directories are written at the same time: while one
+// writer is held inside a leaf write, another directory's file is
+// written. With one writer the held write would block every other one.
+func TestGetDirWritesDirectoriesInParallel(t *testing.T) {
+	// Two directories whose files go to different writers.
+	dirA, dirB := "d0", ""
+	for i := 1; i < 100 && dirB == ""; i++ {
+		if d := fmt.Sprintf("d%d", i); pathHash(d)%leafWriters != pathHash(dirA)%leafWriters {
+			dirB = d
+		}
+	}
+	if dirB == "" {
+		t.Fatal("every directory goes to the same writer")
+	}
+	files := map[string][]byte{}
+	for i := range 4 {
+		files[fmt.Sprintf("%s/a%d.js", dirA, i)] = randomBytes(uint64(300+i), 500+i)
+		files[fmt.Sprintf("%s/b%d.js", dirB, i)] = randomBytes(uint64(400+i), 600+i)
+	}
+	b := buildBundle(t, files)
+	out := filepath.Join(t.TempDir(), "app")
+	other := make(chan struct{}) // closed when a write in another directory starts
+	var first string
+	var overlapped bool // the other write started while the first was held
+	var once, otherOnce sync.Once
+	testHookLeafWrite = func(p string) {
+		dir := filepath.Base(filepath.Dir(p))
+		isFirst := false
+		once.Do(func() { first, isFirst = dir, true })
+		if isFirst {
+			select {
+			case <-other:
+				overlapped = true
+			case <-time.After(10 * time.Second): // failure guard: no other writer ran
+			}
+			return
+		}
+		if dir != first {
+			otherOnce.Do(func() { close(other) })
+		}
+	}
+	defer func() { testHookLeafWrite = nil }()
+	if _, err := GetDir(context.Background(), b.root, out, testOptions(t, newFakeMirror(t, b, honest).URL)); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, b, out)
+	if !overlapped {
+		t.Fatalf("no file of another directory was written while one in %s was held", first)
 	}
 }
