@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -163,8 +164,15 @@ type intoGetter interface {
 	GetInto(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error)
 }
 
+// carWriteBuffer is the buffer between the CAR writer and the response.
+// The writer puts each block in two or three pieces (length, CID, bytes):
+// without a buffer a bundle of small files costs a system call per piece.
+// Pieces at least this large go straight through.
+const carWriteBuffer = 64 << 10
+
 func (s *carStream) write(w io.Writer) (int64, error) {
-	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(w, carWriteBuffer)
+	cw := &countingWriter{w: bw}
 	car, err := storage.NewWritable(cw, []cid.Cid{s.root}, carv2.WriteAsCarV1(true), carv2.AllowDuplicatePuts(false))
 	if err != nil {
 		return cw.n, fmt.Errorf("gateway: car writer: %w", err)
@@ -217,7 +225,10 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 		}
 	}
 	// The walker closes blks early only when ctx ends.
-	return cw.n, s.ctx.Err()
+	if err := s.ctx.Err(); err != nil {
+		return cw.n, err
+	}
+	return cw.n, bw.Flush()
 }
 
 // walk sends the DAG's blocks depth first, links in serialised order, each

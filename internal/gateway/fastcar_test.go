@@ -269,3 +269,49 @@ func TestDirectCARCloseStopsReader(t *testing.T) {
 		t.Fatal("Read after Close succeeded")
 	}
 }
+
+// TestDirectCARBuffersSmallBlocks: a bundle of many small files reaches
+// the response in few large writes (a system call each on a socket), not
+// a write per piece of every block, and byte for byte as boxo writes it.
+func TestDirectCARBuffersSmallBlocks(t *testing.T) {
+	bs := newBlockstore()
+	files := map[string][]byte{}
+	for i := range 300 {
+		files[fmt.Sprintf("f%03d.js", i)] = randomBytes(100+i*7, uint64(20+i))
+	}
+	root := importDir(t, bs, files)
+	b := newCarBackend(t, bs)
+	p, _ := path.NewImmutablePath(path.FromCid(root))
+	_, rc, err := b.GetCAR(context.Background(), p, boxogw.CarParams{Scope: boxogw.DagScopeAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &countWrites{}
+	if _, err := io.Copy(w, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if b.direct.Load() != 1 {
+		t.Fatal("direct path not taken")
+	}
+	if max := w.buf.Len()/carWriteBuffer + 2; w.calls > max {
+		t.Errorf("%d writes for a %d-byte CAR of 301 blocks, want at most %d", w.calls, w.buf.Len(), max)
+	}
+	b.noDirect = true
+	_, want := readAllCAR(t, func() (boxogw.ContentPathMetadata, io.ReadCloser, error) {
+		return b.GetCAR(context.Background(), p, boxogw.CarParams{Scope: boxogw.DagScopeAll})
+	}, false)
+	if !bytes.Equal(w.buf.Bytes(), want) {
+		t.Fatal("direct CAR differs from boxo's")
+	}
+}
+
+type countWrites struct {
+	buf   bytes.Buffer
+	calls int
+}
+
+func (c *countWrites) Write(p []byte) (int, error) {
+	c.calls++
+	return c.buf.Write(p)
+}
