@@ -71,6 +71,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
+			stop, err := startProfiles(getenv)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return c.run(ctx, env, args[1:])
 		}
 	}
