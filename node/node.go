@@ -77,6 +77,11 @@ type options struct {
 	onVerdict func(*attest.Statement, error)
 	// inlineHoldings, if set, replaces defaultInlineHoldings (tests).
 	inlineHoldings *int
+	// keepFeature, if set, is asked for every feature by name after it is
+	// built; a feature it refuses is closed and left out (simulations of
+	// a thousand mirrors in one process run the liveness core without the
+	// status page, retrieval probes, payouts and releases).
+	keepFeature func(name string) bool
 }
 
 // WithStatementHook calls f for every statement that arrives by gossip,
@@ -303,6 +308,12 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		f, err := ctor(n)
 		if err != nil {
 			return nil, err
+		}
+		if o.keepFeature != nil && !o.keepFeature(f.name()) {
+			if err := f.close(); err != nil {
+				return nil, fmt.Errorf("node: %s: %w", f.name(), err)
+			}
+			continue
 		}
 		n.features = append(n.features, f)
 	}

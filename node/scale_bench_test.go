@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +55,7 @@ import (
 //     observer's view outside the partition (memberlist: NotifyLeave for a
 //     live member; mirrornet: a rise in the observer's count of dead
 //     members other than the crashed one, sampled every 250 ms of
-//     simulated time).
+//     simulated time up to N=250, every second at N=1,000).
 //
 // Loss is modelled by netsim: each datagram or stream segment is lost with
 // the given probability; a lost stream segment is sent again after
@@ -269,14 +270,42 @@ func memStats() (heap, rss int64) {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	_, rss = procRSS()
+	return int64(ms.HeapInuse), rss
+}
+
+// procRSS returns the process's peak and current RSS.
+func procRSS() (peak, rss int64) {
 	status, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
 			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
 		}
 	}
-	return int64(ms.HeapInuse), rss
+	return peak, rss
+}
+
+// writeHeapProfile writes the heap profile (after a collection) to path.
+func writeHeapProfile(b testing.TB, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // threadCPU is the calling OS thread's CPU time so far (lock the
@@ -314,6 +343,10 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	heap1, rss1 := memStats()
 	r.heapPer = float64(heap1-heap0) / float64(n)
 	r.rssPer = float64(rss1-rss0) / float64(n)
+	if path := os.Getenv("MIRRORNET_SCALE_HEAPPROFILE"); path != "" {
+		// The heap of n running members, for go tool pprof.
+		writeHeapProfile(b, fmt.Sprintf("%s.%T.N%d", path, sys, n))
+	}
 
 	// False "dead" from here on: by event where the system has them, else
 	// by sampling every live observer's dead count.
@@ -351,7 +384,7 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 			// One OS thread, so that its CPU time can be told apart.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			t := time.NewTicker(250 * time.Millisecond * d)
+			t := time.NewTicker(sampleEvery(n) * d)
 			defer t.Stop()
 			for {
 				select {
@@ -555,6 +588,16 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	return r
 }
 
+// sampleEvery is how often the harness samples every view for false
+// "dead" verdicts: 250 ms up to 250 members, then longer in proportion
+// (1 s at N=1,000), as one sample reads all N² view entries (at N=1,000
+// and 250 ms that was more CPU than the members' own work). A mirror held
+// dead stays dead until a newer statement of its own arrives; a false
+// verdict undone within the interval can be missed.
+func sampleEvery(n int) time.Duration {
+	return 250 * time.Millisecond * time.Duration(max(1, (n+249)/250))
+}
+
 // sleepFor waits out a measurement window of the benchmark (not a
 // synchronisation: the windows are what is measured).
 func sleepFor(d time.Duration) { <-time.After(d) }
@@ -573,10 +616,13 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 	s.dead = make([]bool, n)
 	s.hosts = make([]host.Host, n)
 	s.nodes = make([]*Node, n)
+	keep := scaleFeatures(b)
 	// Start them a few at a time: a node's start is mostly waiting (store,
-	// admin socket, first publication).
+	// admin socket, first publication). Only the features asked for run
+	// (MIRRORNET_SCALE_FEATURES; default none: the liveness core).
 	var mu sync.Mutex
 	var firstErr error
+	started := 0
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := range n {
@@ -596,7 +642,10 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 				stretchConfig(&cfg, d)
 				// The admin socket is not used here; in memory it does not
 				// keep a synctest bubble (TestScaleVirtual) from idling.
-				nd, err = New(cfg, WithHost(h, sk), func(o *options) { o.listenAdmin = listenMem })
+				nd, err = New(cfg, WithHost(h, sk), func(o *options) {
+					o.listenAdmin = listenMem
+					o.keepFeature = keep
+				})
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -604,6 +653,12 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 				firstErr = fmt.Errorf("mirror %d: %w", i, err)
 			}
 			s.hosts[i], s.nodes[i] = h, nd
+			if started++; started%100 == 0 {
+				// Process CPU time and RSS: a start-up of 1,000 mirrors
+				// on a loaded machine is long; say how far it got.
+				_, rss := procRSS()
+				fmt.Fprintf(os.Stderr, "scale: mirrornet N=%d: %d started, CPU %v, RSS %d MiB\n", n, started, cpuTime().Round(time.Second), rss>>20)
+			}
 		}()
 	}
 	wg.Wait()
@@ -646,6 +701,15 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 	for {
 		complete, least := s.progress(n)
 		if complete == n {
+			conns, most := 0, 0
+			for _, h := range s.hosts {
+				k := len(h.Network().Conns())
+				conns += k
+				most = max(most, k)
+			}
+			peak, rss := procRSS()
+			fmt.Fprintf(os.Stderr, "scale: mirrornet N=%d: views complete; connections per mirror %.1f (most %d); CPU %v, RSS %d MiB (peak %d)\n",
+				n, float64(conns)/float64(n), most, cpuTime().Round(time.Second), rss>>20, peak>>20)
 			if diagFalseDead {
 				out := map[string]float64{}
 				for _, nd := range s.nodes {
@@ -666,8 +730,28 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 		if time.Now().After(deadline) {
 			b.Fatalf("mirrornet: views not complete within %v: %d of %d complete, the least complete holds %d alive", 300*time.Second*d, complete, n, least)
 		}
-		sleepFor(250 * time.Millisecond)
+		sleepFor(sampleEvery(n))
 	}
+}
+
+// scaleFeatures is MIRRORNET_SCALE_FEATURES: which of the node's features
+// (status, probe, payouts, releases, dashboard) the simulated mirrors run
+// besides the liveness core (gossip, validation, signatures, probes of
+// liveness, sync). Default "none": a liveness benchmark measures the
+// liveness path, and the features' periodic work over the whole view (the
+// status page's JSON, retrieval probes' seating, payouts' evidence) is
+// O(N) per mirror, O(N²) per process, which dominated the start-up of
+// 200 mirrors. "all" runs every feature as shipped.
+func scaleFeatures(b testing.TB) func(string) bool {
+	v := os.Getenv("MIRRORNET_SCALE_FEATURES")
+	switch v {
+	case "", "none":
+		return func(string) bool { return false }
+	case "all":
+		return nil
+	}
+	names := strings.Split(v, ",")
+	return func(name string) bool { return slices.Contains(names, name) }
 }
 
 // stretchConfig multiplies every liveness timer of cfg by d (the failure
