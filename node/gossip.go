@@ -506,10 +506,11 @@ func (n *Node) livenessChanged() bool {
 	return key != n.lastBody
 }
 
-// publishLiveness signs and publishes this node's current liveness. The
-// statement's TTL is the refresh interval for the view's size (the whole
-// network's refreshes per second stay about constant as it grows); the
-// next refresh is due a little before the TTL runs out.
+// publishLiveness signs and publishes this node's current liveness. Its
+// TTL and the time of its refresh come from the refresh schedule
+// (health.RefreshSchedule): about one refresh interval for the view's size
+// apart (the whole network's refreshes per second stay about constant as
+// it grows), with TTLs that outlast a missed refresh.
 func (n *Node) publishLiveness(state string) {
 	now := n.clock()
 	l := n.livenessBody(state)
@@ -525,28 +526,10 @@ func (n *Node) publishLiveness(state string) {
 		n.seq = ms
 	}
 	n.lastPublished = now
-	ttl := n.prof.RefreshInterval(n.view.Len())
+	ttl, refreshAt := n.refresh.Next(n.prof, now, n.view.Len(), n.rng.Float64())
 	l.Seq, l.Time, l.TTL = n.seq, now.UnixMilli(), ttl.Milliseconds()
 	n.lastBody = bodyKey(l)
-	// Refresh between three quarters and 95% of the TTL, and at least a
-	// heartbeat before it runs out. When the TTL grew a lot (the view
-	// filled up: at start, or after a partition healed), refresh anywhere
-	// in it instead: mirrors that learnt the network together would
-	// otherwise refresh together, in bursts, ever after; this spreads
-	// their refreshes evenly over the interval from the first one on.
-	// This mirror's first statement since it started went out while its
-	// connections and gossip meshes were still forming and may have missed
-	// mirrors (they would learn it only at its first refresh): the first
-	// refresh comes early, within the first quarter of the TTL.
-	frac := 0.75 + 0.2*n.rng.Float64()
-	switch {
-	case n.lastTTL == 0:
-		frac = 0.05 + 0.2*n.rng.Float64()
-	case ttl > 2*n.lastTTL:
-		frac = 0.05 + 0.9*n.rng.Float64()
-	}
-	n.lastTTL = ttl
-	n.refreshAt = now.Add(min(time.Duration(float64(ttl)*frac), ttl-n.prof.Heartbeat))
+	n.refreshAt = refreshAt
 	n.published.Add(1)
 	n.mu.Unlock()
 	raw, err := attest.SignLiveness(n.key, l)

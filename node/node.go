@@ -189,8 +189,8 @@ type Node struct {
 	// the next refresh is due.
 	lastBody  string
 	refreshAt time.Time
-	// lastTTL is the TTL of the last statement published.
-	lastTTL time.Duration
+	// refresh paces the liveness statements (TTLs, refresh times).
+	refresh health.RefreshSchedule
 	// published counts this node's liveness statements (benchmarks).
 	published atomic.Int64
 	// rng spreads refresh times.

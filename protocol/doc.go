@@ -159,11 +159,18 @@
 // word before a graceful stop.
 //
 // TTL (milliseconds, at most [MaxLivenessTTL]) is the signer's promise to
-// sign again within it. mirrornet picks it from the number of mirrors n it
-// sees, as max(RefreshMin, n / RefreshRate) (30 s and one every 4 s on the
-// lan profile), so that the whole network signs about RefreshRate refreshes
-// per second whatever its size, and what each mirror receives of them stays
-// about constant. A statement without TTL is a heartbeat statement (TTL 0).
+// sign again within it. mirrornet refreshes about every interval
+// max(RefreshMin, n / RefreshRate) for the number of mirrors n it sees (30 s
+// and one every 4 s on the lan profile; at most about half
+// [MaxLivenessTTL]), so that the whole network signs about RefreshRate
+// refreshes per second whatever its size, and what each mirror receives of
+// them stays about constant. Gossip may fail to deliver a refresh to a
+// receiver (one outside every mesh for a heartbeat, say), so the TTL covers
+// two refresh gaps: the gap to the statement's own refresh plus an interval
+// and a heartbeat, and the refresh after next comes at least a heartbeat
+// before the TTL runs out. A receiver that missed one refresh holds the
+// mirror alive until the next. A statement without TTL is a heartbeat
+// statement (TTL 0).
 //
 // Receivers keep the latest statement per mirror and derive a state: alive;
 // suspect once the statement is TTL plus SuspectAfter old, or a suspicion

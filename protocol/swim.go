@@ -22,9 +22,10 @@ const (
 	// MaxLivenessTTL bounds the TTL a liveness statement may declare: a
 	// mirror signs a fresh statement at least this often. An hour: at a
 	// few refreshes a minute network-wide (the profiles' RefreshRate), a
-	// network of a thousand mirrors needs TTLs of about that length for its
-	// refresh traffic to stay flat; probes and suspicions, not TTLs, find
-	// crashes.
+	// network of hundreds of mirrors needs TTLs of about that length for
+	// its refresh traffic to stay flat (a TTL covers two refresh gaps, so
+	// the traffic stays flat up to 450 mirrors on lan); probes and
+	// suspicions, not TTLs, find crashes.
 	MaxLivenessTTL = time.Hour
 )
 

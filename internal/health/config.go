@@ -80,19 +80,23 @@ type Profile struct {
 	RefreshMin time.Duration
 	// RefreshRate is how many refreshes per second the whole network
 	// spends: a mirror that sees n mirrors refreshes every n/RefreshRate
-	// (at least RefreshMin, at most protocol.MaxLivenessTTL), so what each
-	// mirror receives of them stays about constant as the network grows.
+	// (at least RefreshMin, at most about half protocol.MaxLivenessTTL),
+	// so what each mirror receives of them stays about constant as the
+	// network grows.
 	RefreshRate float64
 }
 
-// RefreshInterval is how long a mirror that sees n mirrors waits between
-// two refreshes of its liveness statement: the TTL it declares in it.
+// RefreshInterval is about how long a mirror that sees n mirrors waits
+// between two refreshes of its liveness statement (see RefreshSchedule).
+// At most half of protocol.MaxLivenessTTL less a heartbeat: a statement's
+// TTL covers two refresh gaps, so that a receiver that missed one refresh
+// still holds the mirror alive.
 func (p Profile) RefreshInterval(n int) time.Duration {
 	d := p.RefreshMin
 	if p.RefreshRate > 0 {
 		d = max(d, time.Duration(float64(n)/p.RefreshRate*float64(time.Second)))
 	}
-	return min(max(d, 2*p.Heartbeat), protocol.MaxLivenessTTL)
+	return min(max(d, 2*p.Heartbeat), (protocol.MaxLivenessTTL-p.Heartbeat)/2)
 }
 
 // Validate checks the health config and that the heartbeat fits in it.
@@ -141,8 +145,9 @@ var (
 		RefreshMin: 30 * time.Second,
 		// A refresh every 4 s network-wide: each costs every mirror about
 		// 2 KB sent and received (gossipsub delivers a few copies), so
-		// about 500 B/s each, whatever the network's size up to the TTL
-		// cap (protocol.MaxLivenessTTL: 900 mirrors).
+		// about 500 B/s each, whatever the network's size up to the
+		// longest refresh interval (half protocol.MaxLivenessTTL: 450
+		// mirrors; above it the network refreshes more often).
 		RefreshRate: 0.25,
 	}
 	wanProfile = Profile{
