@@ -237,7 +237,10 @@ func TestForgeries(t *testing.T) {
 		{"probe domain", seal(t, key, protocol.DomainProbe, protocol.PayloadLiveness, payload), attest.ErrSignature, nil, attest.Reject},
 		{"libp2p peer-record domain", seal(t, key, peer.PeerRecordEnvelopeDomain, protocol.PayloadLiveness, payload), attest.ErrSignature, nil, attest.Reject},
 		{"liveness payload as probe type", seal(t, key, protocol.DomainProbe, protocol.PayloadProbe, payload), attest.ErrPayload, nil, attest.Reject},
-		{"unknown payload type", seal(t, key, protocol.DomainLiveness, "/mirrornet/liveness/2", payload), attest.ErrKind, nil, attest.Reject},
+		{"unknown payload type", seal(t, key, protocol.DomainLiveness, "/mirrornet/liveness/9", payload), attest.ErrKind, nil, attest.Reject},
+		// A version 1 statement (bundles required, TTL at most ten minutes)
+		// is not taken for a version 2 one.
+		{"version 1 liveness", seal(t, key, protocol.DomainLiveness, "/mirrornet/liveness/1", payload), attest.ErrKind, nil, attest.Reject},
 		{"empty", nil, attest.ErrMalformed, nil, attest.Reject},
 		{"truncated", good[:len(good)-10], attest.ErrMalformed, nil, attest.Reject},
 		{"truncated to the header", good[:3], attest.ErrMalformed, nil, attest.Reject},

@@ -12,6 +12,21 @@
 // bitswap and over the trustless HTTP gateway (ipfs/specs
 // http-gateways/trustless-gateway.md), so stock IPFS tools interoperate.
 //
+// # Versions
+//
+// Every protocol ID, topic and payload type ends in a version that changes
+// whenever a peer of the previous version could not take part: its
+// messages would be refused, or it would refuse ours. The current ones
+// changed from version 1 as follows. Liveness ([PayloadLiveness],
+// [TopicLiveness]: "/mirrornet/liveness/2"): a statement may name its
+// holdings by digest only, with no Bundles list (version 1 required the
+// list), and may declare a TTL up to [MaxLivenessTTL] (version 1: ten
+// minutes). Ping ([PingProtocolID]: "/mirrornet/ping/2.0.0"): a stream
+// carries any number of requests (version 1 answered one and closed).
+// Sync ([SyncProtocolID]: "/mirrornet/sync/2.0.0"): a response carries
+// holdings statements, in frames up to [MaxHoldingsSize] bytes (version 1
+// frames were at most [MaxStatementSize]).
+//
 // # Signed statements
 //
 // Everything a mirror asserts travels as a libp2p signed envelope
@@ -19,7 +34,7 @@
 //
 //	message Envelope {
 //	  PublicKey public_key   = 1; // the signer's key, see below
-//	  bytes     payload_type = 2; // e.g. "/mirrornet/liveness/1"
+//	  bytes     payload_type = 2; // e.g. "/mirrornet/liveness/2"
 //	  bytes     payload      = 3; // canonical JSON, see below
 //	  bytes     signature    = 5; // 64-byte Ed25519 signature
 //	}
@@ -62,7 +77,7 @@
 // never be replayed as another:
 //
 //	kind        domain                     payload type                 payload
-//	liveness    "mirrornet-liveness"       "/mirrornet/liveness/1"      [Liveness]
+//	liveness    "mirrornet-liveness"       "/mirrornet/liveness/2"      [Liveness]
 //	suspicion   "mirrornet-suspicion"      "/mirrornet/suspicion/1"     [Suspicion]
 //	holdings    "mirrornet-holdings"       "/mirrornet/holdings/1"      [Holdings]
 //	probe       "mirrornet-probe"          "/mirrornet/probe/2"         [ProbeResult]

@@ -10,11 +10,11 @@ const (
 	DHTPrefix = "/mirrornet"
 	// SyncProtocolID is the request/response protocol that hands a peer
 	// every signed statement the responder holds.
-	SyncProtocolID = "/mirrornet/sync/1.0.0"
+	SyncProtocolID = "/mirrornet/sync/2.0.0"
 	// ProbeProtocolID is reserved for retrieval challenges carried over libp2p.
 	ProbeProtocolID = "/mirrornet/probe/1.0.0"
 
-	TopicLiveness = "/mirrornet/liveness/1"
+	TopicLiveness = "/mirrornet/liveness/2"
 	TopicProbe    = "/mirrornet/probe/2"
 	TopicRelease  = "/mirrornet/release/1"
 	TopicBuild    = "/mirrornet/build/1"
@@ -30,7 +30,7 @@ const (
 	DomainBuild    = "mirrornet-build"
 	DomainRelease  = "mirrornet-release"
 
-	PayloadLiveness = "/mirrornet/liveness/1"
+	PayloadLiveness = "/mirrornet/liveness/2"
 	PayloadProbe    = "/mirrornet/probe/2"
 	PayloadBuild    = "/mirrornet/build/1"
 )

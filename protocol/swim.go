@@ -9,7 +9,7 @@ import (
 const (
 	// PingProtocolID is the direct and indirect probe protocol: request
 	// frames ([Ping]), each answered by one frame ([Ack]), in order.
-	PingProtocolID = "/mirrornet/ping/1.0.0"
+	PingProtocolID = "/mirrornet/ping/2.0.0"
 	// TopicSuspicion carries [Suspicion] statements: a mirror's signed
 	// report that another did not answer its probes.
 	TopicSuspicion = "/mirrornet/suspicion/1"

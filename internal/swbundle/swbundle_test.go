@@ -94,7 +94,7 @@ func TestPreflight(t *testing.T) {
 func TestBundleEmbedded(t *testing.T) {
 	// The bundle is the built worker, not a placeholder: it registers a
 	// fetch handler and carries the statement domain it verifies.
-	for _, want := range []string{"addEventListener(\"fetch\"", "mirrornet-liveness", "/mirrornet/liveness/1"} {
+	for _, want := range []string{"addEventListener(\"fetch\"", "mirrornet-liveness", "/mirrornet/liveness/2"} {
 		if !strings.Contains(string(Bundle), want) {
 			t.Errorf("bundle lacks %q", want)
 		}

@@ -6,7 +6,7 @@
 //
 //   uvarint(len(domain)) || domain || uvarint(len(type)) || type || uvarint(len(payload)) || payload
 //
-// with domain "mirrornet-liveness" and type "/mirrornet/liveness/1", and a
+// with domain "mirrornet-liveness" and type "/mirrornet/liveness/2", and a
 // payload that is exactly the JSON Go's encoding/json writes for
 // protocol.Liveness (field order, HTML-safe escaping, omitempty), naming
 // the signer as its subject.
@@ -31,7 +31,7 @@ export const MaxStringLen = 512
 export const MaxAddrs = 32
 export const MaxBundles = 512
 export const DomainLiveness = 'mirrornet-liveness'
-export const PayloadLiveness = '/mirrornet/liveness/1'
+export const PayloadLiveness = '/mirrornet/liveness/2'
 // Holdings (see protocol, section Holdings): a statement may name what
 // its mirror holds by the digest of a separate signed holdings statement,
 // which the mirror serves at HoldingsPath.

@@ -5,7 +5,7 @@
 import { createHash, createPublicKey, generateKeyPairSync, sign, verify as edVerify } from 'node:crypto'
 
 export const DOMAIN_LIVENESS = 'mirrornet-liveness'
-export const PAYLOAD_LIVENESS = '/mirrornet/liveness/1'
+export const PAYLOAD_LIVENESS = '/mirrornet/liveness/2'
 export const MAX_STATEMENT_SIZE = 64 << 10
 export const MAX_CLOCK_DISPARITY_MS = 2000
 export const MAX_LIVENESS_AGE_MS = 60000
@@ -18,7 +18,7 @@ const MAX_HOLDINGS = 4096
 
 // The kinds the spec lists: payload type -> domain.
 const KINDS = {
-  '/mirrornet/liveness/1': 'mirrornet-liveness',
+  '/mirrornet/liveness/2': 'mirrornet-liveness',
   '/mirrornet/probe/1': 'mirrornet-probe',
   '/mirrornet/build/1': 'mirrornet-build'
 }
