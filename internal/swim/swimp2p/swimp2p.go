@@ -475,6 +475,8 @@ func (s *Service) handle(st network.Stream) {
 			st.Reset() // idle, reset or closed under us
 			return
 		}
+		// Every request is admitted, not only a stream's first: a peer
+		// that keeps its stream open stays under the same limit.
 		if !s.admit(from, s.cfg.Now()) {
 			st.Reset()
 			return

@@ -1,7 +1,9 @@
 package swimp2p_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"sync"
@@ -229,6 +231,43 @@ func TestPingFloodRefused(t *testing.T) {
 		}
 		if failed < 5 || b.badCount(swimp2p.ReasonFlood) != failed {
 			t.Fatalf("%d of 10 probes refused, %d counted as flood; want most refused and all counted", failed, b.badCount(swimp2p.ReasonFlood))
+		}
+	})
+}
+
+// TestPingFloodOnOneStreamRefused: the per-peer limit holds for every
+// request on a stream, not only its first: a peer that keeps one stream
+// open and writes request after request gets answers for the burst (3),
+// then the stream is reset and the excess counted as a flood.
+func TestPingFloodOnOneStreamRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.h.Peerstore().AddAddrs(b.h.ID(), b.h.Addrs(), time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := a.h.NewStream(ctx, b.h.ID(), protocol.PingProtocolID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		body, _ := json.Marshal(protocol.Ping{})
+		r := bufio.NewReader(s)
+		answered := 0
+		for range 10 { // at once: burst 3, 2 a second
+			if err := protocol.WriteFrame(s, body); err != nil {
+				break
+			}
+			if _, err := protocol.ReadFrame(r, protocol.MaxPingSize); err != nil {
+				break
+			}
+			answered++
+		}
+		if answered != 3 {
+			t.Fatalf("%d of 10 requests on one stream answered, want the burst of 3", answered)
+		}
+		if n := b.badCount(swimp2p.ReasonFlood); n != 1 {
+			t.Fatalf("%d floods counted, want 1 (the request that reset the stream)", n)
 		}
 	})
 }
