@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/internal/netsim"
@@ -268,6 +269,82 @@ func TestPingFloodOnOneStreamRefused(t *testing.T) {
 		}
 		if n := b.badCount(swimp2p.ReasonFlood); n != 1 {
 			t.Fatalf("%d floods counted, want 1 (the request that reset the stream)", n)
+		}
+	})
+}
+
+// TestLateAnswerIsNotAnAck: an answer that comes after the probe's
+// deadline does not count: that probe fails, the next probe (which the
+// target does not answer) is not taken as answered by the late frame, and
+// once the target answers again, probes succeed on a kept stream as
+// before.
+func TestLateAnswerIsNotAnAck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMirrors(t, 2)
+		a, b := ms[0], ms[1]
+		a.view.targets[b.h.ID()] = swimp2p.Target{Seq: 1, Addrs: addrsOf(b.h)}
+		// b answers its first request 600 ms late, then none until
+		// prompt is set, then every request at once.
+		b.svc.Stop()
+		var (
+			mu       sync.Mutex
+			requests int
+			prompt   bool
+			streams  int
+		)
+		b.h.SetStreamHandler(protocol.PingProtocolID, func(s network.Stream) {
+			defer s.Close()
+			mu.Lock()
+			streams++
+			mu.Unlock()
+			r := bufio.NewReader(s)
+			for {
+				if _, err := protocol.ReadFrame(r, protocol.MaxPingSize); err != nil {
+					s.Reset()
+					return
+				}
+				mu.Lock()
+				requests++
+				first, now := requests == 1, prompt
+				mu.Unlock()
+				switch {
+				case first:
+					time.Sleep(600 * time.Millisecond) // the slow target
+				case !now:
+					continue
+				}
+				body, _ := json.Marshal(protocol.Ack{OK: true, Seq: 7})
+				if err := protocol.WriteFrame(s, body); err != nil {
+					return
+				}
+			}
+		})
+		probe := func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			defer cancel()
+			return a.svc.Ping(ctx, b.h.ID())
+		}
+		if err := probe(); err == nil {
+			t.Fatal("a probe answered after its deadline succeeded")
+		}
+		if err := probe(); err == nil {
+			t.Fatal("a probe the target never answered succeeded (the previous probe's late answer taken for its own)")
+		}
+		time.Sleep(time.Second) // the late answer has come and gone
+		mu.Lock()
+		prompt = true
+		mu.Unlock()
+		for i := range 3 {
+			if err := probe(); err != nil {
+				t.Fatalf("probe %d after the target recovered: %v", i, err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// One stream for the late probe, one for the unanswered one, one
+		// kept for the three that succeeded.
+		if streams != 3 {
+			t.Fatalf("%d streams opened, want 3 (a failed probe's stream is not reused; a good one is)", streams)
 		}
 	})
 }
