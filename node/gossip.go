@@ -24,6 +24,10 @@ func (n *Node) startGossip() error {
 	// Signature checks run on a bounded pool of workers (p2plimits), so a
 	// flood of valid statements leaves a core to the rest of the mirror.
 	val := p2plimits.DefaultValidation()
+	params := gossipParams()
+	if n.tuneGossip != nil {
+		n.tuneGossip(&params)
+	}
 	opts := append(val.PubSubOptions(),
 		// Publish a statement to every peer we know, not only the mesh: a
 		// heartbeat then reaches direct peers in one hop, and publishing
@@ -46,7 +50,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithNoAuthor(),
 		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds()),
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCSize),
-		pubsub.WithGossipSubParams(gossipParams()),
+		pubsub.WithGossipSubParams(params),
 		pubsub.WithRawTracer(&n.gossipBytes),
 	)
 	ps, err := pubsub.NewGossipSub(n.ctx, n.host, opts...)

@@ -82,6 +82,9 @@ type options struct {
 	// a thousand mirrors in one process run the liveness core without the
 	// status page, retrieval probes, payouts and releases).
 	keepFeature func(name string) bool
+	// tuneGossip, if set, changes gossipsub's parameters before start
+	// (benchmarks compare mesh degrees).
+	tuneGossip func(*pubsub.GossipSubParams)
 }
 
 // WithStatementHook calls f for every statement that arrives by gossip,
@@ -135,6 +138,8 @@ type Node struct {
 	features  []feature
 	// inlineHoldings: see defaultInlineHoldings.
 	inlineHoldings int
+	// tuneGossip: see options.
+	tuneGossip func(*pubsub.GossipSubParams)
 
 	// listenAdmin, listenHTTP, httpTransport: see options.
 	listenAdmin   func(path string) (net.Listener, error)
@@ -241,7 +246,7 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		kick:  make(chan struct{}, 1),
 		guard: attest.NewSeqGuard(), repair: make(chan struct{}, 1), synced: map[peer.ID]time.Time{},
 		syncQueue: make(chan peer.ID, 256), bestDelay: maxDelay, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		ctx: ctx, cancel: cancel, lock: lock, inlineHoldings: defaultInlineHoldings,
+		ctx: ctx, cancel: cancel, lock: lock, inlineHoldings: defaultInlineHoldings, tuneGossip: o.tuneGossip,
 	}
 	if o.inlineHoldings != nil {
 		n.inlineHoldings = *o.inlineHoldings

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
@@ -22,11 +24,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mirrornet/mirrornet/internal/debugprof"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/netsim"
 )
@@ -102,6 +106,7 @@ func TestScaleVirtual(t *testing.T) {
 	}
 	ns := envInts(t, "MIRRORNET_SCALE_N", []int{100, 300, 1000})
 	losses := envInts(t, "MIRRORNET_SCALE_LOSS", []int{0, 1})
+	scaleDebugServer(t)
 	for _, n := range ns {
 		for _, loss := range losses {
 			t.Run(fmt.Sprintf("N=%d/loss=%d%%", n, loss), func(t *testing.T) {
@@ -119,6 +124,30 @@ func TestScaleVirtual(t *testing.T) {
 			})
 		}
 	}
+}
+
+// scaleDebugServer serves the process's profiles (package debugprof) on
+// MIRRORNET_SCALE_PPROF, a loopback address such as 127.0.0.1:6070, so
+// that a long run can be looked into while it runs (outside any synctest
+// bubble: its goroutines do not hold virtual time up).
+func scaleDebugServer(t *testing.T) {
+	addr := os.Getenv("MIRRORNET_SCALE_PPROF")
+	if addr == "" {
+		return
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		t.Fatalf("MIRRORNET_SCALE_PPROF=%q: want a loopback address and port", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	debugprof.Register(mux)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
 }
 
 // envInts parses a comma-separated list of whole numbers from the
@@ -617,6 +646,7 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 	s.hosts = make([]host.Host, n)
 	s.nodes = make([]*Node, n)
 	keep := scaleFeatures(b)
+	tune := scaleMesh(b)
 	// Start them a few at a time: a node's start is mostly waiting (store,
 	// admin socket, first publication). Only the features asked for run
 	// (MIRRORNET_SCALE_FEATURES; default none: the liveness core).
@@ -645,6 +675,7 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 				nd, err = New(cfg, WithHost(h, sk), func(o *options) {
 					o.listenAdmin = listenMem
 					o.keepFeature = keep
+					o.tuneGossip = tune
 				})
 			}
 			mu.Lock()
@@ -752,6 +783,26 @@ func scaleFeatures(b testing.TB) func(string) bool {
 	}
 	names := strings.Split(v, ",")
 	return func(name string) bool { return slices.Contains(names, name) }
+}
+
+// scaleMesh is MIRRORNET_SCALE_MESH=D: gossipsub's mesh degree D with
+// Dlo = D-1, Dhi = 2D, Dscore = D/2 and Dout = D/2-1 (gossipsub wants Dout
+// below D/2; the shipped parameters are D=4 in that pattern: 4, 3, 8, 2,
+// 1), to compare bytes and detection time across mesh degrees. Unset: the
+// shipped parameters.
+func scaleMesh(b testing.TB) func(*pubsub.GossipSubParams) {
+	v := envInts(b, "MIRRORNET_SCALE_MESH", nil)
+	if len(v) == 0 {
+		return nil
+	}
+	if len(v) != 1 || v[0] < 2 {
+		b.Fatalf("MIRRORNET_SCALE_MESH: want one mesh degree of at least 2")
+	}
+	d := v[0]
+	return func(p *pubsub.GossipSubParams) {
+		p.D, p.Dlo, p.Dhi, p.Dscore = d, d-1, 2*d, d/2
+		p.Dout = max(0, d/2-1)
+	}
 }
 
 // stretchConfig multiplies every liveness timer of cfg by d (the failure
