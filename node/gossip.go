@@ -454,8 +454,11 @@ func (n *Node) announce() {
 func minPublishGap(heartbeat time.Duration) time.Duration { return heartbeat * 3 / 4 }
 
 // livenessBody is this mirror's liveness statement without its sequence
-// number, time and TTL.
-func (n *Node) livenessBody(state string) protocol.Liveness {
+// number, time and TTL, and the bundles it holds (sorted, unique, at most
+// protocol.MaxHoldings). It signs nothing: the statement names the
+// bundles by the digest of a holdings statement that publishLiveness signs
+// before the statement itself.
+func (n *Node) livenessBody(state string) (protocol.Liveness, []string) {
 	var addrs []string
 	for _, a := range n.host.Addrs() {
 		addrs = append(addrs, a.String())
@@ -476,22 +479,15 @@ func (n *Node) livenessBody(state string) protocol.Liveness {
 	l := protocol.Liveness{
 		Peer: n.id.String(), State: state, Addrs: addrs, HTTP: n.HTTPURL(), Version: Version, Region: n.cfg.Region,
 	}
-	// What this mirror holds goes in its signed holdings statement; the
-	// liveness statement names it by digest (holdings.go).
-	digest, err := n.ownHoldings(bundles)
-	switch {
-	case err != nil:
-		n.log.Error("holdings", "err", err)
-		l.Bundles = bundles[:min(len(bundles), protocol.MaxBundles)]
-	case len(bundles) <= n.inlineHoldings:
+	if len(bundles) <= n.inlineHoldings {
 		l.Bundles = bundles
 		if l.Bundles == nil {
 			l.Bundles = []string{}
 		}
-	default:
-		l.Holdings, l.HoldingsCount = digest, len(bundles)
+	} else {
+		l.Holdings, l.HoldingsCount = protocol.HoldingsDigest(bundles), len(bundles)
 	}
-	return l
+	return l, bundles
 }
 
 // bodyKey identifies a statement's content (sequence, time and TTL aside).
@@ -504,7 +500,8 @@ func bodyKey(l protocol.Liveness) string {
 // livenessChanged reports whether this mirror's statement would say
 // something else than the last one it published.
 func (n *Node) livenessChanged() bool {
-	key := bodyKey(n.livenessBody(protocol.StateUp))
+	l, _ := n.livenessBody(protocol.StateUp)
+	key := bodyKey(l)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return key != n.lastBody
@@ -517,7 +514,18 @@ func (n *Node) livenessChanged() bool {
 // it grows), with TTLs that outlast a missed refresh.
 func (n *Node) publishLiveness(state string) {
 	now := n.clock()
-	l := n.livenessBody(state)
+	l, bundles := n.livenessBody(state)
+	// What this mirror holds goes in its signed holdings statement,
+	// signed (when the bundles changed) before the liveness statement
+	// that names it, so it is served before anyone asks for it.
+	if _, err := n.ownHoldings(bundles, now); err != nil {
+		n.log.Error("holdings", "err", err)
+		l.Holdings, l.HoldingsCount = "", 0
+		l.Bundles = bundles[:min(len(bundles), protocol.MaxBundles)]
+		if l.Bundles == nil {
+			l.Bundles = []string{}
+		}
+	}
 	n.mu.Lock()
 	if state == protocol.StateUp && n.left {
 		// A heartbeat racing Leave must not follow the leaving statement

@@ -66,8 +66,8 @@ func (n *Node) startHoldings() error {
 
 // ownHoldings returns the digest of bundles, signing this mirror's new
 // holdings statement when they changed (holdings.Own.Update).
-func (n *Node) ownHoldings(bundles []string) (digest string, err error) {
-	return n.held.own.Update(bundles, n.clock())
+func (n *Node) ownHoldings(bundles []string, now time.Time) (digest string, err error) {
+	return n.held.own.Update(bundles, now)
 }
 
 // ownHoldingsStatement is this mirror's current signed holdings statement

@@ -187,3 +187,50 @@ func testHoldingsOnGossipRejected(t *testing.T) {
 		t.Fatal("a gossiped holdings statement changed the view")
 	}
 }
+
+// TestCheckingForChangeSignsNothing: the heartbeat's check whether the
+// liveness statement would change (livenessChanged) signs no holdings
+// statement; publishing does, before the liveness statement that names
+// its digest.
+func TestCheckingForChangeSignsNothing(t *testing.T) { inBubble(t, testCheckingForChangeSignsNothing) }
+
+func testCheckingForChangeSignsNothing(t *testing.T) {
+	c := newSimCluster(t, 10*time.Millisecond)
+	c.opts = append(c.opts, withInlineHoldings(0))
+	a := c.add()
+	waitFor(t, 5*a.prof.Heartbeat, "a first statement", func() (bool, string) {
+		_, ok := a.view.Mirror(a.ID(), a.clock())
+		return ok, "none yet"
+	})
+	// Nothing publishes while the mirror is marked as leaving.
+	a.mu.Lock()
+	a.left = true
+	a.mu.Unlock()
+	res := publish(t, a, writeTree(t))
+	root, err := cid.Decode(res.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, beforeRef := a.ownHoldingsStatement()
+	if !a.livenessChanged() {
+		t.Fatal("a new bundle held: the statement would not change")
+	}
+	if after, afterRef := a.ownHoldingsStatement(); after != before || afterRef != beforeRef {
+		t.Fatalf("checking for a change signed a holdings statement (seq %d, was %d)", after.Seq, before.Seq)
+	}
+	// Let the last statement's rate limit pass (the view ignores a
+	// statement within half a heartbeat of the previous).
+	time.Sleep(a.prof.Heartbeat)
+	a.mu.Lock()
+	a.left = false
+	a.mu.Unlock()
+	a.publishLiveness(protocol.StateUp)
+	own, ref := a.ownHoldingsStatement()
+	if own == before || !slices.Contains(own.Holdings.Bundles, root.String()) {
+		t.Fatal("publishing signed no holdings statement with the new bundle")
+	}
+	m, _ := a.view.Mirror(a.ID(), a.clock())
+	if m.Liveness.Holdings != ref.Digest {
+		t.Fatalf("the liveness statement names digest %.12s, the signed holdings %.12s", m.Liveness.Holdings, ref.Digest)
+	}
+}
