@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/holdings"
+	"github.com/mirrornet/mirrornet/internal/probe/probetest"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -87,4 +91,75 @@ func TestSyncSkipsHeldStatements(t *testing.T) {
 	if verified != 1 {
 		t.Fatalf("a statement that differs from the held one was verified %d times, want 1", verified)
 	}
+}
+
+// TestSyncRelaySlotsOnlyForRepublished: a sync exchange republishes at
+// most maxRelayPerSync statements, and only liveness statements and
+// suspicions take those slots: a response that opens with more valid
+// statements of other kinds (probe results here) than there are slots
+// still has its liveness statements passed on over gossip.
+func TestSyncRelaySlotsOnlyForRepublished(t *testing.T) {
+	inBubble(t, testSyncRelaySlotsOnlyForRepublished)
+}
+
+func testSyncRelaySlotsOnlyForRepublished(t *testing.T) {
+	c := newCluster(t, 2)
+	c.connectRing(1)
+	a, b := c.nodes[0], c.nodes[1]
+	waitFor(t, 20*c.prof.Heartbeat, "both alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
+
+	now := a.clock()
+	var frames [][]byte
+	for i := range maxRelayPerSync + 6 {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs, _ := peer.IDFromPrivateKey(sk)
+		res := probetest.Result(t, obs, probetest.Spec{Target: b.ID(), Bundle: "bafkqaaa", Outcome: protocol.OutcomeFail,
+			At: now, EpochLength: time.Hour, Seq: uint64(i + 1)})
+		raw, err := attest.SignProbe(sk, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, raw)
+	}
+	// A mirror only the responder knows of.
+	xKey, _, _ := crypto.GenerateEd25519Key(nil)
+	x, _ := peer.IDFromPrivateKey(xKey)
+	live, err := attest.SignLiveness(xKey, protocol.Liveness{Peer: x.String(), State: protocol.StateUp, Seq: 1, Time: now.UnixMilli(),
+		TTL: time.Minute.Milliseconds(), Addrs: []string{}, Bundles: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = append(frames, live)
+
+	h, err := c.mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	h.SetStreamHandler(protocol.SyncProtocolID, func(s network.Stream) {
+		defer s.Close()
+		if _, err := protocol.ReadFrame(bufio.NewReader(s), protocol.MaxSyncRequestSize); err != nil {
+			s.Reset()
+			return
+		}
+		_ = writeStatements(s, frames)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fresh, err := a.syncWith(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh <= maxRelayPerSync {
+		t.Fatalf("%d statements taken from the response, want more than the %d relay slots", fresh, maxRelayPerSync)
+	}
+	waitFor(t, 5*c.prof.Heartbeat, "b learns the synced mirror over gossip", func() (bool, string) {
+		m, ok := b.view.Mirror(x, b.clock())
+		return ok && m.State == health.StateAlive, "b does not hold it alive"
+	})
 }
