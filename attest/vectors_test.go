@@ -236,9 +236,9 @@ func generateVectors(t *testing.T) vectorFile {
 			payload: livenessPayload(alice.id, 6, now.Add(-90*time.Second), protocol.StateUp, "")},
 		{name: "valid-liveness-ttl", desc: "a liveness statement that promises the next one within 30 s (ttl, milliseconds): a refresh", k: alice,
 			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness, payload: ttlPayload},
-		{name: "valid-liveness-max-ttl", desc: "a liveness statement whose ttl is exactly the limit, one hour (3600000 ms): accepted", k: alice,
+		{name: "valid-liveness-max-ttl", desc: "a liveness statement whose ttl is exactly the limit, two hours (7200000 ms): accepted", k: alice,
 			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness, payload: ttlPayloadOf(13, protocol.MaxLivenessTTL.Milliseconds())},
-		{name: "ttl-above-limit", desc: "a liveness statement whose ttl is one millisecond above the one-hour limit (3600001 ms)", k: alice,
+		{name: "ttl-above-limit", desc: "a liveness statement whose ttl is one millisecond above the two-hour limit (7200001 ms)", k: alice,
 			domain: protocol.DomainLiveness, typ: protocol.PayloadLiveness, payload: ttlPayloadOf(14, protocol.MaxLivenessTTL.Milliseconds()+1)},
 	}
 

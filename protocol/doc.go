@@ -20,8 +20,8 @@
 // changed from version 1 as follows. Liveness ([PayloadLiveness],
 // [TopicLiveness]: "/mirrornet/liveness/2"): a statement may name its
 // holdings by digest only, with no Bundles list (version 1 required the
-// list), and may declare a TTL up to [MaxLivenessTTL] (version 1: ten
-// minutes). Ping ([PingProtocolID]: "/mirrornet/ping/2.0.0"): a stream
+// list), and may declare a TTL up to [MaxLivenessTTL], two hours (version
+// 1: ten minutes). Ping ([PingProtocolID]: "/mirrornet/ping/2.0.0"): a stream
 // carries any number of requests (version 1 answered one and closed).
 // Sync ([SyncProtocolID]: "/mirrornet/sync/2.0.0"): a response carries
 // holdings statements, in frames up to [MaxHoldingsSize] bytes (version 1

@@ -20,13 +20,13 @@ const (
 	// MaxPingSize bounds a ping request or answer frame.
 	MaxPingSize = 1 << 10
 	// MaxLivenessTTL bounds the TTL a liveness statement may declare: a
-	// mirror signs a fresh statement at least this often. An hour: at a
+	// mirror signs a fresh statement at least this often. Two hours: at a
 	// few refreshes a minute network-wide (the profiles' RefreshRate), a
-	// network of hundreds of mirrors needs TTLs of about that length for
-	// its refresh traffic to stay flat (a TTL covers two refresh gaps, so
-	// the traffic stays flat up to 450 mirrors on lan); probes and
-	// suspicions, not TTLs, find crashes.
-	MaxLivenessTTL = time.Hour
+	// network of a thousand mirrors refreshes each about once an hour for
+	// its refresh traffic to stay flat, and a TTL covers two refresh gaps
+	// (a receiver that misses one refresh still holds the mirror alive);
+	// probes and suspicions, not TTLs, find crashes.
+	MaxLivenessTTL = 2 * time.Hour
 )
 
 // Ping is the request of [PingProtocolID]. With Target empty it asks the

@@ -14,7 +14,7 @@ func TestWireChangesBumpedVersions(t *testing.T) {
 	for _, c := range []struct {
 		name, id, want, change string
 	}{
-		{"PayloadLiveness", PayloadLiveness, "/mirrornet/liveness/2", "holdings by digest only; TTL up to an hour"},
+		{"PayloadLiveness", PayloadLiveness, "/mirrornet/liveness/2", "holdings by digest only; TTL up to two hours"},
 		{"TopicLiveness", TopicLiveness, "/mirrornet/liveness/2", "carries liveness/2 statements"},
 		{"PingProtocolID", PingProtocolID, "/mirrornet/ping/2.0.0", "several requests per stream"},
 		{"SyncProtocolID", SyncProtocolID, "/mirrornet/sync/2.0.0", "holdings statements in frames above MaxStatementSize"},

@@ -146,8 +146,8 @@ var (
 		// A refresh every 4 s network-wide: each costs every mirror about
 		// 2 KB sent and received (gossipsub delivers a few copies), so
 		// about 500 B/s each, whatever the network's size up to the
-		// longest refresh interval (half protocol.MaxLivenessTTL: 450
-		// mirrors; above it the network refreshes more often).
+		// longest refresh interval (half protocol.MaxLivenessTTL, an
+		// hour: 900 mirrors; above it the network refreshes more often).
 		RefreshRate: 0.25,
 	}
 	wanProfile = Profile{

@@ -94,6 +94,13 @@ func TestRefreshScheduleKeepsThePace(t *testing.T) {
 	if got, want := p.RefreshInterval(13), 52*time.Second; got != want {
 		t.Errorf("lan, 13 mirrors: refresh interval %s, want %s", got, want)
 	}
+	// The network's refresh traffic stays flat (RefreshRate refreshes a
+	// second) up to 900 mirrors on lan, TTLs of two gaps included.
+	for _, n := range []int{100, 450, 899} {
+		if got, want := p.RefreshInterval(n), time.Duration(float64(n)/p.RefreshRate)*time.Second; got != want {
+			t.Errorf("lan, %d mirrors: refresh interval %s, want %s (n / RefreshRate)", n, got, want)
+		}
+	}
 	if got := p.RefreshInterval(1e6); 2*got+p.Heartbeat > protocol.MaxLivenessTTL {
 		t.Errorf("longest refresh interval %s: two of them and a heartbeat exceed MaxLivenessTTL", got)
 	}

@@ -23,10 +23,10 @@ export const MaxLivenessAgeMs = 60_000
 // MaxLivenessTTLMs bounds a statement's ttl: the signer's promise to sign
 // again within it (mirrors refresh at an interval that grows with the
 // network; a statement is current until its time plus ttl). It mirrors
-// protocol.MaxLivenessTTL (protocol/swim.go, one hour) and must change with
+// protocol.MaxLivenessTTL (protocol/swim.go, two hours) and must change with
 // it: the TTL grows with the network, so a lower limit here refuses every
 // statement of a large network.
-export const MaxLivenessTTLMs = 3_600_000
+export const MaxLivenessTTLMs = 7_200_000
 export const MaxStringLen = 512
 export const MaxAddrs = 32
 export const MaxBundles = 512

@@ -9,8 +9,8 @@ export const PAYLOAD_LIVENESS = '/mirrornet/liveness/2'
 export const MAX_STATEMENT_SIZE = 64 << 10
 export const MAX_CLOCK_DISPARITY_MS = 2000
 export const MAX_LIVENESS_AGE_MS = 60000
-// MAX_LIVENESS_TTL_MS is protocol.MaxLivenessTTL (protocol/swim.go, one hour).
-export const MAX_LIVENESS_TTL_MS = 3600000
+// MAX_LIVENESS_TTL_MS is protocol.MaxLivenessTTL (protocol/swim.go, two hours).
+export const MAX_LIVENESS_TTL_MS = 7200000
 const MAX_STRING_LEN = 512
 const MAX_ADDRS = 32
 const MAX_BUNDLES = 512
