@@ -728,10 +728,21 @@ func (s *mnSystem) start(b testing.TB, nw *netsim.Network, ips []netip.Addr) {
 	}
 	wg.Wait()
 	deadline := time.Now().Add(300 * time.Second * d)
+	// After a minute, 99% of the views complete and none missing more
+	// than 1% of the mirrors is enough to go on: a mirror whose statements
+	// a view missed at start (published before the meshes formed) is
+	// learnt at its next refresh, which at N=1,000 may be an hour away.
+	// The run says how far from complete the views were.
+	enough := time.Now().Add(60 * time.Second * d)
 	lastReport := time.Now()
 	for {
 		complete, least := s.progress(n)
-		if complete == n {
+		nearly := time.Now().After(enough) && complete >= n-n/100 && least >= n-n/100
+		if nearly && complete < n {
+			fmt.Fprintf(os.Stderr, "scale: mirrornet N=%d: going on with %d views complete of %d, the least complete holding %d alive\n", n, complete, n, least)
+			b.Logf("mirrornet: measured with %d of %d views complete after %v, the least complete holding %d alive", complete, n, 60*time.Second, least)
+		}
+		if complete == n || nearly {
 			conns, most := 0, 0
 			for _, h := range s.hosts {
 				k := len(h.Network().Conns())
