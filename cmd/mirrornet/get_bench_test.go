@@ -163,6 +163,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		fsURL := startFileServer(b, src)
 		want := hex.EncodeToString(sum[:])
 		get := func(dst string) { timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot) }
+		old := oldGet(b, root, boot)
 		check := func(dst string) {
 			if got := fileSum(b, filepath.Join(dst, "big.bin")); hex.EncodeToString(got[:]) != want {
 				b.Fatal("get wrote other bytes")
@@ -175,7 +176,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 				b.Fatalf("curl + sha256sum: %q %v", got, err)
 			}
 		}
-		r := runVersus(b, get, curl, check)
+		r := runVersus(b, get, curl, old, check)
 		r.report(b, "curl+sha256")
 		b.ReportMetric(float64(size)/r.median(r.get)/1e6, "get-MB/s")
 		b.ReportMetric(float64(size)/r.median(r.base)/1e6, "curl+sha256-MB/s")
@@ -194,6 +195,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		}
 		fsURL := startFileServer(b, tarDir)
 		get := func(dst string) { timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot) }
+		old := oldGet(b, root, boot)
 		check := func(dst string) {
 			if n := countFiles(b, dst); n != 5000 {
 				b.Fatalf("get wrote %d files", n)
@@ -205,7 +207,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 				b.Fatalf("curl | tar x: %v %s", err, out)
 			}
 		}
-		r := runVersus(b, get, curl, check)
+		r := runVersus(b, get, curl, old, check)
 		r.report(b, "curl|tar")
 	})
 }
@@ -213,12 +215,29 @@ func BenchmarkGetVsCurl(b *testing.B) {
 // versus holds the per-iteration times of runVersus.
 type versus struct {
 	get, base, ratio []float64 // seconds; baseline / get
+	old, oldRatio    []float64 // the other binary (oldGet), baseline / old
 }
 
-// runVersus runs get and base once per iteration into fresh directories
-// (kept until the benchmark ends), in alternating order, each after a
-// sync and timed alone; check (untimed) inspects get's output.
-func runVersus(b *testing.B, get, base, check func(dst string)) *versus {
+// oldGetEnv names another mirrornet binary (say, main before a change)
+// whose `get` runs in every iteration too, into a directory of its own:
+// the two binaries are compared in the same minutes, against the same
+// baseline and the same state of the file system.
+const oldGetEnv = "MIRRORNET_BENCH_OLD_BIN"
+
+// oldGet is `get -o` with the binary oldGetEnv names, or nil.
+func oldGet(b *testing.B, root, boot string) func(dst string) {
+	bin := os.Getenv(oldGetEnv)
+	if bin == "" {
+		return nil
+	}
+	return func(dst string) { timed(b, bin, "get", root, "-o", dst, "--bootstrap", boot) }
+}
+
+// runVersus runs get and base (and old, if not nil) once per iteration
+// into fresh directories (kept until the benchmark ends), in rotating
+// order, each after a sync and timed alone; check (untimed) inspects
+// get's output.
+func runVersus(b *testing.B, get, base, old, check func(dst string)) *versus {
 	root := os.Getenv("MIRRORNET_BENCH_DIR")
 	if root == "" {
 		root = b.TempDir()
@@ -238,18 +257,27 @@ func runVersus(b *testing.B, get, base, check func(dst string)) *versus {
 	}
 	i := 0
 	for b.Loop() {
-		var tg, tb float64
-		if i%2 == 0 {
-			tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i)))
-			tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i)))
-		} else {
-			tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i)))
-			tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i)))
+		var tg, tb, to float64
+		runs := []func(){
+			func() { tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i))) },
+			func() { tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i))) },
+		}
+		if old != nil {
+			runs = append(runs, func() { to = one(old, filepath.Join(root, fmt.Sprintf("old%d", i))) })
+		}
+		for k := range runs {
+			runs[(i+k)%len(runs)]()
 		}
 		check(filepath.Join(root, fmt.Sprintf("get%d", i)))
 		r.get, r.base, r.ratio = append(r.get, tg), append(r.base, tb), append(r.ratio, tb/tg)
+		line := fmt.Sprintf("iteration %d: get %.3f s, baseline %.3f s, ratio %.2f", i, tg, tb, tb/tg)
+		if old != nil {
+			check(filepath.Join(root, fmt.Sprintf("old%d", i)))
+			r.old, r.oldRatio = append(r.old, to), append(r.oldRatio, tb/to)
+			line += fmt.Sprintf("; old get %.3f s, ratio %.2f", to, tb/to)
+		}
 		if testing.Verbose() {
-			b.Logf("iteration %d: get %.3f s, baseline %.3f s, ratio %.2f, load %s", i, tg, tb, tb/tg, loadAvg())
+			b.Logf("%s, load %s", line, loadAvg())
 		}
 		i++
 	}
@@ -273,6 +301,10 @@ func (r *versus) report(b *testing.B, base string) {
 	b.ReportMetric(r.median(r.base)*1000, base+"-ms")
 	b.ReportMetric(r.median(r.ratio), "ratio")
 	b.ReportMetric(slices.Min(r.ratio), "ratio-min")
+	if len(r.old) > 0 {
+		b.ReportMetric(r.median(r.old)*1000, "old-get-ms")
+		b.ReportMetric(r.median(r.oldRatio), "old-ratio")
+	}
 	if l, err := strconv.ParseFloat(strings.Fields(loadAvg())[0], 64); err == nil {
 		b.ReportMetric(l, "load1")
 	}
