@@ -35,7 +35,7 @@ import (
 // tree: the tree itself is where a rerun finds them (see resumeTree).
 // The structure (directories, empty files of several chunks, symlinks) is
 // made by run itself, in order; the leaves' writes go to leafWriters
-// goroutines, each leaf to the one its directory hashes to, so that
+// goroutines, each directory's to one of them (see writerOf), so that
 // thousands of small files are created on several cores at once (`tar x`
 // creates them one after another) while writes to one file stay in order.
 // dag-pb nodes (directories, file nodes, HAMT shards: the structure, a
@@ -66,8 +66,12 @@ type liveTree struct {
 	werr         error // the first write error of a writer
 	aborted      bool  // abort was called: writers skip what is left
 
-	writers []chan leafWrite // leaf writes, by the hash of their path
+	writers []chan leafWrite // leaf writes, by directory (dirWriter)
 	wg      sync.WaitGroup   // the writers
+	// dirWriter is the writer of each directory's files (owned by run):
+	// directories go to the writers in turn, in the order their first
+	// file comes.
+	dirWriter map[string]int
 
 	// owned by run (and by resumeTree before run starts)
 	pending map[cid.Cid][]place // places of blocks not yet verified
@@ -143,7 +147,7 @@ type place struct {
 // download. start starts the writer.
 func newLiveTree(src *spool, root cid.Cid, path string, fail func(error)) (*liveTree, error) {
 	t := &liveTree{src: src, path: path, wake: make(chan struct{}, 1), pending: map[cid.Cid][]place{},
-		leaves: map[cid.Cid]leafLoc{}, writing: map[cid.Cid][]byte{}, resumed: map[leafPlace]bool{}, fail: fail, done: make(chan struct{})}
+		leaves: map[cid.Cid]leafLoc{}, writing: map[cid.Cid][]byte{}, dirWriter: map[string]int{}, resumed: map[leafPlace]bool{}, fail: fail, done: make(chan struct{})}
 	t.space = sync.NewCond(&t.mu)
 	if _, err := os.Lstat(path); err == nil {
 		if err := t.resumeTree(root); err != nil {
@@ -541,19 +545,21 @@ func (t *liveTree) writeLeaf(c cid.Cid, data []byte, p string, off int64, create
 	}
 	t.writingBytes += int64(len(data))
 	t.mu.Unlock()
-	t.writers[pathHash(filepath.Dir(p))%uint32(len(t.writers))] <- w
+	t.writers[t.writerOf(filepath.Dir(p))] <- w
 	return nil
 }
 
-// pathHash is FNV-1a of p. Leaves go to the writer their directory
-// hashes to: files are made in a directory under its lock, so writers
-// working in different directories do not wait for each other.
-func pathHash(p string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(p); i++ {
-		h = (h ^ uint32(p[i])) * 16777619
+// writerOf is the writer of the files in dir. Files are made in a
+// directory under its lock, so writers working in different directories
+// do not wait for each other; a bundle's files come directory by
+// directory, so taking the writers in turn keeps them all busy.
+func (t *liveTree) writerOf(dir string) int {
+	i, ok := t.dirWriter[dir]
+	if !ok {
+		i = len(t.dirWriter) % len(t.writers)
+		t.dirWriter[dir] = i
 	}
-	return h
+	return i
 }
 
 // fileNode writes a file node's own bytes at off and places its children
