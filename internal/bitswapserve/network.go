@@ -2,7 +2,8 @@
 // bitswap (boxo's bitswap server): it wraps the bitswap network so that
 //
 //   - every answer the server sends goes out through a stream this package
-//     writes itself (one per peer, kept open between answers, see send),
+//     writes itself (up to answerStreams per peer, kept open between
+//     answers, see send),
 //     in chunks, so a peer that stops reading is noticed
 //     (no progress for Config.StallTimeout) and cut off: its connection is
 //     closed, which frees every server worker blocked on it, and if it
@@ -169,7 +170,8 @@ type Network struct {
 	cuts     map[peer.ID][]time.Time // recent cut-offs, within Cooldown
 	cutOff   map[string]int          // cut-offs by reason
 	resent   int
-	streams  map[peer.ID]*peerStream // answer streams kept open
+	streams  map[streamKey]*peerStream // answer streams kept open
+	turn     int                       // which busy answer stream to wait for next
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -197,7 +199,7 @@ func New(inner iface.BitSwapNetwork, blks Blocks, held func(cid.Cid) bool, cfg C
 		t: wants.New(wants.Config{ResendAfter: cfg.ResendAfter, MaxResendInterval: cfg.MaxResendInterval,
 			MaxResends: cfg.MaxResends, ActiveWindow: cfg.ActiveWindow, MaxWantsPerPeer: cfg.MaxWantsPerPeer}),
 		inflight: map[peer.ID]int64{}, refused: map[peer.ID]time.Time{}, cuts: map[peer.ID][]time.Time{}, cutOff: map[string]int{},
-		streams: map[peer.ID]*peerStream{},
+		streams: map[streamKey]*peerStream{},
 		ctx:     ctx, cancel: cancel,
 	}
 	n.run()
@@ -345,14 +347,15 @@ type peerStream struct {
 // streamIdle is how long an answer stream stays open without a message.
 const streamIdle = 10 * time.Second
 
-// send writes msg to p on the peer's answer stream, opened on first use
-// and kept open: boxo's bsnet opens a stream per message, and a new
-// stream starts with yamux's 256 KiB window, so every 1 MiB block waited
-// for window updates (a few round trips on a fresh stream) while a kept
-// stream's window grows to the path's bandwidth-delay product once. A
-// bitswap receiver reads messages from a stream until it ends (bsnet's
-// handleNewStream), so any bitswap client takes them. The answers of
-// the server's workers to one peer go out one after the other; a stream
+// send writes msg to p on one of the peer's answer streams, opened on
+// first use and kept open: boxo's bsnet opens a stream per message, and a
+// new stream starts with yamux's 256 KiB window, so every 1 MiB block
+// waited for window updates (a few round trips on a fresh stream) while a
+// kept stream's window grows once. A bitswap receiver reads messages from
+// a stream until it ends (bsnet's handleNewStream), so any bitswap client
+// takes them. Each answer stream carries one message at a time; the
+// answers of the server's workers to one peer go out on the first free
+// one (see answerStreams), or wait for one; a stream
 // that failed is dropped and, if the failure was on a stream kept from
 // before and nothing was written, the message is sent once more on a new
 // one (the peer may have reconnected).
@@ -382,19 +385,55 @@ func (n *Network) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage,
 	}
 }
 
-// lockStream returns p's answer stream record, locked.
+// answerStreams is how many answer streams a peer's answers may go out
+// on at once. A yamux stream's receive window grows only while its reader
+// keeps emptying it within a few round trips, and on a long path it stays
+// well below the bandwidth-delay product (one holder behind a 300 Mbit/s,
+// 40 ms round trip relay: 28 - 30 MB/s of 37.5); two answers written side
+// by side on two streams have two windows. A second stream is used only
+// while the first is busy (the server's workers answer a peer with many
+// wants outstanding in parallel). Each stream's window is reserved
+// through the resource manager as it grows.
+const answerStreams = 2
+
+// streamKey names one of a peer's answer streams.
+type streamKey struct {
+	p    peer.ID
+	slot int
+}
+
+// lockStream returns one of p's answer stream records, locked: the first
+// that is free, or else waits for one.
 func (n *Network) lockStream(p peer.ID) *peerStream {
 	for {
+		var pss [answerStreams]*peerStream
 		n.mu.Lock()
-		ps, ok := n.streams[p]
-		if !ok {
-			ps = &peerStream{}
-			n.streams[p] = ps
+		for i := range pss {
+			k := streamKey{p, i}
+			ps, ok := n.streams[k]
+			if !ok {
+				ps = &peerStream{}
+				n.streams[k] = ps
+			}
+			pss[i] = ps
 		}
+		n.turn++
+		turn := n.turn
 		n.mu.Unlock()
-		ps.mu.Lock()
+		slot := -1
+		for i, ps := range pss {
+			if ps.mu.TryLock() {
+				slot = i
+				break
+			}
+		}
+		if slot < 0 {
+			slot = turn % answerStreams
+			pss[slot].mu.Lock()
+		}
+		ps := pss[slot]
 		n.mu.Lock()
-		current := n.streams[p] == ps
+		current := n.streams[streamKey{p, slot}] == ps
 		n.mu.Unlock()
 		if current {
 			return ps
@@ -444,7 +483,7 @@ func (n *Network) write(ctx context.Context, s network.Stream, msg bsmsg.BitSwap
 func (n *Network) closeIdle(idleSince time.Time) {
 	n.mu.Lock()
 	var idle []network.Stream
-	for p, ps := range n.streams {
+	for k, ps := range n.streams {
 		if !ps.mu.TryLock() {
 			continue // a message is being written
 		}
@@ -452,7 +491,7 @@ func (n *Network) closeIdle(idleSince time.Time) {
 			if ps.s != nil {
 				idle = append(idle, ps.s)
 			}
-			delete(n.streams, p)
+			delete(n.streams, k)
 		}
 		ps.mu.Unlock()
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -24,6 +25,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/mirrornet/mirrornet/internal/bundle"
+	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 	"github.com/mirrornet/mirrornet/internal/store"
 )
 
@@ -241,4 +244,111 @@ func TestServeCutsOffAPeerThatStopsReading(t *testing.T) {
 	}
 	badCancel()
 	<-badDone
+}
+
+// holdFirstHost lets the first incoming bitswap stream carry 64 KiB (the
+// small answers before the blocks), then holds its reads until a second
+// stream arrives: a path whose window the first stream has filled.
+type holdFirstHost struct {
+	host.Host
+	mu      sync.Mutex
+	streams int
+	second  chan struct{}
+}
+
+func (h *holdFirstHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, func(s network.Stream) {
+		h.mu.Lock()
+		h.streams++
+		n := h.streams
+		h.mu.Unlock()
+		if n == 2 {
+			close(h.second)
+		}
+		if n == 1 {
+			handler(&heldStream{Stream: s, until: h.second, free: 64 << 10})
+			return
+		}
+		handler(s)
+	})
+}
+
+type heldStream struct {
+	network.Stream
+	until <-chan struct{}
+	free  int // bytes still read without waiting
+}
+
+func (s *heldStream) Read(b []byte) (int, error) {
+	if s.free <= 0 {
+		<-s.until
+		return s.Stream.Read(b)
+	}
+	k, err := s.Stream.Read(b[:min(len(b), s.free)])
+	s.free -= k
+	return k, err
+}
+
+// While one answer to a peer is held up (its stream's window full), the
+// mirror sends the next answer on a second stream: two windows in flight
+// on a path where one stream's window stays below the bandwidth-delay
+// product.
+func TestServeAnswersOnASecondStreamWhileTheFirstIsBusy(t *testing.T) {
+	mh := loopHost(t)
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	// not cut off (and reconnected on a new stream) while held
+	cfg.Serve.StallTimeout = 2 * long
+	r, err := New(mh, st, &finder{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); st.Close() })
+	// one file of 8 leaves of 1 MiB, asked for all at once
+	file := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(file, seeded(5, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Import(t.Context(), file, func(b blocks.Block) error { return st.Put(b.Cid(), b.RawData()) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.MarkHeld(res.Root); err != nil {
+		t.Fatal(err)
+	}
+	data, err := st.Get(res.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves, err := verify.Links(res.Root, data)
+	if err != nil || len(leaves) != 8 {
+		t.Fatalf("%d leaves: %v", len(leaves), err)
+	}
+
+	hold := &holdFirstHost{Host: loopHost(t), second: make(chan struct{})}
+	client, _ := stockClient(t, hold)
+	if err := hold.Connect(t.Context(), peer.AddrInfo{ID: mh.ID(), Addrs: mh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), long)
+	defer cancel()
+	got, err := client.GetBlocks(ctx, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hold.second:
+	case <-ctx.Done():
+		t.Fatal("no second answer stream while the first was held")
+	}
+	n := 0
+	for range got {
+		n++
+	}
+	if n != len(leaves) {
+		t.Fatalf("got %d of %d blocks", n, len(leaves))
+	}
 }
