@@ -23,7 +23,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
 import { verifyStatement, newKey, signLiveness, sha256 } from './statement.mjs'
 
-const TOPICS = ['/mirrornet/liveness/2', '/mirrornet/probe/1', '/mirrornet/release/1', '/mirrornet/build/1']
+const TOPICS = ['/mirrornet/liveness/2', '/mirrornet/probe/2', '/mirrornet/release/1', '/mirrornet/build/1']
 const say = obj => process.stdout.write(JSON.stringify(obj) + '\n')
 
 async function vectors (path) {

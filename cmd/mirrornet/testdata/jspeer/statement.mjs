@@ -19,7 +19,7 @@ const MAX_HOLDINGS = 4096
 // The kinds the spec lists: payload type -> domain.
 const KINDS = {
   '/mirrornet/liveness/2': 'mirrornet-liveness',
-  '/mirrornet/probe/1': 'mirrornet-probe',
+  '/mirrornet/probe/2': 'mirrornet-probe',
   '/mirrornet/build/1': 'mirrornet-build'
 }
 
