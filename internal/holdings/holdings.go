@@ -175,14 +175,14 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	limiter  swim.Limiter
-	loggedAt map[peer.ID]time.Time // last bad-input line per peer
-	pending  map[protocol.HoldingsRef]*wanted
-	backoff  map[protocol.HoldingsRef]time.Time // exhausted: not before
-	pace     swim.Limiter                       // requests sent, per peer
-	kick     chan struct{}
-	serving  chan struct{} // one token per answer running
+	mu      sync.Mutex
+	limiter swim.Limiter
+	badLog  swim.FloodLog // a peer's refused input is logged once a minute
+	pending map[protocol.HoldingsRef]*wanted
+	backoff map[protocol.HoldingsRef]time.Time // exhausted: not before
+	pace    swim.Limiter                       // requests sent, per peer
+	kick    chan struct{}
+	serving chan struct{} // one token per answer running
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -214,7 +214,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, log: log, limiter: swim.Limiter{Rate: cfg.Rate, Burst: cfg.Burst},
-		loggedAt: map[peer.ID]time.Time{}, pending: map[protocol.HoldingsRef]*wanted{}, pace: swim.Limiter{Rate: paceRate, Burst: paceBurst},
+		pending: map[protocol.HoldingsRef]*wanted{}, pace: swim.Limiter{Rate: paceRate, Burst: paceBurst},
 		backoff: map[protocol.HoldingsRef]time.Time{}, kick: make(chan struct{}, 1),
 		serving: make(chan struct{}, cfg.MaxServing),
 	}, nil
@@ -589,14 +589,7 @@ func (s *Service) badFrom(p peer.ID, reason string, err error) {
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
-	last, seen := s.loggedAt[p]
-	logIt := !seen || now.Sub(last) >= time.Minute
-	if logIt {
-		if len(s.loggedAt) > 1024 {
-			clear(s.loggedAt)
-		}
-		s.loggedAt[p] = now
-	}
+	logIt := s.badLog.Log(p, now)
 	s.mu.Unlock()
 	if logIt {
 		s.log.Warn("refused holdings input (logged once a minute per peer)", "peer", p, "reason", reason, "err", err)

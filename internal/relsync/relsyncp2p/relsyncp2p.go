@@ -168,11 +168,13 @@ type Service struct {
 
 	mu      sync.Mutex
 	limiter swim.Limiter
-	state   *relsync.State
-	gen     uint64
-	futile  relsync.Futile
-	pulls   int
-	rng     *rand.Rand
+	// floodLog: a peer over the rate limit is logged once a minute.
+	floodLog swim.FloodLog
+	state    *relsync.State
+	gen      uint64
+	futile   relsync.Futile
+	pulls    int
+	rng      *rand.Rand
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -446,11 +448,15 @@ func (s *Service) handle(st network.Stream) {
 		return
 	}
 	s.mu.Lock()
-	ok := s.limiter.Allow(from, s.cfg.Now())
+	now := s.cfg.Now()
+	ok := s.limiter.Allow(from, now)
+	logIt := !ok && s.floodLog.Log(from, now)
 	s.mu.Unlock()
 	if !ok {
 		s.bad(ReasonFlood)
-		s.log.Debug("release sync request over the rate limit", "peer", from)
+		if logIt {
+			s.log.Warn("peer is flooding the release sync protocol: dropping its requests (logged once a minute)", "peer", from, "limit_per_s", s.cfg.Rate)
+		}
 		st.Reset()
 		return
 	}

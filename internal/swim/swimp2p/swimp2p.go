@@ -130,8 +130,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	limiter  swim.Limiter
-	loggedAt map[peer.ID]time.Time // last flood log line per peer
-	ctx      context.Context       // bounds indirect probes run for others
+	floodLog swim.FloodLog   // a flooding peer is logged once a minute
+	ctx      context.Context // bounds indirect probes run for others
 	// kept holds the client's open stream per probed peer.
 	kept map[peer.ID]*keptStream
 
@@ -175,7 +175,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, log: log, limiter: swim.Limiter{Rate: cfg.Rate, Burst: cfg.Burst},
-		loggedAt: map[peer.ID]time.Time{}, ctx: context.Background(), kept: map[peer.ID]*keptStream{},
+		ctx: context.Background(), kept: map[peer.ID]*keptStream{},
 	}, nil
 }
 
@@ -425,16 +425,7 @@ func (s *Service) learnAddrs(p peer.ID) {
 func (s *Service) admit(from peer.ID, now time.Time) bool {
 	s.mu.Lock()
 	ok := s.limiter.Allow(from, now)
-	logIt := false
-	if !ok {
-		if last, seen := s.loggedAt[from]; !seen || now.Sub(last) >= time.Minute {
-			if len(s.loggedAt) > 1024 {
-				clear(s.loggedAt)
-			}
-			s.loggedAt[from] = now
-			logIt = true
-		}
-	}
+	logIt := !ok && s.floodLog.Log(from, now)
 	s.mu.Unlock()
 	if !ok {
 		s.bad(ReasonFlood)
