@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mirrornet/mirrornet/attest"
+	"github.com/mirrornet/mirrornet/internal/catchup"
 	"github.com/mirrornet/mirrornet/internal/health"
 	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/protocol"
@@ -52,6 +53,13 @@ func (n *Node) startGossip() error {
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCSize),
 		pubsub.WithGossipSubParams(params),
 		pubsub.WithRawTracer(&n.gossipBytes),
+		// One more sync once this mirror is first in a liveness mesh: what
+		// was published between its sync on connect and the graft went
+		// along meshes it was not in yet (see internal/catchup).
+		pubsub.WithRawTracer(&catchup.Tracer{
+			Topic: protocol.TopicLiveness, Trigger: &catchup.Trigger{MinGap: n.prof.RefreshMin},
+			Now: n.clock, Sync: n.queueSync,
+		}),
 	)
 	ps, err := pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {

@@ -340,10 +340,16 @@ func (c connNotifee) Connected(_ network.Network, conn network.Conn) {
 	}
 	n.synced[p] = now
 	n.mu.Unlock()
+	n.queueSync(p)
+}
+
+// queueSync queues a sync with p. It never blocks: when the queue is
+// full, the syncs already queued cover it.
+func (n *Node) queueSync(p peer.ID) {
 	select {
 	case n.syncQueue <- p:
 	case <-n.ctx.Done():
-	default: // queue full: another sync will cover it
+	default:
 	}
 }
 
