@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,25 +124,29 @@ func TestGetDirWritesWhatWriteDirWrites(t *testing.T) {
 		"empty":    fileRoot(t, big, "empty.txt"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			live, after, liveErr, afterErr := getBoth(t, b)
-			if liveErr != nil || afterErr != nil {
-				t.Fatalf("GetDir: %v, WriteDir: %v", liveErr, afterErr)
-			}
-			if len(live) != len(after) {
-				t.Errorf("GetDir wrote %d paths, WriteDir %d", len(live), len(after))
-			}
-			for p, want := range after {
-				if got := live[p]; got != want {
-					t.Errorf("%s: GetDir wrote %.60s, WriteDir %.60s", p, got, want)
+			inBubble(t, func(t *testing.T) {
+				live, after, liveErr, afterErr := getBoth(t, b)
+				if liveErr != nil || afterErr != nil {
+					t.Fatalf("GetDir: %v, WriteDir: %v", liveErr, afterErr)
 				}
-			}
+				if len(live) != len(after) {
+					t.Errorf("GetDir wrote %d paths, WriteDir %d", len(live), len(after))
+				}
+				for p, want := range after {
+					if got := live[p]; got != want {
+						t.Errorf("%s: GetDir wrote %.60s, WriteDir %.60s", p, got, want)
+					}
+				}
+			})
 		})
 	}
 }
 
 // Names GetDir refuses are the names WriteDir refuses, and nothing is
 // left at the output.
-func TestGetDirRefusesNamesAsWriteDir(t *testing.T) {
+func TestGetDirRefusesNamesAsWriteDir(t *testing.T) { inBubble(t, testGetDirRefusesNamesAsWriteDir) }
+
+func testGetDirRefusesNamesAsWriteDir(t *testing.T) {
 	for _, name := range []string{"index.html", "..x", "", ".", "..", "a/b", "nul\x00byte"} {
 		res := oneEntryBundle(t, name)
 		b := &bundle{root: res.Root, blocks: res.blocks}
@@ -158,6 +161,10 @@ func TestGetDirRefusesNamesAsWriteDir(t *testing.T) {
 // output) while it still runs: the mirror holds back the last leaf of a
 // large file until the small files are on disk.
 func TestGetDirWritesFilesDuringDownload(t *testing.T) {
+	inBubble(t, testGetDirWritesFilesDuringDownload)
+}
+
+func testGetDirWritesFilesDuringDownload(t *testing.T) {
 	b := buildBundle(t, map[string][]byte{
 		"lib/a.js":   []byte("console.log(1)"),
 		"index.html": []byte("<h1>app</h1>"),
@@ -182,10 +189,11 @@ func TestGetDirWritesFilesDuringDownload(t *testing.T) {
 	early := filepath.Join(PartialDir(out), "tree", "lib", "a.js")
 	sawEarly := make(chan bool, 1)
 	m := newFakeMirror(t, b, honest)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, held.String()) {
-			// Failure guard only: the test fails if the file is not
-			// there by then.
+			// Virtual time: the deadline passes only once nothing
+			// else can move, so a file not there by then is one the
+			// download would not write before the held leaf came.
 			deadline := time.Now().Add(20 * time.Second)
 			tick := time.NewTicker(5 * time.Millisecond)
 			ok := false
@@ -204,7 +212,6 @@ func TestGetDirWritesFilesDuringDownload(t *testing.T) {
 		}
 		m.ServeHTTP(w, r)
 	}))
-	t.Cleanup(srv.Close)
 	o := testOptions(t, srv.URL)
 	o.StallTimeout = time.Minute
 	if _, err := GetDir(context.Background(), b.root, out, o); err != nil {
@@ -228,6 +235,10 @@ func TestGetDirWritesFilesDuringDownload(t *testing.T) {
 // once it has more than syncFSFiles paths) and the flusher is stopped by
 // the time GetDir returns, which writes the same tree as before.
 func TestGetDirManyFilesFlushesWhileWriting(t *testing.T) {
+	inBubble(t, testGetDirManyFilesFlushesWhileWriting)
+}
+
+func testGetDirManyFilesFlushesWhileWriting(t *testing.T) {
 	files := map[string][]byte{}
 	for i := range 3 * syncFSFiles {
 		files[fmt.Sprintf("d%d/f%03d.js", i%4, i)] = randomBytes(uint64(100+i), 200+i*37)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync"
 	"syscall"
@@ -133,3 +134,16 @@ func (l *pipeListener) Close() error {
 }
 
 func (l *pipeListener) Addr() net.Addr { return l.addr }
+
+// newServer is httptest.NewServer on the bubble's in-memory network when
+// t runs in one (on loopback otherwise), closed when t ends.
+func newServer(t testing.TB, h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	if n := netOf(t); n != nil {
+		srv.Listener.Close()
+		srv.Listener = n.listen()
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}

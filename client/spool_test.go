@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +39,10 @@ func checkTree(t *testing.T, b *bundle, dir string) {
 // An interrupted download keeps what it verified beside the target; the
 // next run reads it back and fetches only the blocks that are missing.
 func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
+	inBubble(t, testGetDirResumesFetchingOnlyMissingBlocks)
+}
+
+func testGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 	files := map[string][]byte{
 		"index.html": []byte("<h1>app</h1>"),
 		"big.bin":    randomBytes(21, 12<<20+777),
@@ -74,7 +77,7 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 		mu    sync.Mutex
 		asked []cid.Cid
 	)
-	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rec := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s, ok := strings.CutPrefix(r.URL.Path, "/ipfs/"); ok && r.Method == http.MethodGet {
 			if c, err := cid.Decode(s); err == nil {
 				mu.Lock()
@@ -84,7 +87,6 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 		}
 		m.ServeHTTP(w, r)
 	}))
-	t.Cleanup(rec.Close)
 	res, err := GetDir(context.Background(), b.root, out, testOptions(t, rec.URL))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +115,9 @@ func TestGetDirResumesFetchingOnlyMissingBlocks(t *testing.T) {
 // in the spool; on the rerun a leaf whose bytes changed on disk is fetched
 // again and a path of the wrong kind is replaced, so the output is still
 // the bundle.
-func TestGetDirResumeChecksTheTree(t *testing.T) {
+func TestGetDirResumeChecksTheTree(t *testing.T) { inBubble(t, testGetDirResumeChecksTheTree) }
+
+func testGetDirResumeChecksTheTree(t *testing.T) {
 	files := map[string][]byte{
 		"big.bin":  randomBytes(31, 6<<20+5),
 		"lib/a.js": randomBytes(32, 3000),
