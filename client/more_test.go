@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,9 +60,15 @@ func TestP2PBootstrap(t *testing.T) {
 	if err := ParseBootstrap(addr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A real libp2p host, so real time: the statement request (a dial and
+	// a Noise handshake under the race detector on a saturated machine)
+	// gets a probe timeout far beyond testOptions' 2 s, and the context
+	// is a failure guard only.
+	o := testOptions(t, addr)
+	o.ProbeTimeout, o.StallTimeout = time.Minute, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := Get(ctx, b.root, testOptions(t, addr))
+	res, err := Get(ctx, b.root, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,17 +127,19 @@ func testHedgingBeatsStall(t *testing.T) {
 	}
 }
 
-func TestHandler(t *testing.T) {
+func TestHandler(t *testing.T) { inBubble(t, testHandler) }
+
+func testHandler(t *testing.T) {
 	b := smallBundle(t)
 	m := newFakeMirror(t, b, honest)
 	res, err := Get(context.Background(), b.root, testOptions(t, m.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(res.Handler())
-	defer srv.Close()
+	srv := newServer(t, res.Handler())
+	hc := netOf(t).client(t)
 	get := func(p string) (int, string, string) {
-		resp, err := http.Get(srv.URL + p)
+		resp, err := hc.Get(srv.URL + p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +226,9 @@ func testNewestStatementWins(t *testing.T) {
 
 // TestHAMTDirectory: a directory big enough to be sharded (HAMT) is walked,
 // written and served.
-func TestHAMTDirectory(t *testing.T) {
+func TestHAMTDirectory(t *testing.T) { inBubble(t, testHAMTDirectory) }
+
+func testHAMTDirectory(t *testing.T) {
 	files := map[string][]byte{}
 	for i := range 1000 {
 		name := fmt.Sprintf("%04d-%s", i, strings.Repeat("n", 240))
@@ -256,10 +264,9 @@ func TestHAMTDirectory(t *testing.T) {
 			t.Fatalf("%s: %q %v", name, got, err)
 		}
 	}
-	srv := httptest.NewServer(res.Handler())
-	defer srv.Close()
+	srv := newServer(t, res.Handler())
 	name := fmt.Sprintf("%04d-%s", 987, strings.Repeat("n", 240))
-	resp, err := http.Get(srv.URL + "/" + name)
+	resp, err := netOf(t).client(t).Get(srv.URL + "/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
