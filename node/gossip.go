@@ -58,7 +58,10 @@ func (n *Node) startGossip() error {
 		// along meshes it was not in yet (see internal/catchup).
 		pubsub.WithRawTracer(&catchup.Tracer{
 			Topic: protocol.TopicLiveness, Trigger: &catchup.Trigger{MinGap: n.prof.RefreshMin},
-			Now: n.clock, Sync: n.queueSync,
+			Now: n.clock, Sync: func(p peer.ID) {
+				n.gossipBytes.catchups.Add(1)
+				n.queueSync(p)
+			},
 		}),
 	)
 	ps, err := pubsub.NewGossipSub(n.ctx, n.host, opts...)

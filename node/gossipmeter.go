@@ -22,6 +22,9 @@ type gossipMeter struct {
 	// too many validations were in flight. Each is a message this node
 	// did not pass on or did not see (until gossip repairs it).
 	dropped, queueFull, throttled atomic.Int64
+	// catchups counts the catch-up syncs queued when this mirror was
+	// first grafted into a liveness mesh (see internal/catchup).
+	catchups atomic.Int64
 }
 
 var _ pubsub.RawTracer = (*gossipMeter)(nil)
@@ -62,6 +65,10 @@ func (g *gossipMeter) register(r *prometheus.Registry) {
 		Name: "mirrornet_gossip_received_bytes_total",
 		Help: "Gossipsub RPC bytes received (messages and control).",
 	}, func() float64 { return float64(g.recv.Load()) }))
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mirrornet_catchup_syncs_total",
+		Help: "Catch-up syncs queued when this mirror was first grafted into a liveness mesh (at most one per refresh interval): what was published while it was outside every mesh.",
+	}, func() float64 { return float64(g.catchups.Load()) }))
 	for reason, c := range map[string]*atomic.Int64{
 		"outbound_queue_full":   &g.dropped,
 		"validation_queue_full": &g.queueFull,

@@ -29,6 +29,15 @@ func testReleaseMissedByGossipArrives(t *testing.T) {
 	c.connect(a, b)
 	waitFor(t, 20*time.Second, "both alive", func() (bool, string) { return allSee(c.nodes, alive(c.nodes)) })
 	interval := c.prof.RefreshMin
+	// Each mirror syncs once more when it is first grafted into the
+	// other's liveness mesh (internal/catchup), and a sync carries release
+	// records: let those syncs finish first, so that only anti-entropy is
+	// left to bring what gossip missed.
+	waitFor(t, 5*time.Second, "both catch-up syncs queued", func() (bool, string) {
+		ca, cb := probeCounter(t, a, "mirrornet_catchup_syncs_total", nil), probeCounter(t, b, "mirrornet_catchup_syncs_total", nil)
+		return ca >= 1 && cb >= 1, fmt.Sprintf("A %v, B %v", ca, cb)
+	})
+	synctest.Wait()
 
 	keys, set := maintainers(t, 1, 1)
 	bk, _, _ := crypto.GenerateEd25519Key(nil)
