@@ -796,22 +796,25 @@ func scaleFeatures(b testing.TB) func(string) bool {
 	return func(name string) bool { return slices.Contains(names, name) }
 }
 
-// scaleMesh is MIRRORNET_SCALE_MESH=D: gossipsub's mesh degree D with
-// Dlo = D-1, Dhi = 2D, Dscore = D/2 and Dout = D/2-1 (gossipsub wants Dout
-// below D/2; the shipped parameters are D=4 in that pattern: 4, 3, 8, 2,
-// 1), to compare bytes and detection time across mesh degrees. Unset: the
-// shipped parameters.
+// scaleMesh is MIRRORNET_SCALE_MESH=D or D,Dlo,Dhi: gossipsub's mesh
+// degree, by default with Dlo = D-1 and Dhi = 2D, and Dscore = D/2, Dout
+// = D/2-1 (gossipsub wants Dout below D/2; the shipped parameters are D=4
+// in that pattern: 4, 3, 8, 2, 1), to compare bytes and detection time
+// across mesh sizes. Unset: the shipped parameters.
 func scaleMesh(b testing.TB) func(*pubsub.GossipSubParams) {
 	v := envInts(b, "MIRRORNET_SCALE_MESH", nil)
 	if len(v) == 0 {
 		return nil
 	}
-	if len(v) != 1 || v[0] < 2 {
-		b.Fatalf("MIRRORNET_SCALE_MESH: want one mesh degree of at least 2")
+	if (len(v) != 1 && len(v) != 3) || v[0] < 2 {
+		b.Fatalf("MIRRORNET_SCALE_MESH: want D or D,Dlo,Dhi with D at least 2")
 	}
-	d := v[0]
+	d, lo, hi := v[0], v[0]-1, 2*v[0]
+	if len(v) == 3 {
+		lo, hi = v[1], v[2]
+	}
 	return func(p *pubsub.GossipSubParams) {
-		p.D, p.Dlo, p.Dhi, p.Dscore = d, d-1, 2*d, d/2
+		p.D, p.Dlo, p.Dhi, p.Dscore = d, lo, hi, d/2
 		p.Dout = max(0, d/2-1)
 	}
 }
