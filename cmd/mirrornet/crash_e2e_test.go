@@ -63,6 +63,7 @@ func startNodeAs(t testing.TB, bin string, cred *syscall.Credential, data string
 		_, err := node.ReadInfo(data)
 		select {
 		case err := <-p.done:
+			p.done <- err // for the cleanup, which waits for it
 			t.Fatalf("node exited early: %v\n%s", err, stderr.String())
 		default:
 		}

@@ -314,6 +314,7 @@ func startNodeIn(b *testing.B, ns string, extra ...string) *proc {
 		_, err := node.ReadInfo(data)
 		select {
 		case err := <-p.done:
+			p.done <- err // for the cleanup, which waits for it
 			b.Fatalf("node exited early: %v\n%s", err, stderr.String())
 		default:
 		}
