@@ -244,13 +244,7 @@ func TestPingFloodOnOneStreamRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := newMirrors(t, 2)
 		a, b := ms[0], ms[1]
-		a.h.Peerstore().AddAddrs(b.h.ID(), b.h.Addrs(), time.Hour)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := a.h.NewStream(ctx, b.h.ID(), protocol.PingProtocolID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := rawPingStream(t, a, b)
 		defer s.Close()
 		body, _ := json.Marshal(protocol.Ping{})
 		r := bufio.NewReader(s)
@@ -349,19 +343,27 @@ func TestLateAnswerIsNotAnAck(t *testing.T) {
 	})
 }
 
+// rawPingStream opens a ping stream from a to b, for tests that write
+// frames by hand.
+func rawPingStream(t *testing.T, a, b *mirror) network.Stream {
+	t.Helper()
+	a.h.Peerstore().AddAddrs(b.h.ID(), b.h.Addrs(), time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s, err := a.h.NewStream(ctx, b.h.ID(), protocol.PingProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestMalformedPingCounted: a request that does not decode is refused and
 // counted.
 func TestMalformedPingCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := newMirrors(t, 2)
 		a, b := ms[0], ms[1]
-		a.h.Peerstore().AddAddrs(b.h.ID(), b.h.Addrs(), time.Hour)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := a.h.NewStream(ctx, b.h.ID(), protocol.PingProtocolID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := rawPingStream(t, a, b)
 		_ = protocol.WriteFrame(s, []byte("{not json"))
 		_ = s.CloseWrite()
 		buf := make([]byte, 16)
