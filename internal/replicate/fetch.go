@@ -11,11 +11,14 @@ import (
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	pb "github.com/ipfs/boxo/bitswap/message/pb"
 	iface "github.com/ipfs/boxo/bitswap/network"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/mirrornet/mirrornet/internal/bitswapserve"
@@ -297,7 +300,7 @@ func (r *Replicator) fetchDAG(ctx context.Context, holders []peer.ID, root cid.C
 	for _, id := range holders {
 		h := &holder{id: id, out: map[string]time.Time{}, lacks: map[string]struct{}{},
 			win: newWindow(int64(r.cfg.WindowMin), int64(r.cfg.WindowMax), int64(r.cfg.WindowMin))}
-		h.send = newSender(ctx, &wg, r.hn, id, func(err error) { f.post(event{kind: evSendFail, from: id, err: err}) })
+		h.send = newSender(ctx, &wg, r.h, id, func(err error) { f.post(event{kind: evSendFail, from: id, err: err}) })
 		l.holders = append(l.holders, h)
 		wg.Go(func() {
 			if rtt := probeRTT(ctx, r.h, id); rtt > 0 {
@@ -818,9 +821,15 @@ func mustBlock(data []byte, c cid.Cid) blocks.Block {
 }
 
 // sender sends one holder the wants and cancels the fetch loop queues,
-// coalesced into as few messages as the holder can take, on one stream
-// (bitswap's message sender reuses it), from its own goroutine so the loop
-// never waits on the network.
+// coalesced into as few messages as the holder can take, on one bitswap
+// stream of its own, from its own goroutine so the loop never waits on the
+// network.
+//
+// It owns the stream rather than using bitswap's message sender, which can
+// only reset its stream: a reset drops what the holder has not read yet,
+// and the last messages of a fetch carry the cancels of its last blocks
+// (a holder keeps a want open until cancelled). A finished sender closes
+// its stream instead, and the holder reads to the end.
 type sender struct {
 	mu      sync.Mutex
 	wants   []wantEntry
@@ -829,17 +838,30 @@ type sender struct {
 	poke    chan struct{}
 }
 
-func newSender(ctx context.Context, wg *sync.WaitGroup, n iface.BitSwapNetwork, p peer.ID, failed func(error)) *sender {
+// Sending: a message that cannot be written in sendTimeout fails, and is
+// tried sendAttempts times, each on a new stream, sendBackoff apart.
+const (
+	sendTimeout  = time.Minute
+	sendAttempts = 3
+	sendBackoff  = 100 * time.Millisecond
+)
+
+// bitswapProtocols are the versions whose messages ToNetV1 writes, newest
+// first.
+var bitswapProtocols = []protocol.ID{bsnet.ProtocolBitswap, bsnet.ProtocolBitswapOneOne}
+
+func newSender(ctx context.Context, wg *sync.WaitGroup, h host.Host, p peer.ID, failed func(error)) *sender {
 	s := &sender{poke: make(chan struct{}, 1)}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ms, err := n.NewMessageSender(ctx, p, &iface.MessageSenderOpts{MaxRetries: 3, SendTimeout: time.Minute, SendErrorBackoff: 100 * time.Millisecond})
-		if err != nil {
+	wg.Go(func() {
+		st := &holderStream{h: h, p: p}
+		graceful := false
+		defer func() { st.end(graceful) }()
+		// open the stream now: a holder that cannot be reached is
+		// known before any want waits on it
+		if err := st.open(ctx); err != nil {
 			failed(err)
 			return
 		}
-		defer ms.Reset()
 		for {
 			select {
 			case <-ctx.Done():
@@ -850,35 +872,98 @@ func newSender(ctx context.Context, wg *sync.WaitGroup, n iface.BitSwapNetwork, 
 			ws, cs, done := s.wants, s.cancels, s.done
 			s.wants, s.cancels = nil, nil
 			s.mu.Unlock()
-			if len(ws) == 0 && len(cs) == 0 {
-				if done {
+			if len(ws) > 0 || len(cs) > 0 {
+				msg := bsmsg.New(false)
+				for _, c := range cs {
+					msg.Cancel(c)
+				}
+				for _, e := range ws {
+					msg.AddEntry(e.c, e.prio, pb.Message_Wantlist_Block, true)
+				}
+				if err := st.send(ctx, msg); err != nil {
+					if ctx.Err() == nil {
+						failed(err)
+					}
 					return
 				}
-				continue
-			}
-			msg := bsmsg.New(false)
-			for _, c := range cs {
-				msg.Cancel(c)
-			}
-			for _, e := range ws {
-				msg.AddEntry(e.c, e.prio, pb.Message_Wantlist_Block, true)
 			}
 			if done {
-				// Reset (below) would drop what the holder has not read
-				// yet: the last message goes on a stream that is closed
-				// gracefully
-				_ = n.SendMessage(ctx, p, msg)
-				return
-			}
-			if err := ms.SendMsg(ctx, msg); err != nil {
-				if ctx.Err() == nil {
-					failed(err)
-				}
+				graceful = true
 				return
 			}
 		}
-	}()
+	})
 	return s
+}
+
+// holderStream is a sender's bitswap stream to one holder, opened again
+// after a failed write.
+type holderStream struct {
+	h host.Host
+	p peer.ID
+	s network.Stream
+}
+
+func (hs *holderStream) open(ctx context.Context) error {
+	if hs.s != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	s, err := hs.h.NewStream(ctx, hs.p, bitswapProtocols...)
+	if err != nil {
+		return err
+	}
+	hs.s = s
+	return nil
+}
+
+// send writes msg, on a new stream after a failed attempt.
+func (hs *holderStream) send(ctx context.Context, msg bsmsg.BitSwapMessage) error {
+	var err error
+	for attempt := range sendAttempts {
+		if attempt > 0 {
+			t := time.NewTimer(sendBackoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		if err = hs.open(ctx); err != nil {
+			continue
+		}
+		_ = hs.s.SetWriteDeadline(time.Now().Add(sendTimeout))
+		if err = msg.ToNetV1(hs.s); err == nil {
+			_ = hs.s.SetWriteDeadline(time.Time{})
+			return nil
+		}
+		hs.end(false)
+	}
+	return fmt.Errorf("replicate: sending to %s: %w", hs.p, err)
+}
+
+// end closes the stream so the holder reads what was sent (graceful), or
+// resets it. A close waits for the holder's side of the protocol
+// negotiation, so it runs apart, bounded by sendTimeout, and a holder that
+// never answers does not hold up the fetch.
+func (hs *holderStream) end(graceful bool) {
+	s := hs.s
+	hs.s = nil
+	if s == nil {
+		return
+	}
+	if !graceful {
+		_ = s.Reset()
+		return
+	}
+	go func() {
+		_ = s.SetDeadline(time.Now().Add(sendTimeout))
+		if err := s.Close(); err != nil {
+			_ = s.Reset()
+		}
+	}()
 }
 
 // finish makes the sender send what is queued and stop.

@@ -36,6 +36,13 @@ type scripted struct {
 	cancelled []cid.Cid
 	from      peer.ID
 	poke      chan struct{}
+
+	// stall, if set, stops the reading of the stream a message came on
+	// (bitswap hands messages over one at a time) after the first message
+	// with a cancel that stallOn matches, until stall is closed.
+	stall   chan struct{}
+	stallOn func(cid.Cid) bool
+	stalled bool
 }
 
 func newScripted(t *testing.T, mn mocknet.Mocknet, blks []blocks.Block) *scripted {
@@ -44,6 +51,13 @@ func newScripted(t *testing.T, mn mocknet.Mocknet, blks []blocks.Block) *scripte
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newScriptedOn(t, h, blks)
+}
+
+// newScriptedOn makes a scripted holder of blks on h, which it closes at
+// the end of the test.
+func newScriptedOn(t *testing.T, h host.Host, blks []blocks.Block) *scripted {
+	t.Helper()
 	s := &scripted{h: h, net: bsnet.NewFromIpfsHost(h), blks: map[string]blocks.Block{}, asked: map[string]cid.Cid{}, poke: make(chan struct{}, 1)}
 	for _, b := range blks {
 		s.blks[string(b.Cid().Hash())] = b
@@ -55,6 +69,7 @@ func newScripted(t *testing.T, mn mocknet.Mocknet, blks []blocks.Block) *scripte
 
 func (s *scripted) ReceiveMessage(ctx context.Context, p peer.ID, m bsmsg.BitSwapMessage) {
 	var lack []cid.Cid
+	var stall bool
 	s.mu.Lock()
 	s.from = p
 	for _, e := range m.Wantlist() {
@@ -64,6 +79,9 @@ func (s *scripted) ReceiveMessage(ctx context.Context, p peer.ID, m bsmsg.BitSwa
 			s.cancel++
 			s.cancelled = append(s.cancelled, e.Cid)
 			delete(s.asked, k)
+			if s.stall != nil && !s.stalled && s.stallOn(e.Cid) {
+				s.stalled, stall = true, true
+			}
 		case e.WantType == pb.Message_Wantlist_Block:
 			s.total++
 			if _, ok := s.blks[k]; !ok {
@@ -84,6 +102,9 @@ func (s *scripted) ReceiveMessage(ctx context.Context, p peer.ID, m bsmsg.BitSwa
 	select {
 	case s.poke <- struct{}{}:
 	default:
+	}
+	if stall {
+		<-s.stall
 	}
 }
 
@@ -268,6 +289,66 @@ func TestFetchPipelinesAcrossHolders(t *testing.T) {
 		case <-lacking.poke:
 		case <-ctx.Done():
 			t.Fatal("fetch did not finish")
+		}
+	}
+}
+
+// TestFetchCancelsReachAHolderThatReadsLate: the cancels a fetch sends as
+// its blocks arrive reach the holder even if it reads them only after the
+// fetch has ended. The holder here (on real TCP and yamux) stops reading
+// its wants stream at the first cancel of a leaf and resumes once Fetch
+// has returned; the later cancels wait in the stream meanwhile. A fetch
+// that resets its stream when it ends drops them, and the holder keeps
+// those wants open.
+func TestFetchCancelsReachAHolderThatReadsLate(t *testing.T) {
+	b := newNodeOn(t, loopHost(t))
+	root, blks := bigFile(t, 6)
+	x := newScriptedOn(t, loopHost(t), blks)
+	x.stall = make(chan struct{})
+	x.stallOn = func(c cid.Cid) bool { return !c.Equals(root) }
+	b.f.set(x.h)
+
+	ctx, cancel := context.WithTimeout(t.Context(), long)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.r.Fetch(ctx, root, nil) }()
+	// Answer every want, one block per message, until the fetch ends:
+	// each delivery is cancelled apart.
+	for fetching := true; fetching; {
+		x.release(t, nil)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			fetching = false
+		case <-x.poke:
+		case <-ctx.Done():
+			t.Fatal("fetch did not finish")
+		}
+	}
+	x.mu.Lock()
+	stalled := x.stalled
+	x.mu.Unlock()
+	if !stalled {
+		t.Fatal("the holder never stopped reading: no cancel of a leaf came before the fetch ended")
+	}
+	close(x.stall)
+	deadline := time.After(long) // a failure guard only
+	for {
+		x.mu.Lock()
+		n, open := x.cancel, len(x.asked)
+		x.mu.Unlock()
+		if n >= len(blks) {
+			if open != 0 {
+				t.Fatalf("%d wants still open at the holder after every block was cancelled", open)
+			}
+			return
+		}
+		select {
+		case <-x.poke:
+		case <-deadline:
+			t.Fatalf("the holder read %d cancels for %d delivered blocks", n, len(blks))
 		}
 	}
 }

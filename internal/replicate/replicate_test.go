@@ -71,6 +71,12 @@ func newNode(t testing.TB, mn mocknet.Mocknet) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newNodeOn(t, h)
+}
+
+// newNodeOn makes a node on h, which it closes at the end of the test.
+func newNodeOn(t testing.TB, h host.Host) *node {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
