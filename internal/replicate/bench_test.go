@@ -26,6 +26,7 @@ import (
 
 	"github.com/mirrornet/mirrornet/internal/bundle"
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
+	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/internal/store"
 )
 
@@ -77,24 +78,35 @@ func benchConfig() Config {
 func benchQUIC() bool { return os.Getenv("MIRRORNET_BENCH_TRANSPORT") == "quic" }
 
 // tcpHost is a real loopback libp2p host: TCP + Noise + yamux, or QUIC
-// (TLS 1.3 and QUIC's own streams) if benchQUIC.
+// (TLS 1.3 and QUIC's own streams) if benchQUIC. It has a mirror's
+// resource and connection managers (p2plimits' defaults, as node builds
+// them): yamux reserves every stream's receive window, and each time it
+// grows it, in the peer's scope, so a window grows only as far as the
+// mirror's memory limits allow. MIRRORNET_BENCH_NULL_RCMGR=1 uses no
+// limits instead (what this benchmark did before).
 func tcpHost(b *testing.B) host.Host {
 	b.Helper()
+	limits := []libp2p.Option{libp2p.ResourceManager(&network.NullResourceManager{})}
+	if os.Getenv("MIRRORNET_BENCH_NULL_RCMGR") == "" {
+		var err error
+		if limits, err = p2plimits.Options(p2plimits.DefaultConfig()); err != nil {
+			b.Fatal(err)
+		}
+	}
 	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.DisableRelay(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
 	}
 	if benchQUIC() {
 		opts = []libp2p.Option{
 			libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
 			libp2p.Transport(quic.NewTransport),
 			libp2p.DisableRelay(),
-			libp2p.ResourceManager(&network.NullResourceManager{}),
 		}
 	}
+	opts = append(opts, limits...)
 	if kib := envInt("MIRRORNET_BENCH_YAMUX_WINDOW_KIB", 0); kib > 0 {
 		// An experiment: yamux's initial per-stream receive window (256
 		// KiB by default; bitswap sends every message on a new stream).

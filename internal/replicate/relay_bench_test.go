@@ -306,16 +306,19 @@ func reportRelay(b *testing.B, size int, tRaw time.Duration, one, three []fetchR
 // start-ms from calling Fetch to the first block (connecting: TCP, Noise
 // and yamux handshakes, identify, the first request's round trip), tail-ms
 // from the first holder's last block to the end of the walk (holders
-// draining their windows unevenly), and holder-MB/s, each holder's
+// draining their windows unevenly), last-start-ms from calling Fetch to
+// the first block of the holder that started last (its connection, the
+// root's round trip through another holder, and its answer streams'
+// windows growing from yamux's initial 256 KiB), and holder-MB/s, each holder's
 // delivery rate from its first block to its last (mean over holders;
 // holder-min-MB/s the slowest). MIRRORNET_BENCH_VERBOSE=1 logs each run's
 // holders.
 func relayBreakdown(b *testing.B, prefix string, runs []fetchRun) {
-	var startT, tail time.Duration
+	var startT, lastStart, tail time.Duration
 	var rates, minRates float64
 	n := 0
 	for _, r := range runs {
-		first := r.stats.End
+		first, last := r.stats.End, r.start
 		lo, sum, k := 0.0, 0.0, 0
 		for _, h := range r.stats.Holders {
 			if h.Blocks == 0 {
@@ -323,6 +326,9 @@ func relayBreakdown(b *testing.B, prefix string, runs []fetchRun) {
 			}
 			if h.First.Before(first) {
 				first = h.First
+			}
+			if h.First.After(last) {
+				last = h.First
 			}
 			rate := 0.0
 			if h.Span() > 0 {
@@ -344,6 +350,7 @@ func relayBreakdown(b *testing.B, prefix string, runs []fetchRun) {
 		}
 		n++
 		startT += first.Sub(r.start)
+		lastStart += last.Sub(r.start)
 		tail += r.stats.Tail()
 		rates += sum / float64(k)
 		minRates += lo
@@ -352,6 +359,7 @@ func relayBreakdown(b *testing.B, prefix string, runs []fetchRun) {
 		return
 	}
 	b.ReportMetric(float64(startT.Milliseconds())/float64(n), prefix+"start-ms")
+	b.ReportMetric(float64(lastStart.Milliseconds())/float64(n), prefix+"last-start-ms")
 	b.ReportMetric(float64(tail.Milliseconds())/float64(n), prefix+"tail-ms")
 	b.ReportMetric(rates/float64(n), prefix+"holder-MB/s")
 	b.ReportMetric(minRates/float64(n), prefix+"holder-min-MB/s")
