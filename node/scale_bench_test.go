@@ -221,6 +221,9 @@ type scaleResult struct {
 	// ping payload bytes sent per simulated second (the rest of sentPer is
 	// framing, encryption, identify, sync).
 	statementsPerSec, gossipSentPer, pingSentPer float64
+	// steadyStatementsPerSec is the refresh rate network-wide of the
+	// steady state (steadyRefresher), 0 if the phases were not spread.
+	steadyStatementsPerSec float64
 }
 
 // scaleCounters is what a system can count besides the transport's bytes.
@@ -273,6 +276,7 @@ func runScale(b testing.TB, n int, loss float64, k int, report func(float64, str
 		report(float64(r.lagMax.Milliseconds()), unit("timer-lag-max-ms"))
 		if _, ok := any(mk()).(scaleCounters); ok {
 			report(r.statementsPerSec, unit("statements/s"))
+			report(r.steadyStatementsPerSec, unit("steady-statements/s"))
 			report(r.gossipSentPer, unit("gossip-sent-B/s/member"))
 			report(r.pingSentPer, unit("ping-sent-B/s/member"))
 		}
@@ -467,6 +471,13 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 		window = v[0]
 	}
 	sleepFor(time.Duration(settle) * time.Second * d)
+	// The window measures the network as it runs for hours, not as it
+	// starts: see steadyRefresher.
+	if st, ok := sys.(steadyRefresher); ok && scaleRefreshPhase(b) == "steady" {
+		rate, early := st.steadyRefreshes(uint64(n))
+		r.steadyStatementsPerSec = rate
+		b.Logf("%T: refresh phases spread over the refresh interval: %.3f statements/s network-wide expected; %d mirrors refresh sooner (their last statement, signed while their view was small, runs out)", sys, rate, early)
+	}
 	var st0, gs0, ps0 int64
 	cnt, hasCounters := sys.(scaleCounters)
 	if hasCounters {
@@ -630,6 +641,73 @@ func sampleEvery(n int) time.Duration {
 // sleepFor waits out a measurement window of the benchmark (not a
 // synchronisation: the windows are what is measured).
 func sleepFor(d time.Duration) { <-time.After(d) }
+
+// A steadyRefresher is a system whose members sign periodic refreshes
+// (mirrornet's liveness statements) on a schedule that the start-up
+// bunches: mirrors that start together learn the network together, and
+// their long refresh intervals (an hour at N=1,000) start together. In a
+// network that has run for hours each mirror's next refresh is anywhere in
+// its interval. steadyRefreshes moves every member's next refresh to such
+// a point, drawn at random, and returns the refresh rate network-wide that
+// the steady state has (what a window of the benchmark should then see).
+type steadyRefresher interface {
+	steadyRefreshes(seed uint64) (rate float64, early int)
+}
+
+// scaleRefreshPhase is MIRRORNET_SCALE_REFRESH: "steady" (the default)
+// spreads the members' refresh phases as a long-running network has them
+// (steadyRefresher), "start" keeps the schedule of a network that has just
+// started (all mirrors at once).
+func scaleRefreshPhase(b testing.TB) string {
+	switch v := os.Getenv("MIRRORNET_SCALE_REFRESH"); v {
+	case "", "steady":
+		return "steady"
+	case "start":
+		return v
+	default:
+		b.Fatalf("MIRRORNET_SCALE_REFRESH=%q: want steady or start", v)
+		return ""
+	}
+}
+
+// steadyRefreshes draws each live mirror's next refresh uniformly in
+// [now, now + its mean refresh gap] (health.RefreshSchedule: a gap is 75%
+// to 95% of the refresh interval, so the mean is 85%). In a long-running
+// network the refreshes of N mirrors form N independent renewal
+// processes, and a window shorter than the shortest gap sees each mirror
+// refresh with probability window / mean gap: exactly what this draw
+// gives. The draw replaces the refresh the start-up scheduled, but never
+// goes past two heartbeats before the mirror's last statement runs out
+// (what the schedule itself guarantees): a mirror whose last statement was
+// signed while its view was still small, with a short TTL, refreshes
+// before that TTL ends, as it would have (counted in early: a settle long
+// enough for every mirror's first refresh makes it 0).
+func (s *mnSystem) steadyRefreshes(seed uint64) (rate float64, early int) {
+	rng := rand.New(rand.NewPCG(seed, 12))
+	for i, nd := range s.nodes {
+		if s.dead[i] {
+			continue
+		}
+		now := nd.clock()
+		nd.mu.Lock()
+		gap := time.Duration(0.85 * float64(nd.prof.RefreshInterval(nd.view.Len())))
+		at := now.Add(time.Duration(rng.Float64() * float64(gap)))
+		if own, ok := nd.view.Mirror(nd.id, now); ok && own.Liveness != nil {
+			expiry := time.UnixMilli(own.Liveness.Time).Add(own.Liveness.TTLDuration())
+			if last := expiry.Add(-2 * nd.prof.Heartbeat); at.After(last) {
+				at = last
+				early++
+			}
+			nd.refreshAt = at
+		} else if at.Before(nd.refreshAt) {
+			nd.refreshAt = at
+			early++
+		}
+		nd.mu.Unlock()
+		rate += 1 / gap.Seconds()
+	}
+	return rate, early
+}
 
 // mnSystem is mirrornet: full nodes on netsim hosts.
 type mnSystem struct {
