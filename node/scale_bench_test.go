@@ -878,9 +878,16 @@ func scaleFeatures(b testing.TB) func(string) bool {
 // degree, by default with Dlo = D-1 and Dhi = 2D, and Dscore = D/2, Dout
 // = D/2-1 (gossipsub wants Dout below D/2; the shipped parameters are D=4
 // in that pattern: 4, 3, 8, 2, 1), to compare bytes and detection time
-// across mesh sizes. Unset: the shipped parameters.
+// across mesh sizes. MIRRORNET_SCALE_DLAZY=k sends IHAVE to k peers
+// outside the mesh (shipped: 3). Both unset: the shipped parameters.
 func scaleMesh(b testing.TB) func(*pubsub.GossipSubParams) {
 	v := envInts(b, "MIRRORNET_SCALE_MESH", nil)
+	lazy := envInts(b, "MIRRORNET_SCALE_DLAZY", nil)
+	if len(v) == 0 && len(lazy) == 1 {
+		// MIRRORNET_SCALE_DLAZY=k alone: the shipped mesh, IHAVE to k
+		// peers outside it.
+		return func(p *pubsub.GossipSubParams) { p.Dlazy = lazy[0] }
+	}
 	if len(v) == 0 {
 		return nil
 	}
@@ -894,6 +901,9 @@ func scaleMesh(b testing.TB) func(*pubsub.GossipSubParams) {
 	return func(p *pubsub.GossipSubParams) {
 		p.D, p.Dlo, p.Dhi, p.Dscore = d, lo, hi, d/2
 		p.Dout = max(0, d/2-1)
+		if len(lazy) == 1 {
+			p.Dlazy = lazy[0]
+		}
 	}
 }
 
