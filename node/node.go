@@ -40,6 +40,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/internal/replicate"
 	"github.com/mirrornet/mirrornet/internal/store"
+	"github.com/mirrornet/mirrornet/internal/yamux"
 	"github.com/mirrornet/mirrornet/protocol"
 )
 
@@ -285,7 +286,8 @@ func New(cfg Config, opts ...Option) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		h, err := libp2p.New(append(lopts, libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))...)
+		h, err := libp2p.New(append(lopts, libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...),
+			yamux.Option(yamux.DefaultTransport))...)
 		if err != nil {
 			return nil, fmt.Errorf("node: start libp2p host on %v: %w", cfg.Listen, err)
 		}

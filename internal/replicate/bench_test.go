@@ -28,6 +28,7 @@ import (
 	"github.com/mirrornet/mirrornet/internal/bundle/verify"
 	"github.com/mirrornet/mirrornet/internal/p2plimits"
 	"github.com/mirrornet/mirrornet/internal/store"
+	mnyamux "github.com/mirrornet/mirrornet/internal/yamux"
 )
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -107,13 +108,32 @@ func tcpHost(b *testing.B) host.Host {
 		}
 	}
 	opts = append(opts, limits...)
+	// yamux as a mirror has it (internal/yamux: windows of streams whose
+	// reader keeps up jump to 8 MiB), or go-libp2p's own with
+	// MIRRORNET_BENCH_STOCK_YAMUX=1 (what mirrors had before).
+	mux := *mnyamux.DefaultTransport
+	stock := os.Getenv("MIRRORNET_BENCH_STOCK_YAMUX") != ""
+	if stock {
+		mux.FastStreamWindowSize = 0
+	}
 	if kib := envInt("MIRRORNET_BENCH_YAMUX_WINDOW_KIB", 0); kib > 0 {
 		// An experiment: yamux's initial per-stream receive window (256
-		// KiB by default; bitswap sends every message on a new stream).
+		// KiB by default), for every stream and beyond what is reserved
+		// (yamux reserves the first 256 KiB of it).
+		mux.InitialStreamWindowSize = uint32(kib) << 10
+		mux.MaxStreamWindowSize = max(mux.MaxStreamWindowSize, mux.InitialStreamWindowSize)
+		mux.FastStreamWindowSize = min(max(mux.FastStreamWindowSize, mux.InitialStreamWindowSize), mux.MaxStreamWindowSize)
+		if stock {
+			mux.FastStreamWindowSize = 0
+		}
+	}
+	if stock {
 		cfg := *yamux.DefaultTransport
-		cfg.InitialStreamWindowSize = uint32(kib) << 10
-		cfg.MaxStreamWindowSize = max(cfg.MaxStreamWindowSize, cfg.InitialStreamWindowSize)
+		cfg.InitialStreamWindowSize = mux.InitialStreamWindowSize
+		cfg.MaxStreamWindowSize = mux.MaxStreamWindowSize
 		opts = append(opts, libp2p.Muxer(yamux.ID, &cfg))
+	} else {
+		opts = append(opts, mnyamux.Option(&mux))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
