@@ -43,7 +43,7 @@ func (g *rawGossip) publishOn(t testing.TB, topic string, raw []byte) {
 		g.extra[topic] = top
 	}
 	g.mu.Unlock()
-	if err := top.Publish(ctxFor(t, time.Minute), raw, pubsub.WithReadiness(pubsub.MinTopicSize(1))); err != nil {
+	if err := top.Publish(ctxFor(t, time.Minute), raw, pubsub.WithReadiness(g.ready)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/mirrornet/mirrornet/attest"
@@ -26,12 +27,60 @@ type rawGossip struct {
 	cond  *sync.Cond
 	from  map[peer.ID]int // statements received, by (unverified) signer
 	extra map[string]*pubsub.Topic
+	out   map[peer.ID]bool // peers it has an outbound gossip stream to
 }
+
+// ready is the publish readiness of the attacker, whose only peer is the
+// victim: the victim is in the topic and the attacker can send to it.
+// gossipsub learns a peer's subscriptions from the peer's own stream, and
+// may do so before it has set up its own way to that peer; a message
+// published then is dropped ("no send queue for peer").
+func (g *rawGossip) ready(rt pubsub.PubSubRouter, topic string) (bool, error) {
+	if !rt.EnoughPeers(topic, 1) {
+		return false, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.out) > 0, nil
+}
+
+// streamTracer keeps rawGossip.out (pubsub calls it from its event loop).
+type streamTracer struct{ g *rawGossip }
+
+func (tr streamTracer) OnNewOutboundStream(p peer.ID, _ libp2pprotocol.ID) {
+	tr.g.mu.Lock()
+	tr.g.out[p] = true
+	tr.g.mu.Unlock()
+}
+
+func (tr streamTracer) OnClosedOutboundStream(p peer.ID) {
+	tr.g.mu.Lock()
+	delete(tr.g.out, p)
+	tr.g.mu.Unlock()
+}
+
+func (streamTracer) Join(string)                                          {}
+func (streamTracer) Leave(string)                                         {}
+func (streamTracer) Graft(peer.ID, string)                                {}
+func (streamTracer) Prune(peer.ID, string)                                {}
+func (streamTracer) ValidateMessage(*pubsub.Message)                      {}
+func (streamTracer) DeliverMessage(*pubsub.Message)                       {}
+func (streamTracer) RejectMessage(*pubsub.Message, string)                {}
+func (streamTracer) DuplicateMessage(*pubsub.Message)                     {}
+func (streamTracer) ThrottlePeer(peer.ID)                                 {}
+func (streamTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (streamTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (streamTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (streamTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
+func (streamTracer) UndeliverableMessage(*pubsub.Message)                 {}
 
 func newRawGossip(t testing.TB, h host.Host) *rawGossip {
 	t.Helper()
 	ctx := ctxFor(t, 10*time.Minute)
+	g := &rawGossip{from: map[peer.ID]int{}, out: map[peer.ID]bool{}}
+	g.cond = sync.NewCond(&g.mu)
 	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithRawTracer(streamTracer{g}),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { h := sha256.Sum256(m.Data); return string(h[:]) }),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
@@ -49,8 +98,7 @@ func newRawGossip(t testing.TB, h host.Host) *rawGossip {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &rawGossip{ps: ps, topic: top, from: map[peer.ID]int{}}
-	g.cond = sync.NewCond(&g.mu)
+	g.ps, g.topic = ps, top
 	go func() {
 		for {
 			m, err := sub.Next(ctx)
@@ -118,7 +166,7 @@ func TestFloodOneSignerIsRateLimited(t *testing.T) {
 
 	publish := func(raw []byte) {
 		t.Helper()
-		if err := attacker.topic.Publish(ctxFor(t, time.Minute), raw, pubsub.WithReadiness(pubsub.MinTopicSize(1))); err != nil {
+		if err := attacker.topic.Publish(ctxFor(t, time.Minute), raw, pubsub.WithReadiness(attacker.ready)); err != nil {
 			t.Fatal(err)
 		}
 	}
