@@ -574,6 +574,9 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	if byEvent {
 		prePartition = sys.falseDeadEvents()
 	}
+	// Said now: at N=1,000 on a loaded machine the partition and the heal
+	// can take longer than the run is given.
+	b.Logf("%T: false dead up to the partition %d", sys, prePartition)
 	half := func(ip netip.Addr) bool { return slices.Index(ips, ip) < n/2 }
 	nw.Partition(half, ips)
 	sleepFor(30 * time.Second * d)
