@@ -85,6 +85,12 @@ const (
 	// bundle just followed needs a few rounds to be held and verified
 	// before the figure it changes is known.
 	autoEvery = 3
+	// autoWait is how many --auto checks a bundle waits for the verdict
+	// on a holder that claims this mirror's own failure domain but is not
+	// verified yet: if it holds the bundle, following would only
+	// duplicate it. A claimant that never gets a verdict (a liar nobody
+	// can probe) delays the decision by that many checks, no more.
+	autoWait = 5
 	// spareFraction: --auto follows nothing once the store is this full
 	// (of MaxStorage).
 	spareFraction = 0.9
@@ -290,8 +296,11 @@ type Service struct {
 	scores   map[peer.ID]float64
 	observed map[peer.ID]bool
 	autoDone map[string]bool
-	rounds   uint64
-	autoRuns uint64
+	// autoWaited counts the checks a bundle waited for the verdict on a
+	// holder in this mirror's domain (see autoWait).
+	autoWaited map[string]int
+	rounds     uint64
+	autoRuns   uint64
 }
 
 // Option sets an optional dependency of New.
@@ -333,7 +342,8 @@ func New(cfg Config, key crypto.PrivKey, view View, nw Network, store Store, pub
 	f := &Service{
 		cfg: cfg.Runner, opts: cfg, self: self, key: key, clock: clock, log: log, view: view, net: nw, store: store,
 		placer: placer, held: map[probeKey][]heldProbe{}, scores: map[peer.ID]float64{}, observed: map[peer.ID]bool{},
-		autoDone: map[string]bool{},
+		autoDone:   map[string]bool{},
+		autoWaited: map[string]int{},
 	}
 	if f.ev, err = probe.NewEvidence(cfg.Runner.Config, view, placer); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -724,10 +734,17 @@ func (f *Service) autoFollow(now time.Time) {
 		}
 		var verified []peer.ID
 		domains := map[string]bool{}
+		pendingHere := false // a holder in this domain awaits its verdict
 		for _, h := range holders[b] {
-			if h != f.self && f.ev.Status(h, now).State == probe.StateVerified {
+			if h == f.self {
+				continue
+			}
+			switch f.ev.Status(h, now).State {
+			case probe.StateVerified:
 				verified = append(verified, h)
 				domains[f.placer.Domain(h)] = true
+			case probe.StateUnverified:
+				pendingHere = pendingHere || f.placer.Domain(h) == self
 			}
 		}
 		if len(verified) == 0 {
@@ -736,6 +753,18 @@ func (f *Service) autoFollow(now time.Time) {
 		red := f.placer.EffectiveRedundancy(verified)
 		if red >= f.opts.RedundancyTarget || domains[self] {
 			continue
+		}
+		if pendingHere {
+			f.mu.Lock()
+			waited := f.autoWaited[b]
+			if waited < autoWait {
+				f.autoWaited[b] = waited + 1
+			}
+			f.mu.Unlock()
+			if waited < autoWait {
+				f.log.Debug("auto: waiting for the verdict on a holder in this domain", "cid", b, "check", waited+1, "of", autoWait)
+				continue
+			}
 		}
 		c, err := cid.Decode(b)
 		if err != nil {
