@@ -27,6 +27,10 @@ type rawGossip struct {
 	cond  *sync.Cond
 	from  map[peer.ID]int // statements received, by (unverified) signer
 	extra map[string]*pubsub.Topic
+
+	// outMu guards out alone: pubsub's event loop takes it (in the tracer
+	// and in ready), while mu is held across calls into that loop (Join).
+	outMu sync.Mutex
 	out   map[peer.ID]bool // peers it has an outbound gossip stream to
 }
 
@@ -39,8 +43,8 @@ func (g *rawGossip) ready(rt pubsub.PubSubRouter, topic string) (bool, error) {
 	if !rt.EnoughPeers(topic, 1) {
 		return false, nil
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.outMu.Lock()
+	defer g.outMu.Unlock()
 	return len(g.out) > 0, nil
 }
 
@@ -48,15 +52,15 @@ func (g *rawGossip) ready(rt pubsub.PubSubRouter, topic string) (bool, error) {
 type streamTracer struct{ g *rawGossip }
 
 func (tr streamTracer) OnNewOutboundStream(p peer.ID, _ libp2pprotocol.ID) {
-	tr.g.mu.Lock()
+	tr.g.outMu.Lock()
 	tr.g.out[p] = true
-	tr.g.mu.Unlock()
+	tr.g.outMu.Unlock()
 }
 
 func (tr streamTracer) OnClosedOutboundStream(p peer.ID) {
-	tr.g.mu.Lock()
+	tr.g.outMu.Lock()
 	delete(tr.g.out, p)
-	tr.g.mu.Unlock()
+	tr.g.outMu.Unlock()
 }
 
 func (streamTracer) Join(string)                                          {}
