@@ -247,10 +247,13 @@
 // # Failure detection
 //
 // Between refreshes, probes show who is alive (after SWIM and memberlist).
-// Every probe period (the profile's heartbeat, 1 s on lan) a mirror picks
-// one of its neighbours (the 8 mirrors that follow it on a ring of the
-// mirrors ordered by the SHA-256 of their peer IDs), round-robin over a
-// list it reshuffles every round, and sends it a probe on a stream with
+// Time is cut into probe slots of one period (the profile's heartbeat, 1 s
+// on lan), counted from the Unix epoch. A mirror's neighbours are the 8
+// mirrors that follow it on a ring of the alive and suspect mirrors
+// ordered by the SHA-256 of their peer IDs; at the start of slot s it
+// probes the (s mod 8)-th of them (the (s mod n)-th with n < 8), so the 8
+// mirrors that probe a mirror take turns and it is probed once in every
+// slot while views and clocks agree. It sends the probe on a stream with
 // [PingProtocolID]: one frame (see Sync for frames) holding a [Ping] in
 // JSON, at most [MaxPingSize] bytes, answered by one frame holding an
 // [Ack]. A stream carries any number of requests, answered in order; the
@@ -281,7 +284,7 @@
 // (burst ten); more are reset without an answer, logged once a minute and
 // counted. A mirror sends one direct probe per period, and at most four
 // more only when a probe fails, so its probe traffic does not grow with the
-// number of mirrors. Every fifth period it also probes one mirror it
+// number of mirrors. In every fifth slot it also probes one mirror it
 // believes dead (no suspicion follows), so the two sides of a healed
 // partition find each other.
 //

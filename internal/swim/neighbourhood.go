@@ -15,7 +15,8 @@ import (
 // about 2k connections for probing instead of dialling every mirror in
 // turn (at a thousand mirrors, more than a connection manager keeps, so
 // every probe would set up a new connection). With k or fewer other
-// members it returns them all. The order is the ring's.
+// members (or k <= 0) it returns them all. The order is the ring's, from
+// self's successor on: the one [Scheduled] relies on.
 func Neighbourhood(self peer.ID, members []peer.ID, k int) []peer.ID {
 	type pos struct {
 		h  [sha256.Size]byte
@@ -27,12 +28,8 @@ func Neighbourhood(self peer.ID, members []peer.ID, k int) []peer.ID {
 			ring = append(ring, pos{sha256.Sum256([]byte(m)), m})
 		}
 	}
-	if k <= 0 || len(ring) <= k {
-		out := make([]peer.ID, len(ring))
-		for i, p := range ring {
-			out[i] = p.id
-		}
-		return out
+	if k <= 0 || k > len(ring) {
+		k = len(ring)
 	}
 	cmp := func(a, b pos) int {
 		if c := compareBytes(a.h[:], b.h[:]); c != 0 {

@@ -9,13 +9,24 @@
 //
 // Cost per mirror is constant in the number of mirrors: one direct probe per
 // period sent, about one received, and IndirectProbes more only when a probe
-// fails. Targets are taken round-robin from a shuffled list (memberlist's
-// order), so every mirror is probed by every other once per round and, across
-// all probers, about once per period.
+// fails.
 //
-// The pure parts ([Ring], [Limiter]) never read the clock; [Detector] runs
-// the probe loop with the standard library's timers, so tests drive it in a
-// testing/synctest bubble with a fake [Transport].
+// Whom to probe when is a schedule, not a draw. Time is cut into slots of
+// one period, counted from the Unix epoch, so every mirror whose clock is
+// about right agrees which slot it is; in slot s a mirror probes the
+// (s mod k)-th of its k neighbours in ring order ([Neighbourhood],
+// [Scheduled]). A mirror is the j-th neighbour of exactly one of its k
+// probers (its predecessor at distance j+1), so its probers take turns and
+// it is probed exactly once in every slot. A crash is then probed within
+// one period, where a random order (memberlist's round-robin over a list
+// it reshuffles every round) leaves it unprobed for several periods now
+// and then: the minimum of k probers' random phases has a long tail, and
+// the time until every mirror knows a crash follows it.
+//
+// The pure parts ([Slot], [Scheduled], [Neighbourhood], [Limiter]) never
+// read the clock; [Detector] runs the probe loop with the standard
+// library's timers, so tests drive it in a testing/synctest bubble with a
+// fake [Transport].
 package swim
 
 import (
@@ -95,7 +106,9 @@ type Transport interface {
 // Members says whom to probe. Both funcs are called once per period and may
 // return slices the detector does not keep.
 type Members struct {
-	// Live returns the mirrors to probe (alive and suspect, not this one).
+	// Live returns the mirrors to probe (alive and suspect, not this one),
+	// in ring order: [Neighbourhood]'s answer, so that the probers of a
+	// mirror take turns (see [Scheduled]).
 	Live func() []peer.ID
 	// Dead returns mirrors believed dead but not forgotten (may be nil).
 	Dead func() []peer.ID
@@ -122,9 +135,8 @@ type Detector struct {
 	observe func(peer.ID, Outcome)
 	lag     func() time.Duration
 
-	mu   sync.Mutex
-	ring Ring
-	rng  *rand.Rand
+	mu  sync.Mutex
+	rng *rand.Rand
 }
 
 // Option configures a Detector.
@@ -167,34 +179,65 @@ func New(cfg Config, tr Transport, members Members, suspect func(peer.ID), opts 
 	if d.rng == nil {
 		d.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	d.ring.rng = d.rng
 	return d
 }
 
-// Run probes one mirror per period until ctx ends. The caller runs it on
-// a goroutine it owns and cancels ctx to stop it; Run returns when the
-// probe in flight has ended.
+// Slot is the probe slot that holds t: whole periods since the Unix epoch.
+func Slot(t time.Time, period time.Duration) int64 {
+	return t.UnixNano() / int64(period)
+}
+
+// slotStart is when slot begins.
+func slotStart(slot int64, period time.Duration) time.Time {
+	return time.Unix(0, slot*int64(period))
+}
+
+// Scheduled returns the member to probe in slot: the (slot mod
+// len(members))-th, or false if members is empty. When every mirror's
+// members are its neighbourhood in ring order ([Neighbourhood]) and views
+// agree, each mirror is the one scheduled by exactly one of its probers in
+// every slot.
+func Scheduled(members []peer.ID, slot int64) (peer.ID, bool) {
+	if len(members) == 0 {
+		return "", false
+	}
+	i := slot % int64(len(members))
+	if i < 0 {
+		i += int64(len(members))
+	}
+	return members[i], true
+}
+
+// Run probes the scheduled mirror at the start of every slot until ctx
+// ends. The caller runs it on a goroutine it owns and cancels ctx to stop
+// it; Run returns when the probes in flight have ended. A probe that
+// overruns its slot (a stretched timeout) skips the slots it overran.
 func (d *Detector) Run(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Period)
-	defer t.Stop()
-	for tick := 1; ; tick++ {
+	var revivals sync.WaitGroup
+	defer revivals.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		slot := Slot(time.Now(), d.cfg.Period) + 1
+		timer.Reset(time.Until(slotStart(slot, d.cfg.Period)))
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		}
-		if d.cfg.ReviveEvery > 0 && tick%d.cfg.ReviveEvery == 0 && d.members.Dead != nil {
+		if d.cfg.ReviveEvery > 0 && slot%int64(d.cfg.ReviveEvery) == 0 && d.members.Dead != nil {
 			if dead := d.members.Dead(); len(dead) > 0 {
 				d.mu.Lock()
 				target := dead[d.rng.IntN(len(dead))]
 				d.mu.Unlock()
-				d.ping(ctx, target)
+				// Beside the scheduled probe, not before it: a silent
+				// dead mirror must not delay the probe of a live one.
+				revivals.Go(func() { _ = d.ping(ctx, target) })
 			}
 		}
 		live := d.members.Live()
-		d.mu.Lock()
-		target, ok := d.ring.Next(live)
-		d.mu.Unlock()
+		target, ok := Scheduled(live, slot)
 		if !ok {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -24,33 +23,40 @@ func ids(n int) []peer.ID {
 	return out
 }
 
-// Every member is probed exactly once per round, and a member that leaves
-// is no longer picked.
-func TestRingRoundRobin(t *testing.T) {
-	r := swim.NewRing(rand.New(rand.NewPCG(1, 2)))
-	members := ids(10)
-	for round := range 3 {
-		var got []peer.ID
-		for range len(members) {
-			p, ok := r.Next(members)
-			if !ok {
-				t.Fatal("no target")
+// In every slot each member is probed by exactly one of its k probers
+// (the neighbourhoods agree), in large networks and in small ones where
+// everyone probes everyone; a member that leaves is no longer scheduled.
+func TestScheduledProbersTakeTurns(t *testing.T) {
+	for _, n := range []int{200, 5, 2} {
+		members := ids(n)
+		const k = 8
+		nbs := map[peer.ID][]peer.ID{}
+		for _, m := range members {
+			nbs[m] = swim.Neighbourhood(m, members, k)
+		}
+		for slot := int64(-3); slot < 40; slot++ {
+			probed := map[peer.ID]int{}
+			for _, m := range members {
+				p, ok := swim.Scheduled(nbs[m], slot)
+				if !ok {
+					t.Fatalf("N=%d: %s has no target in slot %d", n, m, slot)
+				}
+				probed[p]++
 			}
-			got = append(got, p)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, members) {
-			t.Fatalf("round %d probed %v", round, got)
-		}
-	}
-	few := members[:2]
-	for range 5 {
-		if p, _ := r.Next(few); !slices.Contains(few, p) {
-			t.Fatalf("picked %s, not a member", p)
+			for _, m := range members {
+				if probed[m] != 1 {
+					t.Fatalf("N=%d slot %d: %s probed %d times, want once", n, slot, m, probed[m])
+				}
+			}
 		}
 	}
-	if _, ok := r.Next(nil); ok {
+	if _, ok := swim.Scheduled(nil, 7); ok {
 		t.Fatal("a target among no members")
+	}
+	period := time.Second
+	at := time.Unix(1_000_000, 0)
+	if s := swim.Slot(at, period); s != 1_000_000 || swim.Slot(at.Add(-time.Nanosecond), period) != s-1 {
+		t.Fatalf("Slot(%v) = %d", at, s)
 	}
 }
 
@@ -313,6 +319,107 @@ func TestLocalLagStretchesTimeouts(t *testing.T) {
 		}
 		if took := time.Since(start); took > cfg.Timeout+cfg.IndirectTimeout+4*cfg.Period {
 			t.Fatalf("probe took %s: the stretch is not capped", took)
+		}
+	})
+}
+
+// meshNet is one virtual-time network of many detectors: it records every
+// direct probe (when, of whom) and answers unless the target is down.
+type meshNet struct {
+	rtt time.Duration
+
+	mu     sync.Mutex
+	down   map[peer.ID]bool
+	probes map[peer.ID][]time.Time
+}
+
+type meshPort struct {
+	net  *meshNet
+	self peer.ID
+}
+
+func (p meshPort) Ping(ctx context.Context, target peer.ID) error {
+	p.net.mu.Lock()
+	p.net.probes[target] = append(p.net.probes[target], time.Now())
+	down := p.net.down[target]
+	p.net.mu.Unlock()
+	return (&fakeNet{rtt: p.net.rtt}).wait(ctx, !down)
+}
+
+func (p meshPort) PingVia(ctx context.Context, via, target peer.ID) error {
+	p.net.mu.Lock()
+	down := p.net.down[target] || p.net.down[via]
+	p.net.mu.Unlock()
+	return (&fakeNet{rtt: p.net.rtt}).wait(ctx, !down)
+}
+
+// Forty detectors, each probing its eight neighbours: every mirror is
+// probed once in every period, so a crash at any moment is probed within
+// one period and suspected within 1.9 periods by its probers. (A random
+// order leaves a mirror unprobed for several periods now and then.)
+func TestDetectorsProbeEveryMirrorEveryPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		members := ids(40)
+		cfg := swim.ForPeriod(time.Second)
+		net := &meshNet{rtt: 5 * time.Millisecond, down: map[peer.ID]bool{}, probes: map[peer.ID][]time.Time{}}
+		crashed := members[17]
+		var mu sync.Mutex
+		var suspectedAt []time.Duration
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for i, m := range members {
+			live := func() []peer.ID {
+				net.mu.Lock()
+				defer net.mu.Unlock()
+				var up []peer.ID
+				for _, o := range members {
+					if !net.down[o] || o == crashed {
+						up = append(up, o)
+					}
+				}
+				return swim.Neighbourhood(m, up, cfg.Monitors)
+			}
+			suspect := func(p peer.ID) {
+				mu.Lock()
+				defer mu.Unlock()
+				if p != crashed {
+					t.Errorf("%s suspected %s, which is up", m, p)
+				}
+				suspectedAt = append(suspectedAt, time.Since(start))
+			}
+			d := swim.New(cfg, meshPort{net, m}, swim.Members{Live: live}, suspect, swim.WithSeed(uint64(i)))
+			wg.Go(func() { d.Run(ctx) })
+		}
+		// Twenty periods up, then the crash at an odd moment.
+		time.Sleep(20*cfg.Period + 370*time.Millisecond)
+		net.mu.Lock()
+		net.down[crashed] = true
+		net.mu.Unlock()
+		crashAt := time.Since(start)
+		time.Sleep(10 * cfg.Period)
+		cancel()
+		wg.Wait()
+
+		first := swim.Slot(start, cfg.Period) + 1
+		for _, m := range members {
+			perSlot := map[int64]int{}
+			for _, at := range net.probes[m] {
+				perSlot[swim.Slot(at, cfg.Period)]++
+			}
+			for s := first; s < first+20; s++ {
+				if perSlot[s] != 1 {
+					t.Fatalf("%s probed %d times in slot %d, want once (probes %v)", m, perSlot[s], s-first, net.probes[m])
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(suspectedAt) == 0 {
+			t.Fatal("the crashed mirror was never suspected")
+		}
+		if late := suspectedAt[0] - crashAt; late > cfg.Period+cfg.Timeout+cfg.IndirectTimeout {
+			t.Fatalf("first suspicion %s after the crash, want within a period plus the probe timeouts", late)
 		}
 	})
 }
