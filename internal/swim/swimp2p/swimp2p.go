@@ -152,9 +152,10 @@ type keptStream struct {
 }
 
 // keptIdle is how long the client keeps a stream nobody probes through:
-// a target is probed once per round of Monitors periods (at most two
-// rounds apart, as each round is shuffled); the server waits twice that
-// (serverIdle) before it closes a silent stream.
+// a prober probes each of its Monitors neighbours once every Monitors
+// periods (swim.Scheduled), and twice that plus two periods leaves room
+// for a neighbourhood that shifts as mirrors come and go; the server waits
+// twice that (serverIdle) before it closes a silent stream.
 func (c Config) keptIdle() time.Duration {
 	return time.Duration(2*max(c.Probe.Monitors, 1)+2) * c.Probe.Period
 }
