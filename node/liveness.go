@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -101,34 +102,34 @@ func (v pingView) Refute(peer.ID, uint64) { v.n.announce() }
 
 // neighbourhood returns the detector's Live func: the mirrors this one
 // probes (swim.Neighbourhood of the alive and suspect mirrors). The ring
-// is recomputed when the view changed, and at least every few periods
-// (states also change with time alone); in between it is the last one, so
-// a mirror of a thousand does not hash and sort the whole view every
-// period.
+// is recomputed only when those change (health.View.Members: a mirror
+// joined, went, turned dead or came back), so a refresh anywhere in a
+// network of thousands costs a mirror nothing here.
 func (n *Node) neighbourhood(cfg swim.Config) func() []peer.ID {
 	var (
-		cached  []peer.ID
-		version uint64
-		at      time.Time
+		cached []peer.ID
+		gen    uint64
 	)
 	return func() []peer.ID {
-		now := n.clock()
-		v := n.view.Version()
-		if cached != nil && v == version && now.Sub(at) < 5*cfg.Period {
-			return cached
+		m := n.view.Members(n.clock())
+		if cached == nil || m.Gen != gen {
+			cached, gen = swim.Neighbourhood(n.id, m.Live, cfg.Monitors), m.Gen
 		}
-		cached, version, at = swim.Neighbourhood(n.id, n.probeTargets(), cfg.Monitors), v, now
 		return cached
 	}
 }
 
-// probeTargets are the alive and suspect mirrors other than this one
-// (the detector probes a neighbourhood of them).
-func (n *Node) probeTargets() []peer.ID { return n.mirrorsIn(health.StateAlive, health.StateSuspect) }
+// deadMirrors are the dead mirrors not yet forgotten (this one excluded;
+// shared: callers must not modify it).
+func (n *Node) deadMirrors() []peer.ID {
+	dead := n.view.Members(n.clock()).Dead
+	if !slices.Contains(dead, n.id) {
+		return dead
+	}
+	return slices.DeleteFunc(slices.Clone(dead), func(p peer.ID) bool { return p == n.id })
+}
 
-// deadMirrors are the dead mirrors not yet forgotten.
-func (n *Node) deadMirrors() []peer.ID { return n.mirrorsIn(health.StateDead) }
-
+// mirrorsIn lists the mirrors other than this one in any of states.
 func (n *Node) mirrorsIn(states ...health.State) []peer.ID {
 	now := n.clock()
 	ms := n.view.Mirrors(now)

@@ -54,7 +54,34 @@ func testCrashFoundByProbesBeforeTTL(t *testing.T) {
 		if !suspected {
 			t.Errorf("%s holds no suspicion of the crashed node", n.ID().ShortString())
 		}
+		// The per-state gauge is counted when scraped.
+		if got := mirrorsGauge(t, n); got[health.StateAlive] != len(survivors) || got[health.StateDead] != 1 {
+			t.Errorf("%s: mirrornet_mirrors %v, want %d alive (itself included) and 1 dead", n.ID().ShortString(), got, len(survivors))
+		}
 	}
+}
+
+// mirrorsGauge scrapes n's mirrornet_mirrors gauge by state.
+func mirrorsGauge(t testing.TB, n *Node) map[health.State]int {
+	t.Helper()
+	mfs, err := n.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[health.State]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mirrornet_mirrors" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" {
+					out[health.State(l.GetValue())] = int(m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	return out
 }
 
 // rawPeer is a gossipsub peer without mirrornet's validators: it publishes

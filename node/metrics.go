@@ -14,7 +14,7 @@ import (
 type metrics struct {
 	n            *Node
 	statements   *prometheus.CounterVec
-	mirrors      *prometheus.GaugeVec
+	mirrors      viewCollector
 	heartbeatLag prometheus.Gauge
 	corrupt      *prometheus.CounterVec
 	refused      *prometheus.CounterVec
@@ -27,10 +27,8 @@ func newMetrics(n *Node) *metrics {
 			Name: "mirrornet_statements_total",
 			Help: "Signed statements received, by kind, verdict (accept, reject, ignore) and reason.",
 		}, []string{"kind", "verdict", "reason"}),
-		mirrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mirrornet_mirrors",
-			Help: "Mirrors in this node's health view, by state.",
-		}, []string{"state"}),
+		mirrors: viewCollector{n: n, desc: prometheus.NewDesc("mirrornet_mirrors",
+			"Mirrors in this node's health view, by state.", []string{"state"}, nil)},
 		heartbeatLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mirrornet_heartbeat_lag_seconds",
 			Help: "How late this node's own heartbeat timer fires (smoothed); a starved node stretches its failure detection by this much.",
@@ -77,13 +75,21 @@ func (m *metrics) statement(st *attest.Statement, err error) {
 	m.statements.WithLabelValues(kind, verdict(err).String(), reason(err)).Inc()
 }
 
-// observeView refreshes the per-state mirror gauges.
-func (m *metrics) observeView() {
-	n := m.n
-	now := n.clock()
-	counts := n.view.Counts(now)
+// viewCollector reports the mirrors in the view by state when scraped.
+// The states follow from the view and the time, and counting them reads
+// every entry: done per scrape (every 15 s or so, if anyone scrapes), not
+// per heartbeat, a mirror among thousands spends nothing on it unasked.
+type viewCollector struct {
+	n    *Node
+	desc *prometheus.Desc
+}
+
+func (c viewCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.n.view.Counts(c.n.clock())
 	for _, s := range health.States() {
-		m.mirrors.WithLabelValues(string(s)).Set(float64(counts[s]))
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }
 

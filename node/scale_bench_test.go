@@ -687,8 +687,8 @@ func scaleRefreshPhase(b testing.TB) string {
 }
 
 // steadyRefreshes draws each live mirror's next refresh uniformly in
-// [now, now + its mean refresh gap] (health.RefreshSchedule: a gap is 75%
-// to 95% of the refresh interval, so the mean is 85%). In a long-running
+// [now, now + its mean refresh gap] (health.RefreshSchedule: a gap is 85%
+// to 95% of the refresh interval, so the mean is 90%). In a long-running
 // network the refreshes of N mirrors form N independent renewal
 // processes, and a window shorter than the shortest gap sees each mirror
 // refresh with probability window / mean gap: exactly what this draw
@@ -706,7 +706,7 @@ func (s *mnSystem) steadyRefreshes(seed uint64) (rate float64, early int) {
 		}
 		now := nd.clock()
 		nd.mu.Lock()
-		gap := time.Duration(0.85 * float64(nd.prof.RefreshInterval(nd.view.Len())))
+		gap := nd.prof.MeanRefreshGap(nd.view.Len())
 		at := now.Add(time.Duration(rng.Float64() * float64(gap)))
 		if own, ok := nd.view.Mirror(nd.id, now); ok && own.Liveness != nil {
 			expiry := time.UnixMilli(own.Liveness.Time).Add(own.Liveness.TTLDuration())

@@ -189,7 +189,7 @@ func TestViewReadersDoNotTakeNodeLock(t *testing.T) {
 		},
 		"redirect":     func() { redirectSource{n}.Candidates(c0) },
 		"worker seeds": func() { n.workerSeeds(c0) },
-		"metrics":      func() { n.metrics.observeView() },
+		"metrics":      func() { _, _ = n.registry.Gather() },
 		"dead mirrors": func() { n.deadMirrors() },
 	}
 	n.mu.Lock()

@@ -260,9 +260,13 @@
 // responder closes a stream silent for a while. A prober keeps one stream
 // per neighbour for its direct probes, and resets it when a probe fails
 // (a late answer is never taken for the next probe's). A direct probe leaves
-// Target empty; its Seq and Suspect tell the target what the prober holds
-// of it, and a target that learns it is suspected at a sequence number not
-// below its latest signs a fresh liveness statement at once.
+// Target empty. The probe of a mirror in good standing is the empty object
+// "{}", answered by {"ok":true}: with framing, about 75 bytes on the wire
+// per probe and answer. A probe of a suspected mirror carries Suspect and
+// the sequence number the prober holds of it; a target that learns it is
+// suspected at a sequence number not below its latest signs a fresh
+// liveness statement at once, and its answer carries its own sequence
+// number.
 //
 // When no answer comes within two fifths of the period, the prober asks
 // three other mirrors, chosen at random, to probe the target for it (a

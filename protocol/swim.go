@@ -36,17 +36,21 @@ const (
 type Ping struct {
 	// Target is the peer ID to probe on the sender's behalf, or "".
 	Target string `json:"target,omitempty"`
-	// Seq is the highest liveness sequence number the sender holds for the
-	// peer being probed (0: none). Suspect says whether the sender suspects
-	// that peer: a mirror that learns it is suspected at a sequence not
-	// below its latest signs a fresh liveness statement (a refutation).
+	// Suspect says whether the sender suspects the peer being probed, and
+	// Seq is then the highest liveness sequence number the sender holds for
+	// it: a mirror that learns it is suspected at a sequence not below its
+	// latest signs a fresh liveness statement (a refutation). A probe of a
+	// peer in good standing carries neither (the frame is "{}"); responders
+	// read Seq only with Suspect.
 	Seq     uint64 `json:"seq,omitempty"`
 	Suspect bool   `json:"suspect,omitempty"`
 }
 
 // Ack is the answer of [PingProtocolID]. OK is true when the probed peer
-// answered (always, for a direct probe); Seq is the probed peer's latest
-// liveness sequence number as far as the responder knows.
+// answered (always, for a direct probe). Seq is set only in answer to a
+// direct probe with Suspect: the responder's latest liveness sequence
+// number. Probers must not rely on it otherwise (earlier responders set it
+// on every direct probe).
 type Ack struct {
 	OK  bool   `json:"ok"`
 	Seq uint64 `json:"seq,omitempty"`

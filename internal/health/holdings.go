@@ -66,7 +66,7 @@ func (v *View) AddHoldings(st *attest.Statement) (bool, error) {
 	v.dropHoldingsLocked(st.Signer)
 	v.holdings[st.Signer] = heldSet{st: st, digest: d}
 	v.bytes += cost
-	v.changedLocked()
+	v.contentChangedLocked()
 	return true, nil
 }
 

@@ -230,11 +230,20 @@ func (v *View) refusal(tooMany bool) error {
 }
 
 func (v *View) removeLocked(id peer.ID) {
-	if e, ok := v.entries[id]; ok {
+	if v.dropLocked(id) {
+		v.changedLocked()
+	}
+}
+
+// dropLocked forgets id's statement, suspicion and holdings, and reports
+// whether the view held a statement of id. The caller records the change.
+func (v *View) dropLocked(id peer.ID) bool {
+	e, ok := v.entries[id]
+	if ok {
 		v.bytes -= StatementCost(e)
 		delete(v.entries, id)
-		v.changedLocked()
 	}
 	delete(v.suspicions, id)
 	v.dropHoldingsLocked(id)
+	return ok
 }

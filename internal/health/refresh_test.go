@@ -68,7 +68,7 @@ func TestRefreshScheduleOutlastsAMissedRefresh(t *testing.T) {
 }
 
 // TestRefreshScheduleKeepsThePace: the longer TTLs cost no refreshes. On a
-// view of steady size the refreshes come every 75% to 95% of the refresh
+// view of steady size the refreshes come every 85% to 95% of the refresh
 // interval, as before, and a mirror's first refresh comes within the
 // first quarter of it.
 func TestRefreshScheduleKeepsThePace(t *testing.T) {
@@ -81,7 +81,7 @@ func TestRefreshScheduleKeepsThePace(t *testing.T) {
 		for k := range 100 {
 			_, refreshAt := s.Next(p, now, n, rng.Float64())
 			gap := refreshAt.Sub(now)
-			lo, hi := time.Duration(0.75*float64(interval)), time.Duration(0.95*float64(interval))
+			lo, hi := time.Duration(0.85*float64(interval)), time.Duration(0.95*float64(interval))
 			if k == 0 {
 				lo, hi = 0, interval/4
 			}

@@ -121,10 +121,23 @@ type View struct {
 	snap atomic.Pointer[snapshot]
 	// alive caches the alive set for one (version, now).
 	alive atomic.Pointer[aliveSet]
+	// membership rises with every change that may move a mirror between
+	// the lists of [View.Members] (all changes but refreshes that keep a
+	// mirror's standing and holdings); members caches those lists.
+	membership uint64
+	members    atomic.Pointer[membersSet]
 }
 
-// changedLocked records a change: a new version, and no cached listing.
+// changedLocked records a change that may move mirrors between states: a
+// new version and membership, and no cached listing.
 func (v *View) changedLocked() {
+	v.membership++
+	v.contentChangedLocked()
+}
+
+// contentChangedLocked records a change that moves no mirror between
+// states: a new version, and no cached listing.
+func (v *View) contentChangedLocked() {
 	v.version++
 	v.snap.Store(nil)
 	v.alive.Store(nil)
@@ -184,9 +197,10 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	if err := v.makeRoomLocked(st, now); err != nil {
 		return false, err
 	}
+	cur, known := v.entries[st.Signer]
 	susp := v.suspicions[st.Signer]
 	held, hasHeld := v.holdings[st.Signer]
-	v.removeLocked(st.Signer)
+	v.dropLocked(st.Signer)
 	if susp != nil && susp.Seq >= st.Seq {
 		v.suspicions[st.Signer] = susp // not refuted by this one
 	}
@@ -199,7 +213,11 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	}
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
-	v.changedLocked()
+	if known && v.sameStanding(st, v.suspicions[st.Signer], cur, susp, now) {
+		v.contentChangedLocked()
+	} else {
+		v.changedLocked()
+	}
 	return true, nil
 }
 

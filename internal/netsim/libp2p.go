@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
+
+	"github.com/mirrornet/mirrornet/internal/yamux"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -145,7 +147,7 @@ const HostPort = 4001
 
 // NewHost starts a libp2p host at ip with key, listening on
 // /ip4/<ip>/tcp/4001 over this network only, with Noise and yamux (as
-// mirrornet's real hosts), no resource limits, no relay and no metrics.
+// mirrornet's real hosts: this repository's yamux, internal/yamux), no resource limits, no relay and no metrics.
 // The caller closes it.
 func (n *Network) NewHost(ip netip.Addr, key crypto.PrivKey) (host.Host, error) {
 	return libp2p.New(
@@ -153,6 +155,7 @@ func (n *Network) NewHost(ip netip.Addr, key crypto.PrivKey) (host.Host, error) 
 		libp2p.NoTransports,
 		libp2p.Transport(n.Libp2pTransport(ip)),
 		libp2p.Security(noise.ID, noise.New),
+		yamux.Option(yamux.DefaultTransport),
 		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/tcp/%d", ip, HostPort)),
 		libp2p.ResourceManager(&network.NullResourceManager{}),
 		libp2p.DisableRelay(),

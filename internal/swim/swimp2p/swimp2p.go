@@ -210,8 +210,10 @@ func (s *Service) BytesReceived() int64 { return s.recv.Load() }
 // number the view holds for it and whether it is suspected.
 func (s *Service) Ping(ctx context.Context, target peer.ID) error {
 	req := protocol.Ping{}
-	if t, ok := s.cfg.View.Lookup(target); ok {
-		req.Seq, req.Suspect = t.Seq, t.Suspect
+	if t, ok := s.cfg.View.Lookup(target); ok && t.Suspect {
+		// Only a suspected target reads the sequence number (to refute):
+		// the probe of a mirror in good standing is an empty frame.
+		req.Seq, req.Suspect = t.Seq, true
 	}
 	if s.cfg.Blocked != nil && s.cfg.Blocked(target) {
 		<-ctx.Done()
@@ -498,11 +500,16 @@ func (s *Service) answer(st network.Stream, from peer.ID, raw []byte, err error)
 		return false
 	}
 	self := s.cfg.Host.ID()
-	mySeq := s.cfg.View.Seq()
-	ack := protocol.Ack{OK: true, Seq: mySeq}
+	ack := protocol.Ack{OK: true}
 	switch {
 	case target == "" || target == self:
-		if req.Suspect && req.Seq >= mySeq {
+		if !req.Suspect {
+			break
+		}
+		mySeq := s.cfg.View.Seq()
+		// A suspecting prober learns the sequence this mirror is at.
+		ack.Seq = mySeq
+		if req.Seq >= mySeq {
 			s.log.Info("a peer suspects this mirror: refuting", "peer", from, "seq", req.Seq)
 			s.cfg.View.Refute(from, req.Seq)
 		}
@@ -513,7 +520,6 @@ func (s *Service) answer(st network.Stream, from peer.ID, raw []byte, err error)
 		ctx, cancel := context.WithTimeout(parent, s.cfg.Probe.Timeout)
 		ack.OK = s.Ping(ctx, target) == nil
 		cancel()
-		ack.Seq = 0
 	}
 	body, _ := json.Marshal(ack)
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.Probe.Period))

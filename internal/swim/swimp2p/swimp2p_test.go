@@ -163,6 +163,7 @@ func TestDirectProbesShareOneStream(t *testing.T) {
 		probe()                 // dials, opens the stream
 		time.Sleep(time.Second) // virtual: under the target's rate limit
 		sent0, recv0 := a.nw.Totals()
+		pay0, ack0 := a.svc.BytesSent(), b.svc.BytesSent()
 		const probes = 5
 		for range probes {
 			probe()
@@ -180,10 +181,19 @@ func TestDirectProbesShareOneStream(t *testing.T) {
 		if streams != 1 {
 			t.Errorf("%d ping streams open to the target after %d probes, want 1 kept stream", streams, probes+1)
 		}
+		// A mirror in good standing is probed with "{}" and answers
+		// {"ok":true}: no sequence numbers (a frame's length prefix is one
+		// byte).
+		if got := (a.svc.BytesSent() - pay0) / probes; got != 3 {
+			t.Errorf("a probe of a mirror in good standing is %d bytes of payload, want 3 (\"{}\" framed)", got)
+		}
+		if got := (b.svc.BytesSent() - ack0) / probes; got != 12 {
+			t.Errorf("an answer to it is %d bytes of payload, want 12 ({\"ok\":true} framed)", got)
+		}
 		// Both directions, every byte netsim carried (yamux, Noise, frames).
 		per := float64(sent1-sent0+recv1-recv0) / 2 / probes
-		if per > 200 {
-			t.Errorf("a probe on the kept stream costs %.0f bytes on the wire, want < 200", per)
+		if per > 80 {
+			t.Errorf("a probe on the kept stream costs %.0f bytes on the wire, want < 80", per)
 		}
 		t.Logf("%.0f bytes on the wire per probe", per)
 	})
