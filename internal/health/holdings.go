@@ -66,6 +66,7 @@ func (v *View) AddHoldings(st *attest.Statement) (bool, error) {
 	v.dropHoldingsLocked(st.Signer)
 	v.holdings[st.Signer] = heldSet{st: st, digest: d}
 	v.bytes += cost
+	v.trackWantLocked(st.Signer)
 	v.contentChangedLocked()
 	return true, nil
 }
@@ -108,22 +109,42 @@ func (v *View) Holdings(id peer.ID, digest string) ([]byte, bool) {
 	return nil, false
 }
 
+// trackWantLocked records whether the view lacks the holdings statement
+// id's current statement names (the wanting set Pending reads).
+func (v *View) trackWantLocked(id peer.ID) {
+	cur, ok := v.entries[id]
+	if ok && cur.Liveness.Holdings != "" && !cur.Liveness.Inline() && v.holdings[id].digest != cur.Liveness.Holdings {
+		v.wanting[id] = struct{}{}
+		return
+	}
+	delete(v.wanting, id)
+}
+
 // Pending returns the holdings the view lacks at now: for every mirror
 // not dead, left or forgotten whose current liveness statement names a
 // digest the view holds no statement for, a reference to it, sorted by
-// peer ID.
+// peer ID. It costs what is pending, not the size of the view (a mirror
+// asks every heartbeat).
 func (v *View) Pending(now time.Time) []protocol.HoldingsRef {
-	sn := v.snapshot()
+	type want struct{ st, susp *attest.Statement }
+	v.mu.RLock()
+	if len(v.wanting) == 0 {
+		v.mu.RUnlock()
+		return nil
+	}
+	wants := make([]want, 0, len(v.wanting))
+	for id := range v.wanting {
+		wants = append(wants, want{v.entries[id], v.suspicions[id]})
+	}
+	lag := v.lag
+	v.mu.RUnlock()
+	slices.SortFunc(wants, func(a, b want) int { return cmpPeer(a.st.Signer, b.st.Signer) })
 	var out []protocol.HoldingsRef
-	for _, it := range sn.items {
-		l := it.st.Liveness
-		if l.Holdings == "" || l.Inline() || it.hold.digest == l.Holdings {
+	for _, w := range wants {
+		if s, gone := v.stateOf(w.st, w.susp, lag, now); gone || s == StateDead || s == StateLeft {
 			continue
 		}
-		if s, gone := v.stateOf(it.st, it.susp, sn.lag, now); gone || s == StateDead || s == StateLeft {
-			continue
-		}
-		out = append(out, protocol.HoldingsRef{Peer: it.st.Signer.String(), Digest: l.Holdings})
+		out = append(out, protocol.HoldingsRef{Peer: w.st.Signer.String(), Digest: w.st.Liveness.Holdings})
 	}
 	return out
 }

@@ -244,6 +244,7 @@ func (v *View) dropLocked(id peer.ID) bool {
 		delete(v.entries, id)
 	}
 	delete(v.suspicions, id)
+	delete(v.wanting, id)
 	v.dropHoldingsLocked(id)
 	return ok
 }

@@ -30,13 +30,32 @@ type Members struct {
 	Gen        uint64
 }
 
-// membersSet is Members as built at one membership and time, valid until
-// a mirror's deadline moves it between the lists.
+// membersSet is Members as built at one membership, time and local lag.
+// A mirror moves between the lists when its dead deadline passes, and
+// leaves them when it is forgotten; the local lag shifts every deadline by
+// the same amount. So the lists stay right, for a lag shifted by d from
+// the one they were built with, while now is before liveUntil+d (the
+// earliest deadline of a live mirror), before deadForget+d (the earliest a
+// dead one is forgotten), and not before deadLatest+d (the latest a dead
+// one died) nor goneLatest+d (the latest one forgotten but not yet pruned
+// was).
 type membersSet struct {
 	membership uint64
 	built      time.Time
-	until      time.Time
+	lag        time.Duration
+	liveUntil  time.Time
+	deadForget time.Time
+	deadLatest time.Time
+	goneLatest time.Time
 	m          Members
+}
+
+// valid reports whether s still gives the lists at now under lag.
+func (s *membersSet) valid(membership uint64, now time.Time, lag time.Duration) bool {
+	d := lag - s.lag
+	return s.membership == membership && !now.Before(s.built) &&
+		now.Before(s.liveUntil.Add(d)) && now.Before(s.deadForget.Add(d)) &&
+		!now.Before(s.deadLatest.Add(d)) && !now.Before(s.goneLatest.Add(d))
 }
 
 // Members returns the mirrors alive or suspect, and those dead, at now. It
@@ -46,7 +65,7 @@ type membersSet struct {
 func (v *View) Members(now time.Time) Members {
 	v.mu.RLock()
 	c := v.members.Load()
-	if c != nil && c.membership == v.membership && !now.Before(c.built) && now.Before(c.until) {
+	if c != nil && c.valid(v.membership, now, v.lag) {
 		v.mu.RUnlock()
 		return c.m
 	}
@@ -63,23 +82,33 @@ func (v *View) Members(now time.Time) Members {
 	}
 	v.mu.RUnlock()
 
-	set := &membersSet{membership: membership, built: now, until: now.Add(100 * 365 * 24 * time.Hour)}
+	never := now.Add(100 * 365 * 24 * time.Hour)
+	set := &membersSet{membership: membership, built: now, lag: lag, liveUntil: never, deadForget: never}
 	if c != nil {
 		set.m.Gen = c.m.Gen + 1
 	}
+	forget := v.cfg.ForgetAfter
 	for _, e := range entries {
-		s, gone := v.stateOf(e.st, e.susp, lag, now)
-		if gone {
-			continue
+		if e.st.Liveness.State == protocol.StateLeaving {
+			continue // in neither list, whatever the time
 		}
-		switch s {
-		case StateAlive, StateSuspect:
+		_, deadAt := v.deadlines(e.st, e.susp, lag)
+		switch {
+		case now.Before(deadAt):
 			set.m.Live = append(set.m.Live, e.st.Signer)
-		case StateDead:
+			set.liveUntil = minTime(set.liveUntil, deadAt)
+		case forget > 0 && !now.Before(deadAt.Add(forget)):
+			if g := deadAt.Add(forget); g.After(set.goneLatest) {
+				set.goneLatest = g
+			}
+		default:
 			set.m.Dead = append(set.m.Dead, e.st.Signer)
-		}
-		if at, ok := v.nextMove(e.st, e.susp, lag, now); ok && at.Before(set.until) {
-			set.until = at
+			if deadAt.After(set.deadLatest) {
+				set.deadLatest = deadAt
+			}
+			if forget > 0 {
+				set.deadForget = minTime(set.deadForget, deadAt.Add(forget))
+			}
 		}
 	}
 	slices.SortFunc(set.m.Live, cmpPeer)
@@ -91,24 +120,6 @@ func (v *View) Members(now time.Time) Members {
 	}
 	v.mu.RUnlock()
 	return set.m
-}
-
-// nextMove is when st's mirror, alive or suspect or dead at now, moves to
-// another list of Members (or out of them) by time alone: when it turns
-// dead, or is forgotten. ok is false if it never does.
-func (v *View) nextMove(st, susp *attest.Statement, lag time.Duration, now time.Time) (at time.Time, ok bool) {
-	forget := v.cfg.ForgetAfter
-	if st.Liveness.State == protocol.StateLeaving {
-		return time.Time{}, false // in neither list until forgotten
-	}
-	_, deadAt := v.deadlines(st, susp, lag)
-	if now.Before(deadAt) {
-		return deadAt, true
-	}
-	if forget > 0 {
-		return deadAt.Add(forget), true
-	}
-	return time.Time{}, false
 }
 
 // sameStanding reports whether replacing old (under the standing

@@ -126,6 +126,9 @@ type View struct {
 	// mirror's standing and holdings); members caches those lists.
 	membership uint64
 	members    atomic.Pointer[membersSet]
+	// wanting holds the mirrors whose current statement names a holdings
+	// digest the view holds no statement for (see [View.Pending]).
+	wanting map[peer.ID]struct{}
 }
 
 // changedLocked records a change that may move mirrors between states: a
@@ -158,7 +161,7 @@ func New(cfg Config) *View {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}, suspicions: map[peer.ID]*attest.Statement{}, holdings: map[peer.ID]heldSet{}}
+	return &View{cfg: cfg, entries: map[peer.ID]*attest.Statement{}, suspicions: map[peer.ID]*attest.Statement{}, holdings: map[peer.ID]heldSet{}, wanting: map[peer.ID]struct{}{}}
 }
 
 // Apply adds a verified liveness statement. It keeps, per signer, the
@@ -213,6 +216,7 @@ func (v *View) Add(st *attest.Statement, now time.Time) (bool, error) {
 	}
 	v.entries[st.Signer] = st
 	v.bytes += StatementCost(st)
+	v.trackWantLocked(st.Signer)
 	if known && v.sameStanding(st, v.suspicions[st.Signer], cur, susp, now) {
 		v.contentChangedLocked()
 	} else {
@@ -424,7 +428,9 @@ func (v *View) SetLocalLag(lag time.Duration) {
 	v.mu.Lock()
 	if l := max(lag, 0); l != v.lag {
 		v.lag = l
-		v.changedLocked()
+		// Members checks its lists against the lag itself: the lag
+		// changes nearly every heartbeat, and shifts every deadline alike.
+		v.contentChangedLocked()
 	}
 	v.mu.Unlock()
 }
