@@ -34,7 +34,7 @@ func TestMembersFollowEveryChange(t *testing.T) {
 	for i := range signers {
 		signers[i] = newSigner(t, 300+i)
 	}
-	for seed := range uint64(40) {
+	for seed := range uint64(12) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		v := health.New(suspCfg)
 		now := time.Unix(1e9, 0)
@@ -42,7 +42,7 @@ func TestMembersFollowEveryChange(t *testing.T) {
 		for step := range 300 {
 			i := rng.IntN(len(signers))
 			s := signers[i]
-			switch rng.IntN(7) {
+			switch rng.IntN(10) {
 			case 0, 1: // a refresh, with a TTL from none to a minute
 				seq[i]++
 				v.Apply(s.signTTL(t, seq[i], now, time.Duration(rng.IntN(60))*time.Second), now)
@@ -54,11 +54,11 @@ func TestMembersFollowEveryChange(t *testing.T) {
 					o := signers[(i+1)%len(signers)]
 					_, _ = v.AddSuspicion(suspicion(t, o, s, inc, now), now)
 				}
-			case 4:
+			case 4, 5:
 				now = now.Add(time.Duration(rng.IntN(20_000)) * time.Millisecond)
-			case 5:
+			case 6, 7, 8:
 				v.SetLocalLag(time.Duration(rng.IntN(3)) * time.Second)
-			case 6:
+			case 9:
 				v.Prune(now)
 			}
 			m := v.Members(now)
@@ -108,7 +108,16 @@ func TestMembersListOnlyOnChange(t *testing.T) {
 		t.Fatalf("after a suspicion of b timed out: Members %+v, want b dead", m2)
 	}
 	v.Apply(b.signTTL(t, 2, now, time.Minute), now) // b refutes
-	if m3 := v.Members(now); m3.Gen == m2.Gen || !slices.Contains(m3.Live, b.id) {
+	m3 := v.Members(now)
+	if m3.Gen == m2.Gen || !slices.Contains(m3.Live, b.id) {
 		t.Fatalf("after b refuted: Members %+v, want b live", m3)
+	}
+	// A refresh that promises less (no TTL: dead DeadAfter after it) moves
+	// a's deadline earlier: the lists must follow it.
+	v.Apply(a.signTTL(t, 10, now, 0), now)
+	v.Members(now)
+	now = now.Add(suspCfg.DeadAfter)
+	if m4 := v.Members(now); !slices.Contains(m4.Dead, a.id) {
+		t.Fatalf("%s after a refresh without TTL: Members %+v, want a dead", suspCfg.DeadAfter, m4)
 	}
 }
