@@ -892,10 +892,11 @@ func scaleFeatures(b testing.TB) func(string) bool {
 
 // scaleMesh is MIRRORNET_SCALE_MESH=D or D,Dlo,Dhi: gossipsub's mesh
 // degree, by default with Dlo = D-1 and Dhi = 2D, and Dscore = D/2, Dout
-// = D/2-1 (gossipsub wants Dout below D/2; the shipped parameters are D=4
-// in that pattern: 4, 3, 8, 2, 1), to compare bytes and detection time
-// across mesh sizes. MIRRORNET_SCALE_DLAZY=k sends IHAVE to k peers
-// outside the mesh (shipped: 3). Both unset: the shipped parameters.
+// = D/2-1 (gossipsub wants Dout below D/2; the shipped parameters are
+// 4, 3, 5, 2, 1: MIRRORNET_SCALE_MESH=4,3,5), to compare bytes and
+// detection time across mesh sizes. MIRRORNET_SCALE_DLAZY=k sends IHAVE to
+// k peers outside the mesh (shipped: 1). Both unset: the shipped
+// parameters.
 func scaleMesh(b testing.TB) func(*pubsub.GossipSubParams) {
 	v := envInts(b, "MIRRORNET_SCALE_MESH", nil)
 	lazy := envInts(b, "MIRRORNET_SCALE_DLAZY", nil)

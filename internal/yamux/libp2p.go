@@ -47,11 +47,12 @@ var DefaultTransport = func() *Transport {
 // KeepAliveInterval is how long a connection of DefaultTransport may be
 // silent before it pings the other side (go-libp2p: 30 s). A mirror keeps
 // connections to a few dozen peers it probes, syncs with or once helped,
-// most of them idle; a ping and its answer every 30 s on each was a tenth
-// of an idle mirror's traffic. Dead peers are found by the failure
-// detector's probes, not by keepalives, and two minutes stays inside the
-// idle timeouts of NATs and load balancers (RFC 5382 asks for at least two
-// hours; cloud NATs and balancers allow four minutes or more).
+// many of them silent for long stretches, and a silent connection's only
+// traffic is this keepalive (the round trip time is measured only while
+// data flows). Dead peers are found by the failure detector's probes, not
+// by keepalives, and two minutes stays inside the idle timeouts of NATs and
+// load balancers (RFC 5382 asks for at least two hours; cloud NATs and
+// balancers allow four minutes or more).
 const KeepAliveInterval = 2 * time.Minute
 
 // Option is the libp2p option that makes a host use t for yamux (replacing

@@ -26,6 +26,9 @@ type Config struct {
 	KeepAliveInterval time.Duration
 
 	// MeasureRTTInterval is how often to re-measure the round trip time
+	// of a session that received at least an initial stream window of
+	// data since the last measurement (idle sessions keep their first
+	// measurement).
 	MeasureRTTInterval time.Duration
 
 	// ConnectionWriteTimeout is meant to be a "safety valve" timeout after

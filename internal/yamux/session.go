@@ -45,6 +45,9 @@ var nullMemoryManager = &nullMemoryManagerImpl{}
 // multiplex it into multiple streams.
 type Session struct {
 	rtt int64 // to be accessed atomically, in nanoseconds
+	// rttBytes counts the data bytes received since the last RTT
+	// measurement (see startMeasureRTT).
+	rttBytes atomic.Int64
 
 	// localGoAway indicates that we should stop
 	// accepting futher connections. Must be first for alignment.
@@ -364,6 +367,13 @@ func (s *Session) measureRTT() {
 	}
 }
 
+// startMeasureRTT measures the round trip time at the start, and again
+// every MeasureRTTInterval while data flows in. The RTT only paces the
+// growth of receive windows (see Stream.sendWindowUpdate): a session that
+// received less than an initial stream window since the last measurement
+// has no window to grow, and a ping each way every interval on each of a
+// node's mostly idle connections (probes, gossip, old helpers) was about a
+// tenth of an idle mirror's traffic.
 func (s *Session) startMeasureRTT() {
 	s.measureRTT()
 	t := time.NewTicker(s.config.MeasureRTTInterval)
@@ -373,7 +383,9 @@ func (s *Session) startMeasureRTT() {
 		case <-s.CloseChan():
 			return
 		case <-t.C:
-			s.measureRTT()
+			if s.rttBytes.Swap(0) >= initialStreamWindow {
+				s.measureRTT()
+			}
 		}
 	}
 }
@@ -742,6 +754,9 @@ func (s *Session) recvLoop() (err error) {
 		mt := hdr.MsgType()
 		if mt < typeData || mt > typeGoAway {
 			return ErrInvalidMsgType
+		}
+		if mt == typeData {
+			s.rttBytes.Add(int64(hdr.Length()))
 		}
 
 		if err := handlers[mt](s, hdr); err != nil {
