@@ -78,7 +78,7 @@ func (m *metrics) statement(st *attest.Statement, err error) {
 // viewCollector reports the mirrors in the view by state when scraped.
 // The states follow from the view and the time, and counting them reads
 // every entry: done per scrape (every 15 s or so, if anyone scrapes), not
-// per heartbeat, a mirror among thousands spends nothing on it unasked.
+// per heartbeat, so a mirror among thousands spends nothing on it unasked.
 type viewCollector struct {
 	n    *Node
 	desc *prometheus.Desc
