@@ -206,8 +206,8 @@ func (s *Service) Stop() {
 func (s *Service) BytesSent() int64     { return s.sent.Load() }
 func (s *Service) BytesReceived() int64 { return s.recv.Load() }
 
-// Ping probes target directly (swim.Transport), telling it the sequence
-// number the view holds for it and whether it is suspected.
+// Ping probes target directly (swim.Transport); a suspected target is told
+// so, with the sequence number the view holds for it.
 func (s *Service) Ping(ctx context.Context, target peer.ID) error {
 	req := protocol.Ping{}
 	if t, ok := s.cfg.View.Lookup(target); ok && t.Suspect {
