@@ -98,10 +98,16 @@ func TestDirectCARMatchesBoxo(t *testing.T) {
 type intoStore struct {
 	blockstore.Blockstore
 	calls atomic.Int64
+	// small counts the calls whose buffer could not hold 1 MiB (nil
+	// included): those blocks were read into fresh memory.
+	small atomic.Int64
 }
 
 func (s *intoStore) GetInto(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error) {
 	s.calls.Add(1)
+	if cap(buf) < 1<<20 {
+		s.small.Add(1)
+	}
 	blk, err := s.Get(ctx, c)
 	if err != nil {
 		return nil, err
@@ -303,6 +309,37 @@ func TestDirectCARBuffersSmallBlocks(t *testing.T) {
 	}, false)
 	if !bytes.Equal(w.buf.Bytes(), want) {
 		t.Fatal("direct CAR differs from boxo's")
+	}
+}
+
+// TestDirectCARReadsIntoPooledBuffers: every raw leaf of a stream is read
+// into a buffer that holds any leaf of a bundle (1 MiB), recycled within
+// the stream and kept for the next one, so a bundle of many small files
+// of varied sizes is not read into fresh memory block by block (a
+// recycled buffer of a smaller file could not hold a larger one).
+func TestDirectCARReadsIntoPooledBuffers(t *testing.T) {
+	bs := newBlockstore()
+	files := map[string][]byte{}
+	for i := range 200 {
+		files[fmt.Sprintf("f%03d.js", i)] = randomBytes(100+(i*7919)%16384, uint64(40+i))
+	}
+	root := importDir(t, bs, files)
+	into := &intoStore{Blockstore: bs}
+	b := newCarBackend(t, into)
+	p, _ := path.NewImmutablePath(path.FromCid(root))
+	for range 2 {
+		_, got := readAllCAR(t, func() (boxogw.ContentPathMetadata, io.ReadCloser, error) {
+			return b.GetCAR(context.Background(), p, boxogw.CarParams{Scope: boxogw.DagScopeAll})
+		}, false)
+		if len(got) == 0 {
+			t.Fatal("empty CAR")
+		}
+	}
+	if b.direct.Load() != 2 || into.calls.Load() < 400 {
+		t.Fatalf("direct path taken %d times, %d leaves read", b.direct.Load(), into.calls.Load())
+	}
+	if n := into.small.Load(); n > 0 {
+		t.Fatalf("%d of %d leaves read into a buffer smaller than 1 MiB", n, into.calls.Load())
 	}
 }
 
