@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -149,9 +150,13 @@ type walked struct {
 	c    cid.Cid
 	data []byte
 	err  error
-	// reuse: data is a buffer of the stream's own, to be recycled once
-	// written.
+	// more are raw leaves read with this one into the same buffer
+	// (manyGetter), written after it.
+	more []leaf
+	// reuse: buf is a buffer of the stream's own, holding data (and
+	// more), to be recycled once written.
 	reuse bool
+	buf   []byte
 	// budgeted: reading this block took a unit of readAheadUnits, which
 	// the writer returns once the block is written.
 	budgeted bool
@@ -163,6 +168,23 @@ type walked struct {
 // from the page cache itself; the stream reuses readAhead+2 buffers.
 type intoGetter interface {
 	GetInto(ctx context.Context, c cid.Cid, buf []byte) ([]byte, error)
+}
+
+// manyGetter reads several blocks into one buffer, as many as fit (at
+// least one), with one read for blocks stored next to each other
+// (ipfsbs.Blockstore): a directory of small files is one system call, not
+// one per file.
+type manyGetter interface {
+	GetManyInto(ctx context.Context, cs []cid.Cid, buf []byte) ([][]byte, error)
+}
+
+// maxRun bounds the leaves asked of GetManyInto at once.
+const maxRun = 256
+
+// leaf is a raw leaf and its bytes.
+type leaf struct {
+	c    cid.Cid
+	data []byte
 }
 
 // getLeafBuf is a buffer for a raw leaf from rawBufs (1 MiB, a bundle's
@@ -237,6 +259,11 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 			return cw.n, b.err
 		}
 		err := section(cw, sent, b.c, b.data)
+		for _, m := range b.more {
+			if err == nil {
+				err = section(cw, sent, m.c, m.data)
+			}
+		}
 		if b.budgeted {
 			<-readAheadUnits
 		}
@@ -248,7 +275,7 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 		}
 		if b.reuse {
 			select {
-			case free <- b.data[:0]:
+			case free <- b.buf[:0]:
 			default:
 			}
 		}
@@ -271,6 +298,8 @@ func (s *carStream) write(w io.Writer) (int64, error) {
 // written the leaves already out.
 func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byte, written <-chan struct{}) error {
 	into, _ := s.bs.(intoGetter)
+	many, _ := s.bs.(manyGetter)
+	var run []cid.Cid
 	outstanding := 0 // leaves sent and not yet written
 	stack := []cid.Cid{s.root}
 	visited := map[cid.Cid]struct{}{}
@@ -314,15 +343,43 @@ func (s *carStream) walk(ctx context.Context, out chan<- walked, free chan []byt
 			default:
 				buf = getLeafBuf()
 			}
-			data, err := into.GetInto(ctx, c, buf)
+			var data []byte
+			var more []leaf
+			var err error
+			if many != nil {
+				// c and the raw leaves that come next in the walk (a
+				// directory's small files), as many as fit buf.
+				run = append(run[:0], c)
+				for i := len(stack) - 1; i >= 0 && len(run) < maxRun; i-- {
+					n := stack[i]
+					if _, ok := visited[n]; ok || n.Type() != cid.Raw || slices.Contains(run, n) {
+						break
+					}
+					run = append(run, n)
+				}
+				var datas [][]byte
+				if datas, err = many.GetManyInto(ctx, run, buf); err == nil {
+					data = datas[0]
+					for i, d := range datas[1:] {
+						more = append(more, leaf{c: run[i+1], data: d})
+						visited[run[i+1]] = struct{}{}
+					}
+					stack = stack[:len(stack)-len(more)]
+				}
+			} else {
+				data, err = into.GetInto(ctx, c, buf)
+			}
 			if err != nil {
 				if budgeted {
 					<-readAheadUnits
 				}
 				return fmt.Errorf("gateway: block %s: %w", c, err)
 			}
+			if cap(data) > cap(buf) {
+				buf = data // read into memory of its own: recycle that
+			}
 			select {
-			case out <- walked{c: c, data: data, reuse: true, budgeted: budgeted}:
+			case out <- walked{c: c, data: data, more: more, reuse: true, buf: buf, budgeted: budgeted}:
 				outstanding++
 			case <-ctx.Done():
 				if budgeted {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,14 +84,56 @@ func TestDirectCARMatchesBoxo(t *testing.T) {
 	// Through a plain blockstore, and through one that reads raw leaves
 	// into the stream's recycled buffers (as internal/store does): a
 	// buffer reused before its block was written would corrupt the CAR.
+	// And through one that reads runs of leaves into one buffer (as
+	// internal/store does for blocks stored one after another): a run
+	// must take the leaves the walk visits next, in order, once each.
 	into := &intoStore{Blockstore: bs}
-	for _, bsv := range []blockstore.Blockstore{bs, into} {
+	many := &manyStore{intoStore: intoStore{Blockstore: bs}}
+	for _, bsv := range []blockstore.Blockstore{bs, into, many} {
 		b := newCarBackend(t, bsv)
 		t.Run(fmt.Sprintf("%T", bsv), func(t *testing.T) { directMatchesBoxo(t, b, topNd, zeros, deep, bs) })
 	}
 	if into.calls.Load() == 0 {
 		t.Fatal("GetInto never used")
 	}
+	if many.longest.Load() < 3 {
+		t.Fatalf("longest run of leaves read at once: %d", many.longest.Load())
+	}
+}
+
+// manyStore is intoStore with GetManyInto: it copies the blocks one after
+// another into buf while they fit (the first into memory of its own if it
+// does not), and records the longest run.
+type manyStore struct {
+	intoStore
+	longest atomic.Int64
+}
+
+func (s *manyStore) GetManyInto(ctx context.Context, cs []cid.Cid, buf []byte) ([][]byte, error) {
+	var out [][]byte
+	used := 0
+	for i, c := range cs {
+		blk, err := s.Get(ctx, c)
+		if err != nil {
+			if i == 0 {
+				return nil, err
+			}
+			break
+		}
+		d := blk.RawData()
+		if used+len(d) > cap(buf) {
+			if i == 0 {
+				out = append(out, slices.Clone(d))
+			}
+			break
+		}
+		out = append(out, append(buf[used:used], d...))
+		used += len(d)
+	}
+	if n := int64(len(out)); n > s.longest.Load() {
+		s.longest.Store(n)
+	}
+	return out, nil
 }
 
 // intoStore adds GetInto to a blockstore, copying into the caller's

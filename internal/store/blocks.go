@@ -759,3 +759,102 @@ func (s *Store) compactPack(p *pack) error {
 	}
 	return nil
 }
+
+// GetManyInto reads blocks cs in order, as GetInto would one by one, into
+// buf (cap(buf) bytes in all) until the next block does not fit, and
+// returns the blocks read: at least one (in memory of its own if it does
+// not fit buf), else the error GetInto gives for cs[0]. Blocks stored one
+// after another in one pack, as a bundle's small files are once imported
+// or fetched, come in one read (a system call and two file identity
+// checks for the run, not for each block); each is still checked against
+// the verified cache in the pack's version around the read, or hashed. A
+// block that fails its check, or anything unusual about the run (a pack
+// compacted under it, cut short), is left to GetInto, which reports and
+// drops what is corrupt.
+func (s *Store) GetManyInto(cs []cid.Cid, buf []byte) ([][]byte, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	// The run: blocks next to each other in one pack that fit buf.
+	keys := make([]string, 0, len(cs))
+	locs := make([]loc, 0, len(cs))
+	s.mu.Lock()
+	for _, c := range cs {
+		k := key(c)
+		l, ok := s.index[k]
+		if !ok {
+			break
+		}
+		if n := len(locs); n > 0 {
+			prev := locs[n-1]
+			if l.p != prev.p || l.off != prev.dataOff()+int64(prev.size) {
+				break
+			}
+		}
+		if span := l.dataOff() + int64(l.size) - firstOff(locs, l); span > int64(cap(buf)) {
+			break
+		}
+		keys, locs = append(keys, k), append(locs, l)
+	}
+	s.mu.Unlock()
+	if len(locs) < 2 {
+		data, err := s.GetInto(cs[0], buf)
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{data}, nil
+	}
+	p, start := locs[0].p, locs[0].dataOff()
+	end := locs[len(locs)-1].dataOff() + int64(locs[len(locs)-1].size)
+	fi, err := p.f.Stat()
+	if err != nil {
+		return s.getOneInto(cs[0], buf)
+	}
+	id := idOf(fi)
+	epoch := p.epochOf(id)
+	span := buf[:end-start]
+	if n, err := p.f.ReadAt(span, start); err != nil || n != len(span) {
+		return s.getOneInto(cs[0], buf)
+	}
+	after, err := p.f.Stat()
+	same := err == nil && idOf(after) == id
+	out := make([][]byte, 0, len(locs))
+	for i, l := range locs {
+		data := span[l.dataOff()-start : l.dataOff()-start+int64(l.size)]
+		if !(same && s.verified.has(keys[i], p.seq, epoch)) {
+			if s.check(cs[i], data) != nil {
+				// GetInto reads it again, drops it if it is still
+				// corrupt and reports it; the caller asks for it next.
+				break
+			}
+			if same {
+				s.verified.add(keys[i], p.seq, epoch, id, s.now())
+			}
+		}
+		out = append(out, data)
+	}
+	if len(out) == 0 {
+		return s.getOneInto(cs[0], buf)
+	}
+	return out, nil
+}
+
+// getOneInto is GetManyInto's answer for one block read by GetInto.
+func (s *Store) getOneInto(c cid.Cid, buf []byte) ([][]byte, error) {
+	data, err := s.GetInto(c, buf)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{data}, nil
+}
+
+// firstOff is where the run locs (l first if it is empty) starts reading.
+func firstOff(locs []loc, l loc) int64 {
+	if len(locs) == 0 {
+		return l.dataOff()
+	}
+	return locs[0].dataOff()
+}

@@ -113,6 +113,26 @@ func (b *Blockstore) GetInto(_ context.Context, c cid.Cid, buf []byte) ([]byte, 
 	return data, nil
 }
 
+// GetManyInto reads blocks cs in order into buf, as many as fit (at least
+// one), one read for blocks stored next to each other (see
+// store.Store.GetManyInto); the error is cs[0]'s when none could be read.
+func (b *Blockstore) GetManyInto(_ context.Context, cs []cid.Cid, buf []byte) ([][]byte, error) {
+	for i, c := range cs {
+		if b.hidden(c) {
+			if i == 0 {
+				return nil, ipld.ErrNotFound{Cid: c}
+			}
+			cs = cs[:i]
+			break
+		}
+	}
+	out, err := b.s.GetManyInto(cs, buf)
+	if err != nil {
+		return nil, notFound(cs[0], err)
+	}
+	return out, nil
+}
+
 // GetSize returns a block's size.
 func (b *Blockstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	if b.hidden(c) {
