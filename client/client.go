@@ -155,6 +155,14 @@ type Options struct {
 	MaxStatementBytes int64
 	// Seed seeds the exploration choices; 0 picks a random seed.
 	Seed uint64
+	// NoSync: GetDir and GetCAR rename the output into place without
+	// first making it durable (no fsync or syncfs, no early writeback), as
+	// curl or tar leave their output. Faster for a bundle of thousands of
+	// small files, but a crash of the machine soon after can leave files
+	// empty or cut short under their final names. The default waits
+	// until the output is on disk, so after a crash it is complete or
+	// absent.
+	NoSync bool
 	// Now is the clock statements are judged by. Default time.Now.
 	Now func() time.Time
 

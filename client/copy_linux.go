@@ -44,11 +44,11 @@ func syncFS(p string) error {
 // more per file, the poller's fcntl and epoll_ctl, which counts when a
 // bundle has thousands of small files). With create the file is made and
 // must not exist, unless resume (a former run's tree): then it is made
-// afresh. A symlink at p is never followed. A large write starts its
-// writeback at once (sync_file_range), so that the fsync that makes the
-// finished file durable finds little left to do and the disk works while
-// the network does.
-func writeToPath(p string, data []byte, off int64, create, resume bool) error {
+// afresh. A symlink at p is never followed. With writeback, a large write
+// starts its writeback at once (sync_file_range), so that the fsync that
+// makes the finished file durable finds little left to do and the disk
+// works while the network does.
+func writeToPath(p string, data []byte, off int64, create, resume, writeback bool) error {
 	flags := unix.O_WRONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW
 	switch {
 	case create && resume:
@@ -74,7 +74,7 @@ func writeToPath(p string, data []byte, off int64, create, resume bool) error {
 		}
 		rest, o = rest[k:], o+int64(k)
 	}
-	if len(data) >= writebackBytes {
+	if writeback && len(data) >= writebackBytes {
 		// Advisory: an error here only means the fsync does it all.
 		_ = unix.SyncFileRange(fd, off, int64(len(data)), unix.SYNC_FILE_RANGE_WRITE)
 	}

@@ -10,7 +10,7 @@ func copyRange(src *os.File, srcOff int64, dst *os.File, dstOff int64, n int) er
 
 func syncFS(string) error { return errNoSyncFS }
 
-func writeToPath(p string, data []byte, off int64, create, resume bool) error {
+func writeToPath(p string, data []byte, off int64, create, resume, _ bool) error {
 	flags := os.O_WRONLY
 	switch {
 	case create && resume:

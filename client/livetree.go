@@ -79,6 +79,7 @@ type liveTree struct {
 	resume  bool                // the tree is a former run's: paths may exist
 	paths   []string            // files and directories made, children first
 	flush   *flusher            // flushes the file system while many files are written, or nil
+	noSync  bool                // leave the tree to the system's writeback (Options.NoSync)
 	err     error
 	fail    func(error) // stops the download when the tree cannot be written
 	done    chan struct{}
@@ -185,7 +186,7 @@ func (t *liveTree) writeLeaves(ch <-chan leafWrite) {
 			if testHookLeafWrite != nil {
 				testHookLeafWrite(w.path)
 			}
-			if err = writeToPath(w.path, w.data, w.off, w.create, t.resume); err != nil {
+			if err = writeToPath(w.path, w.data, w.off, w.create, t.resume, !t.noSync); err != nil {
 				err = fmt.Errorf("client: writing %s: %w", w.path, err)
 			}
 		}
@@ -750,6 +751,7 @@ func (t *liveTree) mkdir(p string) error {
 func (t *liveTree) made(p string) {
 	t.paths = append(t.paths, p)
 	switch {
+	case t.noSync:
 	case t.flush != nil:
 		t.flush.poke()
 	case len(t.paths) > syncFSFiles:
@@ -829,7 +831,7 @@ func (t *liveTree) create(p string, size int64) error {
 
 // fileNode (above) writes a file node's own bytes with writeAt.
 func (t *liveTree) writeAt(p string, data []byte, off int64) error {
-	if err := writeToPath(p, data, off, false, t.resume); err != nil {
+	if err := writeToPath(p, data, off, false, t.resume, !t.noSync); err != nil {
 		return fmt.Errorf("client: writing %s: %w", p, err)
 	}
 	return nil
@@ -841,6 +843,12 @@ func (t *liveTree) writeAt(p string, data []byte, off int64) error {
 // per file and directory (which, unlike syncfs, leaves the spool's pages
 // alone: a large file is not written to disk twice).
 func (t *liveTree) syncTree() error {
+	if t.noSync {
+		return nil
+	}
+	if testHookSync != nil {
+		testHookSync()
+	}
 	if len(t.paths) > syncFSFiles {
 		if err := syncFS(t.path); !errors.Is(err, errNoSyncFS) {
 			return err
@@ -894,6 +902,7 @@ func getDirLive(ctx context.Context, root cid.Cid, dir string, opts Options) (*R
 		s.close()
 		return nil, err
 	}
+	t.noSync = opts.NoSync
 	t.start()
 	if testHookLiveTree != nil {
 		testHookLiveTree(t)
@@ -913,6 +922,7 @@ func getDirLive(ctx context.Context, root cid.Cid, dir string, opts Options) (*R
 		}
 		return nil, err
 	}
+	res.noSync = opts.NoSync
 	err = t.finish()
 	if err == nil {
 		err = t.syncTree()
@@ -934,7 +944,7 @@ func getDirLive(ctx context.Context, root cid.Cid, dir string, opts Options) (*R
 		}
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := res.durable(func() error { return syncDir(filepath.Dir(dir)) }); err != nil {
 		return nil, fmt.Errorf("client: output %s: %w", dir, err)
 	}
 	if err := os.RemoveAll(partial); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,5 +309,50 @@ func testGetDirWritesDirectoriesInParallel(t *testing.T) {
 	checkTree(t, b, out)
 	if !overlapped {
 		t.Fatalf("no file of another directory was written while one in %s was held", first)
+	}
+}
+
+// With NoSync, GetDir and GetCAR write the same output without making it
+// durable: no flusher, no syncfs and no fsync (each of which the default
+// runs before and after the rename).
+func TestGetNoSync(t *testing.T) {
+	files := map[string][]byte{}
+	for i := range 3 * syncFSFiles {
+		files[fmt.Sprintf("d%d/f%03d.js", i%4, i)] = randomBytes(uint64(700+i), 200+i*37)
+	}
+	b := buildBundle(t, files)
+	m := newFakeMirror(t, b, honest)
+	var syncs atomic.Int64
+	testHookSync = func() { syncs.Add(1) }
+	defer func() { testHookSync = nil }()
+	var lt *liveTree
+	testHookLiveTree = func(t *liveTree) { lt = t }
+	defer func() { testHookLiveTree = nil }()
+	for _, noSync := range []bool{false, true} {
+		syncs.Store(0)
+		o := testOptions(t, m.URL)
+		o.NoSync = noSync
+		dir := t.TempDir()
+		out := filepath.Join(dir, "app")
+		if _, err := GetDir(context.Background(), b.root, out, o); err != nil {
+			t.Fatal(err)
+		}
+		checkTree(t, b, out)
+		if flushed := lt.flush != nil; flushed == noSync {
+			t.Errorf("NoSync %v: flusher ran %v", noSync, flushed)
+		}
+		carPath := filepath.Join(dir, "app.car")
+		if _, err := GetCAR(context.Background(), b.root, carPath, o); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(carPath); err != nil || fi.Size() < int64(len(files)*200) {
+			t.Fatalf("NoSync %v: CAR %v", noSync, err)
+		}
+		switch n := syncs.Load(); {
+		case noSync && n != 0:
+			t.Errorf("NoSync: %d steps made the output durable, want none", n)
+		case !noSync && n < 4: // the tree and its parent, the CAR and its directory
+			t.Errorf("default: %d steps made the output durable, want 4", n)
+		}
 	}
 }

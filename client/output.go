@@ -65,6 +65,7 @@ type Result struct {
 	blocks         map[cid.Cid][]byte // a Get's blocks
 	spool          *spool             // a Download's blocks
 	resumeFailures int                // resumed blocks that did not verify (for tests)
+	noSync         bool               // WriteCAR and WriteDir skip making the output durable (Options.NoSync)
 }
 
 // Block returns a verified block of the bundle.
@@ -248,9 +249,12 @@ func (r *Result) WriteDir(dir string) error {
 		// One syncfs makes the whole tree durable before the rename
 		// where the system has it: thousands of small files cost one
 		// journal commit instead of one fsync each.
-		if err = syncFS(tmp); errors.Is(err, errNoSyncFS) {
-			err = t.sync()
-		}
+		err = r.durable(func() error {
+			if err := syncFS(tmp); !errors.Is(err, errNoSyncFS) {
+				return err
+			}
+			return t.sync()
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("client: writing %s: %w", dir, err)
@@ -265,7 +269,7 @@ func (r *Result) WriteDir(dir string) error {
 	if src != tmp {
 		os.Remove(tmp)
 	}
-	return syncDir(parent)
+	return r.durable(func() error { return syncDir(parent) })
 }
 
 // tree writes a UnixFS tree and remembers what it wrote, so that
@@ -415,7 +419,7 @@ func (r *Result) WriteCAR(p string) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		return fmt.Errorf("client: writing %s: %w", p, err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := r.durable(tmp.Sync); err != nil {
 		return fmt.Errorf("client: writing %s: %w", p, err)
 	}
 	if err := tmp.Close(); err != nil {
@@ -428,8 +432,24 @@ func (r *Result) WriteCAR(p string) error {
 		return fmt.Errorf("client: output %s: %w", p, err)
 	}
 	ok = true
-	return syncDir(filepath.Dir(p))
+	return r.durable(func() error { return syncDir(filepath.Dir(p)) })
 }
+
+// durable runs sync, which makes output durable, unless the download was
+// asked not to (Options.NoSync).
+func (r *Result) durable(sync func() error) error {
+	if r.noSync {
+		return nil
+	}
+	if testHookSync != nil {
+		testHookSync()
+	}
+	return sync()
+}
+
+// testHookSync, if set, is called before each step that makes output
+// durable (an fsync or a syncfs) (tests).
+var testHookSync func()
 
 func (r *Result) writeCAR(w io.Writer) error {
 	ctx := context.Background()

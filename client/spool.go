@@ -242,6 +242,7 @@ func getInto(ctx context.Context, root cid.Cid, target string, opts Options, wri
 		}
 		return nil, err
 	}
+	res.noSync = opts.NoSync
 	err = write(res, target)
 	if cerr := res.Close(); err == nil {
 		err = cerr

@@ -31,6 +31,7 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 	fs.Var(&boots, "bootstrap", "mirror to start from: http://host:port or /ip4/.../tcp/.../p2p/ID (repeatable)")
 	asJSON := fs.Bool("json", false, "print a JSON summary on stdout")
 	receipts := fs.Bool("receipts", true, "sign a delivery receipt per mirror and post them to the mirrors, so funds can pay for traffic (docs/PAYOUTS.md)")
+	noSync := fs.Bool("no-sync", false, "rename -o or --car output into place without waiting for it to reach the disk (as curl or tar): faster for thousands of small files, but a crash of the machine soon after can leave files empty or short under their final names")
 	clientKey := fs.String("client-key", filepath.Join(defaultDataDir(), "client.key"), "the key receipts are signed with, made on first use and kept between runs")
 	pos, err := parseFlags(fs, env, args)
 	if err != nil {
@@ -93,7 +94,7 @@ func runGet(ctx context.Context, env *cmdEnv, args []string) error {
 		defer ln.Close()
 	}
 
-	opts := client.Options{Bootstrap: boots}
+	opts := client.Options{Bootstrap: boots, NoSync: *noSync}
 	bar := progress.New(env.stderr, isTerminal(env.stderr) && !*asJSON, "getting", 0)
 	if bar.Enabled() {
 		opts.Progress = func(p client.Progress) {

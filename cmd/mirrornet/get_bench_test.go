@@ -195,7 +195,11 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		}
 		fsURL := startFileServer(b, tarDir)
 		get := func(dst string) { timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot) }
-		old := oldGet(b, root, boot)
+		// The same get without making the tree durable before the rename
+		// (curl and tar do not either).
+		others := append(oldGet(b, root, boot), &contender{name: "no-sync", run: func(dst string) {
+			timed(b, binPath, "get", root, "-o", dst, "--bootstrap", boot, "--no-sync")
+		}})
 		check := func(dst string) {
 			if n := countFiles(b, dst); n != 5000 {
 				b.Fatalf("get wrote %d files", n)
@@ -207,7 +211,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 				b.Fatalf("curl | tar x: %v %s", err, out)
 			}
 		}
-		r := runVersus(b, get, curl, old, check)
+		r := runVersus(b, get, curl, others, check)
 		r.report(b, "curl|tar")
 	})
 }
@@ -215,7 +219,17 @@ func BenchmarkGetVsCurl(b *testing.B) {
 // versus holds the per-iteration times of runVersus.
 type versus struct {
 	get, base, ratio []float64 // seconds; baseline / get
-	old, oldRatio    []float64 // the other binary (oldGet), baseline / old
+	others           []*contender
+}
+
+// contender is another command timed in every iteration beside get and
+// the baseline, into a directory of its own: get with other flags, or
+// another binary's get (oldGet). Reported as NAME-get-ms and NAME-ratio
+// (baseline / its time).
+type contender struct {
+	name     string
+	run      func(dst string)
+	t, ratio []float64
 }
 
 // oldGetEnv names another mirrornet binary (say, main before a change)
@@ -224,20 +238,21 @@ type versus struct {
 // baseline and the same state of the file system.
 const oldGetEnv = "MIRRORNET_BENCH_OLD_BIN"
 
-// oldGet is `get -o` with the binary oldGetEnv names, or nil.
-func oldGet(b *testing.B, root, boot string) func(dst string) {
+// oldGet is `get -o` with the binary oldGetEnv names (as contender
+// "old"), if any.
+func oldGet(b *testing.B, root, boot string) []*contender {
 	bin := os.Getenv(oldGetEnv)
 	if bin == "" {
 		return nil
 	}
-	return func(dst string) { timed(b, bin, "get", root, "-o", dst, "--bootstrap", boot) }
+	return []*contender{{name: "old", run: func(dst string) { timed(b, bin, "get", root, "-o", dst, "--bootstrap", boot) }}}
 }
 
-// runVersus runs get and base (and old, if not nil) once per iteration
-// into fresh directories (kept until the benchmark ends), in rotating
-// order, each after a sync and timed alone; check (untimed) inspects
-// get's output.
-func runVersus(b *testing.B, get, base, old, check func(dst string)) *versus {
+// runVersus runs get, base and every contender once per iteration into
+// fresh directories (kept until the benchmark ends), in rotating order,
+// each after a sync and timed alone; check (untimed) inspects get's and
+// the contenders' output.
+func runVersus(b *testing.B, get, base func(dst string), others []*contender, check func(dst string)) *versus {
 	root := os.Getenv("MIRRORNET_BENCH_DIR")
 	if root == "" {
 		root = b.TempDir()
@@ -248,7 +263,7 @@ func runVersus(b *testing.B, get, base, old, check func(dst string)) *versus {
 		}
 		b.Cleanup(func() { os.RemoveAll(root) })
 	}
-	r := &versus{}
+	r := &versus{others: others}
 	one := func(f func(string), dst string) float64 {
 		syscall.Sync()
 		start := time.Now()
@@ -257,13 +272,14 @@ func runVersus(b *testing.B, get, base, old, check func(dst string)) *versus {
 	}
 	i := 0
 	for b.Loop() {
-		var tg, tb, to float64
+		var tg, tb float64
+		to := make([]float64, len(others))
 		runs := []func(){
 			func() { tg = one(get, filepath.Join(root, fmt.Sprintf("get%d", i))) },
 			func() { tb = one(base, filepath.Join(root, fmt.Sprintf("base%d", i))) },
 		}
-		if old != nil {
-			runs = append(runs, func() { to = one(old, filepath.Join(root, fmt.Sprintf("old%d", i))) })
+		for k, o := range others {
+			runs = append(runs, func() { to[k] = one(o.run, filepath.Join(root, fmt.Sprintf("%s%d", o.name, i))) })
 		}
 		for k := range runs {
 			runs[(i+k)%len(runs)]()
@@ -271,10 +287,10 @@ func runVersus(b *testing.B, get, base, old, check func(dst string)) *versus {
 		check(filepath.Join(root, fmt.Sprintf("get%d", i)))
 		r.get, r.base, r.ratio = append(r.get, tg), append(r.base, tb), append(r.ratio, tb/tg)
 		line := fmt.Sprintf("iteration %d: get %.3f s, baseline %.3f s, ratio %.2f", i, tg, tb, tb/tg)
-		if old != nil {
-			check(filepath.Join(root, fmt.Sprintf("old%d", i)))
-			r.old, r.oldRatio = append(r.old, to), append(r.oldRatio, tb/to)
-			line += fmt.Sprintf("; old get %.3f s, ratio %.2f", to, tb/to)
+		for k, o := range others {
+			check(filepath.Join(root, fmt.Sprintf("%s%d", o.name, i)))
+			o.t, o.ratio = append(o.t, to[k]), append(o.ratio, tb/to[k])
+			line += fmt.Sprintf("; %s get %.3f s, ratio %.2f", o.name, to[k], tb/to[k])
 		}
 		if testing.Verbose() {
 			b.Logf("%s, load %s", line, loadAvg())
@@ -301,9 +317,9 @@ func (r *versus) report(b *testing.B, base string) {
 	b.ReportMetric(r.median(r.base)*1000, base+"-ms")
 	b.ReportMetric(r.median(r.ratio), "ratio")
 	b.ReportMetric(slices.Min(r.ratio), "ratio-min")
-	if len(r.old) > 0 {
-		b.ReportMetric(r.median(r.old)*1000, "old-get-ms")
-		b.ReportMetric(r.median(r.oldRatio), "old-ratio")
+	for _, o := range r.others {
+		b.ReportMetric(r.median(o.t)*1000, o.name+"-get-ms")
+		b.ReportMetric(r.median(o.ratio), o.name+"-ratio")
 	}
 	if l, err := strconv.ParseFloat(strings.Fields(loadAvg())[0], 64); err == nil {
 		b.ReportMetric(l, "load1")
