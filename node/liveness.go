@@ -65,7 +65,7 @@ func (n *Node) startLiveness() error {
 		w.badInput.WithLabelValues(r)
 	}
 	ping.Start(n.ctx)
-	w.det = swim.New(cfg, ping, swim.Members{Live: n.neighbourhood(cfg), Dead: n.deadMirrors}, n.suspect,
+	w.det = swim.New(cfg, ping, swim.Members{Live: n.neighbourhood(cfg), Dead: n.deadMirrors, Rank: n.liveRank}, n.suspect,
 		swim.WithObserver(func(_ peer.ID, o swim.Outcome) { w.probes.WithLabelValues(string(o)).Inc() }),
 		// The heartbeat loop measures how late this mirror's timers fire
 		// and tells the view; probes read the same figure.
@@ -127,6 +127,19 @@ func (n *Node) deadMirrors() []peer.ID {
 		return dead
 	}
 	return slices.DeleteFunc(slices.Clone(dead), func(p peer.ID) bool { return p == n.id })
+}
+
+// liveRank is this mirror's place among the alive and suspect mirrors
+// (itself included) in peer ID order, and their number: the revival pings
+// of the mirrors on one side of a healed partition take turns by it
+// (swim.ReviveTarget).
+func (n *Node) liveRank() (rank, of int) {
+	live := n.view.Members(n.clock()).Live
+	i, found := slices.BinarySearch(live, n.id)
+	if !found {
+		return i, len(live) + 1
+	}
+	return i, len(live)
 }
 
 // mirrorsIn lists the mirrors other than this one in any of states.

@@ -110,8 +110,14 @@ type Members struct {
 	// in ring order: [Neighbourhood]'s answer, so that the probers of a
 	// mirror take turns (see [Scheduled]).
 	Live func() []peer.ID
-	// Dead returns mirrors believed dead but not forgotten (may be nil).
+	// Dead returns mirrors believed dead but not forgotten (may be nil),
+	// sorted by peer ID when Rank is set.
 	Dead func() []peer.ID
+	// Rank returns this mirror's place among the alive and suspect
+	// mirrors (itself included) in peer ID order, and their number. With
+	// it the revival pings take turns over the dead mirrors (see
+	// [ReviveTarget]); nil: each picks one at random.
+	Rank func() (rank, of int)
 }
 
 // Outcome is the result of one probe.
@@ -208,6 +214,29 @@ func Scheduled(members []peer.ID, slot int64) (peer.ID, bool) {
 	return members[i], true
 }
 
+// ReviveTarget returns the dead mirror to ping in revival round of the
+// mirror at rank among of live ones: its share of dead (sorted by peer ID,
+// as every live mirror sorts it) starts at rank's proportional place, and
+// each round moves one on. When the live mirrors agree on who is dead
+// (one side of a healed partition), a round pings every dead mirror about
+// once (len(dead) ≤ of) and every round pings each again from another
+// mirror, so every mirror cut off learns within a round or two that it
+// must refute. Picked at random, a third of them go unpinged in each
+// round and the last of N/2 waits about ln(N/2) rounds: some six rounds,
+// 30 s at the lan profile's pace, for a network of 1,000 split in two.
+func ReviveTarget(dead []peer.ID, rank, of int, round int64) peer.ID {
+	n := int64(len(dead))
+	var start int64
+	if of > 0 {
+		start = int64(rank) * n / int64(of)
+	}
+	i := (start + round) % n
+	if i < 0 {
+		i += n
+	}
+	return dead[i]
+}
+
 // Run probes the scheduled mirror at the start of every slot until ctx
 // ends. The caller runs it on a goroutine it owns and cancels ctx to stop
 // it; Run returns when the probes in flight have ended. A probe that
@@ -228,9 +257,15 @@ func (d *Detector) Run(ctx context.Context) {
 		}
 		if d.cfg.ReviveEvery > 0 && slot%int64(d.cfg.ReviveEvery) == 0 && d.members.Dead != nil {
 			if dead := d.members.Dead(); len(dead) > 0 {
-				d.mu.Lock()
-				target := dead[d.rng.IntN(len(dead))]
-				d.mu.Unlock()
+				var target peer.ID
+				if d.members.Rank != nil {
+					rank, of := d.members.Rank()
+					target = ReviveTarget(dead, rank, of, slot/int64(d.cfg.ReviveEvery))
+				} else {
+					d.mu.Lock()
+					target = dead[d.rng.IntN(len(dead))]
+					d.mu.Unlock()
+				}
 				// Beside the scheduled probe, not before it: a silent
 				// dead mirror must not delay the probe of a live one.
 				revivals.Go(func() { _ = d.ping(ctx, target) })

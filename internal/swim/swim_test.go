@@ -67,11 +67,12 @@ type fakeNet struct {
 	self peer.ID
 	rtt  time.Duration
 
-	mu    sync.Mutex
-	down  map[peer.ID]bool
-	cut   map[[2]peer.ID]bool
-	pings int
-	vias  int
+	mu      sync.Mutex
+	down    map[peer.ID]bool
+	cut     map[[2]peer.ID]bool
+	pings   int
+	vias    int
+	targets []peer.ID // of Ping, in order
 }
 
 func (f *fakeNet) reach(a, b peer.ID) bool {
@@ -96,6 +97,7 @@ func (f *fakeNet) wait(ctx context.Context, ok bool) error {
 func (f *fakeNet) Ping(ctx context.Context, target peer.ID) error {
 	f.mu.Lock()
 	f.pings++
+	f.targets = append(f.targets, target)
 	f.mu.Unlock()
 	return f.wait(ctx, f.reach(f.self, target))
 }
@@ -190,6 +192,83 @@ func TestDetectorAlone(t *testing.T) {
 			t.Errorf("a failed probe took %s, want Timeout+IndirectTimeout", took)
 		}
 	})
+}
+
+// Mirrors that agree on who is dead take turns reviving them: in a round
+// every dead mirror is pinged once, by one mirror each, and in the next
+// round by another one. (Each picking at random, the seeds below leave
+// some unpinged.)
+func TestRevivalsTakeTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 6
+		var dead []peer.ID
+		down := map[peer.ID]bool{}
+		for i := range n {
+			p := peer.ID(fmt.Sprintf("dead-%d", i))
+			dead, down[p] = append(dead, p), true
+		}
+		cfg := swim.ForPeriod(time.Second)
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		nets := make([]*fakeNet, n)
+		for rank := range n {
+			nets[rank] = &fakeNet{self: peer.ID(fmt.Sprintf("live-%d", rank)), rtt: time.Millisecond, down: down}
+			d := swim.New(cfg, nets[rank], swim.Members{
+				Live: func() []peer.ID { return nil },
+				Dead: func() []peer.ID { return dead },
+				Rank: func() (int, int) { return rank, n },
+			}, (&recorder{}).suspect, swim.WithSeed(uint64(rank+1)))
+			wg.Go(func() { d.Run(ctx) })
+		}
+		time.Sleep(2*time.Duration(cfg.ReviveEvery)*cfg.Period + time.Millisecond) // two revival rounds
+		cancel()
+		wg.Wait()
+		for round := range 2 {
+			got := map[peer.ID]int{}
+			for rank, nt := range nets {
+				if len(nt.targets) != 2 {
+					t.Fatalf("mirror %d pinged %v, want one dead mirror per round", rank, nt.targets)
+				}
+				got[nt.targets[round]]++
+				if round == 1 && nt.targets[1] == nt.targets[0] {
+					t.Errorf("mirror %d pinged %s in both rounds", rank, nt.targets[0])
+				}
+			}
+			if len(got) != n {
+				t.Errorf("round %d pinged %d of %d dead mirrors: %v", round, len(got), n, got)
+			}
+		}
+	})
+}
+
+// ReviveTarget spreads any number of live mirrors over any number of dead
+// ones: each round pings min(live, dead) distinct dead mirrors, and over
+// enough rounds every dead mirror is pinged.
+func TestReviveTarget(t *testing.T) {
+	ids := func(n int) []peer.ID {
+		out := make([]peer.ID, n)
+		for i := range out {
+			out[i] = peer.ID(fmt.Sprintf("p%05d", i))
+		}
+		return out
+	}
+	for _, tc := range []struct{ live, dead, rounds int }{{150, 150, 1}, {500, 500, 1}, {10, 1000, 100}, {1000, 3, 1}, {7, 13, 2}, {1, 1, 1}} {
+		dead := ids(tc.dead)
+		seen := map[peer.ID]bool{}
+		for r := range tc.rounds {
+			round := map[peer.ID]bool{}
+			for rank := range tc.live {
+				p := swim.ReviveTarget(dead, rank, tc.live, int64(1_000_000+r))
+				round[p], seen[p] = true, true
+			}
+			if len(round) != min(tc.live, tc.dead) {
+				t.Errorf("%d live, %d dead: round %d pinged %d distinct", tc.live, tc.dead, r, len(round))
+			}
+		}
+		if len(seen) != tc.dead {
+			t.Errorf("%d live, %d dead: %d rounds pinged %d of them", tc.live, tc.dead, tc.rounds, len(seen))
+		}
+	}
 }
 
 // Dead members are pinged now and then (so that a healed partition is
