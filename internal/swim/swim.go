@@ -217,13 +217,13 @@ func Scheduled(members []peer.ID, slot int64) (peer.ID, bool) {
 // ReviveTarget returns the dead mirror to ping in revival round of the
 // mirror at rank among of live ones: its share of dead (sorted by peer ID,
 // as every live mirror sorts it) starts at rank's proportional place, and
-// each round moves one on. When the live mirrors agree on who is dead
-// (one side of a healed partition), a round pings every dead mirror about
-// once (len(dead) ≤ of) and every round pings each again from another
-// mirror, so every mirror cut off learns within a round or two that it
-// must refute. Picked at random, a third of them go unpinged in each
-// round and the last of N/2 waits about ln(N/2) rounds: some six rounds,
-// 30 s at the lan profile's pace, for a network of 1,000 split in two.
+// each round moves one on. When the live mirrors agree on who is dead (one
+// side of a healed partition), a round pings every dead mirror about once
+// (len(dead) ≤ of), and the next round each again from another mirror;
+// a mirror left with a few dead in its view (refutations it missed) pings
+// every one of them within as many rounds. Picked at random, a third of
+// the dead go unpinged in each round, and a missed refutation waits a
+// geometric number of rounds (at the lan profile's pace, one every 5 s).
 func ReviveTarget(dead []peer.ID, rank, of int, round int64) peer.ID {
 	n := int64(len(dead))
 	var start int64
