@@ -616,10 +616,15 @@ func runScaleSystem(b testing.TB, sys scaleSystem, n int, loss float64, k int, l
 	th := time.Now()
 	r.healAgree = -1
 	deadline = time.Now().Add(60 * time.Second * d)
+	nextDiag := th.Add(5 * time.Second * d)
 	for time.Now().Before(deadline) {
 		if sys.agree() {
 			r.healAgree = time.Since(th) / d
 			break
+		}
+		if ms, ok := sys.(*mnSystem); ok && time.Now().After(nextDiag) {
+			b.Logf("heal +%v: %s", time.Since(th)/d, ms.disagreements())
+			nextDiag = nextDiag.Add(5 * time.Second * d)
 		}
 		sleepFor(100 * time.Millisecond * d)
 	}
