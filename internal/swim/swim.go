@@ -215,7 +215,7 @@ func Scheduled(members []peer.ID, slot int64) (peer.ID, bool) {
 }
 
 // ReviveTarget returns the dead mirror to ping in revival round of the
-// mirror at rank among of live ones: its share of dead (sorted by peer ID,
+// mirror at rank among of live ones (dead must not be empty): its share of dead (sorted by peer ID,
 // as every live mirror sorts it) starts at rank's proportional place, and
 // each round moves one on. When the live mirrors agree on who is dead (one
 // side of a healed partition), a round pings every dead mirror about once
