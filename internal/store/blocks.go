@@ -501,17 +501,27 @@ func (s *Store) readAt(c cid.Cid, k string, l loc, useCache bool, buf []byte) ([
 		after, err := p.f.Stat()
 		return err == nil && idOf(after) == id
 	}
+	return data, s.vouch(c, k, p, id, epoch, same, useCache, data)
+}
+
+// vouch checks data, read for block c (key k) from pack p while its
+// identity was id (at epoch): with useCache, a block the verified cache
+// vouches for in that version is not hashed again if the pack still has
+// that identity after the read (same); a block found valid is remembered
+// in the cache; one that does not match c is forgotten and gives
+// errBadHash.
+func (s *Store) vouch(c cid.Cid, k string, p *pack, id fileID, epoch uint64, same func() bool, useCache bool, data []byte) error {
 	if useCache && s.verified.has(k, p.seq, epoch) && same() {
-		return data, nil
+		return nil
 	}
 	if s.check(c, data) != nil {
 		s.verified.forget(k)
-		return data, errBadHash
+		return errBadHash
 	}
 	if same() {
 		s.verified.add(k, p.seq, epoch, id, s.now())
 	}
-	return data, nil
+	return nil
 }
 
 // readRaw reads the block at l without checking it.
@@ -781,6 +791,7 @@ func (s *Store) GetManyInto(cs []cid.Cid, buf []byte) ([][]byte, error) {
 	// The run: blocks next to each other in one pack that fit buf.
 	keys := make([]string, 0, len(cs))
 	locs := make([]loc, 0, len(cs))
+	var start int64 // where the run's read starts
 	s.mu.Lock()
 	for _, c := range cs {
 		k := key(c)
@@ -793,21 +804,19 @@ func (s *Store) GetManyInto(cs []cid.Cid, buf []byte) ([][]byte, error) {
 			if l.p != prev.p || l.off != prev.dataOff()+int64(prev.size) {
 				break
 			}
+		} else {
+			start = l.dataOff()
 		}
-		if span := l.dataOff() + int64(l.size) - firstOff(locs, l); span > int64(cap(buf)) {
+		if l.dataOff()+int64(l.size)-start > int64(cap(buf)) {
 			break
 		}
 		keys, locs = append(keys, k), append(locs, l)
 	}
 	s.mu.Unlock()
 	if len(locs) < 2 {
-		data, err := s.GetInto(cs[0], buf)
-		if err != nil {
-			return nil, err
-		}
-		return [][]byte{data}, nil
+		return s.getOneInto(cs[0], buf)
 	}
-	p, start := locs[0].p, locs[0].dataOff()
+	p := locs[0].p
 	end := locs[len(locs)-1].dataOff() + int64(locs[len(locs)-1].size)
 	fi, err := p.f.Stat()
 	if err != nil {
@@ -821,18 +830,14 @@ func (s *Store) GetManyInto(cs []cid.Cid, buf []byte) ([][]byte, error) {
 	}
 	after, err := p.f.Stat()
 	same := err == nil && idOf(after) == id
+	sameRun := func() bool { return same }
 	out := make([][]byte, 0, len(locs))
 	for i, l := range locs {
 		data := span[l.dataOff()-start : l.dataOff()-start+int64(l.size)]
-		if !(same && s.verified.has(keys[i], p.seq, epoch)) {
-			if s.check(cs[i], data) != nil {
-				// GetInto reads it again, drops it if it is still
-				// corrupt and reports it; the caller asks for it next.
-				break
-			}
-			if same {
-				s.verified.add(keys[i], p.seq, epoch, id, s.now())
-			}
+		if s.vouch(cs[i], keys[i], p, id, epoch, sameRun, true, data) != nil {
+			// GetInto reads it again, drops it if it is still corrupt
+			// and reports it; the caller asks for it next.
+			break
 		}
 		out = append(out, data)
 	}
@@ -849,12 +854,4 @@ func (s *Store) getOneInto(c cid.Cid, buf []byte) ([][]byte, error) {
 		return nil, err
 	}
 	return [][]byte{data}, nil
-}
-
-// firstOff is where the run locs (l first if it is empty) starts reading.
-func firstOff(locs []loc, l loc) int64 {
-	if len(locs) == 0 {
-		return l.dataOff()
-	}
-	return locs[0].dataOff()
 }
